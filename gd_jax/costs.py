@@ -1,0 +1,58 @@
+"""Costs and scores of a batch of outputs against its labels.
+
+Every cost is a mean over the examples of the batch, so the cost of a mini-batch is an
+unbiased estimate of the cost of the whole training set and η keeps its meaning for
+any batch size.
+"""
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+
+def mse(outputs: jax.Array, targets: jax.Array) -> jax.Array:
+    """The quadratic cost C = (1/n) Σ_x ½‖y(x) − a(x)‖².
+
+    The sum runs over the output units and the mean over the ``n`` examples: the
+    textbook's convention, under which η = 3.0 is its learning rate. Averaging over the
+    10 outputs as well would divide C (and its gradient) by 5: the same descent with η/5.
+
+    Args:
+      outputs: network outputs ``a``, shape ``[n, k]``.
+      targets: desired outputs ``y`` (one-hot), shape ``[n, k]``.
+
+    Returns:
+      A scalar, ≥ 0, and 0 only when every output equals its target.
+    """
+    return 0.5 * jnp.mean(jnp.sum(jnp.square(targets - outputs), axis=-1))
+
+
+def cross_entropy(logits: jax.Array, targets: jax.Array) -> jax.Array:
+    """The softmax cross-entropy C = −(1/n) Σ_x Σ_j y_j log softmax(z)_j.
+
+    Args:
+      logits: unnormalised outputs ``z``, shape ``[n, k]``.
+      targets: one-hot labels, shape ``[n, k]``.
+
+    Returns:
+      The mean cross-entropy in nats.
+    """
+    return -jnp.mean(jnp.sum(targets * jax.nn.log_softmax(logits, axis=-1), axis=-1))
+
+
+def perplexity(mean_cross_entropy: jax.Array) -> jax.Array:
+    """exp(mean cross-entropy): the effective number of classes the model hesitates among."""
+    return jnp.exp(mean_cross_entropy)
+
+
+def accuracy(outputs: jax.Array, labels: jax.Array) -> jax.Array:
+    """The fraction of examples whose largest output is at the true label."""
+    return jnp.mean(jnp.argmax(outputs, axis=-1) == labels)
+
+
+# Each cost with the output layer it expects (see ``model.OUTPUTS``).
+COSTS: dict[str, tuple[Callable[[jax.Array, jax.Array], jax.Array], str]] = {
+    "mse": (mse, "sigmoid"),
+    "cross_entropy": (cross_entropy, "logits"),
+}
