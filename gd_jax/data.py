@@ -1,0 +1,297 @@
+"""Image classification datasets as plain numpy arrays.
+
+Every source ends up the same way: flattened float32 pixels in [0, 1] and int32
+labels, a train/test split from the source, and an optional validation set cut
+deterministically from the end of the training set. Nothing here imports
+TensorFlow unless a TFDS dataset is asked for, so training code stays TF-free.
+
+Sources (the value of ``--dataset``):
+
+* ``digits``: scikit-learn's embedded 8x8 digits; offline, 1,347 train / 450 test.
+* ``mnist``, ``fashion_mnist``: tensorflow-datasets; downloaded and cached on first use.
+* ``idx:DIR``: a folder of the four MNIST-format IDX files, raw or gzipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import os
+import zlib
+from typing import NamedTuple
+
+import numpy as np
+from absl import logging
+
+from gd_jax.errors import GdJaxError
+
+_NUM_CLASSES = 10
+
+_CHOICES = "mnist, fashion_mnist, digits, idx:DIR"
+_OFFLINE_HINT = (
+    "Use --dataset=digits (scikit-learn's 8x8 digits, embedded, works offline) or "
+    "--dataset=idx:DIR (a folder of the four MNIST-format IDX files, e.g. "
+    "/usr/share/datasets/fashion-mnist from Debian's dataset-fashion-mnist package)."
+)
+_IDX_FIX = "Re-download or re-extract the IDX files, or pick another --dataset."
+# (magic number, number of dimensions) per IDX file kind; 0x08 in the magic means uint8.
+_IDX_IMAGES = (0x00000803, 3)
+_IDX_LABELS = (0x00000801, 1)
+
+
+class DataError(GdJaxError):
+    """A dataset that cannot be loaded: an unknown name, bad files or no network."""
+
+
+class Split(NamedTuple):
+    """Examples of one split.
+
+    Attributes:
+      x: float32 ``[n, d]``, flattened images with pixels in [0, 1].
+      labels: int32 ``[n]``, class indices in ``0..num_classes-1``.
+    """
+
+    x: np.ndarray
+    labels: np.ndarray
+
+
+class Dataset(NamedTuple):
+    """A dataset with train, validation and test splits.
+
+    Attributes:
+      name: The ``--dataset`` value it was loaded from, e.g. ``"digits"``.
+      train: Training examples.
+      validation: Held-out training examples; 0 of them when none were asked for.
+      test: The source's test split.
+      image_shape: ``(rows, cols)`` of one image, e.g. ``(28, 28)``.
+      num_classes: Number of classes.
+    """
+
+    name: str
+    train: Split
+    validation: Split
+    test: Split
+    image_shape: tuple[int, int]
+    num_classes: int
+
+
+def load(
+    name: str,
+    *,
+    data_dir: str | None = None,
+    validation_size: int = 0,
+    train_size: int | None = None,
+) -> Dataset:
+    """Loads a dataset and splits off a validation set.
+
+    Both cuts are deterministic: the last ``validation_size`` training examples
+    become the validation set (MNIST's 60,000 with 10,000 gives the usual
+    50,000/10,000), then only the first ``train_size`` of the rest are kept.
+
+    Args:
+      name: ``"mnist"``, ``"fashion_mnist"``, ``"digits"`` or ``"idx:DIR"``.
+      data_dir: tensorflow-datasets cache folder; ``None`` uses TFDS's default.
+      validation_size: Number of training examples to hold out, ``0 <= N < n_train``.
+      train_size: Number of training examples to keep after the holdout; ``None``
+        keeps all of them.
+
+    Returns:
+      The dataset.
+
+    Raises:
+      DataError: for an unknown name, unreadable files, a failed download or sizes
+        out of range.
+    """
+    if name == "digits":
+        train, test, image_shape = _load_digits()
+    elif name in ("mnist", "fashion_mnist"):
+        train, test, image_shape = _load_tfds(name, data_dir)
+    elif name.startswith("idx:"):
+        train, test, image_shape = _load_idx(name.removeprefix("idx:"))
+    else:
+        raise DataError(f"--dataset={name!r} is not a dataset; choose one of {_CHOICES}.")
+
+    n = len(train.labels)
+    if not 0 <= validation_size < n:
+        raise DataError(
+            f"--validation_size={validation_size} is out of range: {name} has {n} training "
+            f"examples, so it must be at least 0 and less than {n}."
+        )
+    rest = n - validation_size
+    keep = rest if train_size is None else train_size
+    if not 1 <= keep <= rest:
+        raise DataError(
+            f"--train_size={train_size} is out of range: {name} has {rest} training examples "
+            f"left after --validation_size={validation_size}, so it must be between 1 and {rest}."
+        )
+    return Dataset(
+        name=name,
+        train=_split(train.x[:keep], train.labels[:keep]),
+        validation=_split(train.x[rest:], train.labels[rest:]),
+        test=test,
+        image_shape=image_shape,
+        num_classes=_NUM_CLASSES,
+    )
+
+
+def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Encodes class indices as rows of the identity matrix.
+
+    Args:
+      labels: Integer ``[n]`` class indices in ``0..num_classes-1``.
+      num_classes: Number of classes.
+
+    Returns:
+      float32 ``[n, num_classes]`` with ``out[i, labels[i]] = 1`` and zeros elsewhere.
+    """
+    return np.eye(num_classes, dtype=np.float32)[np.asarray(labels)]
+
+
+def _split(x: np.ndarray, labels: np.ndarray) -> Split:
+    return Split(
+        np.ascontiguousarray(x, dtype=np.float32), np.ascontiguousarray(labels, dtype=np.int32)
+    )
+
+
+def _pixels(images: np.ndarray) -> np.ndarray:
+    """uint8 ``[n, rows, cols(, 1)]`` -> float32 ``[n, rows*cols]`` in [0, 1]."""
+    x = images.reshape(len(images), -1).astype(np.float32)
+    x /= 255  # in place: MNIST's training set is 188 MB as float32, no need for two
+    return x
+
+
+def _load_digits() -> tuple[Split, Split, tuple[int, int]]:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    # A fixed generator of its own, so the split never depends on the training seed.
+    order = np.random.default_rng(0).permutation(len(digits.target))
+    x = digits.data[order] / 16  # pixel values are 0..16
+    labels = digits.target[order]
+    n_train = 1347  # 75% of 1,797, scikit-learn's default train_test_split ratio
+    return (
+        _split(x[:n_train], labels[:n_train]),
+        _split(x[n_train:], labels[n_train:]),
+        (8, 8),
+    )
+
+
+def _load_tfds(name: str, data_dir: str | None) -> tuple[Split, Split, tuple[int, int]]:
+    import tensorflow as tf
+
+    # TF only decodes images here; on a GPU it would grab memory that JAX needs. The
+    # RuntimeError means TF already initialised its devices: too late to hide them.
+    with contextlib.suppress(RuntimeError):
+        tf.config.set_visible_devices([], "GPU")
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder(name, data_dir=data_dir)
+    if not builder.is_prepared():
+        logging.info(
+            "Downloading %s once into %s (about 11 MB for MNIST). Without network access "
+            "this fails only after several retries, a few minutes.",
+            name,
+            builder.data_dir,
+        )
+        try:
+            builder.download_and_prepare()
+        except ModuleNotFoundError as e:
+            # tensorflow-datasets imports some of its dependencies only when it downloads.
+            raise DataError(
+                f"tensorflow-datasets could not prepare {name}: it needs the Python module "
+                f"{e.name!r}, which is not installed; install it (pip install {e.name}) and "
+                f"try again. {_OFFLINE_HINT}"
+            ) from e
+        except Exception as e:  # requests, OSError, tf errors...: all get the same advice
+            message = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise DataError(
+                f"Downloading {name} with tensorflow-datasets failed ({message}); it is not "
+                f"in the cache at {builder.data_dir} yet, and needs network access once. "
+                f"{_OFFLINE_HINT}"
+            ) from e
+    # batch_size=-1 in tfds.load aborts the process under TF 2.21, so batch by hand.
+    train, test = (
+        _split(_pixels(np.concatenate(images)), np.concatenate(labels))
+        for images, labels in (
+            zip(*ds.batch(10_000).as_numpy_iterator(), strict=True)
+            for ds in builder.as_dataset(split=["train", "test"], as_supervised=True)
+        )
+    )
+    return train, test, (28, 28)
+
+
+def _load_idx(folder: str) -> tuple[Split, Split, tuple[int, int]]:
+    if not os.path.isdir(folder):
+        raise DataError(
+            f"--dataset=idx:{folder}: the folder {folder} does not exist. Point it at a folder "
+            f"holding train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte "
+            f"and t10k-labels-idx1-ubyte (each optionally .gz). {_OFFLINE_HINT}"
+        )
+    splits = []
+    for prefix in ("train", "t10k"):
+        images_path = _find_idx(folder, f"{prefix}-images-idx3-ubyte")
+        labels_path = _find_idx(folder, f"{prefix}-labels-idx1-ubyte")
+        images = _read_idx(images_path, *_IDX_IMAGES)
+        labels = _read_idx(labels_path, *_IDX_LABELS)
+        if len(images) != len(labels):
+            raise DataError(
+                f"{images_path} holds {len(images)} images but {labels_path} holds "
+                f"{len(labels)} labels; they must be the same split. {_IDX_FIX}"
+            )
+        if labels.max(initial=0) >= _NUM_CLASSES:
+            raise DataError(
+                f"{labels_path} holds label {labels.max()}, but labels must be 0 to "
+                f"{_NUM_CLASSES - 1}. {_IDX_FIX}"
+            )
+        splits.append((images_path, images, labels))
+    (train_path, train_images, train_labels), (test_path, test_images, test_labels) = splits
+    if train_images.shape[1:] != test_images.shape[1:]:
+        raise DataError(
+            f"{train_path} holds {train_images.shape[1:]} images but {test_path} holds "
+            f"{test_images.shape[1:]} images; both splits must share one size. {_IDX_FIX}"
+        )
+    return (
+        _split(_pixels(train_images), train_labels),
+        _split(_pixels(test_images), test_labels),
+        (int(train_images.shape[1]), int(train_images.shape[2])),
+    )
+
+
+def _find_idx(folder: str, stem: str) -> str:
+    """Returns the path of ``stem`` in ``folder``, raw or gzipped, either spelling."""
+    dotted = stem.replace("-idx", ".idx")  # some mirrors write train-images.idx3-ubyte
+    names = [stem, f"{stem}.gz", dotted, f"{dotted}.gz"]
+    for name in names:
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):
+            return path
+    raise DataError(
+        f"--dataset=idx:{folder}: {stem} is missing; looked for {', '.join(names)} in "
+        f"{folder}. Put the four MNIST-format IDX files there. {_OFFLINE_HINT}"
+    )
+
+
+def _read_idx(path: str, magic: int, ndim: int) -> np.ndarray:
+    """Reads an IDX file of uint8 data: big-endian magic, ``ndim`` uint32 sizes, then data."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+        if path.endswith(".gz"):
+            raw = gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError
+        raise DataError(f"{path} could not be read or unzipped ({e}). {_IDX_FIX}") from e
+    header = 4 * (1 + ndim)
+    found = int.from_bytes(raw[:4], "big")
+    if found != magic or len(raw) < header:
+        raise DataError(
+            f"{path} is not an IDX {'image' if ndim == 3 else 'label'} file: it starts with "
+            f"magic number {found} (0x{found:08x}), expected {magic} (0x{magic:08x}). {_IDX_FIX}"
+        )
+    shape = tuple(int(s) for s in np.frombuffer(raw, ">u4", count=ndim, offset=4))
+    data = np.frombuffer(raw, np.uint8, offset=header)
+    if data.size != np.prod(shape):
+        raise DataError(
+            f"{path} is truncated or padded: its header says {shape[0]} examples of shape "
+            f"{shape[1:]} ({np.prod(shape)} bytes of data), but it holds {data.size}. {_IDX_FIX}"
+        )
+    return data.reshape(shape)

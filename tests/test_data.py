@@ -1,0 +1,264 @@
+"""Tests for gd_jax.data: every source offline, on tiny files or mocked TFDS."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gd_jax import data
+
+DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
+ROWS, COLS = 4, 3  # deliberately not square, to catch a swapped rows/cols
+
+
+def _check_split(split: data.Split, n: int, d: int) -> None:
+    assert split.x.shape == (n, d) and split.labels.shape == (n,)
+    assert split.x.dtype == np.float32 and split.labels.dtype == np.int32
+    assert split.x.flags.c_contiguous and split.labels.flags.c_contiguous
+    assert isinstance(split.x, np.ndarray) and isinstance(split.labels, np.ndarray)
+    if n:
+        assert split.x.min() >= 0 and split.x.max() <= 1
+        assert split.labels.min() >= 0 and split.labels.max() < 10
+
+
+# --- digits -------------------------------------------------------------------------
+
+
+def test_digits_shapes_and_ranges():
+    ds = data.load("digits")
+    assert (ds.name, ds.image_shape, ds.num_classes) == ("digits", (8, 8), 10)
+    _check_split(ds.train, 1347, 64)
+    _check_split(ds.validation, 0, 64)
+    _check_split(ds.test, 450, 64)
+    assert ds.train.x.max() == 1  # 16/16: the scaling uses the full range
+
+
+def test_digits_split_is_deterministic_and_a_permutation():
+    from sklearn.datasets import load_digits
+
+    a, b = data.load("digits"), data.load("digits")
+    for split_a, split_b in zip(a[1:4], b[1:4], strict=True):
+        np.testing.assert_array_equal(split_a.x, split_b.x)
+        np.testing.assert_array_equal(split_a.labels, split_b.labels)
+
+    # Train and test together hold each original example exactly once: compare sorted
+    # rows rather than sets, since a few digits images are duplicates of each other.
+    def sorted_rows(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        rows = np.column_stack([x, labels])
+        return rows[np.lexsort(rows.T[::-1])]
+
+    digits = load_digits()
+    ours = sorted_rows(
+        np.concatenate([a.train.x, a.test.x]) * 16, np.concatenate([a.train.labels, a.test.labels])
+    )
+    np.testing.assert_array_equal(ours, sorted_rows(digits.data, digits.target))
+
+
+def test_validation_is_last_and_train_size_is_first():
+    full = data.load("digits")
+    ds = data.load("digits", validation_size=300, train_size=100)
+    _check_split(ds.train, 100, 64)
+    _check_split(ds.validation, 300, 64)
+    np.testing.assert_array_equal(ds.train.x, full.train.x[:100])
+    np.testing.assert_array_equal(ds.validation.x, full.train.x[-300:])
+    np.testing.assert_array_equal(ds.validation.labels, full.train.labels[-300:])
+    np.testing.assert_array_equal(ds.test.x, full.test.x)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "flag"),
+    [
+        ({"validation_size": -1}, "--validation_size"),
+        ({"validation_size": 1347}, "--validation_size"),
+        ({"train_size": 0}, "--train_size"),
+        ({"validation_size": 347, "train_size": 1001}, "--train_size"),
+    ],
+)
+def test_bad_sizes(kwargs: dict[str, int], flag: str):
+    with pytest.raises(data.DataError, match=flag):
+        data.load("digits", **kwargs)
+
+
+def test_unknown_dataset():
+    with pytest.raises(data.DataError, match="--dataset") as e:
+        data.load("cifar10")
+    assert "cifar10" in str(e.value) and "idx:DIR" in str(e.value)
+
+
+def test_one_hot():
+    got = data.one_hot(np.array([2, 0, 1, 2], np.int32), 3)
+    want = np.array([[0, 0, 1], [1, 0, 0], [0, 1, 0], [0, 0, 1]], np.float32)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, want)
+
+
+# --- IDX files ----------------------------------------------------------------------
+
+
+def _idx_bytes(array: np.ndarray, magic: int) -> bytes:
+    sizes = np.array(array.shape, ">u4").tobytes()
+    return magic.to_bytes(4, "big") + sizes + array.astype(np.uint8).tobytes()
+
+
+def _write_idx_folder(folder: Path, *, gz: bool, n_train: int = 12, n_test: int = 5) -> dict:
+    """Writes a small random IDX dataset and returns the arrays written, by file stem."""
+    rng = np.random.default_rng(1)
+    arrays = {
+        "train-images-idx3-ubyte": rng.integers(0, 256, (n_train, ROWS, COLS), dtype=np.uint8),
+        "train-labels-idx1-ubyte": rng.integers(0, 10, n_train, dtype=np.uint8),
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, ROWS, COLS), dtype=np.uint8),
+        "t10k-labels-idx1-ubyte": rng.integers(0, 10, n_test, dtype=np.uint8),
+    }
+    folder.mkdir(exist_ok=True)
+    for stem, array in arrays.items():
+        raw = _idx_bytes(array, 2051 if array.ndim == 3 else 2049)
+        (folder / (stem + ".gz" if gz else stem)).write_bytes(gzip.compress(raw) if gz else raw)
+    return arrays
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_idx_round_trip(tmp_path: Path, gz: bool):
+    arrays = _write_idx_folder(tmp_path, gz=gz)
+    ds = data.load(f"idx:{tmp_path}", validation_size=2)
+    assert ds.image_shape == (ROWS, COLS) and ds.name == f"idx:{tmp_path}"
+    _check_split(ds.train, 10, ROWS * COLS)
+    _check_split(ds.validation, 2, ROWS * COLS)
+    _check_split(ds.test, 5, ROWS * COLS)
+    images = arrays["train-images-idx3-ubyte"].reshape(12, -1).astype(np.float32) / 255
+    np.testing.assert_array_equal(np.concatenate([ds.train.x, ds.validation.x]), images)
+    np.testing.assert_array_equal(ds.train.labels, arrays["train-labels-idx1-ubyte"][:10])
+    np.testing.assert_array_equal(
+        ds.test.x, arrays["t10k-images-idx3-ubyte"].reshape(5, -1) / np.float32(255)
+    )
+    np.testing.assert_array_equal(ds.test.labels, arrays["t10k-labels-idx1-ubyte"])
+
+
+def test_idx_dot_spelling(tmp_path: Path):
+    _write_idx_folder(tmp_path, gz=False)
+    for path in tmp_path.iterdir():
+        path.rename(path.with_name(path.name.replace("-idx", ".idx")))
+    assert len(data.load(f"idx:{tmp_path}").train.labels) == 12
+
+
+def _rewrite(stem: str, array: np.ndarray, magic: int) -> Callable[[Path], None]:
+    return lambda folder: (folder / stem).write_bytes(_idx_bytes(array, magic))
+
+
+def _truncate(folder: Path) -> None:
+    path = folder / "train-images-idx3-ubyte"
+    path.write_bytes(path.read_bytes()[:-7])
+
+
+def _bad_gz(content: Callable[[bytes], bytes]) -> Callable[[Path], None]:
+    def corrupt(folder: Path) -> None:
+        raw = folder / "train-images-idx3-ubyte"
+        (folder / "train-images-idx3-ubyte.gz").write_bytes(content(raw.read_bytes()))
+        raw.unlink()  # the raw file would be preferred over the .gz one
+
+    return corrupt
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "culprit"),
+    [
+        pytest.param(
+            lambda f: (f / "t10k-labels-idx1-ubyte").unlink(),
+            "t10k-labels-idx1-ubyte",
+            id="missing-file",
+        ),
+        pytest.param(
+            _rewrite("train-images-idx3-ubyte", np.zeros((12, ROWS, COLS)), 2049),
+            "train-images-idx3-ubyte",
+            id="wrong-magic",
+        ),
+        pytest.param(_truncate, "train-images-idx3-ubyte", id="truncated"),
+        pytest.param(
+            _rewrite("t10k-labels-idx1-ubyte", np.zeros(4), 2049),
+            "t10k-labels-idx1-ubyte",
+            id="count-mismatch",
+        ),
+        pytest.param(
+            _rewrite("train-labels-idx1-ubyte", np.full(12, 10), 2049),
+            "train-labels-idx1-ubyte",
+            id="label-10",
+        ),
+        pytest.param(_bad_gz(lambda raw: b"not gzip" + raw), "train-images", id="not-gzip"),
+        pytest.param(
+            _bad_gz(lambda raw: gzip.compress(raw)[:-20]), "train-images", id="truncated-gzip"
+        ),
+    ],
+)
+def test_idx_errors_name_the_file(tmp_path: Path, corrupt: Callable[[Path], None], culprit: str):
+    _write_idx_folder(tmp_path, gz=False)
+    corrupt(tmp_path)
+    with pytest.raises(data.DataError, match=culprit):
+        data.load(f"idx:{tmp_path}")
+
+
+def test_idx_missing_folder(tmp_path: Path):
+    with pytest.raises(data.DataError, match="no-such-folder"):
+        data.load(f"idx:{tmp_path / 'no-such-folder'}")
+
+
+@pytest.mark.skipif(
+    not os.path.isdir(DEBIAN_FASHION_MNIST), reason="Debian's dataset-fashion-mnist not installed"
+)
+def test_debian_fashion_mnist():
+    ds = data.load(f"idx:{DEBIAN_FASHION_MNIST}", validation_size=10_000)
+    assert ds.image_shape == (28, 28)
+    _check_split(ds.train, 50_000, 784)
+    _check_split(ds.validation, 10_000, 784)
+    _check_split(ds.test, 10_000, 784)
+    assert set(np.unique(ds.test.labels)) == set(range(10))
+
+
+# --- tensorflow-datasets ------------------------------------------------------------
+
+
+def test_tfds_mocked():
+    tfds = pytest.importorskip("tensorflow_datasets")
+    # mock_data makes download_and_prepare a no-op and generates random examples,
+    # num_examples per split.
+    with tfds.testing.mock_data(num_examples=30):
+        ds = data.load("mnist", validation_size=10, train_size=15)
+    assert ds.image_shape == (28, 28) and ds.num_classes == 10
+    _check_split(ds.train, 15, 784)
+    _check_split(ds.validation, 10, 784)
+    _check_split(ds.test, 30, 784)
+    assert ds.train.x.max() > 0.5  # really rescaled from uint8, not left at 0..255 or zeroed
+
+
+@pytest.mark.parametrize(
+    ("error", "says"),
+    [
+        (OSError("Max retries exceeded with url: mnist.gz\nmore detail"), "Max retries exceeded"),
+        (
+            ModuleNotFoundError(
+                "No module named 'importlib_resources'", name="importlib_resources"
+            ),
+            "pip install importlib_resources",
+        ),
+    ],
+)
+def test_tfds_download_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: Exception, says: str
+):
+    tfds = pytest.importorskip("tensorflow_datasets")
+
+    def fail(*args, **kwargs):
+        raise error
+
+    # The real thing, offline, fails the same way after minutes of retries.
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", fail)
+    with pytest.raises(data.DataError) as e:
+        data.load("mnist", data_dir=str(tmp_path))
+    message = str(e.value)
+    assert says in message and "more detail" not in message
+    assert "--dataset=digits" in message and "--dataset=idx:DIR" in message
+    if isinstance(error, OSError):
+        assert str(tmp_path) in message
