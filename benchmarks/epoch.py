@@ -1,0 +1,87 @@
+"""Seconds per epoch of the seed's training loop on MNIST-shaped data.
+
+Synthetic data (50,000 × 784, 10 classes) stands in for MNIST: the cost of an epoch does
+not depend on the pixel values. Prints a table and writes benchmarks/results.json.
+
+    python -m benchmarks.epoch [--epochs=3]
+"""
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import jax
+from absl import app, flags
+
+from gd_jax import model, optim, train
+
+flags.DEFINE_integer("epochs", 3, "Timed epochs per case (after one compile).")
+flags.DEFINE_string("out", str(Path(__file__).with_name("results.json")), "Where to save.")
+FLAGS = flags.FLAGS
+
+CASES = [((784, 30, 10), 10), ((784, 16, 16, 10), 10), ((784, 30, 10), 0)]
+
+
+def time_case(sizes, batch_size, x, labels, epochs):
+    tx = optim.make("gd", 3.0)
+    loss = train.make_loss("mse", "sigmoid")
+    state = train.init_state(model.init_params(jax.random.key(0), sizes), tx)
+    epoch = jax.jit(train.make_epoch(loss, tx, batch_size))
+    key = jax.random.key(1)
+    tic = time.perf_counter()
+    compiled = epoch.lower(state, x, labels, key).compile()
+    compile_seconds = time.perf_counter() - tic
+    seconds = []
+    for e in range(epochs):
+        tic = time.perf_counter()
+        state, cost = compiled(state, x, labels, train.epoch_key(key, e))
+        jax.block_until_ready(cost)
+        seconds.append(time.perf_counter() - tic)
+    best = min(seconds)
+    return {
+        "network": "-".join(map(str, sizes)),
+        "batch_size": batch_size,
+        "seconds_per_epoch": best,
+        "examples_per_second": len(labels) / best,
+        "compile_seconds": compile_seconds,
+    }
+
+
+def processor_name() -> str:
+    """The CPU's model name where Linux tells it, else the architecture."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
+def main(argv):
+    del argv
+    kx, ky = jax.random.split(jax.random.key(0))
+    x = jax.random.uniform(kx, (50_000, 784))
+    labels = jax.random.randint(ky, (50_000,), 0, 10)
+    rows = [time_case(s, b, x, labels, FLAGS.epochs) for s, b in CASES]
+    print(f"{'network':<16}{'batch':>7}{'s/epoch':>10}{'examples/s':>13}{'compile s':>11}")
+    for r in rows:
+        batch = r["batch_size"] or "full"
+        print(
+            f"{r['network']:<16}{batch!s:>7}{r['seconds_per_epoch']:>10.3f}"
+            f"{r['examples_per_second']:>13,.0f}{r['compile_seconds']:>11.2f}"
+        )
+    machine = {
+        "processor": processor_name(),
+        "cpu_cores": os.cpu_count(),
+        "device": jax.devices()[0].device_kind,
+        "jax": jax.__version__,
+    }
+    Path(FLAGS.out).write_text(json.dumps({"machine": machine, "epoch": rows}, indent=2) + "\n")
+    print(f"saved {FLAGS.out}")
+
+
+if __name__ == "__main__":
+    app.run(main)
