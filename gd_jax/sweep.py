@@ -1,0 +1,259 @@
+"""Many networks trained as one program: ``train``'s epoch, vmapped over a network axis.
+
+Every leaf of the state carries a leading axis of N networks, each with its own learning
+rate (held in its optimiser state), initialisation seed and, unless they share one, data
+order. The dataset is an unbatched argument: stored once, read by all. A network whose
+cost stops being finite is frozen at its last finite state and flagged with the step at
+which it failed; the others go on untouched, because no operation mixes networks.
+
+Networks follow the same key discipline as a single run (``experiment.train_run``):
+``init_key, data_key = split(key(seed))``, so network *i* of a sweep trains exactly as
+``experiments/train.py --seed=seed_i --learning_rate=eta_i`` does.
+"""
+
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gd_jax import model, optim, train
+
+
+class Networks(NamedTuple):
+    """The per-network settings of a sweep, as arrays of length N."""
+
+    learning_rate: np.ndarray  # float [N]
+    seed: np.ndarray  # int [N]
+
+    def __len__(self) -> int:
+        return len(self.learning_rate)
+
+    def take(self, index) -> "Networks":
+        return Networks(self.learning_rate[index], self.seed[index])
+
+
+def grid(learning_rates, seeds) -> Networks:
+    """Every learning rate with every seed, learning rate major."""
+    eta, seed = np.meshgrid(np.asarray(learning_rates, float), np.asarray(seeds), indexing="ij")
+    return Networks(eta.ravel(), seed.ravel().astype(np.int64))
+
+
+class SweepState(NamedTuple):
+    train: train.TrainState  # leaves [N, ...]
+    alive: jax.Array  # bool [N]: still finite
+    diverged_step: jax.Array  # int32 [N]: the update that made the cost non-finite; -1 if none
+
+
+def keys(seeds) -> tuple[jax.Array, jax.Array]:
+    """``(init_keys, data_keys)`` of each network, as in a single run."""
+    pairs = jax.vmap(lambda s: jax.random.split(jax.random.key(s)))(jnp.asarray(seeds))
+    return pairs[:, 0], pairs[:, 1]
+
+
+def init(networks: Networks, *, sizes, scheme: str, tx) -> SweepState:
+    """Fresh states for all networks, η of network *i* in its optimiser state."""
+    # Eager on purpose: XLA compiles the vmapped random draws slowly (seconds), while
+    # eager ops compile once per shape and are then cached for every later sweep.
+    init_keys, _ = keys(networks.seed)
+    params = jax.vmap(lambda k: model.init_params(k, sizes, scheme))(init_keys)
+    opt_state = jax.vmap(tx.init)(params)
+    opt_state = optim.set_learning_rate(opt_state, jnp.asarray(networks.learning_rate))
+    n = len(networks)
+    step = jnp.zeros((n,), jnp.int32)
+    alive = jnp.ones((n,), bool)
+    return SweepState(train.TrainState(params, opt_state, step), alive, -jnp.ones((n,), jnp.int32))
+
+
+def _all_finite(tree) -> jax.Array:
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]))
+
+
+def guard(step: Callable) -> Callable:
+    """Wraps ``step(train_state, *batch) -> (train_state, cost)`` so that an update
+    with a non-finite cost or result is not applied and the network is frozen."""
+
+    def guarded(state: SweepState, *batch):
+        new, cost = step(state.train, *batch)
+        ok = state.alive & jnp.isfinite(cost) & _all_finite(new.params)
+        kept = jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, state.train)
+        failed = state.alive & ~ok
+        diverged_step = jnp.where(failed, state.train.step + 1, state.diverged_step)
+        return SweepState(kept, ok, diverged_step), jnp.where(ok, cost, jnp.nan)
+
+    return guarded
+
+
+def make_epoch(loss: train.Loss, tx, batch_size: int, *, shared_order: bool):
+    """The vmapped epoch: ``epoch(state, x, labels, keys) -> (state, avg cost [N])``.
+
+    ``keys`` is one key when ``shared_order`` (the permutation, and each batch's gather,
+    is then computed once for all networks) or one key per network.
+    """
+    step = guard(train.make_step(loss, tx))
+
+    def one(state: SweepState, x, labels, key):
+        if batch_size == 0:
+            return step(state, x, labels)
+        n = x.shape[0]
+        batches = n // batch_size
+        order = jax.random.permutation(key, n)[: batches * batch_size]
+
+        def body(state, idx):
+            return step(state, x[idx], labels[idx])
+
+        state, costs = jax.lax.scan(body, state, order.reshape(batches, batch_size))
+        return state, jnp.mean(costs)  # NaN once frozen: the epoch did not finish
+
+    return jax.vmap(one, in_axes=(0, None, None, None if shared_order else 0))
+
+
+def chunked_mean(fn: Callable, x: jax.Array, labels: jax.Array, chunk: int):
+    """The mean over examples of ``fn(x_chunk, labels_chunk)`` (itself a mean over its
+    chunk), evaluated ``chunk`` examples at a time so N networks × n examples of hidden
+    activations never sit in memory at once. Works for any pytree output (costs, grads)."""
+    n = x.shape[0]
+    if n <= chunk:
+        return fn(x, labels)
+    full = n // chunk
+    head = n - n % chunk
+
+    def body(total, i):
+        xs = jax.lax.dynamic_slice_in_dim(x, i * chunk, chunk)
+        ys = jax.lax.dynamic_slice_in_dim(labels, i * chunk, chunk)
+        return jax.tree.map(lambda t, v: t + v * chunk, total, fn(xs, ys)), None
+
+    zero = jax.tree.map(jnp.zeros_like, jax.eval_shape(fn, x[:chunk], labels[:chunk]))
+    total, _ = jax.lax.scan(body, zero, jnp.arange(full))
+    if head < n:
+        rest = fn(x[head:], labels[head:])
+        total = jax.tree.map(lambda t, v: t + v * (n - head), total, rest)
+    return jax.tree.map(lambda t: t / n, total)
+
+
+def make_measure(cost: str, activation: str, splits: tuple[str, ...], chunk: int):
+    """Per-network scores after an epoch: ``measure(params, train, evals) -> dict``.
+
+    Keys: ``train_cost``, ``train_accuracy``, ``grad_norm`` (‖∇C‖ on the whole
+    training set) and ``{split}_cost``, ``{split}_accuracy`` for each of ``splits``.
+    """
+    evaluate = train.make_evaluate(cost, activation)
+    gradient = train.make_gradient(train.make_loss(cost, activation))
+
+    def one(params, train_xy, evals):
+        scores = {}
+        for name, (x, labels) in (("train", train_xy), *zip(splits, evals, strict=True)):
+            values = chunked_mean(lambda a, b: evaluate(params, a, b), x, labels, chunk)
+            scores.update({f"{name}_{k}": v for k, v in values.items()})
+        grads = chunked_mean(lambda a, b: gradient(params, a, b), *train_xy, chunk)
+        scores["grad_norm"] = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads)))
+        return scores
+
+    return jax.vmap(one, in_axes=(0, None, None))
+
+
+class SweepResult(NamedTuple):
+    networks: Networks
+    metrics: dict[str, np.ndarray]  # name -> [epochs + 1, N]; NaN after divergence
+    params: Any  # final (or frozen) parameters, numpy leaves [N, ...]
+    diverged_step: np.ndarray  # int [N], -1 if never
+    diverged_epoch: np.ndarray  # int [N], -1 if never
+    seconds_per_epoch: float
+    compile_seconds: float
+
+
+def fit(
+    networks: Networks,
+    train_xy: tuple[jax.Array, jax.Array],
+    evals: dict[str, tuple[jax.Array, jax.Array]],
+    *,
+    sizes,
+    init_scheme: str,
+    cost: str,
+    activation: str,
+    optimizer: str,
+    momentum: float | None,
+    batch_size: int,
+    epochs: int,
+    shared_order: bool,
+    order_seed: int = 0,
+    eval_chunk: int = 10_000,
+    on_epoch: Callable[[int, dict[str, np.ndarray], float], None] | None = None,
+) -> SweepResult:
+    """Trains all ``networks`` for ``epochs`` epochs as one compiled program per epoch.
+
+    Args:
+      networks: η and seed of each network.
+      train_xy: the training ``(x, labels)``, on the device, shared by all networks.
+      evals: other splits to score each epoch; empty splits are skipped.
+      sizes, init_scheme, cost, activation: the model, as for a single run.
+      optimizer, momentum: the update rule; each network's η is its own.
+      batch_size: examples per step; 0 for full-batch gradient descent.
+      epochs: passes through the training data.
+      shared_order: all networks see the same mini-batches, drawn from the data key
+        of ``order_seed`` (so the network with that seed matches a single run);
+        otherwise each network draws from its own seed's data key.
+      eval_chunk: examples scored at a time.
+      on_epoch: called as ``on_epoch(epoch, metrics, seconds)`` after each epoch with
+        that epoch's per-network metrics (numpy arrays [N]), e.g. to log progress.
+
+    Returns:
+      A :class:`SweepResult`.
+    """
+    tx = optim.make(optimizer, 1.0, momentum)
+    loss = train.make_loss(cost, activation)
+    state = init(networks, sizes=sizes, scheme=init_scheme, tx=tx)
+    if shared_order:
+        data_key = keys(np.asarray([order_seed]))[1][0]
+        epoch_keys = lambda e: train.epoch_key(data_key, e)
+    else:
+        data_keys = keys(networks.seed)[1]
+        epoch_keys = lambda e: jax.vmap(train.epoch_key, in_axes=(0, None))(data_keys, e)
+    splits = tuple(name for name, (x, _) in evals.items() if x.shape[0])
+    eval_data = tuple(evals[name] for name in splits)
+    measure = jax.jit(make_measure(cost, activation, splits, eval_chunk))
+    x, labels = train_xy
+
+    tic = time.perf_counter()
+    epoch_fn = jax.jit(make_epoch(loss, tx, batch_size, shared_order=shared_order))
+    epoch_fn = epoch_fn.lower(state, x, labels, epoch_keys(1)).compile()
+    compile_seconds = time.perf_counter() - tic
+
+    history = []
+
+    def record(state, avg_cost):
+        scores = jax.device_get(measure(state.train.params, train_xy, eval_data))
+        scores = {k: np.asarray(v, np.float64) for k, v in scores.items()}
+        scores["avg_train_cost"] = np.asarray(avg_cost, np.float64)
+        dead = ~np.asarray(state.alive)
+        for v in scores.values():
+            v[dead] = np.nan
+        history.append(scores)
+        return scores
+
+    record(state, np.full(len(networks), np.nan))
+    seconds = []
+    for epoch in range(1, epochs + 1):
+        tic = time.perf_counter()
+        state, avg_cost = epoch_fn(state, x, labels, epoch_keys(epoch))
+        avg_cost = jax.block_until_ready(avg_cost)
+        seconds.append(time.perf_counter() - tic)
+        scores = record(state, avg_cost)
+        if on_epoch is not None:
+            on_epoch(epoch, scores, seconds[-1])
+
+    metrics = {k: np.stack([h[k] for h in history]) for k in history[0]}
+    diverged_step = np.asarray(state.diverged_step)
+    steps_per_epoch = train.num_batches(x.shape[0], batch_size)
+    diverged_epoch = np.where(diverged_step >= 0, (diverged_step - 1) // steps_per_epoch + 1, -1)
+    return SweepResult(
+        networks=networks,
+        metrics=metrics,
+        params=jax.device_get(state.train.params),
+        diverged_step=diverged_step,
+        diverged_epoch=diverged_epoch,
+        seconds_per_epoch=float(np.median(seconds)) if seconds else float("nan"),
+        compile_seconds=compile_seconds,
+    )

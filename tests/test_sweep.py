@@ -1,0 +1,118 @@
+"""The sweep engine: N networks in one program, each as if trained alone."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gd_jax import model, optim, sweep, train
+
+SIZES = (12, 8, 4)
+
+
+def data(n=80, seed=0):
+    kx, ky = jax.random.split(jax.random.key(seed))
+    return jax.random.uniform(kx, (n, SIZES[0])), jax.random.randint(ky, (n,), 0, SIZES[-1])
+
+
+def run(networks, *, cost="mse", activation="sigmoid", optimizer="gd", batch_size=10,
+        epochs=3, shared_order=False, **kw):  # fmt: skip
+    return sweep.fit(
+        networks, data(), {"test": data(30, seed=1)},
+        sizes=SIZES, init_scheme="normal", cost=cost, activation=activation,
+        optimizer=optimizer, momentum=None, batch_size=batch_size, epochs=epochs,
+        shared_order=shared_order, **kw,
+    )  # fmt: skip
+
+
+def alone(eta, seed, *, optimizer="gd", batch_size=10, epochs=3, order_seed=None):
+    """What experiment.train_run does for one network (same key discipline)."""
+    init_key, data_key = jax.random.split(jax.random.key(seed))
+    if order_seed is not None:
+        data_key = jax.random.split(jax.random.key(order_seed))[1]
+    tx = optim.make(optimizer, eta)
+    state = train.init_state(model.init_params(init_key, SIZES), tx)
+    results = list(
+        train.fit(state, data(), {"test": data(30, seed=1)}, cost="mse", activation="sigmoid",
+                  tx=tx, batch_size=batch_size, epochs=epochs, data_key=data_key)
+    )  # fmt: skip
+    return results[-1]
+
+
+def network(params, i):
+    return jax.tree.map(lambda leaf: leaf[i], params)
+
+
+@pytest.mark.parametrize("optimizer, batch_size", [("gd", 10), ("gd", 0), ("adam", 10)])
+def test_each_network_trains_exactly_as_it_would_alone(optimizer, batch_size):
+    networks = sweep.Networks(np.array([0.05, 0.5, 3.0]), np.array([0, 7, 7]))
+    result = run(networks, optimizer=optimizer, batch_size=batch_size)
+    for i, (eta, seed) in enumerate(zip(*networks, strict=True)):
+        single = alone(eta, int(seed), optimizer=optimizer, batch_size=batch_size)
+        for a, b in zip(jax.tree.leaves(network(result.params, i)),
+                        jax.tree.leaves(single.state.params), strict=True):  # fmt: skip
+            # Batched matmuls may sum in another order: equal to float32 rounding.
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+        assert result.metrics["train_cost"][-1, i] == pytest.approx(
+            single.metrics["train_cost"], rel=1e-5
+        )
+        assert result.metrics["test_accuracy"][-1, i] == pytest.approx(
+            single.metrics["test_accuracy"]
+        )
+
+
+def test_a_shared_order_is_the_order_of_the_order_seed():
+    networks = sweep.grid([0.5, 3.0], [4, 9])
+    result = run(networks, shared_order=True, order_seed=9)
+    for i, (eta, seed) in enumerate(zip(*networks, strict=True)):
+        single = alone(eta, int(seed), order_seed=9)
+        np.testing.assert_allclose(
+            network(result.params, i)[0][0], single.state.params[0][0], rtol=1e-5, atol=1e-6
+        )
+
+
+def test_a_diverging_network_is_frozen_and_leaves_the_others_bit_identical():
+    # relu units under the cross-entropy overflow float32 at a huge η (sigmoid outputs
+    # keep the quadratic cost bounded, so it would only saturate).
+    kw = {"cost": "cross_entropy", "activation": "relu", "epochs": 4}
+    calm = run(sweep.Networks(np.array([0.1, 0.2, 0.3]), np.array([0, 1, 2])), **kw)
+    wild = run(sweep.Networks(np.array([0.1, 1e25, 0.3]), np.array([0, 1, 2])), **kw)
+    assert wild.diverged_step[1] > 0 and wild.diverged_epoch[1] >= 1
+    assert list(wild.diverged_step[[0, 2]]) == [-1, -1]
+    for i in (0, 2):
+        for a, b in zip(jax.tree.leaves(network(calm.params, i)),
+                        jax.tree.leaves(network(wild.params, i)), strict=True):  # fmt: skip
+            np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(
+            calm.metrics["train_cost"][:, i], wild.metrics["train_cost"][:, i]
+        )
+    # Frozen at its last finite state; its curve stops where it failed.
+    assert all(np.all(np.isfinite(leaf[1])) for leaf in jax.tree.leaves(wild.params))
+    assert np.isnan(wild.metrics["train_cost"][-1, 1])
+    assert np.isfinite(wild.metrics["train_cost"][0, 1])
+
+
+def test_a_new_learning_rate_grid_does_not_recompile(compile_counter):
+    tx = optim.make("gd", 1.0)
+    loss = train.make_loss("mse", "sigmoid")
+    epoch = jax.jit(sweep.make_epoch(loss, tx, 10, shared_order=True))
+    x, labels = data()
+    key = jax.random.key(0)
+    first = sweep.init(sweep.grid([0.1, 1.0], [0, 1]), sizes=SIZES, scheme="normal", tx=tx)
+    second = sweep.init(sweep.grid([0.3, 30.0], [5, 6]), sizes=SIZES, scheme="normal", tx=tx)
+    epoch(first, x, labels, key)
+    with compile_counter() as compiles:
+        state, _ = epoch(second, x, labels, key)
+    assert len(compiles) == 0
+    np.testing.assert_allclose(optim.learning_rate(state.train.opt_state), [0.3, 0.3, 30, 30])
+
+
+def test_chunked_mean_equals_the_plain_mean():
+    x, labels = data(83)
+    params = model.init_params(jax.random.key(0), SIZES)
+    evaluate = train.make_evaluate("mse", "sigmoid")
+    whole = evaluate(params, x, labels)
+    for chunk in (10, 83, 100):
+        part = sweep.chunked_mean(lambda a, b: evaluate(params, a, b), x, labels, chunk)
+        for k in whole:
+            assert float(part[k]) == pytest.approx(float(whole[k]), rel=1e-6)
