@@ -1,7 +1,6 @@
 """The sweep engine: N networks in one program, each as if trained alone."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
