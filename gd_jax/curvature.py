@@ -1,0 +1,216 @@
+"""Curvature of the cost: Hessian-vector products, extreme eigenvalues, step predictions.
+
+Everything here is pure and has fixed iteration counts, so a sweep can ``vmap`` it over
+a leading axis of networks inside one compiled program. The public functions take
+parameter pytrees; the linear algebra runs on the flat vector of
+``jax.flatten_util.ravel_pytree``. The Hessian is never formed except by
+:func:`dense_hessian`, meant for tiny networks and tests.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+# Basis dot products at full float32 precision: on GPUs the default matmul precision may
+# be TF32 (~1e-3 relative), which would leave the Lanczos basis visibly non-orthogonal.
+_HIGHEST = jax.lax.Precision.HIGHEST
+
+
+def _flat_loss(loss: Callable[..., jax.Array], params: Any, args: tuple):
+    flat, unravel = ravel_pytree(params)
+    return flat, lambda v: loss(unravel(v), *args)
+
+
+def _flat_hvp(f: Callable[[jax.Array], jax.Array], flat: jax.Array, v: jax.Array) -> jax.Array:
+    # Forward-over-reverse: one jvp through the gradient costs about two gradients,
+    # against one per coordinate for the Hessian itself.
+    return jax.jvp(jax.grad(f), (flat,), (v,))[1]
+
+
+def hvp(loss: Callable[..., jax.Array], params: Any, vector: Any, *args) -> Any:
+    """The Hessian-vector product H·v, with H = ∇²C at ``params`` and C = ``loss(params, *args)``.
+
+    Computed as the directional derivative of the gradient, d/dt ∇C(params + t·v) at t = 0,
+    by ``jax.jvp`` of ``jax.grad``: exact, not a finite difference.
+
+    Args:
+      loss: the cost, ``loss(params, *args) -> scalar``.
+      params: the point at which the Hessian is taken.
+      vector: v, a pytree with the structure of ``params``.
+      *args: the rest of ``loss``'s arguments (the batch), held fixed.
+
+    Returns:
+      H·v, with the structure of ``params``.
+    """
+    return jax.jvp(lambda p: jax.grad(loss)(p, *args), (params,), (vector,))[1]
+
+
+def lanczos(
+    matvec: Callable[[jax.Array], jax.Array], start: jax.Array, num_iters: int
+) -> tuple[jax.Array, jax.Array]:
+    """Lanczos tridiagonalisation of a symmetric operator A, with full reorthogonalisation.
+
+    Builds an orthonormal basis q_0..q_{m-1} of the Krylov space span{s, As, A²s, ...} and
+    T = QᵀAQ, tridiagonal with diagonal α_j = q_jᵀAq_j and off-diagonal
+    β_j = ‖Aq_j − α_j q_j − β_{j-1} q_{j-1}‖. In exact arithmetic the three-term
+    recurrence keeps Q orthonormal; in float32 it does not (ghost copies of converged
+    eigenvalues appear), so every new vector is projected off the whole stored basis,
+    twice: one classical Gram-Schmidt pass leaves errors of order eps·cond, a second
+    brings them to eps ("twice is enough"), and each pass is two matmuls. Cost: m
+    matvecs plus O(m²·dim) flops, and an [m, dim] basis in memory (per network under
+    ``vmap``).
+
+    Breakdown (β_j ≈ 0: the Krylov space is invariant, e.g. A has fewer distinct
+    eigenvalues than m, or m > dim) sets β_j = 0 and restarts from a coordinate vector
+    projected off the basis, so T stays block diagonal with QᵀAQ = T. Once the basis
+    spans the whole space no vector is left; the remaining diagonal entries repeat
+    α_0 (a Rayleigh quotient, so inside [λ_min, λ_max]) with β = 0, which leaves the
+    extreme Ritz values exact. Those padding entries do show up as interior Ritz values.
+
+    Args:
+      matvec: v ↦ Av for a symmetric A on vectors of shape ``[dim]``.
+      start: a nonzero starting vector, shape ``[dim]``; it is normalised here.
+      num_iters: m, the number of matvecs and the size of T (a Python int).
+
+    Returns:
+      ``(alphas, betas)``: the diagonal ``[m]`` and off-diagonal ``[m - 1]`` of T.
+    """
+    dim = start.shape[0]
+    dtype = start.dtype
+    # Below this, β (relative to ‖Aq‖) is rounding noise rather than a new direction.
+    tol = 100 * jnp.finfo(dtype).eps
+
+    def orthogonalise(basis, w):
+        for _ in range(2):
+            w = w - jnp.matmul(jnp.matmul(basis, w, precision=_HIGHEST), basis, precision=_HIGHEST)
+        return w
+
+    def step(carry, j):
+        basis, q, q_prev, beta_prev, alive, alpha_0 = carry
+        basis = basis.at[j].set(q)
+        aq = matvec(q)
+        alpha = jnp.vdot(q, aq, precision=_HIGHEST)
+        alpha = jnp.where(alive, alpha, alpha_0)
+        alpha_0 = jnp.where(j == 0, alpha, alpha_0)
+        w = orthogonalise(basis, aq - alpha * q - beta_prev * q_prev)
+        beta = jnp.linalg.norm(w)
+        broke = beta <= tol * jnp.linalg.norm(aq)
+        # On breakdown, restart from the coordinate vector e_k the basis covers least:
+        # ‖Qᵀe_k‖² ≤ rank/dim, so e_k keeps a component ≥ 1/√dim off the basis whenever
+        # the basis does not yet span R^dim, and none once it does.
+        coverage = jnp.sum(jnp.square(basis), axis=0)
+        restart = orthogonalise(basis, jax.nn.one_hot(jnp.argmin(coverage), dim, dtype=dtype))
+        restart_norm = jnp.linalg.norm(restart)
+        fresh = restart_norm > tol
+        alive = ~broke | fresh
+        beta = jnp.where(broke, 0.0, beta)
+        # Divide only by norms known to be nonzero, so no NaN is made even where discarded.
+        q_next = jnp.where(
+            broke, restart / jnp.where(fresh, restart_norm, 1), w / jnp.where(broke, 1, beta)
+        )
+        q_next = jnp.where(alive, q_next, 0.0)
+        return (basis, q_next, q, beta, alive, alpha_0), (alpha, beta)
+
+    q0 = start / jnp.linalg.norm(start)
+    zero = jnp.zeros((), dtype)
+    init = (jnp.zeros((num_iters, dim), dtype), q0, jnp.zeros_like(q0), zero, jnp.array(True), zero)
+    _, (alphas, betas) = jax.lax.scan(step, init, jnp.arange(num_iters))
+    return alphas, betas[:-1]
+
+
+def ritz_values(alphas: jax.Array, betas: jax.Array) -> jax.Array:
+    """The eigenvalues of the tridiagonal T(α, β), ascending: the Ritz values of A."""
+    t = jnp.diag(alphas) + jnp.diag(betas, 1) + jnp.diag(betas, -1)
+    return jnp.linalg.eigvalsh(t)
+
+
+def extreme_eigenvalues(
+    loss: Callable[..., jax.Array], params: Any, *args, key: jax.Array, num_iters: int = 20
+) -> tuple[jax.Array, jax.Array]:
+    """(λ_min, λ_max) of the Hessian ∇²C at ``params``, by Lanczos on Hessian-vector products.
+
+    Why Lanczos rather than power iteration: power iteration converges to the eigenvalue
+    of largest |λ|, and near initialisation the Hessian can have a negative eigenvalue
+    larger in magnitude than λ_max, so it would report that instead of the sharpness that
+    governs stability (gradient descent on a quadratic is stable iff η < 2/λ_max). The
+    Krylov space Lanczos builds holds the best polynomial approximations at both ends of
+    the spectrum, so both extremes converge first, together, from the same m matvecs.
+    The Ritz values lie inside [λ_min, λ_max] and approach the ends from within.
+
+    Args:
+      loss: the cost, ``loss(params, *args) -> scalar``.
+      params: where the Hessian is taken.
+      *args: the rest of ``loss``'s arguments (the batch).
+      key: draws the random unit start vector.
+      num_iters: Lanczos steps, each one Hessian-vector product.
+
+    Returns:
+      ``(λ_min, λ_max)``, the extreme Ritz values, as scalars.
+    """
+    flat, f = _flat_loss(loss, params, args)
+    start = jax.random.normal(key, flat.shape, flat.dtype)
+    alphas, betas = lanczos(lambda v: _flat_hvp(f, flat, v), start, num_iters)
+    ritz = ritz_values(alphas, betas)
+    return ritz[0], ritz[-1]
+
+
+def dense_hessian(loss: Callable[..., jax.Array], params: Any, *args) -> jax.Array:
+    """The full Hessian ∇²C, shape ``[P, P]``, in ``ravel_pytree`` order (small nets only)."""
+    flat, f = _flat_loss(loss, params, args)
+    return jax.hessian(f)(flat)
+
+
+def negative_eigenvalue_count(hessian: jax.typing.ArrayLike, *, rtol: float = 1e-4) -> int:
+    """The number of eigenvalues λ < −rtol · max|λ|: directions of negative curvature that
+    stand clear of rounding noise. On the host, not jittable."""
+    eigenvalues = np.linalg.eigvalsh(np.asarray(hessian, np.float64))
+    return int(np.sum(eigenvalues < -rtol * np.max(np.abs(eigenvalues))))
+
+
+def first_order_prediction(grad_norm_sq: jax.typing.ArrayLike, learning_rate: jax.typing.ArrayLike):
+    """ΔC ≈ −η‖∇C‖² for the step Δv = −η∇C: the Taylor series to first order."""
+    return -learning_rate * grad_norm_sq
+
+
+def second_order_prediction(
+    grad_norm_sq: jax.typing.ArrayLike,
+    g_h_g: jax.typing.ArrayLike,
+    learning_rate: jax.typing.ArrayLike,
+):
+    """ΔC ≈ −η‖g‖² + ½η² gᵀHg for the step Δv = −ηg; exact when C is quadratic."""
+    return -learning_rate * grad_norm_sq + 0.5 * learning_rate**2 * g_h_g
+
+
+def step_predictions(
+    loss: Callable[..., jax.Array], params: Any, *args, learning_rate: jax.typing.ArrayLike
+) -> dict[str, jax.Array]:
+    """One plain gradient-descent step v ↦ v − ηg, g = ∇C(v), measured and predicted.
+
+    Args:
+      loss: the cost, ``loss(params, *args) -> scalar``.
+      params: v, the point the step starts from.
+      *args: the rest of ``loss``'s arguments (the batch).
+      learning_rate: η; may be a traced scalar, so a sweep over η compiles once.
+
+    Returns:
+      ``{"cost": C(v), "measured": C(v − ηg) − C(v), "first_order": −η‖g‖²,
+      "second_order": −η‖g‖² + ½η² gᵀHg, "grad_norm_sq": ‖g‖², "g_h_g": gᵀHg}``.
+      In float32, ``measured`` is a difference of two costs and carries an absolute
+      error of order eps·C, which swamps small steps.
+    """
+    flat, f = _flat_loss(loss, params, args)
+    cost, g = jax.value_and_grad(f)(flat)
+    grad_norm_sq = jnp.vdot(g, g, precision=_HIGHEST)
+    g_h_g = jnp.vdot(g, _flat_hvp(f, flat, g), precision=_HIGHEST)
+    return {
+        "cost": cost,
+        "measured": f(flat - learning_rate * g) - cost,
+        "first_order": first_order_prediction(grad_norm_sq, learning_rate),
+        "second_order": second_order_prediction(grad_norm_sq, g_h_g, learning_rate),
+        "grad_norm_sq": grad_norm_sq,
+        "g_h_g": g_h_g,
+    }
