@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from gd_jax import costs, model
+from gd_jax import costs, model, optim
 
 Loss = Callable[[model.Params, jax.Array, jax.Array], jax.Array]
 
@@ -238,3 +238,42 @@ def fit(
         yield result
         if result.metrics["diverged"]:
             return
+
+
+def range_test(
+    state: TrainState,
+    train: tuple[jax.Array, jax.Array],
+    *,
+    loss: Loss,
+    tx: optax.GradientTransformation,
+    batch_size: int,
+    learning_rates: jax.Array,
+    key: jax.Array,
+) -> jax.Array:
+    """The learning-rate range test: one network, η raised step by step.
+
+    Step t uses η = ``learning_rates[t]`` (written into the optimiser state, so the
+    schedule is data) on the t-th mini-batch of a random order that wraps around the
+    training set when the steps outnumber the batches.
+
+    Returns:
+      The mini-batch cost before each step, ``[len(learning_rates)]``.
+    """
+    x, labels = train
+    n = x.shape[0]
+    size = n if batch_size == 0 else batch_size
+    steps = learning_rates.shape[0]
+    batches = n // size
+    rounds = -(-steps // batches)
+    order = jnp.concatenate(
+        [jax.random.permutation(k, n)[: batches * size] for k in jax.random.split(key, rounds)]
+    ).reshape(-1, size)[:steps]
+    step = make_step(loss, tx)
+
+    def body(state, inputs):
+        eta, idx = inputs
+        state = state._replace(opt_state=optim.set_learning_rate(state.opt_state, eta))
+        return step(state, x[idx], labels[idx])
+
+    _, costs = jax.lax.scan(body, state, (learning_rates, order))
+    return costs
