@@ -91,6 +91,25 @@ def write_figure(path: str | os.PathLike, figure, dpi: int) -> None:
     write_bytes(path, buffer.getvalue())
 
 
+def save_arrays(path: str | os.PathLike, **arrays) -> None:
+    """Saves named arrays as one ``.npz``, atomically."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **{k: np.asarray(v) for k, v in arrays.items()})
+    write_bytes(path, buffer.getvalue())
+
+
+def load_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Reads every array of an ``.npz`` into memory."""
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files}
+
+
+def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:
+    """The rows of a CSV file as dicts of strings."""
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
 def _flatten(tree) -> dict[str, np.ndarray]:
     leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
     return {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in leaves}
@@ -101,9 +120,7 @@ def save_checkpoint(path: str | os.PathLike, tree, **meta: int | float) -> None:
     (e.g. ``.params[0][0]``), plus scalar metadata under ``meta/NAME``."""
     arrays = _flatten(tree)
     arrays.update({f"meta/{k}": np.asarray(v) for k, v in meta.items()})
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    write_bytes(path, buffer.getvalue())
+    save_arrays(path, **arrays)
 
 
 def load_checkpoint(path: str | os.PathLike, like):

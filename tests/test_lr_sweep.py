@@ -1,0 +1,150 @@
+"""The learning-rate study: its parsing, its analyses on known answers, and its CLI."""
+
+import json
+
+import numpy as np
+import pytest
+from absl import flags
+from absl.testing import flagsaver
+
+from experiments import lr_sweep as lr_cli
+from gd_jax import io, lr_sweep, sweep
+from gd_jax.errors import GdJaxError
+
+FLAGS = flags.FLAGS
+SMALL = (
+    "--dataset=digits", "--layers=8", "--learning_rates=0.3,3,30", "--seeds=2", "--epochs=2",
+    "--chunk_size=4", "--full_batch_steps=20", "--track_sharpness_every=10",
+    "--sharpness_examples=300", "--lanczos_iters=8", "--range_steps=60",
+)  # fmt: skip
+
+
+def cli(*args):
+    with flagsaver.flagsaver():
+        return lr_cli.main(FLAGS(["lr_sweep", *args]))
+
+
+def test_learning_rates_as_a_list_or_a_log_range():
+    assert lr_sweep.parse_learning_rates("0.1,0.3,1,3") == (0.1, 0.3, 1.0, 3.0)
+    grid = lr_sweep.parse_learning_rates("logspace:0.01:100:13")
+    assert len(grid) == 13 and grid[0] == 0.01 and grid[-1] == 100.0
+    assert grid[6] == pytest.approx(1.0)  # log-spaced: the middle of 1e-2..1e2 is 1
+    for bad in ("", "a,b", "0.1,-1", "logspace:1:0.1:5", "logspace:0:1:5", "logspace:1:2:1"):
+        with pytest.raises(GdJaxError, match="--learning_rates"):
+            lr_sweep.parse_learning_rates(bad)
+
+
+def test_the_constant_output_bar():
+    labels = np.repeat(np.arange(10), 7)
+    # ½ Σ p(1 − p) with p = 0.1: ½ · 10 · 0.09 = 0.45; the entropy is log 10.
+    assert lr_sweep.constant_cost("mse", labels, 10) == pytest.approx(0.45)
+    assert lr_sweep.constant_cost("cross_entropy", labels, 10) == pytest.approx(np.log(10))
+    assert lr_sweep.constant_cost("mse", np.zeros(5, int), 10) == pytest.approx(0.0)
+    ok = lr_sweep.trained(np.array([0.1, 0.44, np.nan, 0.5]), 0.45)
+    assert ok.tolist() == [True, False, False, False]
+
+
+def test_the_stability_edge_of_known_outcomes():
+    etas = np.array([3.0, 0.1, 1.0, 10.0, 30.0, 0.01])
+    ok = np.array([True, True, True, False, False, False])
+    accuracy = np.array([0.9, 0.5, 0.95, 0.1, 0.1, 0.1])
+    edge = lr_sweep._edge(etas, ok, accuracy)
+    assert edge == {"largest_trained": 3.0, "best": 1.0, "first_failed_above_best": 10.0}
+    none = lr_sweep._edge(etas, np.zeros(6, bool), accuracy)
+    assert none["largest_trained"] is None
+
+
+def test_range_test_analysis_finds_the_landmarks_of_a_known_curve():
+    etas = np.geomspace(1e-3, 1e3, 601)
+    x = np.log10(etas)
+    # Flat at 2 until η ~ 0.01, falls fastest at η = 0.1, bottoms out at 1, then blows up.
+    cost = 1.1 - np.tanh(2 * (x + 1)) + np.where(x > 0, 10 * x**2, 0)
+    rows = [{"learning_rate": e, "cost": c} for e, c in zip(etas, cost, strict=True)]
+    found = lr_sweep.range_test_analysis(rows, beta=0.0)  # no smoothing: exact landmarks
+    assert found["steepest_eta"] == pytest.approx(0.1, rel=0.05)
+    assert found["min_eta"] == pytest.approx(1.0, rel=0.05)
+    assert found["stopped"] and 1.0 < found["stop_eta"] < 10.0
+    assert found["smoothed"][found["stop_index"]] > 4 * found["min_cost"]
+
+
+def test_first_order_rows_and_summary_from_a_trace():
+    trace = sweep.TraceResult(
+        networks=sweep.Networks(np.array([0.1, 1.0]), np.array([0, 0])),
+        sample_steps=np.array([0, 5, 10]),
+        cost=np.full((3, 2), 1.0),
+        measured=np.array([[-0.1, -0.5], [-0.1, -0.5], [np.nan, np.nan]]),
+        first_order=np.array([[-0.1, -1.0], [-0.1, -1.0], [np.nan, np.nan]]),
+        second_order=np.array([[-0.1, -0.5], [-0.1, -0.5], [np.nan, np.nan]]),
+        grad_norm_sq=np.ones((3, 2)),
+        g_h_g=np.ones((3, 2)),
+        lambda_max=np.full((3, 2), 0.5),
+        lambda_min=np.full((3, 2), -0.1),
+        step_cost=np.ones((10, 2)),
+        diverged_step=np.array([-1, -1]),
+        seconds=0.0,
+    )
+    rows = lr_sweep.first_order_rows(trace)
+    assert len(rows) == 4  # 2 networks × 2 steps (the last sample takes no step)
+    first = lr_sweep.first_order_at_init(rows)
+    assert [r["ratio_to_first_order"] for r in first] == [1.0, 0.5]
+    assert [r["ratio_to_second_order"] for r in first] == [1.0, 1.0]
+
+
+def test_the_cli_writes_every_table_and_plot(tmp_path):
+    assert cli(*SMALL, f"--workdir={tmp_path}") == 0
+    for name in (
+        "config.json", "results.csv", "curves.csv", "stability.csv", "first_order.csv",
+        "range_test.csv", "summary.json", "report.md", "sweep_curves.png", "sweep_final.png",
+        "first_order.png", "sharpness.png", "range_test.png",
+    ):  # fmt: skip
+        assert (tmp_path / name).stat().st_size > 0, name
+    rows = io.read_csv(tmp_path / "results.csv")
+    assert len(rows) == 6
+    columns = "learning_rate seed final_train_cost final_test_cost final_test_accuracy"
+    columns += " best_test_accuracy diverged diverged_epoch trained"
+    assert set(columns.split()) <= rows[0].keys()
+    assert {(float(r["learning_rate"]), int(r["seed"])) for r in rows} == {
+        (eta, seed) for eta in (0.3, 3.0, 30.0) for seed in (0, 1)
+    }
+    assert len(io.read_csv(tmp_path / "curves.csv")) == 6 * 3  # epochs 0, 1, 2
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["best_learning_rate"] in (0.3, 3.0, 30.0)
+    assert [s["seed"] for s in summary["stability"]] == [0, 1]
+    assert summary["stability"][0]["lambda_max_init"] > 0
+    report = (tmp_path / "report.md").read_text()
+    for png in ("sweep_curves", "sweep_final", "first_order", "sharpness", "range_test"):
+        assert f"]({png}.png)" in report
+    assert "Stability, per seed" in report and "2/λ_max" in report
+
+
+def test_a_killed_sweep_resumes_computing_only_what_is_missing(tmp_path, monkeypatch):
+    assert cli(*SMALL, "--nofirst_order_check", "--track_sharpness_every=0",
+               "--norange_test", f"--workdir={tmp_path / 'whole'}") == 0  # fmt: skip
+    fit = sweep.fit
+    calls = []
+
+    def killed_on_the_second_chunk(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return fit(*args, **kwargs)
+
+    args = (*SMALL, "--nofirst_order_check", "--track_sharpness_every=0", "--norange_test")
+    workdir = tmp_path / "killed"
+    monkeypatch.setattr(sweep, "fit", killed_on_the_second_chunk)
+    assert cli(*args, f"--workdir={workdir}") == 130
+    assert (workdir / "chunks" / "sweep_000.npz").exists()
+    assert not (workdir / "chunks" / "sweep_001.npz").exists()
+    calls.clear()
+    monkeypatch.setattr(sweep, "fit", lambda *a, **k: (calls.append(1), fit(*a, **k))[1])
+    assert cli(*args, "--resume", f"--workdir={workdir}") == 0
+    assert len(calls) == 1  # only the missing chunk
+    assert io.read_csv(workdir / "results.csv") == io.read_csv(tmp_path / "whole" / "results.csv")
+
+
+def test_bad_sweep_flags_are_clear_errors(tmp_path, capsys):
+    assert cli("--dataset=digits", "--learning_rates=fast", f"--workdir={tmp_path}/a") == 2
+    assert "--learning_rates='fast'" in capsys.readouterr().err
+    assert cli("--dataset=digits", "--seeds=0", f"--workdir={tmp_path}/b") == 2
+    assert "--seeds=0" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
