@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from gd_jax import model, optim, sweep, train
+from gd_jax import curvature, model, optim, sweep, train
 
 SIZES = (12, 8, 4)
 
@@ -115,3 +115,50 @@ def test_chunked_mean_equals_the_plain_mean():
         part = sweep.chunked_mean(lambda a, b: evaluate(params, a, b), x, labels, chunk)
         for k in whole:
             assert float(part[k]) == pytest.approx(float(whole[k]), rel=1e-6)
+
+
+def trace(networks, *, cost="mse", activation="sigmoid", steps=12, every=4, **kw):
+    x, labels = data()
+    return sweep.full_batch_trace(
+        networks, (x, labels), (x[:40], labels[:40]),
+        sizes=SIZES, init_scheme="normal", cost=cost, activation=activation,
+        steps=steps, every=every, lanczos_iters=12, **kw,
+    )  # fmt: skip
+
+
+def test_the_trace_measures_the_step_it_then_takes():
+    result = trace(sweep.Networks(np.array([0.01, 1.0, 5.0]), np.array([0, 0, 1])))
+    assert result.sample_steps.tolist() == [0, 4, 8, 12]
+    assert result.step_cost.shape == (12, 3)
+    for s, t in enumerate(result.sample_steps[:-1]):
+        np.testing.assert_allclose(result.cost[s], result.step_cost[t], rtol=1e-6)
+        # measured ΔC at a sample is the next update's real change of the cost.
+        actual = result.step_cost[t + 1] - result.step_cost[t]
+        np.testing.assert_allclose(result.measured[s], actual, rtol=1e-3, atol=1e-6)
+    # For a small η the first-order prediction is nearly exact.
+    assert result.measured[0, 0] / result.first_order[0, 0] == pytest.approx(1.0, abs=0.01)
+
+
+def test_the_trace_sharpness_is_lanczos_on_the_sharpness_examples():
+    networks = sweep.Networks(np.array([0.5, 0.5]), np.array([3, 4]))
+    result = trace(networks, lanczos_seed=2)
+    x, labels = data()
+    params = model.init_params(jax.random.split(jax.random.key(4))[0], SIZES)
+    loss = train.make_loss("mse", "sigmoid")
+    low, high = curvature.extreme_eigenvalues(
+        loss, params, x[:40], labels[:40], key=jax.random.key(2), num_iters=12
+    )
+    assert result.lambda_max[0, 1] == pytest.approx(float(high), rel=1e-4)
+    assert result.lambda_min[0, 1] == pytest.approx(float(low), rel=1e-3, abs=1e-6)
+    untracked = trace(networks, track_sharpness=False)
+    assert np.isnan(untracked.lambda_max).all()
+    np.testing.assert_array_equal(untracked.cost, result.cost)
+
+
+def test_a_diverging_network_in_the_trace_is_frozen_alone():
+    kw = {"cost": "cross_entropy", "activation": "relu"}
+    calm = trace(sweep.Networks(np.array([0.1, 0.2]), np.array([0, 1])), **kw)
+    wild = trace(sweep.Networks(np.array([0.1, 1e25]), np.array([0, 1])), **kw)
+    assert wild.diverged_step[0] == -1 and wild.diverged_step[1] > 0
+    np.testing.assert_array_equal(calm.step_cost[:, 0], wild.step_cost[:, 0])
+    assert np.isnan(wild.step_cost[-1, 1])

@@ -1,6 +1,7 @@
 """Training steps and epochs: the scan is the loop, η is data, ΔC ≈ −η‖∇C‖² for small η."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -140,3 +141,21 @@ def test_divergence_is_flagged_and_stops_the_iteration():
     assert results[-1].metrics["diverged"]
     assert results[-1].metrics["train_cost"] is None
     assert len(results) < 21
+
+
+def test_range_test_applies_each_step_its_own_learning_rate():
+    x, labels = data()
+    tx = optim.make("gd", 1.0)
+    loss = train.make_loss("mse", "sigmoid")
+    run = jax.jit(
+        lambda rates: train.range_test(
+            fresh_state(tx), (x, labels), loss=loss, tx=tx, batch_size=10,
+            learning_rates=rates, key=jax.random.key(0),
+        )
+    )  # fmt: skip
+    rates = jnp.full((20,), 0.1)  # 20 steps: more than the 6 batches of an epoch
+    base = np.asarray(run(rates))
+    jolted = np.asarray(run(rates.at[5].set(50.0)))
+    # The cost before step t depends only on η of the steps before it.
+    np.testing.assert_array_equal(base[:6], jolted[:6])
+    assert abs(jolted[6] - base[6]) > 1e-3
