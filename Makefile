@@ -12,11 +12,17 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The main job on the embedded digits, offline: one training run, the intuition
+# figures, and the learning-rate study (13 η from 0.01 to 100, 3 seeds each).
 demo: $(STAMP)
 	rm -rf runs/demo
 	$(PY) -m experiments.train --dataset=digits --layers=16,16 --learning_rate=3.0 \
-	  --batch_size=10 --epochs=30 --workdir=runs/demo
-	@echo "Report: runs/demo/report.md"
+	  --batch_size=10 --epochs=30 --workdir=runs/demo/train
+	$(PY) -m experiments.toy_descent --workdir=runs/demo/toy
+	$(PY) -m experiments.lr_sweep --dataset=digits --layers=16,16 --batch_size=10 \
+	  --epochs=30 --learning_rates=logspace:0.01:100:13 --seeds=3 \
+	  --full_batch_steps=500 --track_sharpness_every=25 --workdir=runs/demo/lr_sweep
+	@echo "Reports: runs/demo/train/report.md runs/demo/toy/report.md runs/demo/lr_sweep/report.md"
 
 test: $(STAMP)
 	$(PY) -m pytest -q

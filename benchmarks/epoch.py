@@ -1,4 +1,4 @@
-"""Seconds per epoch of the seed's training loop on MNIST-shaped data.
+"""Seconds per epoch of the seed's training loop on MNIST-shaped data, alone and in sweeps.
 
 Synthetic data (50,000 × 784, 10 classes) stands in for MNIST: the cost of an epoch does
 not depend on the pixel values. Prints a table and writes benchmarks/results.json.
@@ -13,11 +13,13 @@ import time
 from pathlib import Path
 
 import jax
+import numpy as np
 from absl import app, flags
 
-from gd_jax import model, optim, train
+from gd_jax import model, optim, sweep, train
 
 flags.DEFINE_integer("epochs", 3, "Timed epochs per case (after one compile).")
+flags.DEFINE_list("sweep_sizes", ["64"], "Networks per sweep case (784-30-10, batch 10).")
 flags.DEFINE_string("out", str(Path(__file__).with_name("results.json")), "Where to save.")
 FLAGS = flags.FLAGS
 
@@ -49,6 +51,31 @@ def time_case(sizes, batch_size, x, labels, epochs):
     }
 
 
+def time_sweep(networks, x, labels, epochs):
+    """One epoch of ``networks`` 784-30-10 networks sharing one data order."""
+    tx = optim.make("gd", 1.0)
+    loss = train.make_loss("mse", "sigmoid")
+    grid = sweep.Networks(np.geomspace(0.1, 10, networks), np.arange(networks))
+    state = sweep.init(grid, sizes=(784, 30, 10), scheme="normal", tx=tx)
+    epoch = jax.jit(sweep.make_epoch(loss, tx, 10, shared_order=True))
+    key = jax.random.key(1)
+    tic = time.perf_counter()
+    compiled = epoch.lower(state, x, labels, key).compile()
+    compile_seconds = time.perf_counter() - tic
+    seconds = []
+    for e in range(epochs):
+        tic = time.perf_counter()
+        state, cost = compiled(state, x, labels, train.epoch_key(key, e))
+        jax.block_until_ready(cost)
+        seconds.append(time.perf_counter() - tic)
+    return {
+        "networks": networks,
+        "seconds_per_epoch": min(seconds),
+        "seconds_per_network_epoch": min(seconds) / networks,
+        "compile_seconds": compile_seconds,
+    }
+
+
 def processor_name() -> str:
     """The CPU's model name where Linux tells it, else the architecture."""
     try:
@@ -73,13 +100,23 @@ def main(argv):
             f"{r['network']:<16}{batch!s:>7}{r['seconds_per_epoch']:>10.3f}"
             f"{r['examples_per_second']:>13,.0f}{r['compile_seconds']:>11.2f}"
         )
+    single = rows[0]["seconds_per_epoch"]
+    sweeps = [time_sweep(int(n), x, labels, FLAGS.epochs) for n in FLAGS.sweep_sizes]
+    print(f"\n{'sweep of 784-30-10':<20}{'s/epoch':>10}{'s/network-epoch':>17}{'vs single':>11}")
+    for s in sweeps:
+        s["ratio_to_single"] = s["seconds_per_network_epoch"] / single
+        print(
+            f"{s['networks']:>4} networks{'':<7}{s['seconds_per_epoch']:>10.3f}"
+            f"{s['seconds_per_network_epoch']:>17.4f}{s['ratio_to_single']:>11.3f}"
+        )
     machine = {
         "processor": processor_name(),
         "cpu_cores": os.cpu_count(),
         "device": jax.devices()[0].device_kind,
         "jax": jax.__version__,
     }
-    Path(FLAGS.out).write_text(json.dumps({"machine": machine, "epoch": rows}, indent=2) + "\n")
+    results = {"machine": machine, "epoch": rows, "sweep": sweeps}
+    Path(FLAGS.out).write_text(json.dumps(results, indent=2) + "\n")
     print(f"saved {FLAGS.out}")
 
 
