@@ -19,7 +19,7 @@ from absl import app, flags
 from gd_jax import model, optim, sweep, train
 
 flags.DEFINE_integer("epochs", 3, "Timed epochs per case (after one compile).")
-flags.DEFINE_list("sweep_sizes", ["64"], "Networks per sweep case (784-30-10, batch 10).")
+flags.DEFINE_list("sweep_sizes", ["64", "256"], "Networks per sweep case (784-30-10, batch 10).")
 flags.DEFINE_string("out", str(Path(__file__).with_name("results.json")), "Where to save.")
 FLAGS = flags.FLAGS
 
@@ -54,10 +54,9 @@ def time_case(sizes, batch_size, x, labels, epochs):
 def time_sweep(networks, x, labels, epochs):
     """One epoch of ``networks`` 784-30-10 networks sharing one data order."""
     tx = optim.make("gd", 1.0)
-    loss = train.make_loss("mse", "sigmoid")
     grid = sweep.Networks(np.geomspace(0.1, 10, networks), np.arange(networks))
     state = sweep.init(grid, sizes=(784, 30, 10), scheme="normal", tx=tx)
-    epoch = jax.jit(sweep.make_epoch(loss, tx, 10, shared_order=True))
+    epoch = jax.jit(sweep.build_epoch("mse", "sigmoid", "gd", tx, 10, shared_order=True))
     key = jax.random.key(1)
     tic = time.perf_counter()
     compiled = epoch.lower(state, x, labels, key).compile()

@@ -24,13 +24,9 @@ flags.DEFINE_string(
     "η values: a list (0.1,0.3,1,3) or a log range low:high:count (logspace:0.01:30:13).",
 )
 flags.DEFINE_integer("seeds", 3, "Initialisations per η (seeds --seed, --seed+1, ...).")
-flags.DEFINE_bool(
-    "shared_order", True, "All networks see the same mini-batches (those of --seed)."
-)
+flags.DEFINE_bool("shared_order", True, "All networks see the same mini-batches (those of --seed).")
 flags.DEFINE_integer("chunk_size", 64, "Networks per compiled program; each chunk is saved.")
-flags.DEFINE_integer(
-    "full_batch_steps", 500, "Steps of the full-batch trace (0: no trace)."
-)
+flags.DEFINE_integer("full_batch_steps", 500, "Steps of the full-batch trace (0: no trace).")
 flags.DEFINE_integer(
     "track_sharpness_every", 25, "Measure λ_max every K full-batch steps (0: never)."
 )
@@ -80,9 +76,7 @@ def main(argv):
             file=sys.stderr,
         )
         return 130
-    logging.info(
-        "Best η %s; report: %s/report.md", summary["best_learning_rate"], FLAGS.workdir
-    )
+    logging.info("Best η %s; report: %s/report.md", summary["best_learning_rate"], FLAGS.workdir)
     return 0
 
 

@@ -3,8 +3,9 @@
 Every leaf of the state carries a leading axis of N networks, each with its own learning
 rate (held in its optimiser state), initialisation seed and, unless they share one, data
 order. The dataset is an unbatched argument: stored once, read by all. A network whose
-cost stops being finite is frozen at its last finite state and flagged with the step at
-which it failed; the others go on untouched, because no operation mixes networks.
+cost stops being finite is frozen at the start of the epoch in which it failed and
+flagged with that epoch and step; the others go on untouched, because no operation
+mixes networks.
 
 Networks follow the same key discipline as a single run (``experiment.train_run``):
 ``init_key, data_key = split(key(seed))``, so network *i* of a sweep trains exactly as
@@ -19,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gd_jax import curvature, model, optim, train
+from gd_jax import costs, curvature, model, optim, train
 
 
 class Networks(NamedTuple):
@@ -71,43 +72,121 @@ def _all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]))
 
 
-def guard(step: Callable) -> Callable:
-    """Wraps ``step(train_state, *batch) -> (train_state, cost)`` so that an update
-    with a non-finite cost or result is not applied and the network is frozen."""
-
-    def guarded(state: SweepState, *batch):
-        new, cost = step(state.train, *batch)
-        ok = state.alive & jnp.isfinite(cost) & _all_finite(new.params)
-        kept = jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, state.train)
-        failed = state.alive & ~ok
-        diverged_step = jnp.where(failed, state.train.step + 1, state.diverged_step)
-        return SweepState(kept, ok, diverged_step), jnp.where(ok, cost, jnp.nan)
-
-    return guarded
-
-
-def make_epoch(loss: train.Loss, tx, batch_size: int, *, shared_order: bool):
+def make_epoch(loss: train.Loss, tx, batch_size: int, *, shared_order: bool, fast=None):
     """The vmapped epoch: ``epoch(state, x, labels, keys) -> (state, avg cost [N])``.
 
     ``keys`` is one key when ``shared_order`` (the permutation, and each batch's gather,
     is then computed once for all networks) or one key per network.
+
+    Divergence is checked once per epoch, not per step: a per-step check and select
+    would read and write every parameter of every network at every step, which costs
+    a third of a sweep's time. A network whose epoch produced a non-finite cost (or
+    parameters) gets its start-of-epoch state back and is frozen from then on;
+    ``diverged_step`` records the first step whose cost was not finite.
+
+    Args:
+      loss, tx, batch_size, shared_order: as for a single run.
+      fast: ``(cost, activation)`` to train plain gradient descent with a shared order
+        through :func:`_stacked_steps` (one matmul meets every network); ``None`` for
+        the general vmapped step.
     """
-    step = guard(train.make_step(loss, tx))
+    step = train.make_step(loss, tx)
 
-    def one(state: SweepState, x, labels, key):
-        if batch_size == 0:
-            return step(state, x, labels)
+    def epoch(state: SweepState, x, labels, keys):
         n = x.shape[0]
-        batches = n // batch_size
-        order = jax.random.permutation(key, n)[: batches * batch_size]
+        batch = (
+            (lambda idx: (x, labels)) if batch_size == 0 else (lambda idx: (x[idx], labels[idx]))
+        )
+        if batch_size == 0:  # one step on the whole set: no order, no gather
+            order = jnp.zeros((1, 1), jnp.int32)
+        else:
+            permute = lambda k: jax.random.permutation(k, n)[: n // batch_size * batch_size]
+            order = (permute if shared_order else jax.vmap(permute))(keys)
+            order = order.reshape(*order.shape[:-1], -1, batch_size)
+        if fast is not None:
+            trained, costs = _stacked_steps(state.train, batch, order, *fast)
+        else:
+            body = lambda train_state, idx: step(train_state, *batch(idx))
+            run = lambda train_state, order: jax.lax.scan(body, train_state, order)
+            in_axes = (0, None if shared_order or batch_size == 0 else 0)
+            trained, costs = jax.vmap(run, in_axes=in_axes, out_axes=(0, 1))(state.train, order)
+        return _settle(state, trained, costs)
 
-        def body(state, idx):
-            return step(state, x[idx], labels[idx])
+    return epoch
 
-        state, costs = jax.lax.scan(body, state, order.reshape(batches, batch_size))
-        return state, jnp.mean(costs)  # NaN once frozen: the epoch did not finish
 
-    return jax.vmap(one, in_axes=(0, None, None, None if shared_order else 0))
+def build_epoch(cost: str, activation: str, optimizer: str, tx, batch_size: int, *, shared_order):
+    """The fastest correct epoch for a sweep: plain gradient descent on batches every
+    network shares takes the stacked path (one matmul meets all networks); anything
+    else (other optimisers, per-network orders) the vmapped single-network step."""
+    loss = train.make_loss(cost, activation)
+    stacked = optimizer == "gd" and (shared_order or batch_size == 0)
+    fast = (cost, activation) if stacked else None
+    return make_epoch(loss, tx, batch_size, shared_order=shared_order, fast=fast)
+
+
+def _settle(state: SweepState, trained: train.TrainState, costs: jax.Array):
+    """Keeps each network's epoch if all its costs ``[steps, N]`` and parameters are
+    finite; otherwise restores its start-of-epoch state and freezes it."""
+    finite = jnp.isfinite(costs)
+    leaf_ok = [
+        jnp.all(jnp.isfinite(leaf).reshape(leaf.shape[0], -1), axis=1)
+        for leaf in jax.tree.leaves(trained.params)
+    ]
+    ok = state.alive & jnp.all(finite, axis=0) & jnp.all(jnp.stack(leaf_ok), axis=0)
+    select = lambda n, o: jnp.where(ok.reshape((-1,) + (1,) * (n.ndim - 1)), n, o)
+    kept = jax.tree.map(select, trained, state.train)
+    first_bad = jnp.where(jnp.all(finite, axis=0), costs.shape[0], jnp.argmin(finite, axis=0))
+    newly = state.alive & ~ok
+    diverged_step = jnp.where(newly, state.train.step + first_bad + 1, state.diverged_step)
+    avg = jnp.where(ok, jnp.mean(costs, axis=0), jnp.nan)
+    return SweepState(kept, ok, diverged_step), avg
+
+
+def _stacked_steps(state: train.TrainState, batch, order, cost: str, activation: str):
+    """Plain gradient descent for all networks at once, on batches they share.
+
+    The first layer of every network is laid out side by side as one ``[D, N·H]``
+    matrix, so a shared batch meets all networks in a single matmul, forward and
+    backward, instead of N small ones; the deeper layers are small per-network
+    einsums. The gradient of the *sum* of the networks' costs is each network's own
+    gradient, since no parameter is shared. Layout changes happen once per epoch.
+    """
+    cost_fn, output = costs.COSTS[cost]
+    act = model.ACTIVATIONS[activation]
+    eta = state.opt_state.hyperparams["learning_rate"]  # [N]
+    (w1, b1), *rest = state.params
+    n_nets, d, h = w1.shape
+    wide = jnp.transpose(w1, (1, 0, 2)).reshape(d, n_nets * h)
+
+    def total(params, xb, yb):
+        (wide, b1), *rest = params
+        z = (xb @ wide).reshape(xb.shape[0], n_nets, h) + b1[None]
+        for w, b in rest:
+            z = jnp.einsum("bnh,nhk->bnk", act(z), w) + b[None]
+        outputs = model.OUTPUTS[output](z)
+        targets = jax.nn.one_hot(yb, outputs.shape[-1], dtype=outputs.dtype)
+        per_net = jax.vmap(cost_fn, in_axes=(1, None))(outputs, targets)
+        return jnp.sum(per_net), per_net
+
+    def body(params, idx):
+        grads, per_net = jax.grad(total, has_aux=True)(params, *batch(idx))
+        (gw, gb1), *grest = grads
+        (wide, b1), *rest = params
+        scale = lambda a: eta.reshape((-1,) + (1,) * (a.ndim - 1))
+        wide = wide - jnp.repeat(eta, h)[None] * gw
+        new = [(wide, b1 - scale(b1) * gb1)]
+        new += [
+            (w - scale(w) * g, b - scale(b) * c) for (w, b), (g, c) in zip(rest, grest, strict=True)
+        ]
+        return new, per_net
+
+    params, costs_ = jax.lax.scan(body, [(wide, b1), *rest], order)
+    (wide, b1), *rest = params
+    w1 = jnp.transpose(wide.reshape(d, n_nets, h), (1, 0, 2))
+    steps = costs_.shape[0]
+    opt_state = state.opt_state._replace(count=state.opt_state.count + steps)
+    return train.TrainState([(w1, b1), *rest], opt_state, state.step + steps), costs_
 
 
 def chunked_mean(fn: Callable, x: jax.Array, labels: jax.Array, chunk: int):
@@ -203,7 +282,6 @@ def fit(
       A :class:`SweepResult`.
     """
     tx = optim.make(optimizer, 1.0, momentum)
-    loss = train.make_loss(cost, activation)
     state = init(networks, sizes=sizes, scheme=init_scheme, tx=tx)
     if shared_order:
         data_key = keys(np.asarray([order_seed]))[1][0]
@@ -217,7 +295,9 @@ def fit(
     x, labels = train_xy
 
     tic = time.perf_counter()
-    epoch_fn = jax.jit(make_epoch(loss, tx, batch_size, shared_order=shared_order))
+    epoch_fn = jax.jit(
+        build_epoch(cost, activation, optimizer, tx, batch_size, shared_order=shared_order)
+    )
     epoch_fn = epoch_fn.lower(state, x, labels, epoch_keys(1)).compile()
     compile_seconds = time.perf_counter() - tic
 
@@ -234,6 +314,7 @@ def fit(
         return scores
 
     record(state, np.full(len(networks), np.nan))
+    diverged_epoch = np.full(len(networks), -1)
     seconds = []
     for epoch in range(1, epochs + 1):
         tic = time.perf_counter()
@@ -241,18 +322,16 @@ def fit(
         avg_cost = jax.block_until_ready(avg_cost)
         seconds.append(time.perf_counter() - tic)
         scores = record(state, avg_cost)
+        diverged_epoch[(diverged_epoch < 0) & ~np.asarray(state.alive)] = epoch
         if on_epoch is not None:
             on_epoch(epoch, scores, seconds[-1])
 
     metrics = {k: np.stack([h[k] for h in history]) for k in history[0]}
-    diverged_step = np.asarray(state.diverged_step)
-    steps_per_epoch = train.num_batches(x.shape[0], batch_size)
-    diverged_epoch = np.where(diverged_step >= 0, (diverged_step - 1) // steps_per_epoch + 1, -1)
     return SweepResult(
         networks=networks,
         metrics=metrics,
         params=jax.device_get(state.train.params),
-        diverged_step=diverged_step,
+        diverged_step=np.asarray(state.diverged_step),
         diverged_epoch=diverged_epoch,
         seconds_per_epoch=float(np.median(seconds)) if seconds else float("nan"),
         compile_seconds=compile_seconds,

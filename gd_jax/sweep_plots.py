@@ -28,7 +28,10 @@ def _by_eta(etas: np.ndarray):
 
 def _plain_log(ax, axis="y"):
     getattr(ax, f"set_{axis}scale")("log")
-    getattr(ax, f"{axis}axis").set_major_formatter(_PlainLogFormatter(labelOnlyBase=False))
+    which = getattr(ax, f"{axis}axis")
+    which.set_major_formatter(_PlainLogFormatter(labelOnlyBase=False))
+    # Within one decade matplotlib labels minor ticks too, in 2×10⁰ notation otherwise.
+    which.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
 
 
 def sweep_cost_curves(avg_cost: np.ndarray, etas: np.ndarray, trained: np.ndarray) -> Figure:

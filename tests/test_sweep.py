@@ -162,3 +162,25 @@ def test_a_diverging_network_in_the_trace_is_frozen_alone():
     assert wild.diverged_step[0] == -1 and wild.diverged_step[1] > 0
     np.testing.assert_array_equal(calm.step_cost[:, 0], wild.step_cost[:, 0])
     assert np.isnan(wild.step_cost[-1, 1])
+
+
+@pytest.mark.parametrize(
+    "cost, activation, sizes, batch_size",
+    [("mse", "sigmoid", (12, 8, 6, 4), 10), ("cross_entropy", "tanh", (12, 5, 4), 10),
+     ("mse", "relu", (12, 4), 0)],
+)  # fmt: skip
+def test_the_stacked_gd_path_equals_the_vmapped_step(cost, activation, sizes, batch_size):
+    tx = optim.make("gd", 1.0)
+    networks = sweep.Networks(np.array([0.1, 1.0, 3.0]), np.array([0, 1, 2]))
+    state = sweep.init(networks, sizes=sizes, scheme="normal", tx=tx)
+    x, labels = data()
+    x = x[:, : sizes[0]]
+    key = jax.random.key(3)
+    loss = train.make_loss(cost, activation)
+    plain = sweep.make_epoch(loss, tx, batch_size, shared_order=True)
+    stacked = sweep.build_epoch(cost, activation, "gd", tx, batch_size, shared_order=True)
+    (a, cost_a), (b, cost_b) = (jax.jit(f)(state, x, labels, key) for f in (plain, stacked))
+    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_allclose(u, v, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(cost_a, cost_b, rtol=1e-5)
+    assert b.train.step.tolist() == [train.num_batches(80, batch_size)] * 3
