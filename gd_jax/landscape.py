@@ -1,0 +1,234 @@
+"""The loss landscape between two networks: paths, barriers, symmetries, alignment.
+
+Gradient descent from different seeds ends at different parameter vectors θ_A, θ_B. They
+may still be the same minimum: a multilayer perceptron computes the same function after
+its hidden units are reordered (every activation), or after a unit's sign is flipped
+(odd tanh, and sigmoid via σ(−z) = 1 − σ(z)). :func:`align` undoes those symmetries as
+well as weight matching can, and :func:`path` / :func:`barrier` measure the cost along
+the straight line between the two networks before and after. The permutation conjecture
+(Entezari et al. 2022) is that after the right alignment the barrier vanishes; weight
+matching is the data-free alignment of Ainsworth et al. 2023, "Git Re-Basin".
+
+A hidden layer ``l`` (0 = the first) is ``params[l]`` (its incoming weights and biases);
+its outgoing weights are ``params[l + 1]``. Permutations follow gather order: after
+:func:`permute`, unit ``i`` is the old unit ``perm[i]``.
+"""
+
+import functools
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.optimize
+from jax.typing import ArrayLike
+
+from gd_jax import model
+
+_SIGN_SYMMETRIC = ("sigmoid", "tanh")
+
+
+def interpolate(params_a: model.Params, params_b: model.Params, alpha: ArrayLike) -> model.Params:
+    """θ(α) = (1 − α)θ_A + αθ_B, leaf by leaf; exactly θ_A at α = 0 and θ_B at α = 1."""
+    return jax.tree.map(lambda a, b: (1 - alpha) * a + alpha * b, params_a, params_b)
+
+
+@functools.partial(jax.jit, static_argnames="evaluate")
+def _scores_along(evaluate, params_a, params_b, x, labels, alphas):
+    # evaluate is static, so jit's own cache holds one program per (evaluate, shapes).
+    return jax.vmap(lambda alpha: evaluate(interpolate(params_a, params_b, alpha), x, labels))(
+        alphas
+    )
+
+
+def path(
+    evaluate: Callable[..., dict[str, jax.Array]],
+    params_a: model.Params,
+    params_b: model.Params,
+    x: jax.Array,
+    labels: jax.Array,
+    *,
+    num: int = 25,
+) -> dict[str, np.ndarray]:
+    """Scores along the straight line from θ_A to θ_B.
+
+    All ``num`` points are one compiled program: α is a ``vmap`` axis, so memory is
+    ``num`` times that of one ``evaluate`` on ``x``. The program is cached by the
+    ``evaluate`` object (a static argument) and the shapes, so pass the *same* evaluate
+    (``train.make_evaluate`` builds a new one per call) to avoid compiling again.
+
+    Args:
+      evaluate: ``(params, x, labels) -> dict of scalars``, e.g. ``train.make_evaluate``.
+      params_a, params_b: the endpoints, with the same structure and shapes.
+      x, labels: the data the scores are taken on.
+      num: points α = 0, 1/(num − 1), …, 1.
+
+    Returns:
+      ``{"alpha": [num], <each key of evaluate>: [num]}`` as NumPy arrays.
+    """
+    dtype = jnp.result_type(*jax.tree.leaves(params_a))
+    # np.linspace puts exactly 0 and 1 at the ends, so the endpoints are θ_A and θ_B.
+    alphas = jnp.asarray(np.linspace(0.0, 1.0, num), dtype)
+    scores = jax.device_get(_scores_along(evaluate, params_a, params_b, x, labels, alphas))
+    return {"alpha": np.asarray(alphas), **{k: np.asarray(v) for k, v in scores.items()}}
+
+
+def barrier(costs: np.ndarray) -> float:
+    """The loss barrier of a path: max_α C(α) − (C(0) + C(1)) / 2.
+
+    Zero when the cost never rises above the endpoints' mean (e.g. a network with
+    itself, or a linearly connected pair). It is negative only when the endpoint costs
+    differ and the path stays below their mean throughout, or by rounding; it is
+    returned as is, not clipped.
+    """
+    costs = np.asarray(costs)
+    return float(np.max(costs) - (costs[0] + costs[-1]) / 2)
+
+
+def distance(params_a: model.Params, params_b: model.Params) -> float:
+    """‖θ_A − θ_B‖, the Euclidean norm over all leaves."""
+    squares = jax.tree.map(lambda a, b: jnp.sum((a - b) ** 2), params_a, params_b)
+    return float(jnp.sqrt(sum(jax.tree.leaves(squares))))
+
+
+def _check_hidden(params: model.Params, layer: int) -> None:
+    if not 0 <= layer < len(params) - 1:
+        raise ValueError(f"layer {layer} is not a hidden layer of {len(params)} layers")
+
+
+def permute(params: model.Params, layer: int, perm: ArrayLike) -> model.Params:
+    """Reorders the units of hidden layer ``layer``; the network's function is unchanged.
+
+    Unit ``i`` becomes the old unit ``perm[i]``: W_l ← W_l[:, perm], b_l ← b_l[perm],
+    W_{l+1} ← W_{l+1}[perm, :].
+    """
+    _check_hidden(params, layer)
+    perm = jnp.asarray(perm)
+    (w_in, b_in), (w_out, b_out) = params[layer], params[layer + 1]
+    new = [(w_in[:, perm], b_in[perm]), (w_out[perm, :], b_out)]
+    return [*params[:layer], *new, *params[layer + 2 :]]
+
+
+def flip(params: model.Params, layer: int, signs: ArrayLike, activation: str) -> model.Params:
+    """Flips the sign of units of hidden layer ``layer``; the network's function is unchanged.
+
+    With s ∈ {±1} per unit and h = act(z) its output: the incoming weights and bias
+    become s·w, s·b and the outgoing weights s·w'. For tanh, tanh(−z) = −tanh(z) makes
+    that exact. For sigmoid, σ(−z) = 1 − σ(z) leaves a constant: (1 − h)(−w') = hw' − w',
+    so each flipped unit's original w' is added to the next layer's bias,
+    b_{l+1} ← b_{l+1} + Σ_i (1 − s_i)/2 · W_{l+1}[i, :]. ReLU has no sign symmetry.
+
+    Raises:
+      ValueError: for relu when any sign is −1 (the check needs concrete ``signs``), or
+        for an unknown activation.
+    """
+    _check_hidden(params, layer)
+    if activation == "relu":
+        if np.any(np.asarray(signs) != 1):
+            raise ValueError("relu has no sign symmetry; flip needs all signs +1")
+        return list(params)
+    if activation not in _SIGN_SYMMETRIC:
+        raise ValueError(f"unknown activation {activation!r}")
+    (w_in, b_in), (w_out, b_out) = params[layer], params[layer + 1]
+    s = jnp.asarray(signs, w_in.dtype)
+    if activation == "sigmoid":
+        # An elementwise sum, not a matmul: GPU matmuls may default to TF32.
+        b_out = b_out + jnp.sum(((1 - s) / 2)[:, None] * w_out, axis=0)
+    new = [(w_in * s[None], b_in * s), (w_out * s[:, None], b_out)]
+    return [*params[:layer], *new, *params[layer + 2 :]]
+
+
+def transform(
+    params: model.Params,
+    perms: Sequence[ArrayLike],
+    signs: Sequence[ArrayLike] | None,
+    activation: str,
+) -> model.Params:
+    """Applies a symmetry to every hidden layer: for each layer, :func:`flip` then :func:`permute`.
+
+    Flip first means ``signs[l]`` is indexed by the units *before* the permutation: the
+    new unit i of layer l is ``signs[l][perms[l][i]]`` times the old unit ``perms[l][i]``.
+    ``signs=None`` permutes only.
+    """
+    for layer, perm in enumerate(perms):
+        if signs is not None:
+            params = flip(params, layer, signs[layer], activation)
+        params = permute(params, layer, perm)
+    return params
+
+
+def random_symmetry(
+    key: jax.Array, params: model.Params, activation: str
+) -> tuple[model.Params, list[jax.Array], list[jax.Array]]:
+    """A uniformly random permutation of every hidden layer and, for sigmoid and tanh,
+    random signs, applied with :func:`transform`.
+
+    Returns:
+      ``(transformed params, perms, signs)``; for relu the signs are all +1.
+    """
+    perms, signs = [], []
+    keys = jax.random.split(key, len(params) - 1)
+    for layer_key, (_, b) in zip(keys, params[:-1], strict=True):
+        perm_key, sign_key = jax.random.split(layer_key)
+        perms.append(jax.random.permutation(perm_key, b.shape[0]))
+        if activation in _SIGN_SYMMETRIC:
+            signs.append(jax.random.rademacher(sign_key, b.shape, b.dtype))
+        else:
+            signs.append(jnp.ones_like(b))
+    flips = signs if activation in _SIGN_SYMMETRIC else None
+    return transform(params, perms, flips, activation), perms, signs
+
+
+def align(
+    params_a: model.Params, params_b: model.Params, activation: str
+) -> tuple[model.Params, list[np.ndarray], list[np.ndarray]]:
+    """Weight matching: the symmetry of B that best lines its hidden units up with A's.
+
+    Layer by layer from the input, unit i of A is scored against unit j of B by the
+    cosine of their incoming vectors u = (W_l[:, unit], b_l[unit]). B's earlier layers
+    are aligned already, so the rows of its W_l are in A's order and the vectors are
+    comparable. With sign symmetry (sigmoid, tanh) the score is |cos| and the sign of
+    cos is the unit's flip; for relu it is cos and no flip. The assignment maximising
+    the total score (``scipy.optimize.linear_sum_assignment``) is applied to B with
+    :func:`flip` and :func:`permute`, so aligned B computes the same function as B.
+
+    For B an exact transformed copy of A this recovers the transformation: a unit's
+    cosine with itself is ±1, the unique maximum when A's units are distinct, so aligned
+    B equals A up to rounding. For independently trained networks it is a heuristic
+    (Ainsworth et al. 2023, "Git Re-Basin"); it looks only at weights, never at data.
+
+    Returns:
+      ``(aligned B, perms, signs)``, NumPy arrays per hidden layer with
+      ``transform(params_b, perms, signs, activation)`` equal to aligned B.
+
+    Raises:
+      ValueError: if A and B have different layer sizes.
+    """
+    if model.layer_sizes(params_a) != model.layer_sizes(params_b):
+        raise ValueError("align needs networks of the same layer sizes")
+    if activation not in model.ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}")
+    signed = activation in _SIGN_SYMMETRIC
+    perms, signs = [], []
+    for layer in range(len(params_a) - 1):
+        units_a, units_b = (_unit_directions(p[layer]) for p in (params_a, params_b))
+        cos = units_a @ units_b.T  # [units of A, units of B]
+        score = np.abs(cos) if signed else cos
+        rows, cols = scipy.optimize.linear_sum_assignment(score, maximize=True)
+        # The problem is square, so rows == arange(k): cols[i] is B's match for A's unit i.
+        sign = np.ones(len(cols))
+        if signed:
+            sign[cols] = np.where(cos[rows, cols] < 0, -1.0, 1.0)
+        params_b = permute(flip(params_b, layer, sign, activation), layer, cols)
+        perms.append(cols)
+        signs.append(sign)
+    return params_b, perms, signs
+
+
+def _unit_directions(layer: tuple[jax.Array, jax.Array]) -> np.ndarray:
+    """Unit vectors of the incoming weights and bias, one row per unit, in float64."""
+    w, b = (np.asarray(a, np.float64) for a in layer)
+    units = np.concatenate([w, b[None]], axis=0).T
+    norms = np.linalg.norm(units, axis=1, keepdims=True)
+    # A dead unit (all zeros) scores 0 against everything rather than NaN.
+    return units / np.maximum(norms, np.finfo(np.float64).tiny)
