@@ -267,6 +267,7 @@ def take_networks(result: sweep.SweepResult, index) -> sweep.SweepResult:
         params=jax.tree.map(lambda leaf: leaf[index], result.params),
         diverged_step=result.diverged_step[index],
         diverged_epoch=result.diverged_epoch[index],
+        converged_epoch=result.converged_epoch[index],
     )
 
 
@@ -274,12 +275,14 @@ def concatenate(parts: list[sweep.SweepResult]) -> sweep.SweepResult:
     cat = lambda *xs: np.concatenate(xs)
     return sweep.SweepResult(
         networks=sweep.Networks(*(cat(*f) for f in zip(*(p.networks for p in parts), strict=True))),
+        epochs=parts[0].epochs,
         metrics={
             k: np.concatenate([p.metrics[k] for p in parts], axis=1) for k in parts[0].metrics
         },
         params=jax.tree.map(cat, *(p.params for p in parts)),
         diverged_step=cat(*(p.diverged_step for p in parts)),
         diverged_epoch=cat(*(p.diverged_epoch for p in parts)),
+        converged_epoch=cat(*(p.converged_epoch for p in parts)),
         seconds_per_epoch=float(np.mean([p.seconds_per_epoch for p in parts])),
         compile_seconds=parts[0].compile_seconds,
     )
@@ -292,6 +295,8 @@ def save_chunk(path, result: sweep.SweepResult) -> None:
         "seed": result.networks.seed,
         "diverged_step": result.diverged_step,
         "diverged_epoch": result.diverged_epoch,
+        "converged_epoch": result.converged_epoch,
+        "epochs": result.epochs,
         "seconds_per_epoch": result.seconds_per_epoch,
         "compile_seconds": result.compile_seconds,
     }
@@ -307,10 +312,12 @@ def load_chunk(path) -> sweep.SweepResult:
     layers = sum(1 for k in stored if k.startswith("params/") and k.endswith("/w"))
     return sweep.SweepResult(
         networks=sweep.Networks(stored["learning_rate"], stored["seed"]),
+        epochs=stored["epochs"],
         metrics={k[len("metrics/") :]: v for k, v in stored.items() if k.startswith("metrics/")},
         params=[(stored[f"params/{i}/w"], stored[f"params/{i}/b"]) for i in range(layers)],
         diverged_step=stored["diverged_step"],
         diverged_epoch=stored["diverged_epoch"],
+        converged_epoch=stored["converged_epoch"],
         seconds_per_epoch=float(stored["seconds_per_epoch"]),
         compile_seconds=float(stored["compile_seconds"]),
     )
@@ -417,16 +424,15 @@ def result_rows(result: sweep.SweepResult, baseline: float) -> list[dict]:
 def curve_rows(result: sweep.SweepResult) -> list[dict]:
     """Long format: one row per network and epoch, every metric as a column."""
     names = list(result.metrics)
-    epochs = next(iter(result.metrics.values())).shape[0]
     return [
         {
             "learning_rate": float(eta),
             "seed": int(seed),
-            "epoch": epoch,
-            **{k: _number(result.metrics[k][epoch, i]) for k in names},
+            "epoch": int(epoch),
+            **{k: _number(result.metrics[k][r, i]) for k in names},
         }
         for i, (eta, seed) in enumerate(zip(*result.networks, strict=True))
-        for epoch in range(epochs)
+        for r, epoch in enumerate(result.epochs)
     ]
 
 

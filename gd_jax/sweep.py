@@ -45,7 +45,8 @@ def grid(learning_rates, seeds) -> Networks:
 class SweepState(NamedTuple):
     train: train.TrainState  # leaves [N, ...]
     alive: jax.Array  # bool [N]: still finite
-    diverged_step: jax.Array  # int32 [N]: the update that made the cost non-finite; -1 if none
+    diverged_step: jax.Array  # int32 [N]: the first step with a non-finite cost; -1 if none
+    converged: jax.Array  # bool [N]: stopped because it met the gradient tolerance
 
 
 def keys(seeds) -> tuple[jax.Array, jax.Array]:
@@ -65,7 +66,8 @@ def init(networks: Networks, *, sizes, scheme: str, tx) -> SweepState:
     n = len(networks)
     step = jnp.zeros((n,), jnp.int32)
     alive = jnp.ones((n,), bool)
-    return SweepState(train.TrainState(params, opt_state, step), alive, -jnp.ones((n,), jnp.int32))
+    state = train.TrainState(params, opt_state, step)
+    return SweepState(state, alive, -jnp.ones((n,), jnp.int32), jnp.zeros((n,), bool))
 
 
 def _all_finite(tree) -> jax.Array:
@@ -126,21 +128,24 @@ def build_epoch(cost: str, activation: str, optimizer: str, tx, batch_size: int,
 
 
 def _settle(state: SweepState, trained: train.TrainState, costs: jax.Array):
-    """Keeps each network's epoch if all its costs ``[steps, N]`` and parameters are
-    finite; otherwise restores its start-of-epoch state and freezes it."""
+    """Keeps each active network's epoch if all its costs ``[steps, N]`` and parameters
+    are finite; otherwise restores its start-of-epoch state and freezes it. Networks
+    already frozen (diverged or converged) keep their state whatever the epoch did."""
     finite = jnp.isfinite(costs)
     leaf_ok = [
         jnp.all(jnp.isfinite(leaf).reshape(leaf.shape[0], -1), axis=1)
         for leaf in jax.tree.leaves(trained.params)
     ]
-    ok = state.alive & jnp.all(finite, axis=0) & jnp.all(jnp.stack(leaf_ok), axis=0)
-    select = lambda n, o: jnp.where(ok.reshape((-1,) + (1,) * (n.ndim - 1)), n, o)
+    ok = jnp.all(finite, axis=0) & jnp.all(jnp.stack(leaf_ok), axis=0)
+    active = state.alive & ~state.converged
+    keep = active & ok
+    select = lambda n, o: jnp.where(keep.reshape((-1,) + (1,) * (n.ndim - 1)), n, o)
     kept = jax.tree.map(select, trained, state.train)
     first_bad = jnp.where(jnp.all(finite, axis=0), costs.shape[0], jnp.argmin(finite, axis=0))
-    newly = state.alive & ~ok
+    newly = active & ~ok
     diverged_step = jnp.where(newly, state.train.step + first_bad + 1, state.diverged_step)
-    avg = jnp.where(ok, jnp.mean(costs, axis=0), jnp.nan)
-    return SweepState(kept, ok, diverged_step), avg
+    avg = jnp.where(keep, jnp.mean(costs, axis=0), jnp.nan)
+    return state._replace(train=kept, alive=state.alive & ~newly, diverged_step=diverged_step), avg
 
 
 def _stacked_steps(state: train.TrainState, batch, order, cost: str, activation: str):
@@ -235,10 +240,12 @@ def make_measure(cost: str, activation: str, splits: tuple[str, ...], chunk: int
 
 class SweepResult(NamedTuple):
     networks: Networks
-    metrics: dict[str, np.ndarray]  # name -> [epochs + 1, N]; NaN after divergence
+    epochs: np.ndarray  # int [R]: the epochs at which metrics were recorded (0 first)
+    metrics: dict[str, np.ndarray]  # name -> [R, N]; NaN after divergence
     params: Any  # final (or frozen) parameters, numpy leaves [N, ...]
     diverged_step: np.ndarray  # int [N], -1 if never
     diverged_epoch: np.ndarray  # int [N], -1 if never
+    converged_epoch: np.ndarray  # int [N]: when ‖∇C‖ first met the tolerance; -1 if never
     seconds_per_epoch: float
     compile_seconds: float
 
@@ -259,6 +266,8 @@ def fit(
     shared_order: bool,
     order_seed: int = 0,
     eval_chunk: int = 10_000,
+    eval_every: int = 1,
+    grad_tol: float | None = None,
     on_epoch: Callable[[int, dict[str, np.ndarray], float], None] | None = None,
 ) -> SweepResult:
     """Trains all ``networks`` for ``epochs`` epochs as one compiled program per epoch.
@@ -275,8 +284,14 @@ def fit(
         of ``order_seed`` (so the network with that seed matches a single run);
         otherwise each network draws from its own seed's data key.
       eval_chunk: examples scored at a time.
-      on_epoch: called as ``on_epoch(epoch, metrics, seconds)`` after each epoch with
-        that epoch's per-network metrics (numpy arrays [N]), e.g. to log progress.
+      eval_every: epochs run as one compiled block between two measurements (and
+        host syncs); full-batch runs of thousands of steps want more than 1.
+      grad_tol: a network whose ‖∇C‖ on the training set falls below this at a
+        measurement stops training there (``converged_epoch``); the sweep ends when
+        every network has converged or diverged. ``None`` trains every epoch.
+      on_epoch: called as ``on_epoch(epoch, metrics, seconds)`` after each
+        measurement with its per-network metrics (numpy arrays [N]) and the seconds
+        per epoch of the block, e.g. to log progress.
 
     Returns:
       A :class:`SweepResult`.
@@ -294,16 +309,31 @@ def fit(
     measure = jax.jit(make_measure(cost, activation, splits, eval_chunk))
     x, labels = train_xy
 
+    epoch_fn = build_epoch(cost, activation, optimizer, tx, batch_size, shared_order=shared_order)
+
+    @jax.jit
+    def block(state, block_keys):  # eval_every epochs in one program
+        state, avg = jax.lax.scan(lambda st, k: epoch_fn(st, x, labels, k), state, block_keys)
+        return state, jnp.mean(avg, axis=0)
+
+    starts = list(range(1, epochs + 1, eval_every))
+    compiled = {}
+
+    def run_block(state, first, count):
+        block_keys = jnp.stack([epoch_keys(e) for e in range(first, first + count)])
+        if count not in compiled:  # at most two: full blocks and a shorter last one
+            compiled[count] = block.lower(state, block_keys).compile()
+        return compiled[count](state, block_keys)
+
     tic = time.perf_counter()
-    epoch_fn = jax.jit(
-        build_epoch(cost, activation, optimizer, tx, batch_size, shared_order=shared_order)
-    )
-    epoch_fn = epoch_fn.lower(state, x, labels, epoch_keys(1)).compile()
+    if starts:
+        first_keys = jnp.stack([epoch_keys(e) for e in range(1, 1 + min(eval_every, epochs))])
+        compiled[len(first_keys)] = block.lower(state, first_keys).compile()
     compile_seconds = time.perf_counter() - tic
 
-    history = []
+    history, recorded = [], []
 
-    def record(state, avg_cost):
+    def record(epoch, state, avg_cost):
         scores = jax.device_get(measure(state.train.params, train_xy, eval_data))
         scores = {k: np.asarray(v, np.float64) for k, v in scores.items()}
         scores["avg_train_cost"] = np.asarray(avg_cost, np.float64)
@@ -311,28 +341,46 @@ def fit(
         for v in scores.values():
             v[dead] = np.nan
         history.append(scores)
+        recorded.append(epoch)
         return scores
 
-    record(state, np.full(len(networks), np.nan))
-    diverged_epoch = np.full(len(networks), -1)
+    n = len(networks)
+    scores = record(0, state, np.full(n, np.nan))
+    diverged_epoch = np.full(n, -1)
+    converged_epoch = np.full(n, -1)
     seconds = []
-    for epoch in range(1, epochs + 1):
-        tic = time.perf_counter()
-        state, avg_cost = epoch_fn(state, x, labels, epoch_keys(epoch))
-        avg_cost = jax.block_until_ready(avg_cost)
-        seconds.append(time.perf_counter() - tic)
-        scores = record(state, avg_cost)
-        diverged_epoch[(diverged_epoch < 0) & ~np.asarray(state.alive)] = epoch
-        if on_epoch is not None:
-            on_epoch(epoch, scores, seconds[-1])
 
-    metrics = {k: np.stack([h[k] for h in history]) for k in history[0]}
+    def check_convergence(epoch, state, scores):
+        if grad_tol is None:
+            return state
+        met = np.asarray(state.alive) & (scores["grad_norm"] < grad_tol) & (converged_epoch < 0)
+        converged_epoch[met] = epoch
+        return state._replace(converged=jnp.asarray(converged_epoch >= 0))
+
+    state = check_convergence(0, state, scores)
+    for first in starts:
+        if not np.any(np.asarray(state.alive) & ~np.asarray(state.converged)):
+            break
+        count = min(eval_every, epochs - first + 1)
+        tic = time.perf_counter()
+        state, avg_cost = run_block(state, first, count)
+        avg_cost = jax.block_until_ready(avg_cost)
+        seconds.append((time.perf_counter() - tic) / count)
+        last = first + count - 1
+        scores = record(last, state, avg_cost)
+        diverged_epoch[(diverged_epoch < 0) & ~np.asarray(state.alive)] = last
+        state = check_convergence(last, state, scores)
+        if on_epoch is not None:
+            on_epoch(last, scores, seconds[-1])
+
     return SweepResult(
         networks=networks,
-        metrics=metrics,
+        epochs=np.asarray(recorded),
+        metrics={k: np.stack([h[k] for h in history]) for k in history[0]},
         params=jax.device_get(state.train.params),
         diverged_step=np.asarray(state.diverged_step),
         diverged_epoch=diverged_epoch,
+        converged_epoch=converged_epoch,
         seconds_per_epoch=float(np.median(seconds)) if seconds else float("nan"),
         compile_seconds=compile_seconds,
     )

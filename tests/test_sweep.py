@@ -184,3 +184,28 @@ def test_the_stacked_gd_path_equals_the_vmapped_step(cost, activation, sizes, ba
         np.testing.assert_allclose(u, v, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(cost_a, cost_b, rtol=1e-5)
     assert b.train.step.tolist() == [train.num_batches(80, batch_size)] * 3
+
+
+def test_blocks_of_epochs_between_measurements_change_nothing_but_the_record():
+    networks = sweep.Networks(np.array([0.5, 3.0]), np.array([0, 1]))
+    every = run(networks, epochs=6, shared_order=True)
+    blocks = run(networks, epochs=6, shared_order=True, eval_every=4)
+    assert every.epochs.tolist() == [0, 1, 2, 3, 4, 5, 6]
+    assert blocks.epochs.tolist() == [0, 4, 6]
+    for a, b in zip(jax.tree.leaves(every.params), jax.tree.leaves(blocks.params), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(blocks.metrics["train_cost"], every.metrics["train_cost"][[0, 4, 6]])
+
+
+def test_a_network_meeting_the_gradient_tolerance_stops_there():
+    networks = sweep.Networks(np.array([3.0, 0.01]), np.array([0, 1]))
+    free = run(networks, epochs=8, shared_order=True)
+    norms = free.metrics["grad_norm"][:, 0]
+    tol = float(np.sort(norms)[3])  # met first at some epoch e > 0 by network 0
+    met = int(np.argmax(norms <= tol))
+    stopped = run(networks, epochs=8, shared_order=True, grad_tol=tol * (1 + 1e-6))
+    assert stopped.converged_epoch[0] == met and stopped.converged_epoch[1] == -1
+    short = run(networks, epochs=met, shared_order=True)
+    np.testing.assert_array_equal(network(stopped.params, 0)[0][0], network(short.params, 0)[0][0])
+    # The other network trained on, untouched by its neighbour's stop.
+    np.testing.assert_array_equal(network(stopped.params, 1)[0][0], network(free.params, 1)[0][0])
