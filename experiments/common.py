@@ -26,6 +26,9 @@ flags.DEFINE_enum(
 )
 flags.DEFINE_enum("init", "normal", list(model.SCHEMES), "normal: N(0,1); scaled: N(0,1/fan_in).")
 flags.DEFINE_enum("optimizer", "gd", list(optim.OPTIMIZERS), "Update rule; gd is v ← v − η∇C.")
+flags.DEFINE_float(
+    "learning_rate", 3.0, "Learning rate η (experiments.lr_sweep takes --learning_rates)."
+)
 flags.DEFINE_float("momentum", None, "Momentum of sgd (default 0), nesterov (0.9) and rmsprop (0).")
 flags.DEFINE_integer("batch_size", 10, "Mini-batch size; 0 for full-batch gradient descent.")
 flags.DEFINE_integer("epochs", 30, "Passes through the training data.")

@@ -16,7 +16,6 @@ from gd_jax import experiment
 from gd_jax.errors import GdJaxError
 
 FLAGS = flags.FLAGS
-flags.DEFINE_float("learning_rate", 3.0, "Learning rate η.")
 
 
 def main(argv):

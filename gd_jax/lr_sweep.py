@@ -214,7 +214,7 @@ def sweep_in_chunks(folder, config, sweep_config, networks, sizes, train_xy, eva
         path = _chunk_path(folder, index)
         members = np.arange(index * size, min((index + 1) * size, len(networks)))
         if path.exists():
-            parts.append(load_chunk(path))
+            parts.append(sweep.result_from_arrays(io.load_arrays(path)))
             logging.info("Chunk %d/%d: already on disk, kept.", index + 1, count)
             continue
         padded = np.concatenate([members, np.full(size - len(members), members[-1])])
@@ -250,7 +250,7 @@ def sweep_in_chunks(folder, config, sweep_config, networks, sizes, train_xy, eva
             on_epoch=progress,
         )
         part = take_networks(part, np.arange(len(members)))
-        save_chunk(path, part)
+        io.save_arrays(path, **sweep.result_to_arrays(part))
         parts.append(part)
     return concatenate(parts)
 
@@ -285,41 +285,6 @@ def concatenate(parts: list[sweep.SweepResult]) -> sweep.SweepResult:
         converged_epoch=cat(*(p.converged_epoch for p in parts)),
         seconds_per_epoch=float(np.mean([p.seconds_per_epoch for p in parts])),
         compile_seconds=parts[0].compile_seconds,
-    )
-
-
-def save_chunk(path, result: sweep.SweepResult) -> None:
-    """Writes a finished chunk: settings, per-epoch metrics and final parameters."""
-    arrays = {
-        "learning_rate": result.networks.learning_rate,
-        "seed": result.networks.seed,
-        "diverged_step": result.diverged_step,
-        "diverged_epoch": result.diverged_epoch,
-        "converged_epoch": result.converged_epoch,
-        "epochs": result.epochs,
-        "seconds_per_epoch": result.seconds_per_epoch,
-        "compile_seconds": result.compile_seconds,
-    }
-    arrays.update({f"metrics/{k}": v for k, v in result.metrics.items()})
-    for i, (w, b) in enumerate(result.params):
-        arrays[f"params/{i}/w"], arrays[f"params/{i}/b"] = w, b
-    io.save_arrays(path, **arrays)
-
-
-def load_chunk(path) -> sweep.SweepResult:
-    """Reads a chunk written by :func:`save_chunk`."""
-    stored = io.load_arrays(path)
-    layers = sum(1 for k in stored if k.startswith("params/") and k.endswith("/w"))
-    return sweep.SweepResult(
-        networks=sweep.Networks(stored["learning_rate"], stored["seed"]),
-        epochs=stored["epochs"],
-        metrics={k[len("metrics/") :]: v for k, v in stored.items() if k.startswith("metrics/")},
-        params=[(stored[f"params/{i}/w"], stored[f"params/{i}/b"]) for i in range(layers)],
-        diverged_step=stored["diverged_step"],
-        diverged_epoch=stored["diverged_epoch"],
-        converged_epoch=stored["converged_epoch"],
-        seconds_per_epoch=float(stored["seconds_per_epoch"]),
-        compile_seconds=float(stored["compile_seconds"]),
     )
 
 

@@ -386,6 +386,40 @@ def fit(
     )
 
 
+def result_to_arrays(result: SweepResult) -> dict[str, np.ndarray]:
+    """A :class:`SweepResult` as named arrays (for ``io.save_arrays``)."""
+    arrays = {
+        "learning_rate": result.networks.learning_rate,
+        "seed": result.networks.seed,
+        "epochs": result.epochs,
+        "diverged_step": result.diverged_step,
+        "diverged_epoch": result.diverged_epoch,
+        "converged_epoch": result.converged_epoch,
+        "seconds_per_epoch": result.seconds_per_epoch,
+        "compile_seconds": result.compile_seconds,
+    }
+    arrays.update({f"metrics/{k}": v for k, v in result.metrics.items()})
+    for i, (w, b) in enumerate(result.params):
+        arrays[f"params/{i}/w"], arrays[f"params/{i}/b"] = w, b
+    return arrays
+
+
+def result_from_arrays(stored: dict[str, np.ndarray]) -> SweepResult:
+    """The inverse of :func:`result_to_arrays`."""
+    layers = sum(1 for k in stored if k.startswith("params/") and k.endswith("/w"))
+    return SweepResult(
+        networks=Networks(stored["learning_rate"], stored["seed"]),
+        epochs=stored["epochs"],
+        metrics={k[len("metrics/") :]: v for k, v in stored.items() if k.startswith("metrics/")},
+        params=[(stored[f"params/{i}/w"], stored[f"params/{i}/b"]) for i in range(layers)],
+        diverged_step=stored["diverged_step"],
+        diverged_epoch=stored["diverged_epoch"],
+        converged_epoch=stored["converged_epoch"],
+        seconds_per_epoch=float(stored["seconds_per_epoch"]),
+        compile_seconds=float(stored["compile_seconds"]),
+    )
+
+
 class TraceResult(NamedTuple):
     """Full-batch gradient descent, watched closely.
 

@@ -1,0 +1,275 @@
+"""Tests for gd_jax.minima_plots: what each figure draws, edge cases, and that it saves."""
+
+import numpy as np
+import pytest
+from matplotlib import colors
+from matplotlib.collections import LineCollection, PathCollection, PolyCollection
+from matplotlib.figure import Figure
+
+from gd_jax import minima_plots, plots
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+WIDTHS = (4, 16, 64)
+KINDS = ("minimum", "minimum", "saddle", "unconverged")
+
+
+def make_rows(widths=WIDTHS, seeds=8) -> list[dict]:
+    rng = np.random.default_rng(0)
+    return [
+        {
+            "width": w,
+            "seed": s,
+            "final_train_cost": 0.2 / w * np.exp(rng.normal(0, 0.3)),
+            "final_test_cost": 0.3 / w + rng.normal(0, 0.001),
+            "final_test_accuracy": 1 - 0.2 / w + rng.normal(0, 0.002),
+            "classification": KINDS[s % len(KINDS)],
+        }
+        for w in widths
+        for s in range(seeds)
+    ]
+
+
+def make_pairs(widths=WIDTHS, seeds=4) -> list[dict]:
+    rng = np.random.default_rng(1)
+    return [
+        {
+            "width": w,
+            "naive_barrier": 0.01 * rng.random() + 1e-3,
+            # A rounding-sized negative barrier: symlog must take it without a warning.
+            "aligned_barrier": 1e-4 * rng.normal(),
+            "distance": 3.0 * w**0.5,
+            "aligned_distance": 2.0 * w**0.5,
+        }
+        for w in widths
+        for _ in range(seeds * (seeds - 1) // 2)
+    ]
+
+
+def make_examples(widths=WIDTHS, seeds=5) -> dict:
+    alpha = np.linspace(0, 1, 25)
+    bump, fall = np.sin(np.pi * alpha), 0.5 * (1 - alpha) ** 2
+    return {
+        w: {
+            "alpha": alpha.tolist(),
+            "naive": (0.02 + 0.05 * bump).tolist(),
+            "aligned": (0.02 + 0.001 * bump).tolist(),
+            "init_paths": [(fall + 0.02 * (s + 1)).tolist() for s in range(seeds)],
+        }
+        for w in widths
+    }
+
+
+def make_ensemble(widths=WIDTHS, seeds=6) -> list[dict]:
+    return [
+        {
+            "width": w,
+            "k": k,
+            "ensemble_accuracy": 0.95 + 0.01 * (1 - 1 / k),
+            "mean_single_accuracy": 0.95,
+        }
+        for w in widths
+        for k in range(1, seeds + 1)
+    ]
+
+
+def make_spread(widths=WIDTHS) -> list[dict]:
+    return [
+        {
+            "width": w,
+            "test_accuracy_range": 0.08 / w,
+            "test_accuracy_std": 0.03 / w,
+            "train_cost_range": 0.1 / w,
+            "train_cost_std": 0.03 / w,
+            "num_params": 795 * w + 10,
+        }
+        for w in widths
+    ]
+
+
+def scatters(ax) -> list:
+    return [c for c in ax.collections if isinstance(c, PathCollection)]
+
+
+def points(ax) -> int:
+    return sum(len(c.get_offsets()) for c in scatters(ax))
+
+
+def violins(ax) -> list:
+    return [c for c in ax.collections if isinstance(c, PolyCollection)]
+
+
+def rgb(color) -> tuple:
+    """The colour without its alpha: points are drawn translucent."""
+    return colors.to_rgb(color)
+
+
+def texts(ax) -> list[str]:
+    return [t.get_text() for t in ax.texts]
+
+
+def test_quality_figure_draws_every_network_in_every_panel_coloured_by_class():
+    fig = minima_plots.quality_figure(make_rows())
+    axes = fig.get_axes()
+    assert len(axes) == 3
+    for ax in axes:
+        assert points(ax) == 24
+        assert len(violins(ax)) == 3
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["w=4", "w=16", "w=64"]
+        by_kind = {c.get_label(): c for c in scatters(ax)}
+        assert {k: len(c.get_offsets()) for k, c in by_kind.items()} == {
+            "minimum": 12, "saddle": 6, "unconverged": 6,
+        }  # fmt: skip
+        assert rgb(by_kind["minimum"].get_facecolor()[0]) == rgb("C2")
+        assert rgb(by_kind["unconverged"].get_facecolor()[0]) == rgb("grey")
+    assert axes[0].get_yscale() == "log"
+    assert axes[0].get_legend() is not None
+    assert sum(ax.get_legend() is not None for ax in axes) == 1
+    # Accuracy is drawn in percent.
+    assert np.all(scatters(axes[2])[0].get_offsets()[:, 1] > 90)
+    assert "8 seeds per width" in fig.get_suptitle()
+
+
+def test_quality_figure_survives_one_seed_missing_values_and_ties():
+    rows = make_rows(widths=(16,), seeds=1)
+    fig = minima_plots.quality_figure(rows)
+    assert [points(ax) for ax in fig.get_axes()] == [1, 1, 1]
+    assert not any(violins(ax) for ax in fig.get_axes())
+    assert "1 seed per width" in fig.get_suptitle()
+
+    rows = make_rows(widths=(4, 16), seeds=3)
+    for r in rows:
+        r["final_test_cost"] = None
+        if r["width"] == 16:
+            r["final_test_accuracy"] = 0.9  # identical values: no violin to estimate
+    ax_train, ax_test, ax_acc = minima_plots.quality_figure(rows).get_axes()
+    assert points(ax_test) == 0 and "no values" in texts(ax_test)
+    assert len(violins(ax_train)) == 2
+    assert len(violins(ax_acc)) == 1
+
+
+def test_barrier_figure_joins_each_pair_and_puts_zero_on_a_symlog_axis():
+    pairs = make_pairs()
+    pairs[0]["aligned_barrier"] = None  # drawn as a lone naive point, not joined
+    fig = minima_plots.barrier_figure(pairs)
+    ax_bar, ax_dist = fig.get_axes()
+    for ax, joined in ((ax_bar, len(pairs) - 1), (ax_dist, len(pairs))):
+        (lines,) = [c for c in ax.collections if isinstance(c, LineCollection)]
+        assert len(lines.get_segments()) == joined
+        assert [c.get_label() for c in scatters(ax)] == [
+            "as trained", "after aligning the hidden units",
+        ]  # fmt: skip
+        assert points(ax) == 2 * len(pairs) - (ax is ax_bar)
+    assert ax_bar.get_yscale() == "symlog"
+    assert any(np.all(np.asarray(line.get_ydata()) == 0) for line in ax_bar.get_lines())
+    assert ax_dist.get_yscale() == "log"
+    low, high = ax_bar.get_ylim()
+    assert low < min(p["aligned_barrier"] or 0 for p in pairs)
+    assert high > max(p["naive_barrier"] for p in pairs)
+
+
+def test_barrier_figure_without_pairs_says_so():
+    fig = minima_plots.barrier_figure([])
+    assert len(fig.get_axes()) == 2
+    for ax in fig.get_axes():
+        assert "no pairs" in texts(ax)
+        assert not scatters(ax)
+
+
+def test_paths_figure_has_a_row_of_endpoint_paths_and_a_row_from_initialisation():
+    examples = make_examples()
+    fig = minima_plots.paths_figure(examples)
+    axes = fig.get_axes()
+    assert len(axes) == 6
+    top, bottom = axes[:3], axes[3:]
+    for w, ax in zip(WIDTHS, top, strict=True):
+        assert ax.get_title() == f"w={w}: between two endpoints"
+        naive, aligned = ax.get_lines()
+        assert colors.same_color(naive.get_color(), minima_plots.NAIVE)
+        assert colors.same_color(aligned.get_color(), minima_plots.ALIGNED)
+        np.testing.assert_allclose(aligned.get_ydata(), examples[w]["aligned"])
+        assert ax.get_xticklabels()[0].get_text() == "A\n0"
+        assert ax.get_yscale() == "log"
+    for w, ax in zip(WIDTHS, bottom, strict=True):
+        assert ax.get_title() == f"w={w}: from initialisation to endpoint"
+        assert len(ax.get_lines()) == 5
+        assert ax.get_xticklabels()[-1].get_text() == "end\n1"
+        assert ax.get_yscale() == "log"
+
+
+def test_paths_figure_one_width_missing_series_and_a_zero_cost():
+    example = make_examples(widths=(16,))[16]
+    example["aligned"] = [None] * 25
+    example["init_paths"][0][-1] = 0.0
+    top, bottom = minima_plots.paths_figure({16: example}).get_axes()
+    assert len(top.get_lines()) == 1
+    assert bottom.get_yscale() == "linear"  # a zero cost cannot go on a log axis
+
+
+def test_ensemble_figure_draws_a_line_and_a_dashed_baseline_per_width():
+    rows = make_ensemble()
+    fig = minima_plots.ensemble_figure(rows)
+    (ax,) = fig.get_axes()
+    solid = [line for line in ax.get_lines() if line.get_linestyle() == "-"]
+    dashed = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+    assert [line.get_label() for line in solid] == ["w=4", "w=16", "w=64"]
+    assert len(dashed) == 3
+    for s, d in zip(solid, dashed, strict=True):
+        assert colors.same_color(s.get_color(), d.get_color())
+        np.testing.assert_allclose(d.get_ydata(), 95.0)
+    np.testing.assert_array_equal(solid[0].get_xdata(), np.arange(1, 7))
+    assert len({colors.to_hex(line.get_color()) for line in solid}) == 3
+
+
+def test_ensemble_figure_skips_a_width_without_values():
+    rows = make_ensemble(widths=(4, 16))
+    for r in rows:
+        if r["width"] == 4:
+            r["ensemble_accuracy"] = r["mean_single_accuracy"] = None
+    (ax,) = minima_plots.ensemble_figure(rows).get_axes()
+    solid, dashed = ax.get_lines()
+    assert solid.get_label() == "w=16"
+    assert dashed.get_linestyle() == "--"
+
+
+def test_spread_figure_plots_range_and_std_against_log2_width():
+    fig = minima_plots.spread_figure(make_spread())
+    ax_acc, ax_cost = fig.get_axes()
+    for ax in (ax_acc, ax_cost):
+        assert len(ax.get_lines()) == 2
+        assert ax.get_xscale() == "log"
+        np.testing.assert_array_equal(ax.get_xticks(), WIDTHS)
+    np.testing.assert_allclose(ax_acc.get_lines()[0].get_ydata(), [2.0, 0.5, 0.125])
+    assert ax_cost.get_yscale() == "log"
+    assert fig.get_suptitle() == "Does the spread narrow as the network grows?"
+
+
+def test_spread_figure_one_width_and_an_all_none_series():
+    spread = make_spread(widths=(16,))
+    spread[0]["train_cost_std"] = None
+    spread[0]["num_params"] = None
+    ax_acc, ax_cost = minima_plots.spread_figure(spread).get_axes()
+    assert len(ax_acc.get_lines()) == 2
+    assert len(ax_cost.get_lines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("build", "data"),
+    [
+        (minima_plots.quality_figure, make_rows()),
+        (minima_plots.quality_figure, []),
+        (minima_plots.barrier_figure, make_pairs()),
+        (minima_plots.barrier_figure, []),
+        (minima_plots.paths_figure, make_examples()),
+        (minima_plots.paths_figure, {}),
+        (minima_plots.ensemble_figure, make_ensemble()),
+        (minima_plots.ensemble_figure, []),
+        (minima_plots.spread_figure, make_spread()),
+        (minima_plots.spread_figure, []),
+    ],
+)
+def test_each_figure_saves_as_png(build, data, tmp_path):
+    fig = build(data)
+    assert isinstance(fig, Figure)
+    path = tmp_path / "figure.png"
+    fig.savefig(path, dpi=plots.DPI)
+    assert path.read_bytes()[:8] == PNG_MAGIC
