@@ -13,7 +13,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The main job on the embedded digits, offline: one training run, the intuition
-# figures, and the learning-rate study (13 η from 0.01 to 100, 3 seeds each).
+# figures, the learning-rate study (13 η from 0.01 to 100, 3 seeds each) and the
+# local-minima study (widths 4, 16 and 64, 8 seeds each).
 demo: $(STAMP)
 	rm -rf runs/demo
 	$(PY) -m experiments.train --dataset=digits --layers=16,16 --learning_rate=3.0 \
@@ -22,7 +23,9 @@ demo: $(STAMP)
 	$(PY) -m experiments.lr_sweep --dataset=digits --layers=16,16 --batch_size=10 \
 	  --epochs=30 --learning_rates=logspace:0.01:100:13 --seeds=3 \
 	  --full_batch_steps=500 --track_sharpness_every=25 --workdir=runs/demo/lr_sweep
-	@echo "Reports: runs/demo/train/report.md runs/demo/toy/report.md runs/demo/lr_sweep/report.md"
+	$(PY) -m experiments.local_minima --dataset=digits --layers=16,16 --batch_size=10 \
+	  --learning_rate=3.0 --epochs=60 --widths=4,16,64 --seeds=8 --workdir=runs/demo/minima
+	@echo "Reports: runs/demo/{train,toy,lr_sweep,minima}/report.md"
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -1,11 +1,14 @@
 """The flags every experiment shares: data, model, training and the run folder."""
 
+import functools
 import logging as stdlib_logging
+import sys
 
-from absl import flags
+from absl import app, flags
 
 from gd_jax import costs, model, optim
 from gd_jax.config import TrainConfig, parse_layers
+from gd_jax.errors import GdJaxError
 
 FLAGS = flags.FLAGS
 
@@ -37,6 +40,19 @@ flags.DEFINE_integer(
     "validation_size", 0, "Training examples held out for validation (the last N)."
 )
 flags.DEFINE_integer("train_size", None, "Use only the first N training examples.")
+# Flags of the studies that mean the same in each, with a default of each study's own.
+flags.DEFINE_integer(
+    "seeds",
+    None,
+    "Initialisations (seeds --seed, --seed+1, ...): per η in lr_sweep "
+    "(default 3), per width in local_minima (default 8).",
+)
+flags.DEFINE_integer(
+    "lanczos_iters",
+    None,
+    "Lanczos steps per Hessian eigenvalue estimate (default 20 in "
+    "lr_sweep, for λ_max; 40 in local_minima, where λ_min needs more).",
+)
 flags.DEFINE_string("workdir", None, "The run folder.")
 flags.DEFINE_bool("resume", False, "Continue the run in --workdir; nothing finished is redone.")
 flags.mark_flag_as_required("workdir")
@@ -60,6 +76,35 @@ def train_config(learning_rate: float) -> TrainConfig:
         validation_size=FLAGS.validation_size,
         train_size=FLAGS.train_size,
     )
+
+
+def or_default(value, default):
+    """A flag's value, or the study's own default when it was not given."""
+    return default if value is None else value
+
+
+def entry_point(main):
+    """Wraps an experiment's ``main``: no extra arguments, JAX kept quiet, bad input
+    printed as one paragraph with exit status 2, Ctrl-C as 130 with a word on resuming."""
+
+    @functools.wraps(main)
+    def wrapped(argv):
+        if len(argv) > 1:
+            raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+        quiet_jax()
+        try:
+            return main(argv)
+        except GdJaxError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(
+                f"interrupted; what was finished is kept in {FLAGS.workdir}: rerun with --resume.",
+                file=sys.stderr,
+            )
+            return 130
+
+    return wrapped
 
 
 def quiet_jax() -> None:

@@ -11,20 +11,15 @@ summary.json with the verdict, PNG plots and report.md. A killed study rerun wit
 --resume redoes only the widths it had not finished.
 """
 
-import sys
-
 from absl import app, flags, logging
 
 from experiments import common
 from gd_jax import minima
-from gd_jax.errors import GdJaxError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("widths", "4,16,64", "Hidden widths; each replaces every hidden layer's size.")
-flags.DEFINE_integer("seeds", 8, "Independent initialisations per width.")
 flags.DEFINE_float("grad_tol", 2e-3, "Stop a network once ‖∇C‖ on the training set is below this.")
 flags.DEFINE_integer("eval_every", 1, "Epochs between measurements (and gradient checks).")
-flags.DEFINE_integer("lanczos_iters", 40, "Lanczos steps for λ_min and λ_max of each endpoint.")
 flags.DEFINE_float("negative_tol", 1e-2, "A saddle has λ_min below −negative_tol · λ_max.")
 flags.DEFINE_integer(
     "dense_max_params", 3000, "Count negative eigenvalues of the dense Hessian up to this size."
@@ -33,34 +28,22 @@ flags.DEFINE_integer("path_points", 25, "Points along each straight path.")
 flags.DEFINE_integer("max_pairs", 28, "Pairs of endpoints compared per width.")
 
 
+@common.entry_point
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    common.quiet_jax()
-    try:
-        study = minima.MinimaConfig(
-            widths=minima.parse_widths(FLAGS.widths),
-            seeds=FLAGS.seeds,
-            grad_tol=FLAGS.grad_tol,
-            eval_every=FLAGS.eval_every,
-            lanczos_iters=FLAGS.lanczos_iters,
-            negative_tol=FLAGS.negative_tol,
-            dense_max_params=FLAGS.dense_max_params,
-            path_points=FLAGS.path_points,
-            max_pairs=FLAGS.max_pairs,
-        )
-        summary = minima.run(
-            common.train_config(FLAGS.learning_rate), study, FLAGS.workdir, resume=FLAGS.resume
-        )
-    except GdJaxError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(
-            f"interrupted; finished widths are kept in {FLAGS.workdir}: rerun with --resume.",
-            file=sys.stderr,
-        )
-        return 130
+    del argv
+    study = minima.MinimaConfig(
+        widths=minima.parse_widths(FLAGS.widths),
+        seeds=common.or_default(FLAGS.seeds, 8),
+        grad_tol=FLAGS.grad_tol,
+        eval_every=FLAGS.eval_every,
+        lanczos_iters=common.or_default(FLAGS.lanczos_iters, 40),
+        negative_tol=FLAGS.negative_tol,
+        dense_max_params=FLAGS.dense_max_params,
+        path_points=FLAGS.path_points,
+        max_pairs=FLAGS.max_pairs,
+    )
+    config = common.train_config(FLAGS.learning_rate)
+    summary = minima.run(config, study, FLAGS.workdir, resume=FLAGS.resume)
     logging.info("%s Report: %s/report.md", summary["verdict"], FLAGS.workdir)
     return 0
 

@@ -9,13 +9,10 @@ summary.json, PNG plots and report.md. A killed study rerun with --resume comput
 only what is missing.
 """
 
-import sys
-
 from absl import app, flags, logging
 
 from experiments import common
 from gd_jax import lr_sweep
-from gd_jax.errors import GdJaxError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string(
@@ -23,7 +20,6 @@ flags.DEFINE_string(
     "logspace:0.01:100:13",
     "η values: a list (0.1,0.3,1,3) or a log range low:high:count (logspace:0.01:30:13).",
 )
-flags.DEFINE_integer("seeds", 3, "Initialisations per η (seeds --seed, --seed+1, ...).")
 flags.DEFINE_bool("shared_order", True, "All networks see the same mini-batches (those of --seed).")
 flags.DEFINE_integer("chunk_size", 64, "Networks per compiled program; each chunk is saved.")
 flags.DEFINE_integer("full_batch_steps", 500, "Steps of the full-batch trace (0: no trace).")
@@ -33,7 +29,6 @@ flags.DEFINE_integer(
 flags.DEFINE_integer(
     "sharpness_examples", 5000, "Training examples (the first N) the Hessian is taken on."
 )
-flags.DEFINE_integer("lanczos_iters", 20, "Lanczos steps per eigenvalue estimate.")
 flags.DEFINE_bool(
     "first_order_check", True, "Record measured ΔC against its predictions in the trace."
 )
@@ -43,39 +38,27 @@ flags.DEFINE_float("range_min", 1e-4, "First η of the range test.")
 flags.DEFINE_float("range_max", 100.0, "Last η of the range test.")
 
 
+@common.entry_point
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    common.quiet_jax()
-    try:
-        etas = lr_sweep.parse_learning_rates(FLAGS.learning_rates)
-        study = lr_sweep.SweepConfig(
-            learning_rates=etas,
-            seeds=FLAGS.seeds,
-            shared_order=FLAGS.shared_order,
-            chunk_size=FLAGS.chunk_size,
-            full_batch_steps=FLAGS.full_batch_steps,
-            track_sharpness_every=FLAGS.track_sharpness_every,
-            sharpness_examples=FLAGS.sharpness_examples,
-            lanczos_iters=FLAGS.lanczos_iters,
-            first_order_check=FLAGS.first_order_check,
-            range_test=FLAGS.range_test,
-            range_steps=FLAGS.range_steps,
-            range_min=FLAGS.range_min,
-            range_max=FLAGS.range_max,
-        )
-        summary = lr_sweep.run(
-            common.train_config(max(etas)), study, FLAGS.workdir, resume=FLAGS.resume
-        )
-    except GdJaxError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(
-            f"interrupted; finished chunks are kept in {FLAGS.workdir}: rerun with --resume.",
-            file=sys.stderr,
-        )
-        return 130
+    del argv
+    etas = lr_sweep.parse_learning_rates(FLAGS.learning_rates)
+    study = lr_sweep.SweepConfig(
+        learning_rates=etas,
+        seeds=common.or_default(FLAGS.seeds, 3),
+        shared_order=FLAGS.shared_order,
+        chunk_size=FLAGS.chunk_size,
+        full_batch_steps=FLAGS.full_batch_steps,
+        track_sharpness_every=FLAGS.track_sharpness_every,
+        sharpness_examples=FLAGS.sharpness_examples,
+        lanczos_iters=common.or_default(FLAGS.lanczos_iters, 20),
+        first_order_check=FLAGS.first_order_check,
+        range_test=FLAGS.range_test,
+        range_steps=FLAGS.range_steps,
+        range_min=FLAGS.range_min,
+        range_max=FLAGS.range_max,
+    )
+    config = common.train_config(max(etas))
+    summary = lr_sweep.run(config, study, FLAGS.workdir, resume=FLAGS.resume)
     logging.info("Best η %s; report: %s/report.md", summary["best_learning_rate"], FLAGS.workdir)
     return 0
 

@@ -13,24 +13,15 @@ from absl import app, flags, logging
 
 from experiments import common
 from gd_jax import experiment
-from gd_jax.errors import GdJaxError
 
 FLAGS = flags.FLAGS
 
 
+@common.entry_point
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    common.quiet_jax()
-    try:
-        config = common.train_config(FLAGS.learning_rate)
-        summary = experiment.train_run(config, FLAGS.workdir, resume=FLAGS.resume)
-    except GdJaxError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:  # before the first epoch: nothing to keep yet
-        print("interrupted before training started.", file=sys.stderr)
-        return 130
+    del argv
+    config = common.train_config(FLAGS.learning_rate)
+    summary = experiment.train_run(config, FLAGS.workdir, resume=FLAGS.resume)
     logging.info("Run folder: %s (report.md, summary.json)", FLAGS.workdir)
     if summary["status"] == experiment.STATUS_DIVERGED:
         print(

@@ -40,26 +40,33 @@ class TrainConfig:
         return (num_inputs, *self.layers, num_classes)
 
 
+def parse_int_list(text: str, *, flag: str, hint: str) -> tuple[int, ...]:
+    """Parses a comma-separated list of positive integers, or raises naming ``flag``."""
+    try:
+        widths = tuple(int(part) for part in text.strip().split(","))
+    except ValueError:
+        widths = ()
+    if not widths or any(w <= 0 for w in widths):
+        raise GdJaxError(
+            f"--{flag}={text!r} is not a list of hidden-layer widths. Give positive "
+            f"integers separated by commas, {hint}"
+        )
+    return widths
+
+
 def parse_layers(text: str) -> tuple[int, ...]:
     """Parses ``--layers`` ("16,16") into hidden-layer widths.
 
     An empty string is rejected: a perceptron with no hidden layer is asked for with
     ``--layers=none``, so that an accidental empty value is not silently accepted.
     """
-    text = text.strip()
-    if text.lower() == "none":
+    if text.strip().lower() == "none":
         return ()
-    try:
-        widths = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        widths = ()
-    if not widths or any(w <= 0 for w in widths):
-        raise GdJaxError(
-            f"--layers={text!r} is not a list of hidden-layer widths. Give positive "
-            "integers separated by commas, e.g. --layers=16,16 for the 784-16-16-10 "
-            "perceptron or --layers=30 for 784-30-10 (--layers=none for no hidden layer)."
-        )
-    return widths
+    hint = (
+        "e.g. --layers=16,16 for the 784-16-16-10 perceptron or --layers=30 for 784-30-10 "
+        "(--layers=none for no hidden layer)."
+    )
+    return parse_int_list(text, flag="layers", hint=hint)
 
 
 def check(config: TrainConfig) -> None:

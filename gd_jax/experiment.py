@@ -47,6 +47,33 @@ def run_flags(config: TrainConfig) -> dict:
     return flags
 
 
+def start_run(config: TrainConfig, workdir: str, flags: dict, *, resume: bool, mutable=("epochs",)):
+    """What every run does first: check the folder, load the data, record the config.
+
+    Nothing is written until the folder, the flags and the data have all passed their
+    checks, so bad input leaves the folder as it was.
+
+    Returns:
+      ``(folder, dataset)``.
+    """
+    folder = io.RunFolder(workdir)
+    folder.check(flags, resume=resume, mutable=mutable)
+    dataset = data.load(
+        config.dataset,
+        data_dir=config.data_dir,
+        validation_size=config.validation_size,
+        train_size=config.train_size,
+    )
+    check_against_data(config, len(dataset.train.labels))
+    io.write_json(folder / io.CONFIG, {"flags": flags, **environment()})
+    return folder, dataset
+
+
+def on_device(split: data.Split) -> tuple[jax.Array, jax.Array]:
+    """A split's ``(x, labels)`` as device arrays."""
+    return jnp.asarray(split.x), jnp.asarray(split.labels)
+
+
 def train_run(config: TrainConfig, workdir: str, *, resume: bool = False) -> dict:
     """Trains the network ``config`` describes and fills ``workdir`` with the run.
 
@@ -64,17 +91,7 @@ def train_run(config: TrainConfig, workdir: str, *, resume: bool = False) -> dic
       GdJaxError: bad input (flags, data files, a workdir holding another run); the
         folder is left as it was.
     """
-    folder = io.RunFolder(workdir)
-    flags = run_flags(config)
-    folder.check(flags, resume=resume)
-    dataset = data.load(
-        config.dataset,
-        data_dir=config.data_dir,
-        validation_size=config.validation_size,
-        train_size=config.train_size,
-    )
-    check_against_data(config, len(dataset.train.labels))
-
+    folder, dataset = start_run(config, workdir, run_flags(config), resume=resume)
     sizes = config.sizes(dataset.train.x.shape[1], dataset.num_classes)
     init_key, data_key = jax.random.split(jax.random.key(config.seed))
     tx = optim.make(config.optimizer, config.learning_rate, config.momentum)
@@ -87,11 +104,9 @@ def train_run(config: TrainConfig, workdir: str, *, resume: bool = False) -> dic
         # Metrics may be one epoch ahead of the checkpoint (see io): drop that epoch.
         history = [m for m in folder.metrics() if m["epoch"] <= start_epoch]
         logging.info("Resuming %s after epoch %d.", workdir, start_epoch)
-    io.write_json(folder / io.CONFIG, {"flags": flags, **environment()})
 
-    to_device = lambda split: (jnp.asarray(split.x), jnp.asarray(split.labels))
-    train_data = to_device(dataset.train)
-    evals = {"validation": to_device(dataset.validation), "test": to_device(dataset.test)}
+    train_data = on_device(dataset.train)
+    evals = {"validation": on_device(dataset.validation), "test": on_device(dataset.test)}
     status = STATUS_COMPLETED
     try:
         for result in train.fit(

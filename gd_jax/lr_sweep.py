@@ -24,10 +24,10 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from gd_jax import data, io, model, optim, plots, sweep, sweep_plots, train
-from gd_jax.config import TrainConfig, check_against_data
+from gd_jax import io, model, optim, plots, sweep, sweep_plots, train
+from gd_jax.config import TrainConfig
 from gd_jax.errors import GdJaxError
-from gd_jax.experiment import environment, run_flags
+from gd_jax.experiment import on_device, run_flags, start_run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,23 +153,13 @@ def run(config: TrainConfig, sweep_config: SweepConfig, workdir: str, *, resume=
     Raises:
       GdJaxError: bad input; the folder is left as it was.
     """
-    folder = io.RunFolder(workdir)
     flags = study_flags(config, sweep_config)
-    folder.check(flags, resume=resume, mutable=())
-    dataset = data.load(
-        config.dataset,
-        data_dir=config.data_dir,
-        validation_size=config.validation_size,
-        train_size=config.train_size,
-    )
-    check_against_data(config, len(dataset.train.labels))
-    io.write_json(folder / io.CONFIG, {"flags": flags, **environment()})
+    folder, dataset = start_run(config, workdir, flags, resume=resume, mutable=())
     sizes = config.sizes(dataset.train.x.shape[1], dataset.num_classes)
     seeds = config.seed + np.arange(sweep_config.seeds)
     networks = sweep.grid(sweep_config.learning_rates, seeds)
-    to_device = lambda split: (jnp.asarray(split.x), jnp.asarray(split.labels))
-    train_xy = to_device(dataset.train)
-    evals = {"validation": to_device(dataset.validation), "test": to_device(dataset.test)}
+    train_xy = on_device(dataset.train)
+    evals = {"validation": on_device(dataset.validation), "test": on_device(dataset.test)}
     baseline = constant_cost(config.cost, dataset.train.labels, dataset.num_classes)
 
     result = sweep_in_chunks(folder, config, sweep_config, networks, sizes, train_xy, evals)

@@ -24,7 +24,6 @@ from absl import logging
 from gd_jax import (
     costs,
     curvature,
-    data,
     io,
     landscape,
     lr_sweep,
@@ -34,9 +33,9 @@ from gd_jax import (
     sweep,
     train,
 )
-from gd_jax.config import TrainConfig, check_against_data
+from gd_jax.config import TrainConfig, parse_int_list
 from gd_jax.errors import GdJaxError
-from gd_jax.experiment import environment, run_flags
+from gd_jax.experiment import on_device, run_flags, start_run
 
 MINIMUM, SADDLE, PLATEAU, UNCONVERGED = "minimum", "saddle", "plateau", "unconverged"
 
@@ -72,17 +71,11 @@ class MinimaConfig:
 
 def parse_widths(text: str) -> tuple[int, ...]:
     """``"4,16,64"`` into widths; each replaces every hidden layer's size."""
-    try:
-        widths = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        widths = ()
-    if not widths or any(w <= 0 for w in widths):
-        raise GdJaxError(
-            f"--widths={text!r} is not a list of hidden-layer widths. Give positive "
-            "integers separated by commas, e.g. --widths=4,16,64; each replaces the size "
-            "of every hidden layer of --layers (16 gives the seed's 784-16-16-10)."
-        )
-    return widths
+    hint = (
+        "e.g. --widths=4,16,64; each replaces the size of every hidden layer of --layers "
+        "(16 gives the seed's 784-16-16-10)."
+    )
+    return parse_int_list(text, flag="widths", hint=hint)
 
 
 def classify(grad_norm, lambda_min, lambda_max, cost, *, grad_tol, negative_tol, bar) -> str:
@@ -121,19 +114,9 @@ def run(config: TrainConfig, minima_config: MinimaConfig, workdir: str, *, resum
     Raises:
       GdJaxError: bad input; the folder is left as it was.
     """
-    folder = io.RunFolder(workdir)
     flags = study_flags(config, minima_config)
-    folder.check(flags, resume=resume, mutable=())
-    dataset = data.load(
-        config.dataset,
-        data_dir=config.data_dir,
-        validation_size=config.validation_size,
-        train_size=config.train_size,
-    )
-    check_against_data(config, len(dataset.train.labels))
-    io.write_json(folder / io.CONFIG, {"flags": flags, **environment()})
-    to_device = lambda split: (jnp.asarray(split.x), jnp.asarray(split.labels))
-    train_xy, test_xy = to_device(dataset.train), to_device(dataset.test)
+    folder, dataset = start_run(config, workdir, flags, resume=resume, mutable=())
+    train_xy, test_xy = on_device(dataset.train), on_device(dataset.test)
     bar = 0.9 * lr_sweep.constant_cost(config.cost, dataset.train.labels, dataset.num_classes)
     evaluate = train.make_evaluate(config.cost, config.activation)
 
