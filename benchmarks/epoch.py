@@ -26,11 +26,8 @@ FLAGS = flags.FLAGS
 CASES = [((784, 30, 10), 10), ((784, 16, 16, 10), 10), ((784, 30, 10), 0)]
 
 
-def time_case(sizes, batch_size, x, labels, epochs):
-    tx = optim.make("gd", 3.0)
-    loss = train.make_loss("mse", "sigmoid")
-    state = train.init_state(model.init_params(jax.random.key(0), sizes), tx)
-    epoch = jax.jit(train.make_epoch(loss, tx, batch_size))
+def time_epochs(epoch, state, x, labels, epochs) -> tuple[float, float]:
+    """``(compile seconds, best seconds per epoch)`` of a jitted epoch function."""
     key = jax.random.key(1)
     tic = time.perf_counter()
     compiled = epoch.lower(state, x, labels, key).compile()
@@ -41,7 +38,15 @@ def time_case(sizes, batch_size, x, labels, epochs):
         state, cost = compiled(state, x, labels, train.epoch_key(key, e))
         jax.block_until_ready(cost)
         seconds.append(time.perf_counter() - tic)
-    best = min(seconds)
+    return compile_seconds, min(seconds)
+
+
+def time_case(sizes, batch_size, x, labels, epochs):
+    """One epoch of a single network."""
+    tx = optim.make("gd", 3.0)
+    state = train.init_state(model.init_params(jax.random.key(0), sizes), tx)
+    epoch = jax.jit(train.make_epoch(train.make_loss("mse", "sigmoid"), tx, batch_size))
+    compile_seconds, best = time_epochs(epoch, state, x, labels, epochs)
     return {
         "network": "-".join(map(str, sizes)),
         "batch_size": batch_size,
@@ -57,20 +62,11 @@ def time_sweep(networks, x, labels, epochs):
     grid = sweep.Networks(np.geomspace(0.1, 10, networks), np.arange(networks))
     state = sweep.init(grid, sizes=(784, 30, 10), scheme="normal", tx=tx)
     epoch = jax.jit(sweep.build_epoch("mse", "sigmoid", "gd", tx, 10, shared_order=True))
-    key = jax.random.key(1)
-    tic = time.perf_counter()
-    compiled = epoch.lower(state, x, labels, key).compile()
-    compile_seconds = time.perf_counter() - tic
-    seconds = []
-    for e in range(epochs):
-        tic = time.perf_counter()
-        state, cost = compiled(state, x, labels, train.epoch_key(key, e))
-        jax.block_until_ready(cost)
-        seconds.append(time.perf_counter() - tic)
+    compile_seconds, best = time_epochs(epoch, state, x, labels, epochs)
     return {
         "networks": networks,
-        "seconds_per_epoch": min(seconds),
-        "seconds_per_network_epoch": min(seconds) / networks,
+        "seconds_per_epoch": best,
+        "seconds_per_network_epoch": best / networks,
         "compile_seconds": compile_seconds,
     }
 
