@@ -167,7 +167,7 @@ def test_a_diverging_network_in_the_trace_is_frozen_alone():
 @pytest.mark.parametrize(
     "cost, activation, sizes, batch_size",
     [("mse", "sigmoid", (12, 8, 6, 4), 10), ("cross_entropy", "tanh", (12, 5, 4), 10),
-     ("mse", "relu", (12, 4), 0)],
+     ("mse", "relu", (12, 4), 0), ("mse", "sigmoid", (12, 6, 4), 2)],  # 40 steps: 16 + 16 + 8
 )  # fmt: skip
 def test_the_stacked_gd_path_equals_the_vmapped_step(cost, activation, sizes, batch_size):
     tx = optim.make("gd", 1.0)
