@@ -53,6 +53,9 @@ flags.DEFINE_integer(
     "Lanczos steps per Hessian eigenvalue estimate (default 20 in "
     "lr_sweep, for λ_max; 40 in local_minima, where λ_min needs more).",
 )
+flags.DEFINE_integer(
+    "devices", None, "Devices the studies shard their networks over (default: all visible)."
+)
 flags.DEFINE_string("workdir", None, "The run folder.")
 flags.DEFINE_bool("resume", False, "Continue the run in --workdir; nothing finished is redone.")
 flags.mark_flag_as_required("workdir")

@@ -41,6 +41,7 @@ def main(argv):
         dense_max_params=FLAGS.dense_max_params,
         path_points=FLAGS.path_points,
         max_pairs=FLAGS.max_pairs,
+        devices=FLAGS.devices,
     )
     config = common.train_config(FLAGS.learning_rate)
     summary = minima.run(config, study, FLAGS.workdir, resume=FLAGS.resume)

@@ -56,6 +56,7 @@ def main(argv):
         range_steps=FLAGS.range_steps,
         range_min=FLAGS.range_min,
         range_max=FLAGS.range_max,
+        devices=FLAGS.devices,
     )
     config = common.train_config(max(etas))
     summary = lr_sweep.run(config, study, FLAGS.workdir, resume=FLAGS.resume)

@@ -47,6 +47,7 @@ class SweepConfig:
     range_steps: int = 500
     range_min: float = 1e-4
     range_max: float = 100.0
+    devices: int | None = None
 
     def __post_init__(self):
         def fail(message):
@@ -154,7 +155,7 @@ def run(config: TrainConfig, sweep_config: SweepConfig, workdir: str, *, resume=
       GdJaxError: bad input; the folder is left as it was.
     """
     flags = study_flags(config, sweep_config)
-    folder, dataset = start_run(config, workdir, flags, resume=resume, mutable=())
+    folder, dataset = start_run(config, workdir, flags, resume=resume, mutable=("devices",))
     sizes = config.sizes(dataset.train.x.shape[1], dataset.num_classes)
     seeds = config.seed + np.arange(sweep_config.seeds)
     networks = sweep.grid(sweep_config.learning_rates, seeds)
@@ -238,8 +239,9 @@ def sweep_in_chunks(folder, config, sweep_config, networks, sizes, train_xy, eva
             shared_order=sweep_config.shared_order,
             order_seed=config.seed,
             on_epoch=progress,
+            devices=sweep_config.devices,
         )
-        part = take_networks(part, np.arange(len(members)))
+        part = sweep.take(part, np.arange(len(members)))
         io.save_arrays(path, **sweep.result_to_arrays(part))
         parts.append(part)
     return concatenate(parts)
@@ -248,17 +250,6 @@ def sweep_in_chunks(folder, config, sweep_config, networks, sizes, train_xy, eva
 def _duration(seconds: float) -> str:
     seconds = round(seconds)
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
-
-
-def take_networks(result: sweep.SweepResult, index) -> sweep.SweepResult:
-    return result._replace(
-        networks=result.networks.take(index),
-        metrics={k: v[:, index] for k, v in result.metrics.items()},
-        params=jax.tree.map(lambda leaf: leaf[index], result.params),
-        diverged_step=result.diverged_step[index],
-        diverged_epoch=result.diverged_epoch[index],
-        converged_epoch=result.converged_epoch[index],
-    )
 
 
 def concatenate(parts: list[sweep.SweepResult]) -> sweep.SweepResult:

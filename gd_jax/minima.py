@@ -53,6 +53,7 @@ class MinimaConfig:
     dense_max_params: int = 3000
     path_points: int = 25
     max_pairs: int = 28
+    devices: int | None = None
 
     def __post_init__(self):
         checks = [
@@ -115,7 +116,7 @@ def run(config: TrainConfig, minima_config: MinimaConfig, workdir: str, *, resum
       GdJaxError: bad input; the folder is left as it was.
     """
     flags = study_flags(config, minima_config)
-    folder, dataset = start_run(config, workdir, flags, resume=resume, mutable=())
+    folder, dataset = start_run(config, workdir, flags, resume=resume, mutable=("devices",))
     train_xy, test_xy = on_device(dataset.train), on_device(dataset.test)
     bar = 0.9 * lr_sweep.constant_cost(config.cost, dataset.train.labels, dataset.num_classes)
     evaluate = train.make_evaluate(config.cost, config.activation)
@@ -181,6 +182,7 @@ def trained_width(folder, config, minima_config, sizes, train_xy, test_xy) -> sw
         eval_every=minima_config.eval_every,
         grad_tol=minima_config.grad_tol,
         on_epoch=progress,
+        devices=minima_config.devices,
     )
     io.save_arrays(path, **sweep.result_to_arrays(result))
     return result

@@ -19,8 +19,10 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from gd_jax import costs, curvature, model, optim, train
+from gd_jax.errors import GdJaxError
 
 
 class Networks(NamedTuple):
@@ -301,7 +303,8 @@ class SweepResult(NamedTuple):
     compile_seconds: float
 
 
-def fit(
+def _fit_on(
+    mesh,
     networks: Networks,
     train_xy: tuple[jax.Array, jax.Array],
     evals: dict[str, tuple[jax.Array, jax.Array]],
@@ -348,12 +351,15 @@ def fit(
       A :class:`SweepResult`.
     """
     tx = optim.make(optimizer, 1.0, momentum)
-    state = init(networks, sizes=sizes, scheme=init_scheme, tx=tx)
+    by_network = NamedSharding(mesh, PartitionSpec("networks"))
+    everywhere = NamedSharding(mesh, PartitionSpec())
+    state = jax.device_put(init(networks, sizes=sizes, scheme=init_scheme, tx=tx), by_network)
+    train_xy, evals = jax.device_put((train_xy, evals), everywhere)
     if shared_order:
         data_key = keys(np.asarray([order_seed]))[1][0]
         epoch_keys = lambda e: train.epoch_key(data_key, e)
     else:
-        data_keys = keys(networks.seed)[1]
+        data_keys = jax.device_put(keys(networks.seed)[1], by_network)
         epoch_keys = lambda e: jax.vmap(train.epoch_key, in_axes=(0, None))(data_keys, e)
     splits = tuple(name for name, (x, _) in evals.items() if x.shape[0])
     eval_data = tuple(evals[name] for name in splits)
@@ -469,6 +475,54 @@ def result_from_arrays(stored: dict[str, np.ndarray]) -> SweepResult:
         seconds_per_epoch=float(stored["seconds_per_epoch"]),
         compile_seconds=float(stored["compile_seconds"]),
     )
+
+
+def network_mesh(devices: int | None = None) -> Mesh:
+    """A one-axis mesh, ``"networks"``, over the first ``devices`` devices (all if None).
+
+    Sweeps shard their network axis over it: each device trains its share of the
+    networks, with the data replicated. Several hosts joined by
+    ``jax.distributed.initialize`` see one another's devices in ``jax.devices()``.
+    """
+    available = jax.devices()
+    count = len(available) if devices is None else devices
+    if not 1 <= count <= len(available):
+        raise GdJaxError(
+            f"--devices={devices} cannot be used: {len(available)} device(s) are visible "
+            f"({available[0].platform}). Give a number from 1 to {len(available)}, or leave "
+            "it out to use them all."
+        )
+    return jax.make_mesh(
+        (count,), ("networks",), devices=available[:count], axis_types=(AxisType.Auto,)
+    )
+
+
+def take(result: SweepResult, index) -> SweepResult:
+    """The networks ``index`` of a result."""
+    return result._replace(
+        networks=result.networks.take(index),
+        metrics={k: v[:, index] for k, v in result.metrics.items()},
+        params=jax.tree.map(lambda leaf: leaf[index], result.params),
+        diverged_step=result.diverged_step[index],
+        diverged_epoch=result.diverged_epoch[index],
+        converged_epoch=result.converged_epoch[index],
+    )
+
+
+def fit(networks: Networks, *args, devices: int | None = None, **kwargs) -> SweepResult:
+    """Trains all ``networks`` for ``epochs`` epochs as one compiled program per epoch,
+    their network axis sharded over ``devices`` devices (all visible ones if None).
+
+    The networks are padded with copies of the last one to a multiple of the device
+    count, and the copies dropped from the result. The other arguments are those of
+    :func:`_fit_on` (its docstring describes them).
+    """
+    mesh = network_mesh(devices)
+    count = mesh.devices.size
+    n = len(networks)
+    padded = np.concatenate([np.arange(n), np.full(-n % count, n - 1)])
+    result = _fit_on(mesh, networks.take(padded), *args, **kwargs)
+    return result if len(padded) == n else take(result, np.arange(n))
 
 
 class TraceResult(NamedTuple):

@@ -1,10 +1,15 @@
 """The sweep engine: N networks in one program, each as if trained alone."""
 
+import os
+import subprocess
+import sys
+
 import jax
 import numpy as np
 import pytest
 
 from gd_jax import curvature, model, optim, sweep, train
+from gd_jax.errors import GdJaxError
 
 SIZES = (12, 8, 4)
 
@@ -209,3 +214,38 @@ def test_a_network_meeting_the_gradient_tolerance_stops_there():
     np.testing.assert_array_equal(network(stopped.params, 0)[0][0], network(short.params, 0)[0][0])
     # The other network trained on, untouched by its neighbour's stop.
     np.testing.assert_array_equal(network(stopped.params, 1)[0][0], network(free.params, 1)[0][0])
+
+
+SHARDED = """
+import jax, numpy as np
+from gd_jax import sweep
+assert len(jax.devices()) == 4, jax.devices()
+kx, ky = jax.random.split(jax.random.key(0))
+x = jax.random.uniform(kx, (80, 12)); labels = jax.random.randint(ky, (80,), 0, 4)
+nets = sweep.Networks(np.array([0.1, 0.5, 1.0, 3.0, 0.3]), np.arange(5))
+for opt, shared in (("gd", True), ("adam", False)):
+    kw = dict(sizes=(12, 8, 4), init_scheme="normal", cost="mse", activation="sigmoid",
+              optimizer=opt, momentum=None, batch_size=10, epochs=3, shared_order=shared)
+    one = sweep.fit(nets, (x, labels), {"test": (x[:20], labels[:20])}, devices=1, **kw)
+    four = sweep.fit(nets, (x, labels), {"test": (x[:20], labels[:20])}, devices=4, **kw)
+    assert len(four.networks) == 5
+    for a, b in zip(jax.tree.leaves(one.params), jax.tree.leaves(four.params), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(one.metrics["train_cost"], four.metrics["train_cost"], rtol=1e-5)
+print("sharded ok")
+"""
+
+
+def test_a_sweep_sharded_over_four_devices_equals_one_device():
+    # The device count is fixed when JAX starts, so this runs in a fresh process.
+    env = {**os.environ, "JAX_NUM_CPU_DEVICES": "4", "JAX_PLATFORMS": "cpu"}
+    done = subprocess.run(
+        [sys.executable, "-c", SHARDED], env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "sharded ok" in done.stdout
+
+
+def test_asking_for_more_devices_than_there_are_is_a_clear_error():
+    with pytest.raises(GdJaxError, match="--devices=64"):
+        sweep.network_mesh(64)
