@@ -4,6 +4,7 @@ import functools
 import logging as stdlib_logging
 import sys
 
+import jax
 from absl import app, flags
 
 from gd_jax import costs, model, optim
@@ -56,6 +57,14 @@ flags.DEFINE_integer(
 flags.DEFINE_integer(
     "devices", None, "Devices the studies shard their networks over (default: all visible)."
 )
+flags.DEFINE_string(
+    "coordinator_address",
+    None,
+    "host:port of process 0, to join several processes "
+    "(hosts) into one study with jax.distributed; give every process the same value.",
+)
+flags.DEFINE_integer("num_processes", 1, "Processes joined into one study.")
+flags.DEFINE_integer("process_id", 0, "This process's rank, 0 to --num_processes − 1.")
 flags.DEFINE_string("workdir", None, "The run folder.")
 flags.DEFINE_bool("resume", False, "Continue the run in --workdir; nothing finished is redone.")
 flags.mark_flag_as_required("workdir")
@@ -96,6 +105,7 @@ def entry_point(main):
             raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
         quiet_jax()
         try:
+            join_processes()
             return main(argv)
         except GdJaxError as e:
             print(f"error: {e}", file=sys.stderr)
@@ -108,6 +118,28 @@ def entry_point(main):
             return 130
 
     return wrapped
+
+
+def join_processes() -> None:
+    """Joins the processes of a multi-host study (a no-op for one process).
+
+    Each process sees every process's devices in ``jax.devices()``, so the sweeps'
+    network mesh spans them all; on CPUs the collectives go through gloo.
+    """
+    if FLAGS.num_processes <= 1:
+        return
+    if not FLAGS.coordinator_address or not 0 <= FLAGS.process_id < FLAGS.num_processes:
+        raise GdJaxError(
+            f"--num_processes={FLAGS.num_processes} needs --coordinator_address=HOST:PORT "
+            f"(process 0's) and a --process_id from 0 to {FLAGS.num_processes - 1} "
+            f"(got {FLAGS.process_id})."
+        )
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(
+        coordinator_address=FLAGS.coordinator_address,
+        num_processes=FLAGS.num_processes,
+        process_id=FLAGS.process_id,
+    )
 
 
 def quiet_jax() -> None:

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
+from jax.experimental import multihost_utils
 
 from gd_jax import data, io, model, optim, plots, train
 from gd_jax.config import TrainConfig, check_against_data
@@ -58,6 +59,8 @@ def start_run(config: TrainConfig, workdir: str, flags: dict, *, resume: bool, m
     """
     folder = io.RunFolder(workdir)
     folder.check(flags, resume=resume, mutable=mutable)
+    if jax.process_count() > 1:  # every process has looked before the first one writes
+        multihost_utils.sync_global_devices("gd_jax: run folder checked")
     dataset = data.load(
         config.dataset,
         data_dir=config.data_dir,

@@ -45,7 +45,13 @@ def _atomic(path: Path) -> Iterator[Any]:
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Writes ``data`` to ``path`` atomically."""
+    """Writes ``data`` to ``path`` atomically.
+
+    When several processes run one study (``jax.distributed``), they compute the same
+    results and only the first one writes them.
+    """
+    if jax.process_index() != 0:
+        return
     with _atomic(Path(path)) as f:
         f.write(data)
 

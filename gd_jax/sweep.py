@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from gd_jax import costs, curvature, model, optim, train
@@ -353,14 +354,19 @@ def _fit_on(
     tx = optim.make(optimizer, 1.0, momentum)
     by_network = NamedSharding(mesh, PartitionSpec("networks"))
     everywhere = NamedSharding(mesh, PartitionSpec())
-    state = jax.device_put(init(networks, sizes=sizes, scheme=init_scheme, tx=tx), by_network)
-    train_xy, evals = jax.device_put((train_xy, evals), everywhere)
+    # Host values go to the mesh: with several processes, every process passes the same
+    # numbers and each keeps the shards of its own devices.
+    state = init(networks, sizes=sizes, scheme=init_scheme, tx=tx)
+    state = jax.device_put(jax.device_get(state), by_network)
+    train_xy, evals = jax.device_put(jax.device_get((train_xy, evals)), everywhere)
     if shared_order:
         data_key = keys(np.asarray([order_seed]))[1][0]
         epoch_keys = lambda e: train.epoch_key(data_key, e)
     else:
-        data_keys = jax.device_put(keys(networks.seed)[1], by_network)
-        epoch_keys = lambda e: jax.vmap(train.epoch_key, in_axes=(0, None))(data_keys, e)
+        key_data = jax.device_put(jax.random.key_data(keys(networks.seed)[1]), by_network)
+        epoch_keys = lambda e: jax.vmap(lambda k: train.epoch_key(jax.random.wrap_key_data(k), e))(
+            key_data
+        )
     splits = tuple(name for name, (x, _) in evals.items() if x.shape[0])
     eval_data = tuple(evals[name] for name in splits)
     measure = jax.jit(make_measure(cost, activation, splits, eval_chunk))
@@ -391,10 +397,10 @@ def _fit_on(
     history, recorded = [], []
 
     def record(epoch, state, avg_cost):
-        scores = jax.device_get(measure(state.train.params, train_xy, eval_data))
+        scores = _host(measure(state.train.params, train_xy, eval_data))
         scores = {k: np.asarray(v, np.float64) for k, v in scores.items()}
-        scores["avg_train_cost"] = np.asarray(avg_cost, np.float64)
-        dead = ~np.asarray(state.alive)
+        scores["avg_train_cost"] = np.asarray(_host(avg_cost), np.float64)
+        dead = ~_host(state.alive)
         for v in scores.values():
             v[dead] = np.nan
         history.append(scores)
@@ -410,13 +416,13 @@ def _fit_on(
     def check_convergence(epoch, state, scores):
         if grad_tol is None:
             return state
-        met = np.asarray(state.alive) & (scores["grad_norm"] < grad_tol) & (converged_epoch < 0)
+        met = _host(state.alive) & (scores["grad_norm"] < grad_tol) & (converged_epoch < 0)
         converged_epoch[met] = epoch
         return state._replace(converged=jnp.asarray(converged_epoch >= 0))
 
     state = check_convergence(0, state, scores)
     for first in starts:
-        if not np.any(np.asarray(state.alive) & ~np.asarray(state.converged)):
+        if not np.any(_host(state.alive) & ~_host(state.converged)):
             break
         count = min(eval_every, epochs - first + 1)
         tic = time.perf_counter()
@@ -425,7 +431,7 @@ def _fit_on(
         seconds.append((time.perf_counter() - tic) / count)
         last = first + count - 1
         scores = record(last, state, avg_cost)
-        diverged_epoch[(diverged_epoch < 0) & ~np.asarray(state.alive)] = last
+        diverged_epoch[(diverged_epoch < 0) & ~_host(state.alive)] = last
         state = check_convergence(last, state, scores)
         if on_epoch is not None:
             on_epoch(last, scores, seconds[-1])
@@ -434,8 +440,8 @@ def _fit_on(
         networks=networks,
         epochs=np.asarray(recorded),
         metrics={k: np.stack([h[k] for h in history]) for k in history[0]},
-        params=jax.device_get(state.train.params),
-        diverged_step=np.asarray(state.diverged_step),
+        params=_host(state.train.params),
+        diverged_step=_host(state.diverged_step),
         diverged_epoch=diverged_epoch,
         converged_epoch=converged_epoch,
         seconds_per_epoch=float(np.median(seconds)) if seconds else float("nan"),
@@ -475,6 +481,18 @@ def result_from_arrays(stored: dict[str, np.ndarray]) -> SweepResult:
         seconds_per_epoch=float(stored["seconds_per_epoch"]),
         compile_seconds=float(stored["compile_seconds"]),
     )
+
+
+def _host(tree):
+    """Numpy copies of (possibly sharded) arrays. An array spread over several processes
+    is gathered from all of them, since each holds only its own devices' shards."""
+
+    def one(a):
+        if isinstance(a, jax.Array) and not a.is_fully_addressable:
+            return np.asarray(multihost_utils.process_allgather(a, tiled=True))
+        return np.asarray(jax.device_get(a))
+
+    return jax.tree.map(one, tree)
 
 
 def network_mesh(devices: int | None = None) -> Mesh:

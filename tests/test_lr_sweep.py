@@ -1,6 +1,10 @@
 """The learning-rate study: its parsing, its analyses on known answers, and its CLI."""
 
 import json
+import os
+import socket
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -148,3 +152,37 @@ def test_bad_sweep_flags_are_clear_errors(tmp_path, capsys):
     assert cli("--dataset=digits", "--seeds=0", f"--workdir={tmp_path}/b") == 2
     assert "--seeds=0" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_joined_by_jax_distributed_give_one_processs_results(tmp_path):
+    args = [sys.executable, "-m", "experiments.lr_sweep", "--dataset=digits", "--layers=8",
+            "--learning_rates=0.3,3,30", "--seeds=3", "--epochs=2", "--chunk_size=9",
+            "--full_batch_steps=0", "--norange_test"]  # fmt: skip
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    one = subprocess.run([*args, f"--workdir={tmp_path / 'one'}"], env=env, capture_output=True)
+    assert one.returncode == 0, one.stderr[-2000:]
+    joined = [*args, f"--workdir={tmp_path / 'two'}", "--num_processes=2",
+              f"--coordinator_address=127.0.0.1:{free_port()}"]  # fmt: skip
+    procs = [
+        subprocess.Popen([*joined, f"--process_id={i}"], env=env, stderr=subprocess.PIPE)
+        for i in (0, 1)
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-2000:]
+    mine, theirs = (io.read_csv(tmp_path / d / "results.csv") for d in ("one", "two"))
+    assert [(r["learning_rate"], r["seed"]) for r in mine] == [
+        (r["learning_rate"], r["seed"]) for r in theirs
+    ]
+    for a, b in zip(mine, theirs, strict=True):
+        for key, value in a.items():
+            if value in ("", "True", "False"):
+                assert b[key] == value, key
+            else:  # the shards' reductions may round differently in the last bits
+                assert float(b[key]) == pytest.approx(float(value), rel=1e-5), key
