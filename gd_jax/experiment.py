@@ -72,6 +72,19 @@ def start_run(config: TrainConfig, workdir: str, flags: dict, *, resume: bool, m
     return folder, dataset
 
 
+def training_kwargs(config: TrainConfig) -> dict:
+    """The arguments of ``sweep.fit`` that a config fixes: model, update rule, epochs."""
+    return {
+        "init_scheme": config.init,
+        "cost": config.cost,
+        "activation": config.activation,
+        "optimizer": config.optimizer,
+        "momentum": config.momentum,
+        "batch_size": config.batch_size,
+        "epochs": config.epochs,
+    }
+
+
 def on_device(split: data.Split) -> tuple[jax.Array, jax.Array]:
     """A split's ``(x, labels)`` as device arrays."""
     return jnp.asarray(split.x), jnp.asarray(split.labels)

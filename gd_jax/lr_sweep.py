@@ -27,7 +27,7 @@ from absl import logging
 from gd_jax import io, model, optim, plots, sweep, sweep_plots, train
 from gd_jax.config import TrainConfig
 from gd_jax.errors import GdJaxError
-from gd_jax.experiment import on_device, run_flags, start_run
+from gd_jax.experiment import on_device, run_flags, start_run, training_kwargs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -229,13 +229,7 @@ def sweep_in_chunks(folder, config, sweep_config, networks, sizes, train_xy, eva
             train_xy,
             evals,
             sizes=sizes,
-            init_scheme=config.init,
-            cost=config.cost,
-            activation=config.activation,
-            optimizer=config.optimizer,
-            momentum=config.momentum,
-            batch_size=config.batch_size,
-            epochs=config.epochs,
+            **training_kwargs(config),
             shared_order=sweep_config.shared_order,
             order_seed=config.seed,
             on_epoch=progress,

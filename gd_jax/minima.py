@@ -35,7 +35,7 @@ from gd_jax import (
 )
 from gd_jax.config import TrainConfig, parse_int_list
 from gd_jax.errors import GdJaxError
-from gd_jax.experiment import on_device, run_flags, start_run
+from gd_jax.experiment import on_device, run_flags, start_run, training_kwargs
 
 MINIMUM, SADDLE, PLATEAU, UNCONVERGED = "minimum", "saddle", "plateau", "unconverged"
 
@@ -171,13 +171,7 @@ def trained_width(folder, config, minima_config, sizes, train_xy, test_xy) -> sw
         train_xy,
         {"test": test_xy},
         sizes=sizes,
-        init_scheme=config.init,
-        cost=config.cost,
-        activation=config.activation,
-        optimizer=config.optimizer,
-        momentum=config.momentum,
-        batch_size=config.batch_size,
-        epochs=config.epochs,
+        **training_kwargs(config),
         shared_order=False,
         eval_every=minima_config.eval_every,
         grad_tol=minima_config.grad_tol,
