@@ -1,0 +1,118 @@
+"""Peak resident memory of a large sweep, measured in a process of its own.
+
+One epoch of ``sweep.build_epoch("mse", "sigmoid", "gd", tx, 10, shared_order=True)``
+over N networks on 60,000 MNIST-shaped synthetic examples. The peak is read from the
+kernel's high-water mark (``VmHWM`` in ``/proc/self/status``), reset between phases
+(``/proc/self/clear_refs``) so each phase reports its own peak; on systems without
+them only ``ru_maxrss`` (the whole process) is reported. Prints one JSON line.
+
+    python -m benchmarks.memory [--networks=1024] [--steps=640]
+"""
+
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+from absl import app, flags
+
+from gd_jax import optim, sweep
+
+flags.DEFINE_integer("networks", 1024, "Networks in the sweep.")
+flags.DEFINE_list("sizes", ["784", "16", "16", "10"], "Layer widths.")
+flags.DEFINE_integer("examples", 60_000, "Training examples held in memory.")
+flags.DEFINE_integer(
+    "steps", 0, "Steps to run (batch 10), on the first steps·10 examples; 0: a full epoch."
+)
+FLAGS = flags.FLAGS
+
+STATUS = Path("/proc/self/status")
+GIB = 2.0**30
+
+
+def _status_kib(field: str) -> int | None:
+    try:
+        for line in STATUS.read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak() -> bool:
+    """Sets the high-water mark to the current resident size (Linux ≥ 4.0)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def measure(networks: int, sizes, examples: int, steps: int) -> dict:
+    """Peak resident GiB of each phase of a sweep's epoch, and its seconds."""
+    phases = {}
+    resettable = _reset_peak()
+
+    def phase(name):
+        if not resettable:
+            return
+        peak = _status_kib("VmHWM")
+        phases[name] = {"rss_gib": _status_kib("VmRSS") * 1024 / GIB, "peak_gib": peak * 1024 / GIB}
+        _reset_peak()
+
+    phase("start")  # the interpreter and the imports
+
+    kx, ky = jax.random.split(jax.random.key(0))
+    x = jax.random.uniform(kx, (examples, sizes[0]))
+    labels = jax.random.randint(ky, (examples,), 0, sizes[-1])
+    jax.block_until_ready((x, labels))
+    # Truncation keeps every example resident and trains on the first ones: apart from
+    # the [steps, N] array of costs, no buffer depends on the number of steps.
+    used = examples if steps == 0 else min(examples, steps * 10)
+    xs, ls = x[:used], labels[:used]
+    phase("data")
+    tx = optim.make("gd", 1.0)
+    grid = sweep.Networks(np.geomspace(0.1, 10, networks), np.arange(networks))
+    state = sweep.init(grid, sizes=tuple(sizes), scheme="normal", tx=tx)
+    jax.block_until_ready(state)
+    phase("init")
+    epoch = jax.jit(sweep.build_epoch("mse", "sigmoid", "gd", tx, 10, shared_order=True))
+    tic = time.perf_counter()
+    compiled = epoch.lower(state, xs, ls, jax.random.key(1)).compile()
+    compile_seconds = time.perf_counter() - tic
+    phase("compile")
+    tic = time.perf_counter()
+    state, cost = compiled(state, xs, ls, jax.random.key(1))
+    jax.block_until_ready((state, cost))
+    seconds = time.perf_counter() - tic
+    phase("epoch")
+    result = {
+        "networks": networks,
+        "network": "-".join(map(str, sizes)),
+        "examples": examples,
+        "steps": used // 10,
+        "full_epoch": used == examples,
+        "seconds": seconds,
+        "compile_seconds": compile_seconds,
+    }
+    if resettable:  # ru_maxrss would only see the peak since the last reset
+        result["peak_gib"] = max(p["peak_gib"] for p in phases.values())
+        result["phases"] = phases
+    else:
+        result["peak_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB
+    return result
+
+
+def main(argv):
+    del argv
+    sizes = [int(s) for s in FLAGS.sizes]
+    result = measure(FLAGS.networks, sizes, FLAGS.examples, FLAGS.steps)
+    sys.stdout.write(json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    app.run(main)

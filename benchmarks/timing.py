@@ -1,0 +1,80 @@
+"""Timing helpers shared by the benchmark scripts: synthetic data, and the best seconds
+per epoch of gd-jax's single-run and sweep epochs."""
+
+import platform
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from gd_jax import model, optim, sweep, train
+
+
+def synthetic(examples: int = 50_000, features: int = 784, classes: int = 10):
+    """MNIST-shaped data, uniform pixels in [0, 1): the cost of an epoch does not
+    depend on the pixel values."""
+    kx, ky = jax.random.split(jax.random.key(0))
+    x = jax.random.uniform(kx, (examples, features))
+    labels = jax.random.randint(ky, (examples,), 0, classes)
+    return x, labels
+
+
+def time_epochs(epoch, state, x, labels, epochs, min_seconds=1.0) -> tuple[float, float]:
+    """``(compile seconds, best seconds per epoch)`` of a jitted epoch function, best of
+    ``epochs`` epochs or of as many as fill ``min_seconds``, whichever is more: on a
+    shared machine three epochs of a few hundredths of a second can all fall in a
+    neighbour's burst."""
+    key = jax.random.key(1)
+    tic = time.perf_counter()
+    compiled = epoch.lower(state, x, labels, key).compile()
+    compile_seconds = time.perf_counter() - tic
+    seconds = []
+    while len(seconds) < epochs or (sum(seconds) < min_seconds and len(seconds) < 100):
+        tic = time.perf_counter()
+        state, cost = compiled(state, x, labels, train.epoch_key(key, len(seconds)))
+        jax.block_until_ready(cost)
+        seconds.append(time.perf_counter() - tic)
+    return compile_seconds, min(seconds)
+
+
+def time_case(sizes, batch_size, x, labels, epochs) -> dict:
+    """One epoch of a single network (quadratic cost, sigmoid, gd with η = 3.0)."""
+    tx = optim.make("gd", 3.0)
+    state = train.init_state(model.init_params(jax.random.key(0), sizes), tx)
+    epoch = jax.jit(train.make_epoch(train.make_loss("mse", "sigmoid"), tx, batch_size))
+    compile_seconds, best = time_epochs(epoch, state, x, labels, epochs)
+    return {
+        "network": "-".join(map(str, sizes)),
+        "batch_size": batch_size,
+        "seconds_per_epoch": best,
+        "examples_per_second": len(labels) / best,
+        "compile_seconds": compile_seconds,
+    }
+
+
+def time_sweep(networks, x, labels, epochs, sizes=(784, 30, 10)) -> dict:
+    """One epoch of ``networks`` networks sharing one data order (the stacked gd path)."""
+    tx = optim.make("gd", 1.0)
+    grid = sweep.Networks(np.geomspace(0.1, 10, networks), np.arange(networks))
+    state = sweep.init(grid, sizes=sizes, scheme="normal", tx=tx)
+    epoch = jax.jit(sweep.build_epoch("mse", "sigmoid", "gd", tx, 10, shared_order=True))
+    compile_seconds, best = time_epochs(epoch, state, x, labels, epochs)
+    return {
+        "networks": networks,
+        "network": "-".join(map(str, sizes)),
+        "seconds_per_epoch": best,
+        "seconds_per_network_epoch": best / networks,
+        "compile_seconds": compile_seconds,
+    }
+
+
+def processor_name() -> str:
+    """The CPU's model name where Linux tells it, else the architecture."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
