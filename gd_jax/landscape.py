@@ -232,3 +232,57 @@ def _unit_directions(layer: tuple[jax.Array, jax.Array]) -> np.ndarray:
     norms = np.linalg.norm(units, axis=1, keepdims=True)
     # A dead unit (all zeros) scores 0 against everything rather than NaN.
     return units / np.maximum(norms, np.finfo(np.float64).tiny)
+
+
+def unit_normalized_direction(key: jax.Array, params: model.Params) -> model.Params:
+    """A random direction scaled unit by unit like ``params`` (Li et al. 2018).
+
+    Each unit's incoming weights (a column of W) and its bias are drawn from N(0, 1) and
+    rescaled to the norm of that unit's weights in ``params``, so a step of 1 along the
+    direction moves every unit by as much as its own size: the scale symmetries of the
+    network do not distort the picture.
+    """
+    direction = []
+    for layer_key, (w, b) in zip(jax.random.split(key, len(params)), params, strict=True):
+        kw, kb = jax.random.split(layer_key)
+        dw = jax.random.normal(kw, w.shape, w.dtype)
+        db = jax.random.normal(kb, b.shape, b.dtype)
+        size = jnp.sqrt(jnp.sum(jnp.square(w), axis=0) + jnp.square(b))
+        norm = jnp.sqrt(jnp.sum(jnp.square(dw), axis=0) + jnp.square(db))
+        scale = size / jnp.maximum(norm, 1e-12)
+        direction.append((dw * scale[None], db * scale))
+    return direction
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _surface_scores(evaluate, params, d1, d2, x, labels, a, b):
+    def at(s, t):
+        moved = jax.tree.map(lambda p, u, v: p + s * u + t * v, params, d1, d2)
+        return evaluate(moved, x, labels)["cost"]
+
+    return jax.vmap(lambda s: jax.vmap(lambda t: at(s, t))(b))(a)
+
+
+def surface(
+    evaluate: Callable[..., dict[str, jax.Array]],
+    params: model.Params,
+    x: jax.Array,
+    labels: jax.Array,
+    *,
+    key: jax.Array,
+    num: int = 21,
+    extent: float = 1.0,
+) -> dict[str, np.ndarray]:
+    """The cost on a 2-D plane through ``params`` spanned by two unit-normalised random
+    directions: C(θ + s·d₁ + t·d₂) for s, t in [−extent, extent] on a ``num`` × ``num``
+    grid, one compiled program.
+
+    Returns:
+      ``{"s": [num], "t": [num], "cost": [num, num]}`` (cost[i, j] at s[i], t[j]).
+    """
+    k1, k2 = jax.random.split(key)
+    d1 = unit_normalized_direction(k1, params)
+    d2 = unit_normalized_direction(k2, params)
+    grid = jnp.asarray(np.linspace(-extent, extent, num), jnp.float32)
+    cost = _surface_scores(evaluate, params, d1, d2, x, labels, grid, grid)
+    return {"s": np.asarray(grid), "t": np.asarray(grid), "cost": np.asarray(cost)}

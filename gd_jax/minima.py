@@ -137,6 +137,7 @@ def run(config: TrainConfig, minima_config: MinimaConfig, workdir: str, *, resum
         examples[width] = found["example"]
         ensembles += found["ensemble"]
 
+    plane = cached_surface(folder, config, minima_config, rows, train_xy, evaluate)
     spread = spread_rows(rows)
     io.write_csv(folder / "results.csv", rows)
     io.write_csv(folder / "pairs.csv", pairs)
@@ -144,8 +145,30 @@ def run(config: TrainConfig, minima_config: MinimaConfig, workdir: str, *, resum
     io.write_csv(folder / "ensemble.csv", ensembles)
     summary = summarize(config, minima_config, rows, pairs, spread, ensembles, bar)
     io.write_json(folder / io.SUMMARY, summary)
-    write_figures(folder, config, summary, rows, pairs, examples, ensembles, spread)
+    write_figures(folder, config, summary, rows, pairs, examples, ensembles, spread, plane)
     return summary
+
+
+def cached_surface(folder, config, minima_config, rows, train_xy, evaluate):
+    """The training cost on a random plane through one endpoint of the widest network:
+    its best certified minimum, else its lowest-cost endpoint (Li et al. 2018)."""
+    path = folder / "surface.json"
+    if path.exists():
+        return io.read_json(path)
+    width = max(minima_config.widths)
+    mine = [r for r in rows if r["width"] == width and r["final_train_cost"] is not None]
+    if not mine:
+        return None
+    minima_found = [r for r in mine if r["classification"] == MINIMUM]
+    chosen = min(minima_found or mine, key=lambda r: r["final_train_cost"])
+    stored = io.load_arrays(folder / "widths" / f"width_{width}.npz")
+    index = int(np.flatnonzero(stored["seed"] == chosen["seed"])[0])
+    params = _network(sweep.result_from_arrays(stored).params, index)
+    found = landscape.surface(evaluate, params, *train_xy, key=jax.random.key(config.seed))
+    plane = {k: v.tolist() for k, v in found.items()}
+    plane.update(width=width, seed=chosen["seed"], classification=chosen["classification"])
+    io.write_json(path, plane)
+    return plane
 
 
 def trained_width(folder, config, minima_config, sizes, train_xy, test_xy) -> sweep.SweepResult:
@@ -437,7 +460,7 @@ def verdict(config, per_width: list[dict]) -> str:
     return f"On {config.dataset}, {claim}; " + "; ".join(parts) + "."
 
 
-def write_figures(folder, config, summary, rows, pairs, examples, ensembles, spread):
+def write_figures(folder, config, summary, rows, pairs, examples, ensembles, spread, plane):
     figures = [
         ("quality.png", "Quality of the endpoints, per width", minima_plots.quality_figure(rows)),
         ("spread.png", "Spread of quality against width", minima_plots.spread_figure(spread)),
@@ -448,6 +471,13 @@ def write_figures(folder, config, summary, rows, pairs, examples, ensembles, spr
         ("ensemble.png", "Ensembles against single networks",
          minima_plots.ensemble_figure(ensembles)),
     ]  # fmt: skip
+    if plane is not None:
+        title = (
+            f"w={plane['width']}, seed {plane['seed']} ({plane['classification']}): the "
+            "training cost on a random plane through it"
+        )
+        figure = minima_plots.surface_figure(plane, title=title)
+        figures.append(("surface.png", "The cost around one endpoint (2-D slice)", figure))
     for name, _, figure in figures:
         io.write_figure(folder / name, figure, dpi=plots.DPI)
     io.write_text(folder / "report.md", report(config, summary, spread, figures))

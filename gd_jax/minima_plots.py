@@ -337,3 +337,29 @@ def spread_figure(spread: Sequence[dict[str, Any]]) -> Figure:
     fig.suptitle("Does the spread narrow as the network grows?")
     fig.tight_layout()
     return fig
+
+
+def surface_figure(found: dict, *, title: str) -> Figure:
+    """Contours of the training cost on a plane through one endpoint.
+
+    Args:
+      found: ``{"s": [n], "t": [n], "cost": [n, n]}`` from ``landscape.surface``.
+      title: what the endpoint is (width, seed, classification).
+    """
+    fig = Figure(figsize=(6.4, 5.2))
+    ax = fig.add_subplot()
+    s, t = np.asarray(found["s"]), np.asarray(found["t"])
+    cost = np.asarray(found["cost"], float)
+    finite = cost[np.isfinite(cost)]
+    if finite.size and finite.min() > 0:
+        levels = np.geomspace(finite.min(), finite.max(), 15)
+        shown = ax.contourf(t, s, cost, levels=levels, norm=colors.LogNorm(), cmap="viridis")
+        ax.contour(t, s, cost, levels=levels, colors="white", linewidths=0.4)
+        bar = fig.colorbar(shown, ax=ax, label="training cost C (log scale)")
+        bar.set_ticks(levels[::2], labels=[f"{v:.3g}" for v in levels[::2]])
+    ax.plot([0], [0], "*", color="C3", ms=12, label="the endpoint")
+    ax.set_xlabel("t: along random direction 2 (unit-normalised)")
+    ax.set_ylabel("s: along random direction 1 (unit-normalised)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc="upper right", fontsize=8)
+    return fig

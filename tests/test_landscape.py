@@ -197,3 +197,19 @@ def test_path_compiles_once_for_new_parameters(compile_counter):
     with compile_counter() as compiles:
         landscape.path(evaluate, *second, x, labels)
     assert compiles == []
+
+
+def test_surface_is_centred_on_the_network_and_scaled_per_unit():
+    params = model.init_params(jax.random.key(4), (6, 5, 3))
+    x = jax.random.uniform(jax.random.key(5), (40, 6))
+    labels = jax.random.randint(jax.random.key(6), (40,), 0, 3)
+    evaluate = train.make_evaluate("mse", "sigmoid")
+    found = landscape.surface(evaluate, params, x, labels, key=jax.random.key(7), num=5)
+    assert found["cost"].shape == (5, 5)
+    centre = float(evaluate(params, x, labels)["cost"])
+    assert found["cost"][2, 2] == pytest.approx(centre, rel=1e-6)
+    direction = landscape.unit_normalized_direction(jax.random.key(8), params)
+    for (w, b), (dw, db) in zip(params, direction, strict=True):
+        size = np.sqrt(np.sum(np.square(w), axis=0) + np.square(b))
+        moved = np.sqrt(np.sum(np.square(dw), axis=0) + np.square(db))
+        np.testing.assert_allclose(moved, size, rtol=1e-5)

@@ -71,7 +71,7 @@ def test_the_cli_writes_every_table_and_plot(tmp_path):
     for name in (
         "config.json", "results.csv", "pairs.csv", "spread.csv", "ensemble.csv",
         "summary.json", "report.md", "quality.png", "spread.png", "barriers.png", "paths.png",
-        "ensemble.png",
+        "ensemble.png", "surface.png", "surface.json",
     ):  # fmt: skip
         assert (tmp_path / name).stat().st_size > 0, name
     rows = io.read_csv(tmp_path / "results.csv")
@@ -86,7 +86,7 @@ def test_the_cli_writes_every_table_and_plot(tmp_path):
     assert summary["networks"] == 6 and "verdict" in summary
     report = (tmp_path / "report.md").read_text()
     assert summary["verdict"] in report
-    for png in ("quality", "spread", "barriers", "paths", "ensemble"):
+    for png in ("quality", "spread", "barriers", "paths", "ensemble", "surface"):
         assert f"]({png}.png)" in report
 
 

@@ -273,3 +273,15 @@ def test_each_figure_saves_as_png(build, data, tmp_path):
     path = tmp_path / "figure.png"
     fig.savefig(path, dpi=plots.DPI)
     assert path.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_surface_figure_draws_contours_around_the_endpoint(tmp_path):
+    grid = np.linspace(-1, 1, 9)
+    cost = 0.01 + np.add.outer(grid**2, 2 * grid**2)
+    fig = minima_plots.surface_figure({"s": grid, "t": grid, "cost": cost}, title="w=16")
+    (ax, bar) = fig.axes
+    assert ax.get_title() == "w=16"
+    assert ax.lines[0].get_xydata().tolist() == [[0.0, 0.0]]
+    assert all(label.get_text() for label in bar.get_yticklabels())
+    fig.savefig(tmp_path / "s.png")
+    assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
