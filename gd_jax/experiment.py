@@ -136,6 +136,7 @@ def train_run(config: TrainConfig, workdir: str, *, resume: bool = False) -> dic
             epochs=config.epochs,
             data_key=data_key,
             start_epoch=start_epoch,
+            optimizer=config.optimizer,
         ):
             history.append(result.metrics)
             io.write_jsonl(folder / io.METRICS, history)

@@ -70,12 +70,28 @@ def predict(
     Returns:
       The output layer, shape ``[n, sizes[-1]]``.
     """
-    act = ACTIVATIONS[activation]
-    *hidden, (w_out, b_out) = params
+    (w, b), *rest = params
     # b[None] broadcasts the bias over the batch explicitly (tests forbid rank promotion).
-    for w, b in hidden:
-        x = act(x @ w + b[None])
-    return OUTPUTS[output](x @ w_out + b_out[None])
+    return from_first_layer(x @ w + b[None], rest, activation=activation, output=output)
+
+
+def from_first_layer(
+    z: jax.Array, rest: Params, *, activation: str = "sigmoid", output: str = "sigmoid"
+) -> jax.Array:
+    """The network's output from its first layer's pre-activations ``z = x W + b``.
+
+    ``predict`` is this after one matmul; the fast gradient-descent path
+    (``gd_jax.delayed``) computes ``z`` its own way and then shares this code.
+
+    Args:
+      z: pre-activations of the first layer, ``[n, fan_out]``.
+      rest: the layers after the first (empty for a network with one layer).
+      activation, output: as for :func:`predict`.
+    """
+    act = ACTIVATIONS[activation]
+    for w, b in rest:
+        z = act(z) @ w + b[None]
+    return OUTPUTS[output](z)
 
 
 def num_params(sizes: Sequence[int]) -> int:

@@ -22,7 +22,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
-from gd_jax import costs, curvature, model, optim, train
+from gd_jax import curvature, delayed, model, optim, train
 from gd_jax.errors import GdJaxError
 
 
@@ -92,8 +92,8 @@ def make_epoch(loss: train.Loss, tx, batch_size: int, *, shared_order: bool, fas
     Args:
       loss, tx, batch_size, shared_order: as for a single run.
       fast: ``(cost, activation)`` to train plain gradient descent with a shared order
-        through :func:`_stacked_steps` (one matmul meets every network); ``None`` for
-        the general vmapped step.
+        through ``gd_jax.delayed`` (one matmul meets every network); ``None`` for the
+        general vmapped step.
     """
     step = train.make_step(loss, tx)
 
@@ -109,7 +109,7 @@ def make_epoch(loss: train.Loss, tx, batch_size: int, *, shared_order: bool, fas
             order = (permute if shared_order else jax.vmap(permute))(keys)
             order = order.reshape(*order.shape[:-1], -1, batch_size)
         if fast is not None:
-            trained, costs = _stacked_steps(state.train, batch, order, *fast, batch_size == 0)
+            trained, costs = _delayed_steps(state.train, batch, order, *fast, batch_size == 0)
         else:
             body = lambda train_state, idx: step(train_state, *batch(idx))
             run = lambda train_state, order: jax.lax.scan(body, train_state, order)
@@ -128,6 +128,16 @@ def build_epoch(cost: str, activation: str, optimizer: str, tx, batch_size: int,
     stacked = optimizer == "gd" and (shared_order or batch_size == 0)
     fast = (cost, activation) if stacked else None
     return make_epoch(loss, tx, batch_size, shared_order=shared_order, fast=fast)
+
+
+def _delayed_steps(state: train.TrainState, batch, order, cost: str, activation: str, full: bool):
+    """All networks' gradient descent on a shared order, by ``delayed.run``."""
+    eta = state.opt_state.hyperparams["learning_rate"]  # [N]
+    head_loss = train.make_head_loss(cost, activation)
+    params, costs_ = delayed.run(state.params, eta, batch, order, head_loss, full=full)
+    steps = costs_.shape[0]
+    opt_state = state.opt_state._replace(count=state.opt_state.count + steps)
+    return train.TrainState(params, opt_state, state.step + steps), costs_
 
 
 def _settle(state: SweepState, trained: train.TrainState, costs: jax.Array):
@@ -149,103 +159,6 @@ def _settle(state: SweepState, trained: train.TrainState, costs: jax.Array):
     diverged_step = jnp.where(newly, state.train.step + first_bad + 1, state.diverged_step)
     avg = jnp.where(keep, jnp.mean(costs, axis=0), jnp.nan)
     return state._replace(train=kept, alive=state.alive & ~newly, diverged_step=diverged_step), avg
-
-
-# Steps whose first-layer updates are held back and applied together (see below).
-DELAY = 16
-
-
-def _stacked_steps(state: train.TrainState, batch, order, cost: str, activation: str, full: bool):
-    """Plain gradient descent for all networks at once, on batches they share.
-
-    The first layer of every network is laid out side by side as one ``[D, M]`` matrix
-    (M = N·H), so a shared batch meets all networks in a single matmul; the deeper layers
-    are small per-network einsums. The gradient of the *sum* of the networks' costs is
-    each network's own gradient, since no parameter is shared.
-
-    With mini-batches the first layer's updates are also delayed. Its gradient on a
-    batch is the rank-B product xᵀδ, so after s steps of a block
-    W_s = W_0 − Σ_{r<s} η x_rᵀ δ_r, and the pre-activations the next batch needs are
-    x_s W_s = x_s W_0 − Σ_r (x_s x_rᵀ)(η δ_r). The batches of a block of ``DELAY`` steps are
-    known in advance, so x W_0 for all of them is one large matmul, and the correction
-    is small; W itself is read and written once per block instead of every step (on a
-    64-network sweep, every step otherwise streams 6 MB of weights through memory). The
-    arithmetic is the same up to float rounding.
-    """
-    cost_fn, output = costs.COSTS[cost]
-    act = model.ACTIVATIONS[activation]
-    eta = state.opt_state.hyperparams["learning_rate"]  # [N]
-    (w1, b1), *rest = state.params
-    n_nets, d, h = w1.shape
-    wide = jnp.transpose(w1, (1, 0, 2)).reshape(d, n_nets * h)
-    eta_cols = jnp.repeat(eta, h)[None]  # η of the network each column belongs to
-    scale = lambda a: eta.reshape((-1,) + (1,) * (a.ndim - 1))
-
-    def head(z1, b1, rest, yb):
-        """The cost of every network from its first layer's pre-activations x W."""
-        z = z1.reshape(z1.shape[0], n_nets, h) + b1[None]
-        for w, b in rest:
-            z = jnp.einsum("bnh,nhk->bnk", act(z), w) + b[None]
-        outputs = model.OUTPUTS[output](z)
-        targets = jax.nn.one_hot(yb, outputs.shape[-1], dtype=outputs.dtype)
-        per_net = jax.vmap(cost_fn, in_axes=(1, None))(outputs, targets)
-        return jnp.sum(per_net), per_net
-
-    grad_head = jax.grad(head, argnums=(0, 1, 2), has_aux=True)
-
-    def update_small(b1, rest, db1, grest):
-        new_rest = [
-            (w - scale(w) * g, b - scale(b) * c) for (w, b), (g, c) in zip(rest, grest, strict=True)
-        ]
-        return b1 - scale(b1) * db1, new_rest
-
-    def full_batch_step(params, idx):
-        (wide, b1), *rest = params
-        xb, yb = batch(idx)
-        (dz1, db1, grest), per_net = grad_head(xb @ wide, b1, rest, yb)
-        b1, rest = update_small(b1, rest, db1, grest)
-        return [(wide - eta_cols * (xb.T @ dz1), b1), *rest], per_net
-
-    def delayed_block(params, block):
-        (wide, b1), *rest = params
-        xs, ys = batch(block)  # [K, B, D], [K, B]
-        steps, size = block.shape
-        inputs = xs.reshape(steps * size, d)
-        start = (inputs @ wide).reshape(steps, size, -1)  # x_s W_0 for the whole block
-
-        def step(carry, s):
-            b1, rest, deltas = carry  # deltas: −η δ_r of the steps done, zeros after
-            xb = jax.lax.dynamic_index_in_dim(xs, s, keepdims=False)
-            z1 = jax.lax.dynamic_index_in_dim(start, s, keepdims=False)
-            z1 = z1 + (xb @ inputs.T) @ deltas
-            yb = jax.lax.dynamic_index_in_dim(ys, s, keepdims=False)
-            (dz1, db1, grest), per_net = grad_head(z1, b1, rest, yb)
-            deltas = jax.lax.dynamic_update_slice_in_dim(deltas, -eta_cols * dz1, s * size, 0)
-            b1, rest = update_small(b1, rest, db1, grest)
-            return (b1, rest, deltas), per_net
-
-        zeros = jnp.zeros((steps * size, wide.shape[1]), wide.dtype)
-        (b1, rest, deltas), per_net = jax.lax.scan(step, (b1, rest, zeros), jnp.arange(steps))
-        return [(wide + inputs.T @ deltas, b1), *rest], per_net
-
-    params = [(wide, b1), *rest]
-    if full:  # one step on the whole set: nothing to delay
-        params, costs_ = jax.lax.scan(full_batch_step, params, order)
-    else:
-        total = order.shape[0]
-        whole = total // DELAY * DELAY
-        params, costs_ = jax.lax.scan(
-            delayed_block, params, order[:whole].reshape(-1, DELAY, order.shape[-1])
-        )
-        costs_ = costs_.reshape(whole, n_nets)
-        if whole < total:
-            params, tail = delayed_block(params, order[whole:])
-            costs_ = jnp.concatenate([costs_, tail])
-    (wide, b1), *rest = params
-    w1 = jnp.transpose(wide.reshape(d, n_nets, h), (1, 0, 2))
-    steps = costs_.shape[0]
-    opt_state = state.opt_state._replace(count=state.opt_state.count + steps)
-    return train.TrainState([(w1, b1), *rest], opt_state, state.step + steps), costs_
 
 
 def chunked_mean(fn: Callable, x: jax.Array, labels: jax.Array, chunk: int):

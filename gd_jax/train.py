@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from gd_jax import costs, model, optim
+from gd_jax import costs, delayed, model, optim
 
 Loss = Callable[[model.Params, jax.Array, jax.Array], jax.Array]
 
@@ -44,14 +44,31 @@ def make_loss(cost: str, activation: str) -> Loss:
     Returns:
       ``loss(params, x, labels)``, with integer ``labels`` turned into one-hot targets.
     """
-    cost_fn, output = costs.COSTS[cost]
+    head_loss = make_head_loss(cost, activation)
 
     def loss(params, x, labels):
-        outputs = model.predict(params, x, activation=activation, output=output)
+        (w, b), *rest = params
+        return head_loss(x @ w + b[None], rest, labels)
+
+    return loss
+
+
+def make_head_loss(cost: str, activation: str):
+    """The cost of a batch from the first layer's pre-activations.
+
+    Returns:
+      ``head_loss(z, rest, labels)`` with ``z = x W + b`` of the first layer and
+      ``rest`` the layers after it; :func:`make_loss` is this after one matmul, and the
+      fast gradient-descent path (``gd_jax.delayed``) shares it too.
+    """
+    cost_fn, output = costs.COSTS[cost]
+
+    def head_loss(z, rest, labels):
+        outputs = model.from_first_layer(z, rest, activation=activation, output=output)
         targets = jax.nn.one_hot(labels, outputs.shape[-1], dtype=outputs.dtype)
         return cost_fn(outputs, targets)
 
-    return loss
+    return head_loss
 
 
 def make_step(loss: Loss, tx: optax.GradientTransformation):
@@ -89,15 +106,59 @@ def make_epoch(loss: Loss, tx: optax.GradientTransformation, batch_size: int):
     def epoch(state: TrainState, x: jax.Array, labels: jax.Array, key: jax.Array):
         if batch_size == 0:
             return step(state, x, labels)
-        n = x.shape[0]
-        batches = n // batch_size
-        order = jax.random.permutation(key, n)[: batches * batch_size]
 
         def body(state, idx):
             return step(state, x[idx], labels[idx])
 
-        state, batch_costs = jax.lax.scan(body, state, order.reshape(batches, batch_size))
+        state, batch_costs = jax.lax.scan(body, state, batch_order(key, x.shape[0], batch_size))
         return state, jnp.mean(batch_costs)
+
+    return epoch
+
+
+def batch_order(key: jax.Array, num_examples: int, batch_size: int) -> jax.Array:
+    """An epoch's mini-batches, ``[batches, batch_size]`` example indices: a random
+    permutation of the training set, cut into batches; a final partial batch is dropped."""
+    batches = num_examples // batch_size
+    order = jax.random.permutation(key, num_examples)[: batches * batch_size]
+    return order.reshape(batches, batch_size)
+
+
+def build_epoch(
+    cost: str, activation: str, optimizer: str, tx: optax.GradientTransformation, batch_size: int
+):
+    """The fastest correct epoch for a run: :func:`make_epoch`'s contract and results.
+
+    Plain gradient descent (``optimizer="gd"``) on mini-batches takes
+    ``gd_jax.delayed``'s path: the same updates, with the first layer's applied once
+    per block of steps (about 1.5 times faster for 784-30-10 at batch 10 on a 2-core
+    CPU). Anything else, and full-batch descent, takes :func:`make_epoch`'s plain scan
+    of :func:`make_step`. Both build the cost from :func:`make_head_loss`, so a change
+    to the model or the cost reaches both; a change to :func:`make_step` or to
+    :func:`make_loss` alone reaches only the plain path (train with another optimiser,
+    or call :func:`make_epoch`, to use it).
+
+    Args:
+      cost, activation: as for :func:`make_loss`.
+      optimizer: the name ``tx`` was made from (``optim.make``).
+      tx, batch_size: as for :func:`make_epoch`.
+    """
+    if optimizer != "gd" or batch_size == 0:
+        return make_epoch(make_loss(cost, activation), tx, batch_size)
+    head_loss = make_head_loss(cost, activation)
+
+    def epoch(state: TrainState, x: jax.Array, labels: jax.Array, key: jax.Array):
+        order = batch_order(key, x.shape[0], batch_size)
+        eta = state.opt_state.hyperparams["learning_rate"]
+        one = lambda a: a[None]  # a sweep of one network
+        batch = lambda idx: (x[idx], labels[idx])
+        params, batch_costs = delayed.run(
+            jax.tree.map(one, state.params), one(eta), batch, order, head_loss, full=False
+        )
+        steps = order.shape[0]
+        opt_state = state.opt_state._replace(count=state.opt_state.count + steps)
+        params = jax.tree.map(lambda a: a[0], params)
+        return TrainState(params, opt_state, state.step + steps), jnp.mean(batch_costs)
 
     return epoch
 
@@ -156,6 +217,7 @@ def fit(
     epochs: int,
     data_key: jax.Array,
     start_epoch: int = 0,
+    optimizer: str | None = None,
 ) -> Iterator[EpochResult]:
     """Trains epoch by epoch, yielding the state and metrics after each.
 
@@ -175,6 +237,9 @@ def fit(
       data_key: the key whose per-epoch folds order the mini-batches.
       start_epoch: epochs already done; when 0, epoch 0 (the initial state) is
         evaluated and yielded first.
+      optimizer: the name ``tx`` was made from; with it the epoch is
+        :func:`build_epoch`'s (the fast path for ``"gd"``), without it
+        :func:`make_epoch`'s.
 
     Yields:
       An :class:`EpochResult` per epoch. Metrics hold ``epoch``, ``step``,
@@ -223,7 +288,11 @@ def fit(
     x, labels = train
     first_key = epoch_key(data_key, start_epoch + 1)
     tic = time.perf_counter()
-    run_epoch = jax.jit(make_epoch(loss, tx, batch_size)).lower(state, x, labels, first_key)
+    if optimizer is None:
+        epoch_fn = make_epoch(loss, tx, batch_size)
+    else:
+        epoch_fn = build_epoch(cost, activation, optimizer, tx, batch_size)
+    run_epoch = jax.jit(epoch_fn).lower(state, x, labels, first_key)
     run_epoch = run_epoch.compile()
     compile_seconds = time.perf_counter() - tic
 

@@ -44,6 +44,58 @@ def test_scanned_epoch_equals_a_python_loop_of_the_same_steps():
     assert float(avg) == pytest.approx(float(np.mean(costs)), rel=1e-5)
 
 
+@pytest.mark.parametrize(
+    "cost, activation, sizes, batch_size, n",
+    [("mse", "sigmoid", (12, 8, 8, 4), 7, 60),  # 8 steps: one short block
+     ("mse", "sigmoid", (12, 6, 4), 2, 80),  # 40 steps: 16 + 16 + a tail of 8
+     ("cross_entropy", "relu", (12, 5, 4), 3, 60),
+     ("mse", "tanh", (12, 4), 5, 60)],  # one layer: nothing after the first
+)  # fmt: skip
+def test_the_fast_gd_epoch_equals_the_plain_scan(cost, activation, sizes, batch_size, n):
+    kx, ky = jax.random.split(jax.random.key(4))
+    x = jax.random.uniform(kx, (n, sizes[0]))
+    labels = jax.random.randint(ky, (n,), 0, sizes[-1])
+    tx = optim.make("gd", 2.0)
+    state = train.init_state(model.init_params(jax.random.key(1), sizes), tx)
+    key = jax.random.key(5)
+    plain = jax.jit(train.make_epoch(train.make_loss(cost, activation), tx, batch_size))
+    fast = jax.jit(train.build_epoch(cost, activation, "gd", tx, batch_size))
+    (a, cost_a), (b, cost_b) = plain(state, x, labels, key), fast(state, x, labels, key)
+    leaves_close(a.params, b.params, rtol=1e-4, atol=1e-5)
+    assert float(cost_b) == pytest.approx(float(cost_a), rel=1e-5)
+    steps = n // batch_size
+    assert int(b.step) == steps and int(b.opt_state.count) == int(a.opt_state.count) == steps
+    assert b.params[0][0].shape == a.params[0][0].shape
+
+
+def test_build_epoch_takes_the_plain_scan_for_other_optimisers_and_full_batches():
+    x, labels = data()
+    key = jax.random.key(2)
+    for name, batch_size in (("adam", 10), ("sgd", 10), ("gd", 0)):
+        tx = optim.make(name, 0.1)
+        plain = jax.jit(train.make_epoch(train.make_loss("mse", "sigmoid"), tx, batch_size))
+        built = jax.jit(train.build_epoch("mse", "sigmoid", name, tx, batch_size))
+        a, b = plain(fresh_state(tx), x, labels, key), built(fresh_state(tx), x, labels, key)
+        for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+            np.testing.assert_array_equal(u, v)
+
+
+def test_fit_with_the_optimiser_named_takes_the_fast_path_to_the_same_run():
+    x, labels = data()
+    tx = optim.make("gd", 3.0)
+    runs = {}
+    for optimizer in (None, "gd"):
+        results = list(
+            train.fit(fresh_state(tx), (x, labels), {}, cost="mse", activation="sigmoid", tx=tx,
+                      batch_size=7, epochs=3, data_key=jax.random.key(0), optimizer=optimizer)
+        )  # fmt: skip
+        runs[optimizer] = results
+    assert [r.epoch for r in runs["gd"]] == [0, 1, 2, 3]
+    for slow, fast in zip(runs[None], runs["gd"], strict=True):
+        assert fast.metrics["train_cost"] == pytest.approx(slow.metrics["train_cost"], rel=1e-4)
+        leaves_close(slow.state.params, fast.state.params, rtol=1e-4, atol=1e-5)
+
+
 def test_full_batch_epoch_is_one_step_on_the_whole_set():
     x, labels = data()
     tx = optim.make("gd", 0.5)
