@@ -132,20 +132,23 @@ def build_epoch(
     Plain gradient descent (``optimizer="gd"``) on mini-batches takes
     ``gd_jax.delayed``'s path: the same updates, with the first layer's applied once
     per block of steps (about 1.5 times faster for 784-30-10 at batch 10 on a 2-core
-    CPU). Anything else, and full-batch descent, takes :func:`make_epoch`'s plain scan
-    of :func:`make_step`. Both build the cost from :func:`make_head_loss`, so a change
-    to the model or the cost reaches both; a change to :func:`make_step` or to
-    :func:`make_loss` alone reaches only the plain path (train with another optimiser,
-    or call :func:`make_epoch`, to use it).
+    CPU); full-batch gradient descent takes :func:`_full_batch_gd_step` (about 1.5
+    times faster on 50,000 examples). Other optimisers take :func:`make_epoch`'s plain
+    scan of :func:`make_step`. All build the cost from :func:`make_head_loss`, so a
+    change to the model or the cost reaches every path; a change to :func:`make_step`
+    or to :func:`make_loss` alone reaches only the plain one (train with another
+    optimiser, or call :func:`make_epoch`, to use it).
 
     Args:
       cost, activation: as for :func:`make_loss`.
       optimizer: the name ``tx`` was made from (``optim.make``).
       tx, batch_size: as for :func:`make_epoch`.
     """
-    if optimizer != "gd" or batch_size == 0:
+    if optimizer != "gd":
         return make_epoch(make_loss(cost, activation), tx, batch_size)
     head_loss = make_head_loss(cost, activation)
+    if batch_size == 0:
+        return _full_batch_gd_step(head_loss)
 
     def epoch(state: TrainState, x: jax.Array, labels: jax.Array, key: jax.Array):
         order = batch_order(key, x.shape[0], batch_size)
@@ -159,6 +162,36 @@ def build_epoch(
         opt_state = state.opt_state._replace(count=state.opt_state.count + steps)
         params = jax.tree.map(lambda a: a[0], params)
         return TrainState(params, opt_state, state.step + steps), jnp.mean(batch_costs)
+
+    return epoch
+
+
+def _full_batch_gd_step(head_loss):
+    """One gradient-descent step on the whole training set, its first layer worked in
+    the textbook's column layout: pre-activations ``W₁ᵀ xᵀ`` and errors ``δᵀ`` of shape
+    ``[H, n]``, weight gradient ``(δᵀ x)ᵀ``.
+
+    On a CPU these two products run about 1.4x (``W₁ᵀ xᵀ``) and 1.8x (``δᵀ x``) faster
+    than the row-layout ``x W₁`` and ``xᵀ δ`` that the plain step compiles to, and they
+    are nearly all of a full-batch step's work. XLA's simplifier would fold the
+    transposes back into the row layout, so ``optimization_barrier`` pins each one.
+    The arithmetic is the plain step's, up to float rounding (tested).
+    """
+    pin = jax.lax.optimization_barrier
+
+    def epoch(state: TrainState, x: jax.Array, labels: jax.Array, key: jax.Array):
+        del key  # one step on the whole set: nothing to order
+        (w1, b1), *rest = state.params
+        z1t = pin(pin(w1.T) @ x.T)  # [H, n]
+
+        def cost_of(z1t, b1, rest):
+            return head_loss(z1t.T + b1[None], rest, labels)
+
+        value, (dz1t, db1, grest) = jax.value_and_grad(cost_of, argnums=(0, 1, 2))(z1t, b1, rest)
+        grads = [(pin(pin(dz1t) @ x).T, db1), *grest]
+        eta = state.opt_state.hyperparams["learning_rate"]
+        opt_state = state.opt_state._replace(count=state.opt_state.count + 1)
+        return TrainState(optim.gd_step(state.params, grads, eta), opt_state, state.step + 1), value
 
     return epoch
 

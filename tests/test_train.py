@@ -68,10 +68,35 @@ def test_the_fast_gd_epoch_equals_the_plain_scan(cost, activation, sizes, batch_
     assert b.params[0][0].shape == a.params[0][0].shape
 
 
-def test_build_epoch_takes_the_plain_scan_for_other_optimisers_and_full_batches():
+@pytest.mark.parametrize(
+    "cost, activation, sizes",
+    [
+        ("mse", "sigmoid", (12, 8, 8, 4)),
+        ("cross_entropy", "relu", (12, 5, 4)),
+        ("mse", "tanh", (12, 4)),
+    ],
+)
+def test_the_fast_full_batch_step_equals_the_plain_one(cost, activation, sizes):
+    kx, ky = jax.random.split(jax.random.key(6))
+    x = jax.random.uniform(kx, (50, sizes[0]))
+    labels = jax.random.randint(ky, (50,), 0, sizes[-1])
+    tx = optim.make("gd", 0.7)
+    state = train.init_state(model.init_params(jax.random.key(2), sizes), tx)
+    key = jax.random.key(0)
+    plain = jax.jit(train.make_epoch(train.make_loss(cost, activation), tx, 0))
+    fast = jax.jit(train.build_epoch(cost, activation, "gd", tx, 0))
+    for _ in range(3):  # three epochs, each one step
+        (a, cost_a), (b, cost_b) = plain(state, x, labels, key), fast(state, x, labels, key)
+        leaves_close(a, b, rtol=1e-5, atol=1e-6)
+        assert float(cost_b) == pytest.approx(float(cost_a), rel=1e-6)
+        state = b
+    assert int(state.step) == 3 and int(state.opt_state.count) == 3
+
+
+def test_build_epoch_takes_the_plain_scan_for_other_optimisers():
     x, labels = data()
     key = jax.random.key(2)
-    for name, batch_size in (("adam", 10), ("sgd", 10), ("gd", 0)):
+    for name, batch_size in (("adam", 10), ("sgd", 10), ("rmsprop", 0)):
         tx = optim.make(name, 0.1)
         plain = jax.jit(train.make_epoch(train.make_loss("mse", "sigmoid"), tx, batch_size))
         built = jax.jit(train.build_epoch("mse", "sigmoid", name, tx, batch_size))
