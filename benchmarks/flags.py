@@ -41,7 +41,7 @@ def child() -> dict:
     from benchmarks import timing  # imported here so XLA_FLAGS is set before jax starts
 
     x, labels = timing.synthetic()
-    rows = [timing.time_case((784, 30, 10), b, x, labels, FLAGS.epochs) for b in (10, 0)]
+    rows = [timing.time_case((784, 30, 10), b, x, labels, FLAGS.epochs, "plain") for b in (10, 0)]
     return {
         "seconds_per_epoch": rows[0]["seconds_per_epoch"],
         "compile_seconds": rows[0]["compile_seconds"],

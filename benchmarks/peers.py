@@ -145,7 +145,7 @@ def time_torch(sizes, x: np.ndarray, labels: np.ndarray, epochs: int, batch_size
     net = torch.nn.Sequential(*layers)
     sgd = torch.optim.SGD(net.parameters(), lr=3.0)
     squared = torch.nn.MSELoss(reduction="sum")
-    inputs = torch.from_numpy(np.ascontiguousarray(x, np.float32))
+    inputs = torch.from_numpy(np.array(x, np.float32))  # a writable copy, as torch wants
     targets = torch.from_numpy(np.eye(sizes[-1], dtype=np.float32)[labels])
     n = inputs.shape[0]
     steps = n // batch_size

@@ -38,15 +38,25 @@ def time_epochs(epoch, state, x, labels, epochs, min_seconds=1.0) -> tuple[float
     return compile_seconds, min(seconds)
 
 
-def time_case(sizes, batch_size, x, labels, epochs) -> dict:
-    """One epoch of a single network (quadratic cost, sigmoid, gd with η = 3.0)."""
+def time_case(sizes, batch_size, x, labels, epochs, path: str = "library") -> dict:
+    """One epoch of a single network (quadratic cost, sigmoid, gd with η = 3.0).
+
+    ``path``: ``"library"`` times ``train.build_epoch``, the epoch every gd-jax run of
+    plain gradient descent trains with (the delayed first-layer path at batch 10);
+    ``"plain"`` times ``train.make_epoch``, the straightforward ``lax.scan`` of
+    ``train.make_step``.
+    """
     tx = optim.make("gd", 3.0)
     state = train.init_state(model.init_params(jax.random.key(0), sizes), tx)
-    epoch = jax.jit(train.make_epoch(train.make_loss("mse", "sigmoid"), tx, batch_size))
-    compile_seconds, best = time_epochs(epoch, state, x, labels, epochs)
+    if path == "library":
+        epoch = train.build_epoch("mse", "sigmoid", "gd", tx, batch_size)
+    else:
+        epoch = train.make_epoch(train.make_loss("mse", "sigmoid"), tx, batch_size)
+    compile_seconds, best = time_epochs(jax.jit(epoch), state, x, labels, epochs)
     return {
         "network": "-".join(map(str, sizes)),
         "batch_size": batch_size,
+        "path": path,
         "seconds_per_epoch": best,
         "examples_per_second": len(labels) / best,
         "compile_seconds": compile_seconds,
