@@ -23,9 +23,8 @@ another, and each step only adds a small correction; W itself is read and update
 per block, by one more matmul, instead of at every step. The arithmetic is the same up
 to float rounding (tested against the plain step).
 
-On a 2-core CPU this makes one epoch of 784-30-10 at batch 10 about 1.5 times faster
-than the plain ``lax.scan`` of ``train.make_step``, and a 64-network sweep about 3.5
-times faster than the ``vmap`` of it (``benchmarks/README.md``).
+On a 2-core CPU this makes one epoch of 784-30-10 at batch 10 1.3 to 1.5 times faster
+than the plain ``lax.scan`` of ``train.make_step`` (``benchmarks/README.md``).
 """
 
 from collections.abc import Callable
