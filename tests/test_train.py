@@ -105,6 +105,19 @@ def test_build_epoch_takes_the_plain_scan_for_other_optimisers():
             np.testing.assert_array_equal(u, v)
 
 
+def test_sgd_without_momentum_is_gd_through_the_plain_scan():
+    x, labels = data()
+    gd, sgd = optim.make("gd", 1.0), optim.make("sgd", 1.0, momentum=0.0)
+    key = jax.random.key(3)
+    a, _ = jax.jit(train.build_epoch("mse", "sigmoid", "gd", gd, 10))(
+        fresh_state(gd), x, labels, key
+    )
+    b, _ = jax.jit(train.build_epoch("mse", "sigmoid", "sgd", sgd, 10))(
+        fresh_state(sgd), x, labels, key
+    )
+    leaves_close(a.params, b.params, rtol=1e-5, atol=1e-6)
+
+
 def test_fit_with_the_optimiser_named_takes_the_fast_path_to_the_same_run():
     x, labels = data()
     tx = optim.make("gd", 3.0)
