@@ -1,0 +1,40 @@
+"""The profile's bookkeeping: XLA's per-op trace events summed into a table."""
+
+from benchmarks import profile
+
+HLO = """
+ENTRY %main {
+  %gather_fusion = f32[10,784]{1,0} fusion(%x, %idx), kind=kLoop, calls=%fused
+  ROOT %ynn_fusion.2 = f32[10,30]{1,0} fusion(%a, %w), kind=kCustom, \
+backend_config={"fusion_config":{"kind":"__ynn_fusion"}}
+  %dot.10 = f32[784,30]{1,0} dot(%a, %d), lhs_contracting_dims={0}
+}
+"""
+
+
+def event(name, dur, tid=1, ph="X"):
+    return {"name": name, "dur": dur, "tid": tid, "ph": ph}
+
+
+def test_op_table_sums_each_op_over_threads_and_leaves_out_the_runtime():
+    trace = {
+        "traceEvents": [
+            event("dot.10", 20.0, tid=1),
+            event("dot.10", 30.0, tid=2),  # the same op on the other core
+            event("gather_fusion", 8.0),
+            event("ynn_fusion.2", 12.0),
+            event("ynn_fusion.2", 99.0, ph="i"),  # an instant, not a duration
+            event("ThunkExecutor::Execute", 500.0),  # the runtime
+            event("while.3", 400.0),  # a loop, which holds the ops above
+            event("$api.py:2479 block_until_ready", 600.0),  # Python
+            event("end: ynn_fusion.2", 1.0),
+        ]
+    }
+    rows = profile.op_table(trace, steps=2, hlo=HLO)
+    assert [r["op"] for r in rows] == ["dot.10", "ynn_fusion.2", "gather_fusion"]
+    dot = rows[0]
+    assert dot["calls"] == 2 and dot["ms"] == 0.05
+    assert dot["us_per_call"] == 25.0 and dot["us_per_step"] == 25.0
+    assert dot["what"] == "f32[784,30]{1,0} dot"
+    assert rows[1]["what"] == "f32[10,30]{1,0} fusion (__ynn_fusion)"
+    assert rows[2]["what"] == "f32[10,784]{1,0} fusion (kLoop)"
