@@ -7,8 +7,9 @@ from the compiled HLO. The trace events add a few microseconds to every op, so r
 the table for proportions, and ``make bench`` for times.
 
     python -m benchmarks.profile [--path=plain|library] [--batch_size=10] [--sizes=784,30,10]
+        [--networks=64]
 
-Writes ``benchmarks/profile_<path>_<batch>.json``; the perfetto trace stays in
+Writes ``benchmarks/profile_<path>_<batch>[_<networks>].json``; the perfetto trace stays in
 ``--trace_dir`` for https://ui.perfetto.dev.
 """
 
@@ -21,10 +22,11 @@ import tempfile
 from pathlib import Path
 
 import jax
+import numpy as np
 from absl import app, flags
 
 from benchmarks import timing
-from gd_jax import model, optim, train
+from gd_jax import model, optim, sweep, train
 
 FLAGS = flags.FLAGS
 
@@ -35,6 +37,7 @@ def define_flags() -> None:
     flags.DEFINE_enum("path", "library", ["library", "plain"], "Which epoch (timing.time_case).")
     flags.DEFINE_integer("batch_size", 10, "Examples per step; 0 for one full-batch step.")
     flags.DEFINE_list("sizes", ["784", "30", "10"], "Layer widths.")
+    flags.DEFINE_integer("networks", 1, "More than 1: a sweep of this many on one shared order.")
     flags.DEFINE_integer("top", 25, "Ops to print.")
     flags.DEFINE_string("trace_dir", None, "Where the trace goes (default: a temporary folder).")
 
@@ -80,11 +83,21 @@ def main(argv):
     sizes = [int(s) for s in FLAGS.sizes]
     x, labels = timing.synthetic(features=sizes[0], classes=sizes[-1])
     tx = optim.make("gd", 3.0)
-    state = train.init_state(model.init_params(jax.random.key(0), sizes), tx)
-    if FLAGS.path == "library":
-        epoch = train.build_epoch("mse", "sigmoid", "gd", tx, FLAGS.batch_size)
+    shared = {"shared_order": True}
+    if FLAGS.networks > 1:  # the sweep's epoch (timing.time_sweep)
+        grid = sweep.Networks(np.geomspace(0.1, 10, FLAGS.networks), np.arange(FLAGS.networks))
+        state = sweep.init(grid, sizes=sizes, scheme="normal", tx=tx)
+        if FLAGS.path == "library":
+            epoch = sweep.build_epoch("mse", "sigmoid", "gd", tx, FLAGS.batch_size, **shared)
+        else:
+            loss = train.make_loss("mse", "sigmoid")
+            epoch = sweep.make_epoch(loss, tx, FLAGS.batch_size, **shared)
     else:
-        epoch = train.make_epoch(train.make_loss("mse", "sigmoid"), tx, FLAGS.batch_size)
+        state = train.init_state(model.init_params(jax.random.key(0), sizes), tx)
+        if FLAGS.path == "library":
+            epoch = train.build_epoch("mse", "sigmoid", "gd", tx, FLAGS.batch_size)
+        else:
+            epoch = train.make_epoch(train.make_loss("mse", "sigmoid"), tx, FLAGS.batch_size)
     key = jax.random.key(1)
     compiled = jax.jit(epoch).lower(state, x, labels, key).compile()
     jax.block_until_ready(compiled(state, x, labels, key))  # warm
@@ -97,6 +110,8 @@ def main(argv):
     steps = train.num_batches(x.shape[0], FLAGS.batch_size)
     rows = op_table(trace, steps, compiled.as_text())
     network = "-".join(map(str, sizes))
+    if FLAGS.networks > 1:
+        network = f"{FLAGS.networks} x {network}"
     batch = FLAGS.batch_size or "full"
     print(f"{network}, batch {batch}, {FLAGS.path} epoch: {steps} steps; trace in {trace_file}")
     print(f"{'op':<40}{'ms':>9}{'calls':>8}{'µs/call':>10}{'µs/step':>10}  what")
@@ -106,7 +121,8 @@ def main(argv):
             f"{r['us_per_step']:>10.2f}  {r['what'][:70]}"
         )
     print(f"{len(rows)} ops, {sum(r['ms'] for r in rows):.1f} ms in all (with trace overhead)")
-    out = Path(__file__).with_name(f"profile_{FLAGS.path}_{batch}.json")
+    sweep_part = f"_{FLAGS.networks}" if FLAGS.networks > 1 else ""
+    out = Path(__file__).with_name(f"profile_{FLAGS.path}_{batch}{sweep_part}.json")
     result = {"network": network, "batch_size": FLAGS.batch_size, "path": FLAGS.path}
     out.write_text(json.dumps({**result, "steps": steps, "ops": rows}, indent=2) + "\n")
     print(f"saved {out}")
