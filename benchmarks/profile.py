@@ -22,11 +22,10 @@ import tempfile
 from pathlib import Path
 
 import jax
-import numpy as np
 from absl import app, flags
 
 from benchmarks import timing
-from gd_jax import model, optim, sweep, train
+from gd_jax import train
 
 FLAGS = flags.FLAGS
 
@@ -82,22 +81,10 @@ def main(argv):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
     sizes = [int(s) for s in FLAGS.sizes]
     x, labels = timing.synthetic(features=sizes[0], classes=sizes[-1])
-    tx = optim.make("gd", 3.0)
-    shared = {"shared_order": True}
-    if FLAGS.networks > 1:  # the sweep's epoch (timing.time_sweep)
-        grid = sweep.Networks(np.geomspace(0.1, 10, FLAGS.networks), np.arange(FLAGS.networks))
-        state = sweep.init(grid, sizes=sizes, scheme="normal", tx=tx)
-        if FLAGS.path == "library":
-            epoch = sweep.build_epoch("mse", "sigmoid", "gd", tx, FLAGS.batch_size, **shared)
-        else:
-            loss = train.make_loss("mse", "sigmoid")
-            epoch = sweep.make_epoch(loss, tx, FLAGS.batch_size, **shared)
+    if FLAGS.networks > 1:
+        epoch, state = timing.sweep_epoch(FLAGS.networks, sizes, FLAGS.batch_size, FLAGS.path)
     else:
-        state = train.init_state(model.init_params(jax.random.key(0), sizes), tx)
-        if FLAGS.path == "library":
-            epoch = train.build_epoch("mse", "sigmoid", "gd", tx, FLAGS.batch_size)
-        else:
-            epoch = train.make_epoch(train.make_loss("mse", "sigmoid"), tx, FLAGS.batch_size)
+        epoch, state = timing.single_epoch(sizes, FLAGS.batch_size, FLAGS.path)
     key = jax.random.key(1)
     compiled = jax.jit(epoch).lower(state, x, labels, key).compile()
     jax.block_until_ready(compiled(state, x, labels, key))  # warm

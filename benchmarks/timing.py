@@ -38,20 +38,38 @@ def time_epochs(epoch, state, x, labels, epochs, min_seconds=1.0) -> tuple[float
     return compile_seconds, min(seconds)
 
 
-def time_case(sizes, batch_size, x, labels, epochs, path: str = "library") -> dict:
-    """One epoch of a single network (quadratic cost, sigmoid, gd with η = 3.0).
+def single_epoch(sizes, batch_size, path: str = "library"):
+    """``(epoch, state)`` of a single network: quadratic cost, sigmoid, gd with η = 3.0.
 
-    ``path``: ``"library"`` times ``train.build_epoch``, the epoch every gd-jax run of
-    plain gradient descent trains with (the delayed first-layer path at batch 10);
-    ``"plain"`` times ``train.make_epoch``, the straightforward ``lax.scan`` of
-    ``train.make_step``.
+    ``path``: ``"library"`` is ``train.build_epoch``, the epoch every gd-jax run of plain
+    gradient descent trains with (the delayed first-layer path at batch 10); ``"plain"``
+    is ``train.make_epoch``, the straightforward ``lax.scan`` of ``train.make_step``.
     """
     tx = optim.make("gd", 3.0)
     state = train.init_state(model.init_params(jax.random.key(0), sizes), tx)
     if path == "library":
-        epoch = train.build_epoch("mse", "sigmoid", "gd", tx, batch_size)
+        return train.build_epoch("mse", "sigmoid", "gd", tx, batch_size), state
+    return train.make_epoch(train.make_loss("mse", "sigmoid"), tx, batch_size), state
+
+
+def sweep_epoch(networks, sizes, batch_size: int = 10, path: str = "library"):
+    """``(epoch, state)`` of ``networks`` networks, η from 0.1 to 10, on one shared data
+    order: ``"library"`` is ``sweep.build_epoch`` (the delayed path), ``"plain"`` the
+    ``vmap`` of the single-network step."""
+    tx = optim.make("gd", 1.0)
+    grid = sweep.Networks(np.geomspace(0.1, 10, networks), np.arange(networks))
+    state = sweep.init(grid, sizes=sizes, scheme="normal", tx=tx)
+    if path == "library":
+        epoch = sweep.build_epoch("mse", "sigmoid", "gd", tx, batch_size, shared_order=True)
     else:
-        epoch = train.make_epoch(train.make_loss("mse", "sigmoid"), tx, batch_size)
+        loss = train.make_loss("mse", "sigmoid")
+        epoch = sweep.make_epoch(loss, tx, batch_size, shared_order=True)
+    return epoch, state
+
+
+def time_case(sizes, batch_size, x, labels, epochs, path: str = "library") -> dict:
+    """One epoch of a single network (:func:`single_epoch`), timed."""
+    epoch, state = single_epoch(sizes, batch_size, path)
     compile_seconds, best = time_epochs(jax.jit(epoch), state, x, labels, epochs)
     return {
         "network": "-".join(map(str, sizes)),
@@ -64,12 +82,10 @@ def time_case(sizes, batch_size, x, labels, epochs, path: str = "library") -> di
 
 
 def time_sweep(networks, x, labels, epochs, sizes=(784, 30, 10)) -> dict:
-    """One epoch of ``networks`` networks sharing one data order (the stacked gd path)."""
-    tx = optim.make("gd", 1.0)
-    grid = sweep.Networks(np.geomspace(0.1, 10, networks), np.arange(networks))
-    state = sweep.init(grid, sizes=sizes, scheme="normal", tx=tx)
-    epoch = jax.jit(sweep.build_epoch("mse", "sigmoid", "gd", tx, 10, shared_order=True))
-    compile_seconds, best = time_epochs(epoch, state, x, labels, epochs)
+    """One epoch of ``networks`` networks sharing one data order (:func:`sweep_epoch`,
+    the delayed path), timed."""
+    epoch, state = sweep_epoch(networks, sizes)
+    compile_seconds, best = time_epochs(jax.jit(epoch), state, x, labels, epochs)
     return {
         "networks": networks,
         "network": "-".join(map(str, sizes)),

@@ -22,7 +22,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
-from gd_jax import curvature, delayed, model, optim, train
+from gd_jax import curvature, model, optim, train
 from gd_jax.errors import GdJaxError
 
 
@@ -105,11 +105,13 @@ def make_epoch(loss: train.Loss, tx, batch_size: int, *, shared_order: bool, fas
         if batch_size == 0:  # one step on the whole set: no order, no gather
             order = jnp.zeros((1, 1), jnp.int32)
         else:
-            permute = lambda k: jax.random.permutation(k, n)[: n // batch_size * batch_size]
-            order = (permute if shared_order else jax.vmap(permute))(keys)
-            order = order.reshape(*order.shape[:-1], -1, batch_size)
+            batches = lambda k: train.batch_order(k, n, batch_size)
+            order = (batches if shared_order else jax.vmap(batches))(keys)
         if fast is not None:
-            trained, costs = _delayed_steps(state.train, batch, order, *fast, batch_size == 0)
+            head_loss = train.make_head_loss(*fast)
+            trained, costs = train.delayed_steps(
+                state.train, batch, order, head_loss, full=batch_size == 0
+            )
         else:
             body = lambda train_state, idx: step(train_state, *batch(idx))
             run = lambda train_state, order: jax.lax.scan(body, train_state, order)
@@ -128,16 +130,6 @@ def build_epoch(cost: str, activation: str, optimizer: str, tx, batch_size: int,
     stacked = optimizer == "gd" and (shared_order or batch_size == 0)
     fast = (cost, activation) if stacked else None
     return make_epoch(loss, tx, batch_size, shared_order=shared_order, fast=fast)
-
-
-def _delayed_steps(state: train.TrainState, batch, order, cost: str, activation: str, full: bool):
-    """All networks' gradient descent on a shared order, by ``delayed.run``."""
-    eta = state.opt_state.hyperparams["learning_rate"]  # [N]
-    head_loss = train.make_head_loss(cost, activation)
-    params, costs_ = delayed.run(state.params, eta, batch, order, head_loss, full=full)
-    steps = costs_.shape[0]
-    opt_state = state.opt_state._replace(count=state.opt_state.count + steps)
-    return train.TrainState(params, opt_state, state.step + steps), costs_
 
 
 def _settle(state: SweepState, trained: train.TrainState, costs: jax.Array):

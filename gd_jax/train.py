@@ -152,18 +152,27 @@ def build_epoch(
 
     def epoch(state: TrainState, x: jax.Array, labels: jax.Array, key: jax.Array):
         order = batch_order(key, x.shape[0], batch_size)
-        eta = state.opt_state.hyperparams["learning_rate"]
-        one = lambda a: a[None]  # a sweep of one network
         batch = lambda idx: (x[idx], labels[idx])
-        params, batch_costs = delayed.run(
-            jax.tree.map(one, state.params), one(eta), batch, order, head_loss, full=False
-        )
-        steps = order.shape[0]
-        opt_state = state.opt_state._replace(count=state.opt_state.count + steps)
-        params = jax.tree.map(lambda a: a[0], params)
-        return TrainState(params, opt_state, state.step + steps), jnp.mean(batch_costs)
+        stacked = jax.tree.map(lambda a: a[None], state)  # a sweep of one network
+        stacked, batch_costs = delayed_steps(stacked, batch, order, head_loss, full=False)
+        return jax.tree.map(lambda a: a[0], stacked), jnp.mean(batch_costs)
 
     return epoch
+
+
+def delayed_steps(state: TrainState, batch, order: jax.Array, head_loss, *, full: bool):
+    """Plain gradient descent for N networks stacked on a leading axis, on batches they
+    share, by ``delayed.run``; each network's η is read from its optimiser state.
+
+    Returns:
+      ``(state, costs)``: the state after all steps (step and optimiser count advanced
+      by their number) and each step's cost before its update, ``[steps, N]``.
+    """
+    eta = state.opt_state.hyperparams["learning_rate"]  # [N]
+    params, costs_ = delayed.run(state.params, eta, batch, order, head_loss, full=full)
+    steps = costs_.shape[0]
+    opt_state = state.opt_state._replace(count=state.opt_state.count + steps)
+    return TrainState(params, opt_state, state.step + steps), costs_
 
 
 def _full_batch_gd_step(head_loss):
