@@ -3,7 +3,7 @@ next to hand-written peers and to the machine's own limits.
 
 Synthetic data (50,000 × 784, 10 classes) stands in for MNIST: the cost of an epoch does
 not depend on the pixel values. Everything but the memory case runs in this one process,
-so ratios compare like with like. Prints tables and writes benchmarks/results.json; see
+so ratios compare like with like. Prints tables and writes benchmarks/results/results.json; see
 benchmarks/README.md for what each number means.
 
     python -m benchmarks.epoch [--epochs=3]
@@ -29,7 +29,9 @@ flags.DEFINE_integer("memory_networks", 1024, "Networks in the memory case (784-
 flags.DEFINE_integer(
     "memory_steps", 640, "Steps of the memory case (0: the full epoch of 6,000 steps)."
 )
-flags.DEFINE_string("out", str(Path(__file__).with_name("results.json")), "Where to save.")
+flags.DEFINE_string(
+    "out", str(Path(__file__).parent / "results" / "results.json"), "Where to save."
+)
 FLAGS = flags.FLAGS
 
 EXAMPLES = 50_000

@@ -4,7 +4,7 @@
 child process, which times the single-run epoch (784-30-10, batch 10) and the full-batch
 step and prints one JSON line. The baseline (no flags) runs first and last, so the
 spread between its two runs shows how much the shared machine moved meanwhile. Not
-part of ``make bench``; writes benchmarks/flags.json.
+part of ``make bench``; writes benchmarks/results/flags.json.
 
     python -m benchmarks.flags
 """
@@ -19,7 +19,7 @@ from absl import app, flags
 
 flags.DEFINE_bool("child", False, "Time the cases in this process and print JSON.")
 flags.DEFINE_integer("epochs", 3, "Timed epochs per case.")
-flags.DEFINE_string("out", str(Path(__file__).with_name("flags.json")), "Where to save.")
+flags.DEFINE_string("out", str(Path(__file__).parent / "results" / "flags.json"), "Where to save.")
 FLAGS = flags.FLAGS
 
 # (name, XLA_FLAGS, command prefix)

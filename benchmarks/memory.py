@@ -1,6 +1,6 @@
 """Peak resident memory of a large sweep, measured in a process of its own.
 
-One epoch of ``sweep.build_epoch("mse", "sigmoid", "gd", tx, 10, shared_order=True)``
+One epoch of ``engine.build_epoch(model_config, "gd", tx, 10, shared_order=True)``
 over N networks on 60,000 MNIST-shaped synthetic examples. The peak is read from the
 kernel's high-water mark (``VmHWM`` in ``/proc/self/status``), reset between phases
 (``/proc/self/clear_refs``) so each phase reports its own peak; on systems without
@@ -19,7 +19,9 @@ import jax
 import numpy as np
 from absl import app, flags
 
-from gd_jax import optim, sweep
+from gd_jax import optim
+from gd_jax.config import ModelConfig
+from gd_jax.sweep import engine
 
 flags.DEFINE_integer("networks", 1024, "Networks in the sweep.")
 flags.DEFINE_list("sizes", ["784", "16", "16", "10"], "Layer widths.")
@@ -76,11 +78,12 @@ def measure(networks: int, sizes, examples: int, steps: int) -> dict:
     xs, ls = x[:used], labels[:used]
     phase("data")
     tx = optim.make("gd", 1.0)
-    grid = sweep.Networks(np.geomspace(0.1, 10, networks), np.arange(networks))
-    state = sweep.init(grid, sizes=tuple(sizes), scheme="normal", tx=tx)
+    grid = engine.Networks(np.geomspace(0.1, 10, networks), np.arange(networks))
+    model_config = ModelConfig(tuple(sizes), "sigmoid", "mse", "normal")
+    state = engine.init(grid, model_config, tx)
     jax.block_until_ready(state)
     phase("init")
-    epoch = jax.jit(sweep.build_epoch("mse", "sigmoid", "gd", tx, 10, shared_order=True))
+    epoch = jax.jit(engine.build_epoch(model_config, "gd", tx, 10, shared_order=True))
     tic = time.perf_counter()
     compiled = epoch.lower(state, xs, ls, jax.random.key(1)).compile()
     compile_seconds = time.perf_counter() - tic

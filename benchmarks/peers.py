@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gd_jax import model, optim, train
+from gd_jax.config import ModelConfig
 
 NumpyParams = list[tuple[np.ndarray, np.ndarray]]
 
@@ -97,7 +98,9 @@ def check_numpy_step(sizes, x: np.ndarray, labels: np.ndarray, *, steps: int = 3
     updates are small next to the weights, so comparing weights would hide an error.)"""
     start = model.init_params(jax.random.key(3), sizes)
     tx = optim.make("gd", 3.0)
-    step = jax.jit(train.make_step(train.make_loss("mse", "sigmoid"), tx))
+    step = jax.jit(
+        train.make_step(train.make_loss(ModelConfig(tuple(sizes), "sigmoid", "mse", "normal")), tx)
+    )
     state = train.init_state(start, tx)
     mine = to_numpy(start)
     eye = np.eye(sizes[-1], dtype=np.float32)

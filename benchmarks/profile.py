@@ -9,7 +9,7 @@ the table for proportions, and ``make bench`` for times.
     python -m benchmarks.profile [--path=plain|library] [--batch_size=10] [--sizes=784,30,10]
         [--networks=64]
 
-Writes ``benchmarks/profile_<path>_<batch>[_<networks>].json``; the perfetto trace stays in
+Writes ``benchmarks/results/profile_<path>_<batch>[_<networks>].json``; the perfetto trace stays in
 ``--trace_dir`` for https://ui.perfetto.dev.
 """
 
@@ -109,7 +109,7 @@ def main(argv):
         )
     print(f"{len(rows)} ops, {sum(r['ms'] for r in rows):.1f} ms in all (with trace overhead)")
     sweep_part = f"_{FLAGS.networks}" if FLAGS.networks > 1 else ""
-    out = Path(__file__).with_name(f"profile_{FLAGS.path}_{batch}{sweep_part}.json")
+    out = Path(__file__).parent / "results" / f"profile_{FLAGS.path}_{batch}{sweep_part}.json"
     result = {"network": network, "batch_size": FLAGS.batch_size, "path": FLAGS.path}
     out.write_text(json.dumps({**result, "steps": steps, "ops": rows}, indent=2) + "\n")
     print(f"saved {out}")

@@ -8,7 +8,14 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from gd_jax import model, optim, sweep, train
+from gd_jax import fast_gd, optim, train
+from gd_jax.config import ModelConfig
+from gd_jax.sweep import engine
+
+
+def mlp(sizes) -> ModelConfig:
+    """The seed's network of the given sizes: sigmoid, quadratic cost, N(0, 1) init."""
+    return ModelConfig(tuple(sizes), "sigmoid", "mse", "normal")
 
 
 def synthetic(examples: int = 50_000, features: int = 784, classes: int = 10):
@@ -41,29 +48,29 @@ def time_epochs(epoch, state, x, labels, epochs, min_seconds=1.0) -> tuple[float
 def single_epoch(sizes, batch_size, path: str = "library"):
     """``(epoch, state)`` of a single network: quadratic cost, sigmoid, gd with η = 3.0.
 
-    ``path``: ``"library"`` is ``train.build_epoch``, the epoch every gd-jax run of plain
+    ``path``: ``"library"`` is ``fast_gd.build_epoch``, the epoch every gd-jax run of plain
     gradient descent trains with (the delayed first-layer path at batch 10); ``"plain"``
     is ``train.make_epoch``, the straightforward ``lax.scan`` of ``train.make_step``.
     """
     tx = optim.make("gd", 3.0)
-    state = train.init_state(model.init_params(jax.random.key(0), sizes), tx)
+    state = train.init_state(mlp(sizes).init_params(jax.random.key(0)), tx)
     if path == "library":
-        return train.build_epoch("mse", "sigmoid", "gd", tx, batch_size), state
-    return train.make_epoch(train.make_loss("mse", "sigmoid"), tx, batch_size), state
+        return fast_gd.build_epoch(mlp(sizes), "gd", tx, batch_size), state
+    return train.make_epoch(train.make_loss(mlp(sizes)), tx, batch_size), state
 
 
 def sweep_epoch(networks, sizes, batch_size: int = 10, path: str = "library"):
     """``(epoch, state)`` of ``networks`` networks, η from 0.1 to 10, on one shared data
-    order: ``"library"`` is ``sweep.build_epoch`` (the delayed path), ``"plain"`` the
+    order: ``"library"`` is ``engine.build_epoch`` (the delayed path), ``"plain"`` the
     ``vmap`` of the single-network step."""
     tx = optim.make("gd", 1.0)
-    grid = sweep.Networks(np.geomspace(0.1, 10, networks), np.arange(networks))
-    state = sweep.init(grid, sizes=sizes, scheme="normal", tx=tx)
+    grid = engine.Networks(np.geomspace(0.1, 10, networks), np.arange(networks))
+    state = engine.init(grid, mlp(sizes), tx)
     if path == "library":
-        epoch = sweep.build_epoch("mse", "sigmoid", "gd", tx, batch_size, shared_order=True)
+        epoch = engine.build_epoch(mlp(sizes), "gd", tx, batch_size, shared_order=True)
     else:
-        loss = train.make_loss("mse", "sigmoid")
-        epoch = sweep.make_epoch(loss, tx, batch_size, shared_order=True)
+        loss = train.make_loss(mlp(sizes))
+        epoch = engine.make_epoch(loss, tx, batch_size, shared_order=True)
     return epoch, state
 
 

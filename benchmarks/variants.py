@@ -6,7 +6,7 @@ The step is the library's (``train.make_step``); only the loop around it changes
 into one ``[steps, B, 784]`` array before the scan instead of one gather per step.
 The library's epoch runs first and last, so the spread between its two runs shows how
 much the shared machine moved meanwhile. Not part of ``make bench``; writes
-benchmarks/variants.json. Run it under ``taskset -c 0`` to see the same on one core.
+benchmarks/results/variants.json. Run it under ``taskset -c 0`` to see the same on one core.
 
     python -m benchmarks.variants [--out=...]
 """
@@ -21,9 +21,12 @@ from absl import app, flags
 
 from benchmarks import timing
 from gd_jax import model, optim, train
+from gd_jax.config import ModelConfig
 
 flags.DEFINE_integer("epochs", 3, "Timed epochs per variant.")
-flags.DEFINE_string("out", str(Path(__file__).with_name("variants.json")), "Where to save.")
+flags.DEFINE_string(
+    "out", str(Path(__file__).parent / "results" / "variants.json"), "Where to save."
+)
 FLAGS = flags.FLAGS
 
 BATCH = 10
@@ -50,7 +53,7 @@ def main(argv):
     del argv
     x, labels = timing.synthetic()
     tx = optim.make("gd", 3.0)
-    loss = train.make_loss("mse", "sigmoid")
+    loss = train.make_loss(ModelConfig((784, 30, 10), "sigmoid", "mse", "normal"))
     step = train.make_step(loss, tx)
     state = train.init_state(model.init_params(jax.random.key(0), (784, 30, 10)), tx)
     library = train.make_epoch(loss, tx, BATCH)

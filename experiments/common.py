@@ -1,145 +1,134 @@
-"""The flags every experiment shares: data, model, training and the run folder."""
+"""What every entry point shares: flags generated from the config dataclasses, the
+run-folder flags, and the wrapper around ``main``.
 
+A config field is a flag of the same name (see ``gd_jax.config.option``): its default
+and help text are the field's, so a default is written once. An entry point builds
+its configs with :func:`config_from_flags`, which passes on only the flags given on
+the command line (or in a ``--flagfile``); every other value is the field's default.
+Flags defined here belong to the entry point that asked for them, so its ``--help``
+lists every flag it reads.
+"""
+
+import dataclasses
 import functools
 import logging as stdlib_logging
 import sys
+import types
+from typing import Any
 
-import jax
 from absl import app, flags
 
-from gd_jax import costs, model, optim
-from gd_jax.config import TrainConfig, parse_layers
 from gd_jax.errors import GdJaxError
+from gd_jax.sweep import mesh
 
 FLAGS = flags.FLAGS
-
-flags.DEFINE_string(
-    "dataset",
-    "mnist",
-    "mnist or fashion_mnist (tensorflow-datasets, downloaded once), digits (embedded 8x8, "
-    "offline) or idx:DIR (a folder with the four MNIST-format IDX files, .gz or raw).",
-)
-flags.DEFINE_string("data_dir", None, "tensorflow-datasets cache folder (default: TFDS's own).")
-flags.DEFINE_string("layers", "16,16", "Hidden-layer widths, comma separated; 'none' for none.")
-flags.DEFINE_enum("activation", "sigmoid", list(model.ACTIVATIONS), "Hidden-layer nonlinearity.")
-flags.DEFINE_enum(
-    "cost",
-    "mse",
-    list(costs.COSTS),
-    "mse: C = (1/n) Σ ½‖y − a‖² with sigmoid outputs; cross_entropy: softmax cross-entropy.",
-)
-flags.DEFINE_enum("init", "normal", list(model.SCHEMES), "normal: N(0,1); scaled: N(0,1/fan_in).")
-flags.DEFINE_enum("optimizer", "gd", list(optim.OPTIMIZERS), "Update rule; gd is v ← v − η∇C.")
-flags.DEFINE_float(
-    "learning_rate", 3.0, "Learning rate η (experiments.lr_sweep takes --learning_rates)."
-)
-flags.DEFINE_float("momentum", None, "Momentum of sgd (default 0), nesterov (0.9) and rmsprop (0).")
-flags.DEFINE_integer("batch_size", 10, "Mini-batch size; 0 for full-batch gradient descent.")
-flags.DEFINE_integer("epochs", 30, "Passes through the training data.")
-flags.DEFINE_integer("seed", 0, "Seed of the initialisation and of the mini-batch order.")
-flags.DEFINE_integer(
-    "validation_size", 0, "Training examples held out for validation (the last N)."
-)
-flags.DEFINE_integer("train_size", None, "Use only the first N training examples.")
-# Flags of the studies that mean the same in each, with a default of each study's own.
-flags.DEFINE_integer(
-    "seeds",
-    None,
-    "Initialisations (seeds --seed, --seed+1, ...): per η in lr_sweep "
-    "(default 3), per width in local_minima (default 8).",
-)
-flags.DEFINE_integer(
-    "lanczos_iters",
-    None,
-    "Lanczos steps per Hessian eigenvalue estimate (default 20 in "
-    "lr_sweep, for λ_max; 40 in local_minima, where λ_min needs more).",
-)
-flags.DEFINE_integer(
-    "devices", None, "Devices the studies shard their networks over (default: all visible)."
-)
-flags.DEFINE_string(
-    "coordinator_address",
-    None,
-    "host:port of process 0, to join several processes "
-    "(hosts) into one study with jax.distributed; give every process the same value.",
-)
-flags.DEFINE_integer("num_processes", 1, "Processes joined into one study.")
-flags.DEFINE_integer("process_id", 0, "This process's rank, 0 to --num_processes − 1.")
-flags.DEFINE_string("workdir", None, "The run folder.")
-flags.DEFINE_bool("resume", False, "Continue the run in --workdir; nothing finished is redone.")
-flags.mark_flag_as_required("workdir")
+# Flags defined (or declared key) from here count as the calling entry point's own.
+flags.disclaim_key_flags()
 
 
-def train_config(learning_rate: float) -> TrainConfig:
-    """The shared flags as a :class:`TrainConfig` with the given η."""
-    return TrainConfig(
-        dataset=FLAGS.dataset,
-        data_dir=FLAGS.data_dir,
-        layers=parse_layers(FLAGS.layers),
-        activation=FLAGS.activation,
-        cost=FLAGS.cost,
-        init=FLAGS.init,
-        optimizer=FLAGS.optimizer,
-        learning_rate=learning_rate,
-        momentum=FLAGS.momentum,
-        batch_size=FLAGS.batch_size,
-        epochs=FLAGS.epochs,
-        seed=FLAGS.seed,
-        validation_size=FLAGS.validation_size,
-        train_size=FLAGS.train_size,
-    )
+def _define(kind: str, name: str, default: Any, help: str, choices=None) -> None:
+    """Defines ``--name`` for the calling entry point. Several entry points imported into
+    one process (tests do) share one flag; each declares it a key flag of its own."""
+    if name in FLAGS:
+        flags.declare_key_flag(name)
+    elif choices is not None:
+        flags.DEFINE_enum(name, default, list(choices), help)
+    else:
+        getattr(flags, f"DEFINE_{kind}")(name, default, help)
 
 
-def or_default(value, default):
-    """A flag's value, or the study's own default when it was not given."""
-    return default if value is None else value
+def define_config_flags(config_type, *, skip: tuple[str, ...] = ()) -> None:
+    """A flag for every field of the dataclass ``config_type`` (but ``skip``): its type
+    from the field's, its default and help text from the field's metadata."""
+    for field in dataclasses.fields(config_type):
+        if field.name in skip:
+            continue
+        meta, default = field.metadata, field.default
+        if meta["parse"] is not None:
+            _define("string", field.name, meta["show"](default), meta["help"])
+        elif meta["choices"] is not None:
+            _define("enum", field.name, default, meta["help"], choices=meta["choices"])
+        else:
+            _define(_KINDS[_base_type(field.type)], field.name, default, meta["help"])
 
 
-def entry_point(main):
-    """Wraps an experiment's ``main``: no extra arguments, JAX kept quiet, bad input
-    printed as one paragraph with exit status 2, Ctrl-C as 130 with a word on resuming."""
-
-    @functools.wraps(main)
-    def wrapped(argv):
-        if len(argv) > 1:
-            raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-        quiet_jax()
-        try:
-            join_processes()
-            return main(argv)
-        except GdJaxError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        except KeyboardInterrupt:
-            print(
-                f"interrupted; what was finished is kept in {FLAGS.workdir}: rerun with --resume.",
-                file=sys.stderr,
-            )
-            return 130
-
-    return wrapped
+_KINDS = {bool: "bool", int: "integer", float: "float", str: "string"}
 
 
-def join_processes() -> None:
-    """Joins the processes of a multi-host study (a no-op for one process).
+def _base_type(annotation):
+    """``int`` for ``int`` and ``int | None``."""
+    if isinstance(annotation, types.UnionType):
+        (annotation,) = (t for t in annotation.__args__ if t is not type(None))
+    return annotation
 
-    Each process sees every process's devices in ``jax.devices()``, so the sweeps'
-    network mesh spans them all; on CPUs the collectives go through gloo.
-    """
-    if FLAGS.num_processes <= 1:
-        return
-    if not FLAGS.coordinator_address or not 0 <= FLAGS.process_id < FLAGS.num_processes:
-        raise GdJaxError(
-            f"--num_processes={FLAGS.num_processes} needs --coordinator_address=HOST:PORT "
-            f"(process 0's) and a --process_id from 0 to {FLAGS.num_processes - 1} "
-            f"(got {FLAGS.process_id})."
+
+def config_from_flags(config_type, *, skip: tuple[str, ...] = ()):
+    """The dataclass ``config_type`` built from the flags given (parsed with the field's
+    ``parse`` where it has one); fields whose flag was not given keep their default."""
+    values = {}
+    for field in dataclasses.fields(config_type):
+        flag = FLAGS[field.name] if field.name not in skip else None
+        if flag is None or not flag.present:
+            continue
+        parse = field.metadata["parse"]
+        values[field.name] = parse(flag.value) if parse is not None else flag.value
+    return config_type(**values)
+
+
+def define_workdir_flags(*, resume: bool = True) -> None:
+    """``--workdir`` (required), and ``--resume`` for the studies that can continue."""
+    _define("string", "workdir", None, "The run folder (required).")
+    flags.mark_flag_as_required("workdir")
+    if resume:
+        _define(
+            "bool", "resume", False, "Continue the run in --workdir; nothing finished is redone."
         )
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(
-        coordinator_address=FLAGS.coordinator_address,
-        num_processes=FLAGS.num_processes,
-        process_id=FLAGS.process_id,
+
+
+def define_device_flags() -> None:
+    """The flags that spread a study over devices and joined processes."""
+    _define("integer", "devices", None, "Devices to shard the networks over (default: all).")
+    _define(
+        "string",
+        "coordinator_address",
+        None,
+        "host:port of process 0, to join several processes (hosts) into one study with "
+        "jax.distributed; give every process the same value.",
     )
+    _define("integer", "num_processes", 1, "Processes joined into one study.")
+    _define("integer", "process_id", 0, "This process's rank, 0 to --num_processes − 1.")
+
+
+def entry_point(*, join: bool = True, resume: bool = True):
+    """Wraps an experiment's ``main``: no extra arguments, JAX kept quiet, the
+    processes joined (``join``), bad input printed as one paragraph with exit status 2,
+    Ctrl-C as 130 (with a word on ``--resume`` where the entry point takes it)."""
+
+    def wrap(main):
+        @functools.wraps(main)
+        def wrapped(argv):
+            if len(argv) > 1:
+                raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+            quiet_jax()
+            try:
+                if join:
+                    mesh.join(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+                return main(argv)
+            except GdJaxError as e:
+                message = str(e)
+                if e.field and f"--{e.field}" not in message:
+                    message += f" (set by --{e.field})"
+                print(f"error: {message}", file=sys.stderr)
+                return 2
+            except KeyboardInterrupt:
+                advice = "rerun with --resume" if resume else "rerun to write it again"
+                print(f"interrupted; what was finished is kept in {FLAGS.workdir}: {advice}.",
+                      file=sys.stderr)  # fmt: skip
+                return 130
+
+        return wrapped
+
+    return wrap
 
 
 def quiet_jax() -> None:

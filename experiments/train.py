@@ -12,26 +12,29 @@ import sys
 from absl import app, flags, logging
 
 from experiments import common
-from gd_jax import experiment
+from gd_jax.config import TrainConfig
+from gd_jax.studies.run import run
 
 FLAGS = flags.FLAGS
+common.define_config_flags(TrainConfig)
+common.define_workdir_flags()
 
 
-@common.entry_point
+@common.entry_point(join=False)
 def main(argv):
     del argv
-    config = common.train_config(FLAGS.learning_rate)
-    summary = experiment.train_run(config, FLAGS.workdir, resume=FLAGS.resume)
+    config = common.config_from_flags(TrainConfig)
+    summary = run.train_run(config, FLAGS.workdir, resume=FLAGS.resume)
     logging.info("Run folder: %s (report.md, summary.json)", FLAGS.workdir)
-    if summary["status"] == experiment.STATUS_DIVERGED:
+    if summary["status"] == run.STATUS_DIVERGED:
         print(
             f"error: training diverged at epoch {summary['diverged_epoch']} (the cost is no "
-            f"longer finite) with --learning_rate={FLAGS.learning_rate:g}; try a smaller "
+            f"longer finite) with --learning_rate={config.learning_rate:g}; try a smaller "
             f"one. Every finite epoch is in {FLAGS.workdir}.",
             file=sys.stderr,
         )
         return 1
-    if summary["status"] == experiment.STATUS_INTERRUPTED:
+    if summary["status"] == run.STATUS_INTERRUPTED:
         return 130
     return 0
 

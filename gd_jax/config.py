@@ -1,54 +1,49 @@
-"""The frozen configuration of a training run, and the checks that make bad input clear.
+"""Frozen configurations: the model described once, and the flags every study shares.
 
-Entry points turn absl flags into a :class:`TrainConfig`; everything below them reads
-only the config. Field names are the flag names, so an error can name the flag.
+A config field is also a flag of the entry points: its name is the flag's name, its
+default the flag's default, and its metadata (see :func:`option`) the flag's help text,
+its choices and how a command line spells it. ``experiments/`` generates the flags from
+these fields, so every default is written here and nowhere else.
 """
 
 import dataclasses
+from collections.abc import Callable
+from typing import Any
 
 from gd_jax import costs, model, optim
 from gd_jax.errors import GdJaxError
 
 
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Everything that determines a run's numbers (and nothing that does not).
+def option(
+    default: Any,
+    help: str,
+    *,
+    choices: tuple[str, ...] | None = None,
+    parse: Callable[[str], Any] | None = None,
+    show: Callable[[Any], str] | None = None,
+) -> Any:
+    """A config field that is also a command-line flag.
 
-    Attributes mirror the flags of ``experiments/train.py``; see its ``--help``.
+    Args:
+      default: the field's default, and so the flag's.
+      help: the flag's ``--help`` text.
+      choices: the values a string field accepts (an enum flag).
+      parse: turns the flag's text into the field's value (tuple fields).
+      show: spells a value of the field as the flag's text (the inverse of ``parse``).
     """
-
-    dataset: str = "mnist"
-    data_dir: str | None = None
-    layers: tuple[int, ...] = (16, 16)
-    activation: str = "sigmoid"
-    cost: str = "mse"
-    init: str = "normal"
-    optimizer: str = "gd"
-    learning_rate: float = 3.0
-    momentum: float | None = None
-    batch_size: int = 10
-    epochs: int = 30
-    seed: int = 0
-    validation_size: int = 0
-    train_size: int | None = None
-
-    def __post_init__(self):
-        check(self)
-
-    def sizes(self, num_inputs: int, num_classes: int) -> tuple[int, ...]:
-        """The layer widths from input to output for data of the given shape."""
-        return (num_inputs, *self.layers, num_classes)
+    metadata = {"help": help, "choices": choices, "parse": parse, "show": show}
+    return dataclasses.field(default=default, metadata=metadata)
 
 
-def parse_int_list(text: str, *, flag: str, hint: str) -> tuple[int, ...]:
-    """Parses a comma-separated list of positive integers, or raises naming ``flag``."""
+def parse_int_list(text: str, *, name: str, hint: str) -> tuple[int, ...]:
+    """Parses a comma-separated list of positive integers, or raises naming ``name``."""
     try:
         widths = tuple(int(part) for part in text.strip().split(","))
     except ValueError:
         widths = ()
     if not widths or any(w <= 0 for w in widths):
         raise GdJaxError(
-            f"--{flag}={text!r} is not a list of hidden-layer widths. Give positive "
+            f"--{name}={text!r} is not a list of hidden-layer widths. Give positive "
             f"integers separated by commas, {hint}"
         )
     return widths
@@ -66,7 +61,111 @@ def parse_layers(text: str) -> tuple[int, ...]:
         "e.g. --layers=16,16 for the 784-16-16-10 perceptron or --layers=30 for 784-30-10 "
         "(--layers=none for no hidden layer)."
     )
-    return parse_int_list(text, flag="layers", hint=hint)
+    return parse_int_list(text, name="layers", hint=hint)
+
+
+def show_ints(values: tuple[int, ...]) -> str:
+    """Widths as a flag spells them: ``16,16``, or ``none`` for no hidden layer."""
+    return ",".join(str(v) for v in values) or "none"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """A network, described once: passed whole wherever a model is built or scored.
+
+    Attributes:
+      sizes: layer widths from input to output, e.g. ``(784, 16, 16, 10)``.
+      activation: the hidden-layer nonlinearity, a key of ``model.ACTIVATIONS``.
+      cost: a key of ``costs.COSTS``; it fixes the output layer as well.
+      init: the initialisation scheme, one of ``model.SCHEMES``.
+    """
+
+    sizes: tuple[int, ...]
+    activation: str
+    cost: str
+    init: str
+
+    @property
+    def output(self) -> str:
+        """The output layer the cost expects (``model.OUTPUTS``)."""
+        return costs.COSTS[self.cost][1]
+
+    @property
+    def num_params(self) -> int:
+        return model.num_params(self.sizes)
+
+    def init_params(self, key) -> model.Params:
+        """Fresh parameters drawn from ``key`` (see ``model.init_params``)."""
+        return model.init_params(key, self.sizes, self.init)
+
+    def predict(self, params: model.Params, x):
+        """The output layer for a batch ``x`` (see ``model.predict``)."""
+        return model.predict(params, x, activation=self.activation, output=self.output)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """The data, the model and the training of a run: the flags every study shares.
+
+    ``learning_rate`` is the η of ``experiments.train`` and of the local-minima study;
+    the learning-rate study sweeps ``--learning_rates`` instead and never reads it.
+    """
+
+    dataset: str = option(
+        "mnist",
+        "mnist or fashion_mnist (tensorflow-datasets, downloaded once), digits (embedded "
+        "8x8, offline) or idx:DIR (a folder with the four MNIST-format IDX files, .gz or raw).",
+    )
+    data_dir: str | None = option(None, "tensorflow-datasets cache folder (default: TFDS's own).")
+    layers: tuple[int, ...] = option(
+        (16, 16),
+        "Hidden-layer widths, comma separated; 'none' for none.",
+        parse=parse_layers,
+        show=show_ints,
+    )
+    activation: str = option(
+        "sigmoid", "Hidden-layer nonlinearity.", choices=tuple(model.ACTIVATIONS)
+    )
+    cost: str = option(
+        "mse",
+        "mse: C = (1/n) Σ ½‖y − a‖² with sigmoid outputs; cross_entropy: softmax cross-entropy.",
+        choices=tuple(costs.COSTS),
+    )
+    init: str = option("normal", "normal: N(0,1); scaled: N(0,1/fan_in).", choices=model.SCHEMES)
+    optimizer: str = option("gd", "Update rule; gd is v ← v − η∇C.", choices=optim.OPTIMIZERS)
+    learning_rate: float = option(3.0, "Learning rate η.")
+    momentum: float | None = option(
+        None, "Momentum of sgd (default 0), nesterov (0.9) and rmsprop (0)."
+    )
+    batch_size: int = option(10, "Mini-batch size; 0 for full-batch gradient descent.")
+    epochs: int = option(30, "Passes through the training data.")
+    seed: int = option(0, "Seed of the initialisation and of the mini-batch order.")
+    validation_size: int = option(0, "Training examples held out for validation (the last N).")
+    train_size: int | None = option(None, "Use only the first N training examples.")
+
+    def __post_init__(self):
+        check(self)
+
+    def model_config(self, num_inputs: int, num_classes: int, *, width: int | None = None):
+        """The :class:`ModelConfig` of this run for data of the given shape.
+
+        Args:
+          num_inputs, num_classes: the data's input size and number of classes.
+          width: replaces the size of every hidden layer, if given.
+        """
+        layers = self.layers if width is None else (width,) * len(self.layers)
+        return ModelConfig(
+            sizes=(num_inputs, *layers, num_classes),
+            activation=self.activation,
+            cost=self.cost,
+            init=self.init,
+        )
+
+    def flags(self) -> dict:
+        """The config as JSON-friendly flag values (``layers`` as a list)."""
+        values = dataclasses.asdict(self)
+        values["layers"] = list(self.layers)
+        return values
 
 
 def check(config: TrainConfig) -> None:

@@ -20,9 +20,12 @@ import os
 import zlib
 from typing import NamedTuple
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
+from gd_jax.config import TrainConfig, check_against_data
 from gd_jax.errors import GdJaxError
 
 _NUM_CLASSES = 10
@@ -114,15 +117,17 @@ def load(
     n = len(train.labels)
     if not 0 <= validation_size < n:
         raise DataError(
-            f"--validation_size={validation_size} is out of range: {name} has {n} training "
-            f"examples, so it must be at least 0 and less than {n}."
+            f"validation_size={validation_size} is out of range: {name} has {n} training "
+            f"examples, so it must be at least 0 and less than {n}.",
+            field="validation_size",
         )
     rest = n - validation_size
     keep = rest if train_size is None else train_size
     if not 1 <= keep <= rest:
         raise DataError(
-            f"--train_size={train_size} is out of range: {name} has {rest} training examples "
-            f"left after --validation_size={validation_size}, so it must be between 1 and {rest}."
+            f"train_size={train_size} is out of range: {name} has {rest} training examples "
+            f"left after validation_size={validation_size}, so it must be between 1 and {rest}.",
+            field="train_size",
         )
     return Dataset(
         name=name,
@@ -132,6 +137,23 @@ def load(
         image_shape=image_shape,
         num_classes=_NUM_CLASSES,
     )
+
+
+def load_for(config: TrainConfig) -> Dataset:
+    """The dataset ``config`` names, split as it asks, checked against its batch size."""
+    dataset = load(
+        config.dataset,
+        data_dir=config.data_dir,
+        validation_size=config.validation_size,
+        train_size=config.train_size,
+    )
+    check_against_data(config, len(dataset.train.labels))
+    return dataset
+
+
+def on_device(split: Split) -> tuple[jax.Array, jax.Array]:
+    """A split's ``(x, labels)`` as device arrays."""
+    return jnp.asarray(split.x), jnp.asarray(split.labels)
 
 
 def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:

@@ -1,10 +1,20 @@
 """The one exception type that gd-jax raises for bad input.
 
-Every message is a paragraph a person can act on: it names the flag or file at
-fault and says how to fix it. Entry points print it and exit with status 2; they
-never show a traceback for it.
+Every message is a paragraph a person can act on: it names the value or file at
+fault and says how to fix it, in the library's terms. Where the value is a config
+field, ``field`` names it, so an entry point can point at its flag of the same name.
+Entry points print the message and exit with status 2; they never show a traceback
+for it.
 """
 
 
 class GdJaxError(Exception):
-    """Bad input: a flag, a file or a run folder that cannot be used as given."""
+    """Bad input: a value, a file or a run folder that cannot be used as given.
+
+    Attributes:
+      field: the config field (and so the flag) the value came from, if any.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None):
+        super().__init__(message)
+        self.field = field

@@ -12,13 +12,17 @@ import csv
 import io
 import json
 import os
+import platform
+import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
 from gd_jax.errors import GdJaxError
 
@@ -229,3 +233,54 @@ class RunFolder:
 
     def metrics(self) -> list[dict]:
         return read_jsonl(self / METRICS) if (self / METRICS).exists() else []
+
+
+def environment() -> dict:
+    """Library versions and devices, stored beside the flags in ``config.json``."""
+    versions = {"python": platform.python_version()}
+    for name in ("jax", "jaxlib", "optax", "numpy", "absl-py"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return {
+        "versions": versions,
+        "devices": [str(d) for d in jax.devices()],
+        "platform": platform.platform(),
+        "command": sys.argv,
+    }
+
+
+T = TypeVar("T")
+
+
+def start_run(
+    workdir: str,
+    flags: dict,
+    *,
+    resume: bool,
+    load: Callable[[], T],
+    mutable: tuple[str, ...] = ("epochs",),
+) -> tuple[RunFolder, T]:
+    """What every run does first: check the folder, load the data, record the config.
+
+    Nothing is written until the folder, the flags and the data have all passed their
+    checks, so bad input leaves the folder as it was.
+
+    Args:
+      workdir: the run folder.
+      flags: the values that define the run (``config.json``'s ``flags``).
+      resume: whether continuing a run already in the folder is intended.
+      load: loads (and checks) the run's data; called after the folder's checks.
+      mutable: flags that may differ on resume (see :meth:`RunFolder.check`).
+
+    Returns:
+      ``(folder, load())``.
+    """
+    folder = RunFolder(workdir)
+    folder.check(flags, resume=resume, mutable=mutable)
+    if jax.process_count() > 1:  # every process has looked before the first one writes
+        multihost_utils.sync_global_devices("gd_jax: run folder checked")
+    loaded = load()
+    write_json(folder / CONFIG, {"flags": flags, **environment()})
+    return folder, loaded

@@ -1,4 +1,8 @@
-"""Strict JAX for every test: implicit rank promotion is an error."""
+"""Strict JAX for every test, and the helpers several test files share.
+
+Test files import the helpers with ``from conftest import ...`` (pytest puts this
+folder on ``sys.path``).
+"""
 
 import os
 
@@ -11,7 +15,12 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 
 import contextlib  # noqa: E402
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from absl import flags  # noqa: E402
+from absl.testing import flagsaver  # noqa: E402
+
+from gd_jax.config import ModelConfig  # noqa: E402
 
 _COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 
@@ -36,3 +45,46 @@ def count_compiles():
 @pytest.fixture
 def compile_counter():
     return count_compiles
+
+
+def cli(entry, *args: str) -> int:
+    """Runs an entry point (an ``experiments`` module) in this process, as its command
+    line with ``args`` would; returns its exit status. Flags are restored afterwards."""
+    with flagsaver.flagsaver():
+        argv = flags.FLAGS([entry.__name__, *args])
+        return entry.main(argv)
+
+
+def mlp(sizes, activation="sigmoid", cost="mse", init="normal") -> ModelConfig:
+    """A :class:`ModelConfig` with the seed's choices unless told otherwise."""
+    return ModelConfig(tuple(sizes), activation, cost, init)
+
+
+def tiny_data(n: int, dim: int, classes: int, seed: int = 0):
+    """``n`` uniform random inputs of size ``dim`` with random labels, as device arrays."""
+    kx, ky = jax.random.split(jax.random.key(seed))
+    return jax.random.uniform(kx, (n, dim)), jax.random.randint(ky, (n,), 0, classes)
+
+
+def network(params, i):
+    """Network ``i`` of parameters stacked on a leading axis."""
+    return jax.tree.map(lambda leaf: leaf[i], params)
+
+
+def assert_trees_close(a, b, **tolerance) -> None:
+    """Two pytrees of the same structure whose leaves agree within ``tolerance``
+    (``rtol``/``atol`` of ``np.testing.assert_allclose``)."""
+    leaves_a, tree_a = jax.tree.flatten(a)
+    leaves_b, tree_b = jax.tree.flatten(b)
+    assert tree_a == tree_b
+    for x, y in zip(leaves_a, leaves_b, strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), **tolerance)
+
+
+def assert_trees_equal(a, b) -> None:
+    """Two pytrees of the same structure with bit-identical leaves."""
+    leaves_a, tree_a = jax.tree.flatten(a)
+    leaves_b, tree_b = jax.tree.flatten(b)
+    assert tree_a == tree_b
+    for x, y in zip(leaves_a, leaves_b, strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))

@@ -6,13 +6,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import mlp
 from jax.flatten_util import ravel_pytree
 
 from gd_jax import curvature, model, train
 
 TINY = (4, 3, 2)  # 23 parameters: Lanczos with num_iters >= 23 sees the whole spectrum
 SMALL = (6, 5, 4, 3)  # 62 parameters
-LOSS = train.make_loss("mse", "sigmoid")
+# The loss reads only the cost and the activation, so it serves both shapes.
+LOSS = train.make_loss(mlp(TINY, activation="sigmoid", cost="mse"))
 
 # Jitted once per shape: op-by-op dispatch of the Hessian and Lanczos is slow.
 hvp = jax.jit(curvature.hvp, static_argnums=0)

@@ -71,17 +71,18 @@ def test_validation_is_last_and_train_size_is_first():
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "flag"),
+    ("kwargs", "field"),
     [
-        ({"validation_size": -1}, "--validation_size"),
-        ({"validation_size": 1347}, "--validation_size"),
-        ({"train_size": 0}, "--train_size"),
-        ({"validation_size": 347, "train_size": 1001}, "--train_size"),
+        ({"validation_size": -1}, "validation_size"),
+        ({"validation_size": 1347}, "validation_size"),
+        ({"train_size": 0}, "train_size"),
+        ({"validation_size": 347, "train_size": 1001}, "train_size"),
     ],
 )
-def test_bad_sizes(kwargs: dict[str, int], flag: str):
-    with pytest.raises(data.DataError, match=flag):
+def test_bad_sizes(kwargs: dict[str, int], field: str):
+    with pytest.raises(data.DataError, match=rf"^{field}=") as excinfo:
         data.load("digits", **kwargs)
+    assert excinfo.value.field == field
 
 
 def test_unknown_dataset():

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import mlp
 from jax.flatten_util import ravel_pytree
 
 from gd_jax import model, train
@@ -24,7 +25,7 @@ def problem(activation="sigmoid", n=7, dtype=jnp.float64):
 def test_grad_equals_central_finite_differences(cost, activation):
     with jax.enable_x64(True):
         params, x, labels = problem(activation)
-        loss = train.make_loss(cost, activation)
+        loss = train.make_loss(mlp(SIZES, activation=activation, cost=cost))
         grads = jax.grad(loss)(params, x, labels)
         flat, unravel = ravel_pytree(params)
         flat_grad, _ = ravel_pytree(grads)
@@ -63,7 +64,9 @@ def backprop(params, x, labels):
 def test_grad_equals_handwritten_backpropagation():
     with jax.enable_x64(True):
         params, x, labels = problem()
-        grads = jax.grad(train.make_loss("mse", "sigmoid"))(params, x, labels)
+        grads = jax.grad(train.make_loss(mlp(SIZES, activation="sigmoid", cost="mse")))(
+            params, x, labels
+        )
         expected = backprop(params, x, labels)
         for (gw, gb), (ew, eb) in zip(grads, expected, strict=True):
             np.testing.assert_allclose(gw, ew, rtol=1e-10, atol=1e-14)

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import assert_trees_close, mlp
 
 from gd_jax import landscape, model, train
 
@@ -30,11 +31,6 @@ def assert_same_function(params_a, params_b, activation):
         rtol=1e-5,
         atol=1e-6,
     )
-
-
-def assert_params_close(params_a, params_b, **tolerance):
-    for a, b in zip(jax.tree.leaves(params_a), jax.tree.leaves(params_b), strict=True):
-        np.testing.assert_allclose(a, b, **tolerance)
 
 
 def assert_params_differ(params_a, params_b):
@@ -81,7 +77,7 @@ def test_relu_has_no_sign_symmetry():
     params = network()
     with pytest.raises(ValueError, match="relu"):
         landscape.flip(params, 0, np.array([1.0, -1.0, 1.0, 1.0, 1.0]), "relu")
-    assert_params_close(params, landscape.flip(params, 0, np.ones(5), "relu"), rtol=0)
+    assert_trees_close(params, landscape.flip(params, 0, np.ones(5), "relu"), rtol=0)
 
 
 def test_only_hidden_layers_have_symmetries():
@@ -97,7 +93,7 @@ def test_align_recovers_the_inverse_of_a_random_symmetry(activation):
     params = network()
     moved, perms, signs = landscape.random_symmetry(jax.random.key(7), params, activation)
     aligned, found_perms, found_signs = landscape.align(params, moved, activation)
-    assert_params_close(aligned, params, rtol=1e-5, atol=1e-6)
+    assert_trees_close(aligned, params, rtol=1e-5, atol=1e-6)
     for perm, sign, found_perm, found_sign in zip(
         perms, signs, found_perms, found_signs, strict=True
     ):
@@ -105,7 +101,7 @@ def test_align_recovers_the_inverse_of_a_random_symmetry(activation):
         # and flips moved unit j by the same sign.
         np.testing.assert_array_equal(found_perm, np.argsort(perm))
         np.testing.assert_array_equal(found_sign, np.asarray(sign)[np.asarray(perm)])
-    assert_params_close(
+    assert_trees_close(
         landscape.transform(moved, found_perms, found_signs, activation), aligned, rtol=0
     )
 
@@ -117,7 +113,7 @@ def test_alignment_removes_the_barrier_to_a_transformed_copy(activation):
     params = network(seed=5, scale=3.0)
     x = inputs(64)
     labels = jnp.argmax(model.predict(params, x, activation=activation), axis=-1)
-    evaluate = train.make_evaluate("mse", activation)
+    evaluate = train.make_evaluate(mlp(SIZES, activation=activation, cost="mse"))
     moved, _, _ = landscape.random_symmetry(jax.random.key(15), params, activation)
     aligned, _, _ = landscape.align(params, moved, activation)
     naive = landscape.barrier(landscape.path(evaluate, params, moved, x, labels)["cost"])
@@ -147,18 +143,18 @@ def test_aligning_independent_networks_brings_them_closer(activation, seed):
 
 def test_interpolate_ends_at_the_endpoints():
     params_a, params_b = network(0), network(1)
-    assert_params_close(landscape.interpolate(params_a, params_b, 0.0), params_a, rtol=0)
-    assert_params_close(landscape.interpolate(params_a, params_b, 1.0), params_b, rtol=0)
+    assert_trees_close(landscape.interpolate(params_a, params_b, 0.0), params_a, rtol=0)
+    assert_trees_close(landscape.interpolate(params_a, params_b, 1.0), params_b, rtol=0)
     middle = landscape.interpolate(params_a, params_b, 0.5)
     expected = jax.tree.map(lambda a, b: (a + b) / 2, params_a, params_b)
-    assert_params_close(middle, expected, rtol=1e-6)
+    assert_trees_close(middle, expected, rtol=1e-6)
 
 
 def test_path_endpoints_are_the_endpoint_scores():
     params_a, params_b = network(0), network(1)
     x = inputs()
     labels = jnp.arange(32) % 3
-    evaluate = train.make_evaluate("mse", "sigmoid")
+    evaluate = train.make_evaluate(mlp(SIZES, activation="sigmoid", cost="mse"))
     scores = landscape.path(evaluate, params_a, params_b, x, labels, num=7)
     assert set(scores) == {"alpha", "cost", "accuracy"}
     np.testing.assert_allclose(scores["alpha"], np.linspace(0, 1, 7), rtol=1e-6)
@@ -172,7 +168,9 @@ def test_barrier_of_a_network_with_itself_is_zero():
     params = network()
     x = inputs()
     labels = jnp.arange(32) % 3
-    costs = landscape.path(train.make_evaluate("mse", "tanh"), params, params, x, labels)["cost"]
+    costs = landscape.path(
+        train.make_evaluate(mlp(SIZES, activation="tanh", cost="mse")), params, params, x, labels
+    )["cost"]
     assert abs(landscape.barrier(costs)) < 1e-6
 
 
@@ -191,7 +189,7 @@ def test_distance_is_the_euclidean_norm_over_all_leaves():
 def test_path_compiles_once_for_new_parameters(compile_counter):
     x = inputs()
     labels = jnp.arange(32) % 3
-    evaluate = train.make_evaluate("mse", "sigmoid")
+    evaluate = train.make_evaluate(mlp(SIZES, activation="sigmoid", cost="mse"))
     first, second = (network(0), network(1)), (network(2), network(3))
     landscape.path(evaluate, *first, x, labels)
     with compile_counter() as compiles:
@@ -203,7 +201,7 @@ def test_surface_is_centred_on_the_network_and_scaled_per_unit():
     params = model.init_params(jax.random.key(4), (6, 5, 3))
     x = jax.random.uniform(jax.random.key(5), (40, 6))
     labels = jax.random.randint(jax.random.key(6), (40,), 0, 3)
-    evaluate = train.make_evaluate("mse", "sigmoid")
+    evaluate = train.make_evaluate(mlp((6, 5, 3), activation="sigmoid", cost="mse"))
     found = landscape.surface(evaluate, params, x, labels, key=jax.random.key(7), num=5)
     assert found["cost"].shape == (5, 5)
     centre = float(evaluate(params, x, labels)["cost"])

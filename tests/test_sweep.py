@@ -7,56 +7,56 @@ import sys
 import jax
 import numpy as np
 import pytest
+from conftest import assert_trees_close, assert_trees_equal, mlp, network, tiny_data
 
-from gd_jax import curvature, model, optim, sweep, train
+from gd_jax import curvature, optim, train
+from gd_jax.config import TrainConfig
 from gd_jax.errors import GdJaxError
+from gd_jax.studies.lr.trace import full_batch_trace
+from gd_jax.sweep import engine, mesh, trainer
 
 SIZES = (12, 8, 4)
 
 
 def data(n=80, seed=0):
-    kx, ky = jax.random.split(jax.random.key(seed))
-    return jax.random.uniform(kx, (n, SIZES[0])), jax.random.randint(ky, (n,), 0, SIZES[-1])
+    return tiny_data(n, SIZES[0], SIZES[-1], seed)
 
 
 def run(networks, *, cost="mse", activation="sigmoid", optimizer="gd", batch_size=10,
-        epochs=3, shared_order=False, **kw):  # fmt: skip
-    return sweep.fit(
-        networks, data(), {"test": data(30, seed=1)},
-        sizes=SIZES, init_scheme="normal", cost=cost, activation=activation,
-        optimizer=optimizer, momentum=None, batch_size=batch_size, epochs=epochs,
+        epochs=3, shared_order=False, order_seed=0, **kw):  # fmt: skip
+    config = TrainConfig(
+        optimizer=optimizer, momentum=None, batch_size=batch_size, epochs=epochs, seed=order_seed
+    )
+    return trainer.fit(
+        networks, mlp(SIZES, activation, cost), config, data(), {"test": data(30, seed=1)},
         shared_order=shared_order, **kw,
     )  # fmt: skip
 
 
 def alone(eta, seed, *, optimizer="gd", batch_size=10, epochs=3, order_seed=None):
-    """What experiment.train_run does for one network (same key discipline)."""
+    """What studies.run.run.train_run does for one network (same key discipline)."""
     init_key, data_key = jax.random.split(jax.random.key(seed))
     if order_seed is not None:
         data_key = jax.random.split(jax.random.key(order_seed))[1]
+    model_config = mlp(SIZES)
     tx = optim.make(optimizer, eta)
-    state = train.init_state(model.init_params(init_key, SIZES), tx)
+    state = train.init_state(model_config.init_params(init_key), tx)
+    epoch_fn = train.make_epoch(train.make_loss(model_config), tx, batch_size)
     results = list(
-        train.fit(state, data(), {"test": data(30, seed=1)}, cost="mse", activation="sigmoid",
-                  tx=tx, batch_size=batch_size, epochs=epochs, data_key=data_key)
+        train.fit(state, data(), {"test": data(30, seed=1)}, model_config=model_config,
+                  epoch_fn=epoch_fn, epochs=epochs, data_key=data_key)
     )  # fmt: skip
     return results[-1]
 
 
-def network(params, i):
-    return jax.tree.map(lambda leaf: leaf[i], params)
-
-
 @pytest.mark.parametrize("optimizer, batch_size", [("gd", 10), ("gd", 0), ("adam", 10)])
 def test_each_network_trains_exactly_as_it_would_alone(optimizer, batch_size):
-    networks = sweep.Networks(np.array([0.05, 0.5, 3.0]), np.array([0, 7, 7]))
+    networks = engine.Networks(np.array([0.05, 0.5, 3.0]), np.array([0, 7, 7]))
     result = run(networks, optimizer=optimizer, batch_size=batch_size)
     for i, (eta, seed) in enumerate(zip(*networks, strict=True)):
         single = alone(eta, int(seed), optimizer=optimizer, batch_size=batch_size)
-        for a, b in zip(jax.tree.leaves(network(result.params, i)),
-                        jax.tree.leaves(single.state.params), strict=True):  # fmt: skip
-            # Batched matmuls may sum in another order: equal to float32 rounding.
-            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+        # Batched matmuls may sum in another order: equal to float32 rounding.
+        assert_trees_close(network(result.params, i), single.state.params, rtol=1e-4, atol=1e-5)
         assert result.metrics["train_cost"][-1, i] == pytest.approx(
             single.metrics["train_cost"], rel=1e-5
         )
@@ -66,7 +66,7 @@ def test_each_network_trains_exactly_as_it_would_alone(optimizer, batch_size):
 
 
 def test_a_shared_order_is_the_order_of_the_order_seed():
-    networks = sweep.grid([0.5, 3.0], [4, 9])
+    networks = engine.grid([0.5, 3.0], [4, 9])
     result = run(networks, shared_order=True, order_seed=9)
     for i, (eta, seed) in enumerate(zip(*networks, strict=True)):
         single = alone(eta, int(seed), order_seed=9)
@@ -79,14 +79,12 @@ def test_a_diverging_network_is_frozen_and_leaves_the_others_bit_identical():
     # relu units under the cross-entropy overflow float32 at a huge η (sigmoid outputs
     # keep the quadratic cost bounded, so it would only saturate).
     kw = {"cost": "cross_entropy", "activation": "relu", "epochs": 4}
-    calm = run(sweep.Networks(np.array([0.1, 0.2, 0.3]), np.array([0, 1, 2])), **kw)
-    wild = run(sweep.Networks(np.array([0.1, 1e25, 0.3]), np.array([0, 1, 2])), **kw)
+    calm = run(engine.Networks(np.array([0.1, 0.2, 0.3]), np.array([0, 1, 2])), **kw)
+    wild = run(engine.Networks(np.array([0.1, 1e25, 0.3]), np.array([0, 1, 2])), **kw)
     assert wild.diverged_step[1] > 0 and wild.diverged_epoch[1] >= 1
     assert list(wild.diverged_step[[0, 2]]) == [-1, -1]
     for i in (0, 2):
-        for a, b in zip(jax.tree.leaves(network(calm.params, i)),
-                        jax.tree.leaves(network(wild.params, i)), strict=True):  # fmt: skip
-            np.testing.assert_array_equal(a, b)
+        assert_trees_equal(network(calm.params, i), network(wild.params, i))
         np.testing.assert_array_equal(
             calm.metrics["train_cost"][:, i], wild.metrics["train_cost"][:, i]
         )
@@ -98,12 +96,12 @@ def test_a_diverging_network_is_frozen_and_leaves_the_others_bit_identical():
 
 def test_a_new_learning_rate_grid_does_not_recompile(compile_counter):
     tx = optim.make("gd", 1.0)
-    loss = train.make_loss("mse", "sigmoid")
-    epoch = jax.jit(sweep.make_epoch(loss, tx, 10, shared_order=True))
+    loss = train.make_loss(mlp(SIZES))
+    epoch = jax.jit(engine.make_epoch(loss, tx, 10, shared_order=True))
     x, labels = data()
     key = jax.random.key(0)
-    first = sweep.init(sweep.grid([0.1, 1.0], [0, 1]), sizes=SIZES, scheme="normal", tx=tx)
-    second = sweep.init(sweep.grid([0.3, 30.0], [5, 6]), sizes=SIZES, scheme="normal", tx=tx)
+    first = engine.init(engine.grid([0.1, 1.0], [0, 1]), mlp(SIZES), tx)
+    second = engine.init(engine.grid([0.3, 30.0], [5, 6]), mlp(SIZES), tx)
     epoch(first, x, labels, key)
     with compile_counter() as compiles:
         state, _ = epoch(second, x, labels, key)
@@ -113,26 +111,25 @@ def test_a_new_learning_rate_grid_does_not_recompile(compile_counter):
 
 def test_chunked_mean_equals_the_plain_mean():
     x, labels = data(83)
-    params = model.init_params(jax.random.key(0), SIZES)
-    evaluate = train.make_evaluate("mse", "sigmoid")
+    params = mlp(SIZES).init_params(jax.random.key(0))
+    evaluate = train.make_evaluate(mlp(SIZES))
     whole = evaluate(params, x, labels)
     for chunk in (10, 83, 100):
-        part = sweep.chunked_mean(lambda a, b: evaluate(params, a, b), x, labels, chunk)
+        part = engine.chunked_mean(lambda a, b: evaluate(params, a, b), x, labels, chunk)
         for k in whole:
             assert float(part[k]) == pytest.approx(float(whole[k]), rel=1e-6)
 
 
 def trace(networks, *, cost="mse", activation="sigmoid", steps=12, every=4, **kw):
     x, labels = data()
-    return sweep.full_batch_trace(
-        networks, (x, labels), (x[:40], labels[:40]),
-        sizes=SIZES, init_scheme="normal", cost=cost, activation=activation,
+    return full_batch_trace(
+        networks, mlp(SIZES, activation, cost), (x, labels), (x[:40], labels[:40]),
         steps=steps, every=every, lanczos_iters=12, **kw,
     )  # fmt: skip
 
 
 def test_the_trace_measures_the_step_it_then_takes():
-    result = trace(sweep.Networks(np.array([0.01, 1.0, 5.0]), np.array([0, 0, 1])))
+    result = trace(engine.Networks(np.array([0.01, 1.0, 5.0]), np.array([0, 0, 1])))
     assert result.sample_steps.tolist() == [0, 4, 8, 12]
     assert result.step_cost.shape == (12, 3)
     for s, t in enumerate(result.sample_steps[:-1]):
@@ -145,11 +142,11 @@ def test_the_trace_measures_the_step_it_then_takes():
 
 
 def test_the_trace_sharpness_is_lanczos_on_the_sharpness_examples():
-    networks = sweep.Networks(np.array([0.5, 0.5]), np.array([3, 4]))
+    networks = engine.Networks(np.array([0.5, 0.5]), np.array([3, 4]))
     result = trace(networks, lanczos_seed=2)
     x, labels = data()
-    params = model.init_params(jax.random.split(jax.random.key(4))[0], SIZES)
-    loss = train.make_loss("mse", "sigmoid")
+    params = mlp(SIZES).init_params(jax.random.split(jax.random.key(4))[0])
+    loss = train.make_loss(mlp(SIZES))
     low, high = curvature.extreme_eigenvalues(
         loss, params, x[:40], labels[:40], key=jax.random.key(2), num_iters=12
     )
@@ -162,8 +159,8 @@ def test_the_trace_sharpness_is_lanczos_on_the_sharpness_examples():
 
 def test_a_diverging_network_in_the_trace_is_frozen_alone():
     kw = {"cost": "cross_entropy", "activation": "relu"}
-    calm = trace(sweep.Networks(np.array([0.1, 0.2]), np.array([0, 1])), **kw)
-    wild = trace(sweep.Networks(np.array([0.1, 1e25]), np.array([0, 1])), **kw)
+    calm = trace(engine.Networks(np.array([0.1, 0.2]), np.array([0, 1])), **kw)
+    wild = trace(engine.Networks(np.array([0.1, 1e25]), np.array([0, 1])), **kw)
     assert wild.diverged_step[0] == -1 and wild.diverged_step[1] > 0
     np.testing.assert_array_equal(calm.step_cost[:, 0], wild.step_cost[:, 0])
     assert np.isnan(wild.step_cost[-1, 1])
@@ -176,34 +173,33 @@ def test_a_diverging_network_in_the_trace_is_frozen_alone():
 )  # fmt: skip
 def test_the_stacked_gd_path_equals_the_vmapped_step(cost, activation, sizes, batch_size):
     tx = optim.make("gd", 1.0)
-    networks = sweep.Networks(np.array([0.1, 1.0, 3.0]), np.array([0, 1, 2]))
-    state = sweep.init(networks, sizes=sizes, scheme="normal", tx=tx)
+    networks = engine.Networks(np.array([0.1, 1.0, 3.0]), np.array([0, 1, 2]))
+    model_config = mlp(sizes, activation, cost)
+    state = engine.init(networks, model_config, tx)
     x, labels = data()
     x = x[:, : sizes[0]]
     key = jax.random.key(3)
-    loss = train.make_loss(cost, activation)
-    plain = sweep.make_epoch(loss, tx, batch_size, shared_order=True)
-    stacked = sweep.build_epoch(cost, activation, "gd", tx, batch_size, shared_order=True)
+    loss = train.make_loss(model_config)
+    plain = engine.make_epoch(loss, tx, batch_size, shared_order=True)
+    stacked = engine.build_epoch(model_config, "gd", tx, batch_size, shared_order=True)
     (a, cost_a), (b, cost_b) = (jax.jit(f)(state, x, labels, key) for f in (plain, stacked))
-    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-        np.testing.assert_allclose(u, v, rtol=1e-4, atol=1e-5)
+    assert_trees_close(a, b, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(cost_a, cost_b, rtol=1e-5)
     assert b.train.step.tolist() == [train.num_batches(80, batch_size)] * 3
 
 
 def test_blocks_of_epochs_between_measurements_change_nothing_but_the_record():
-    networks = sweep.Networks(np.array([0.5, 3.0]), np.array([0, 1]))
+    networks = engine.Networks(np.array([0.5, 3.0]), np.array([0, 1]))
     every = run(networks, epochs=6, shared_order=True)
     blocks = run(networks, epochs=6, shared_order=True, eval_every=4)
     assert every.epochs.tolist() == [0, 1, 2, 3, 4, 5, 6]
     assert blocks.epochs.tolist() == [0, 4, 6]
-    for a, b in zip(jax.tree.leaves(every.params), jax.tree.leaves(blocks.params), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert_trees_close(every.params, blocks.params, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(blocks.metrics["train_cost"], every.metrics["train_cost"][[0, 4, 6]])
 
 
 def test_a_network_meeting_the_gradient_tolerance_stops_there():
-    networks = sweep.Networks(np.array([3.0, 0.01]), np.array([0, 1]))
+    networks = engine.Networks(np.array([3.0, 0.01]), np.array([0, 1]))
     free = run(networks, epochs=8, shared_order=True)
     norms = free.metrics["grad_norm"][:, 0]
     tol = float(np.sort(norms)[3])  # met first at some epoch e > 0 by network 0
@@ -218,16 +214,18 @@ def test_a_network_meeting_the_gradient_tolerance_stops_there():
 
 SHARDED = """
 import jax, numpy as np
-from gd_jax import sweep
+from gd_jax.config import ModelConfig, TrainConfig
+from gd_jax.sweep import engine, trainer
 assert len(jax.devices()) == 4, jax.devices()
 kx, ky = jax.random.split(jax.random.key(0))
 x = jax.random.uniform(kx, (80, 12)); labels = jax.random.randint(ky, (80,), 0, 4)
-nets = sweep.Networks(np.array([0.1, 0.5, 1.0, 3.0, 0.3]), np.arange(5))
+nets = engine.Networks(np.array([0.1, 0.5, 1.0, 3.0, 0.3]), np.arange(5))
+mc = ModelConfig((12, 8, 4), "sigmoid", "mse", "normal")
 for opt, shared in (("gd", True), ("adam", False)):
-    kw = dict(sizes=(12, 8, 4), init_scheme="normal", cost="mse", activation="sigmoid",
-              optimizer=opt, momentum=None, batch_size=10, epochs=3, shared_order=shared)
-    one = sweep.fit(nets, (x, labels), {"test": (x[:20], labels[:20])}, devices=1, **kw)
-    four = sweep.fit(nets, (x, labels), {"test": (x[:20], labels[:20])}, devices=4, **kw)
+    config = TrainConfig(optimizer=opt, momentum=None, batch_size=10, epochs=3, seed=0)
+    args = (nets, mc, config, (x, labels), {"test": (x[:20], labels[:20])})
+    one = trainer.fit(*args, shared_order=shared, devices=1)
+    four = trainer.fit(*args, shared_order=shared, devices=4)
     assert len(four.networks) == 5
     for a, b in zip(jax.tree.leaves(one.params), jax.tree.leaves(four.params), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
@@ -247,5 +245,6 @@ def test_a_sweep_sharded_over_four_devices_equals_one_device():
 
 
 def test_asking_for_more_devices_than_there_are_is_a_clear_error():
-    with pytest.raises(GdJaxError, match="--devices=64"):
-        sweep.network_mesh(64)
+    with pytest.raises(GdJaxError, match="devices=64") as caught:
+        mesh.network_mesh(64)
+    assert caught.value.field == "devices"

@@ -1,4 +1,5 @@
-"""The learning-rate study: its parsing, its analyses on known answers, and its CLI."""
+"""The learning-rate study (``gd_jax.studies.lr``): its parsing, its analyses on known
+answers, and its CLI."""
 
 import json
 import os
@@ -8,14 +9,17 @@ import sys
 
 import numpy as np
 import pytest
-from absl import flags
-from absl.testing import flagsaver
+from conftest import cli
 
 from experiments import lr_sweep as lr_cli
-from gd_jax import io, lr_sweep, sweep
+from gd_jax import costs, io
 from gd_jax.errors import GdJaxError
+from gd_jax.studies.lr import range_test, tables
+from gd_jax.studies.lr.config import parse_learning_rates
+from gd_jax.studies.lr.trace import TraceResult
+from gd_jax.sweep import trainer
+from gd_jax.sweep.engine import Networks
 
-FLAGS = flags.FLAGS
 SMALL = (
     "--dataset=digits", "--layers=8", "--learning_rates=0.3,3,30", "--seeds=2", "--epochs=2",
     "--chunk_size=4", "--full_batch_steps=20", "--track_sharpness_every=10",
@@ -23,28 +27,23 @@ SMALL = (
 )  # fmt: skip
 
 
-def cli(*args):
-    with flagsaver.flagsaver():
-        return lr_cli.main(FLAGS(["lr_sweep", *args]))
-
-
 def test_learning_rates_as_a_list_or_a_log_range():
-    assert lr_sweep.parse_learning_rates("0.1,0.3,1,3") == (0.1, 0.3, 1.0, 3.0)
-    grid = lr_sweep.parse_learning_rates("logspace:0.01:100:13")
+    assert parse_learning_rates("0.1,0.3,1,3") == (0.1, 0.3, 1.0, 3.0)
+    grid = parse_learning_rates("logspace:0.01:100:13")
     assert len(grid) == 13 and grid[0] == 0.01 and grid[-1] == 100.0
     assert grid[6] == pytest.approx(1.0)  # log-spaced: the middle of 1e-2..1e2 is 1
     for bad in ("", "a,b", "0.1,-1", "logspace:1:0.1:5", "logspace:0:1:5", "logspace:1:2:1"):
         with pytest.raises(GdJaxError, match="--learning_rates"):
-            lr_sweep.parse_learning_rates(bad)
+            parse_learning_rates(bad)
 
 
 def test_the_constant_output_bar():
     labels = np.repeat(np.arange(10), 7)
     # ½ Σ p(1 − p) with p = 0.1: ½ · 10 · 0.09 = 0.45; the entropy is log 10.
-    assert lr_sweep.constant_cost("mse", labels, 10) == pytest.approx(0.45)
-    assert lr_sweep.constant_cost("cross_entropy", labels, 10) == pytest.approx(np.log(10))
-    assert lr_sweep.constant_cost("mse", np.zeros(5, int), 10) == pytest.approx(0.0)
-    ok = lr_sweep.trained(np.array([0.1, 0.44, np.nan, 0.5]), 0.45)
+    assert costs.constant_cost("mse", labels, 10) == pytest.approx(0.45)
+    assert costs.constant_cost("cross_entropy", labels, 10) == pytest.approx(np.log(10))
+    assert costs.constant_cost("mse", np.zeros(5, int), 10) == pytest.approx(0.0)
+    ok = tables.trained(np.array([0.1, 0.44, np.nan, 0.5]), 0.45)
     assert ok.tolist() == [True, False, False, False]
 
 
@@ -52,9 +51,9 @@ def test_the_stability_edge_of_known_outcomes():
     etas = np.array([3.0, 0.1, 1.0, 10.0, 30.0, 0.01])
     ok = np.array([True, True, True, False, False, False])
     accuracy = np.array([0.9, 0.5, 0.95, 0.1, 0.1, 0.1])
-    edge = lr_sweep._edge(etas, ok, accuracy)
+    edge = tables.stability_edge(etas, ok, accuracy)
     assert edge == {"largest_trained": 3.0, "best": 1.0, "first_failed_above_best": 10.0}
-    none = lr_sweep._edge(etas, np.zeros(6, bool), accuracy)
+    none = tables.stability_edge(etas, np.zeros(6, bool), accuracy)
     assert none["largest_trained"] is None
 
 
@@ -64,7 +63,7 @@ def test_range_test_analysis_finds_the_landmarks_of_a_known_curve():
     # Flat at 2 until η ~ 0.01, falls fastest at η = 0.1, bottoms out at 1, then blows up.
     cost = 1.1 - np.tanh(2 * (x + 1)) + np.where(x > 0, 10 * x**2, 0)
     rows = [{"learning_rate": e, "cost": c} for e, c in zip(etas, cost, strict=True)]
-    found = lr_sweep.range_test_analysis(rows, beta=0.0)  # no smoothing: exact landmarks
+    found = range_test.analysis(rows, beta=0.0)  # no smoothing: exact landmarks
     assert found["steepest_eta"] == pytest.approx(0.1, rel=0.05)
     assert found["min_eta"] == pytest.approx(1.0, rel=0.05)
     assert found["stopped"] and 1.0 < found["stop_eta"] < 10.0
@@ -72,8 +71,8 @@ def test_range_test_analysis_finds_the_landmarks_of_a_known_curve():
 
 
 def test_first_order_rows_and_summary_from_a_trace():
-    trace = sweep.TraceResult(
-        networks=sweep.Networks(np.array([0.1, 1.0]), np.array([0, 0])),
+    trace = TraceResult(
+        networks=Networks(np.array([0.1, 1.0]), np.array([0, 0])),
         sample_steps=np.array([0, 5, 10]),
         cost=np.full((3, 2), 1.0),
         measured=np.array([[-0.1, -0.5], [-0.1, -0.5], [np.nan, np.nan]]),
@@ -87,15 +86,15 @@ def test_first_order_rows_and_summary_from_a_trace():
         diverged_step=np.array([-1, -1]),
         seconds=0.0,
     )
-    rows = lr_sweep.first_order_rows(trace)
+    rows = tables.first_order_rows(trace)
     assert len(rows) == 4  # 2 networks × 2 steps (the last sample takes no step)
-    first = lr_sweep.first_order_at_init(rows)
+    first = tables.first_order_at_init(rows)
     assert [r["ratio_to_first_order"] for r in first] == [1.0, 0.5]
     assert [r["ratio_to_second_order"] for r in first] == [1.0, 1.0]
 
 
 def test_the_cli_writes_every_table_and_plot(tmp_path):
-    assert cli(*SMALL, f"--workdir={tmp_path}") == 0
+    assert cli(lr_cli, *SMALL, f"--workdir={tmp_path}") == 0
     for name in (
         "config.json", "results.csv", "curves.csv", "stability.csv", "first_order.csv",
         "range_test.csv", "summary.json", "report.md", "sweep_curves.png", "sweep_final.png",
@@ -122,9 +121,9 @@ def test_the_cli_writes_every_table_and_plot(tmp_path):
 
 
 def test_a_killed_sweep_resumes_computing_only_what_is_missing(tmp_path, monkeypatch):
-    assert cli(*SMALL, "--nofirst_order_check", "--track_sharpness_every=0",
+    assert cli(lr_cli, *SMALL, "--nofirst_order_check", "--track_sharpness_every=0",
                "--norange_test", f"--workdir={tmp_path / 'whole'}") == 0  # fmt: skip
-    fit = sweep.fit
+    fit = trainer.fit
     calls = []
 
     def killed_on_the_second_chunk(*args, **kwargs):
@@ -135,21 +134,21 @@ def test_a_killed_sweep_resumes_computing_only_what_is_missing(tmp_path, monkeyp
 
     args = (*SMALL, "--nofirst_order_check", "--track_sharpness_every=0", "--norange_test")
     workdir = tmp_path / "killed"
-    monkeypatch.setattr(sweep, "fit", killed_on_the_second_chunk)
-    assert cli(*args, f"--workdir={workdir}") == 130
+    monkeypatch.setattr(trainer, "fit", killed_on_the_second_chunk)
+    assert cli(lr_cli, *args, f"--workdir={workdir}") == 130
     assert (workdir / "chunks" / "sweep_000.npz").exists()
     assert not (workdir / "chunks" / "sweep_001.npz").exists()
     calls.clear()
-    monkeypatch.setattr(sweep, "fit", lambda *a, **k: (calls.append(1), fit(*a, **k))[1])
-    assert cli(*args, "--resume", f"--workdir={workdir}") == 0
+    monkeypatch.setattr(trainer, "fit", lambda *a, **k: (calls.append(1), fit(*a, **k))[1])
+    assert cli(lr_cli, *args, "--resume", f"--workdir={workdir}") == 0
     assert len(calls) == 1  # only the missing chunk
     assert io.read_csv(workdir / "results.csv") == io.read_csv(tmp_path / "whole" / "results.csv")
 
 
 def test_bad_sweep_flags_are_clear_errors(tmp_path, capsys):
-    assert cli("--dataset=digits", "--learning_rates=fast", f"--workdir={tmp_path}/a") == 2
+    assert cli(lr_cli, "--dataset=digits", "--learning_rates=fast", f"--workdir={tmp_path}/a") == 2
     assert "--learning_rates='fast'" in capsys.readouterr().err
-    assert cli("--dataset=digits", "--seeds=0", f"--workdir={tmp_path}/b") == 2
+    assert cli(lr_cli, "--dataset=digits", "--seeds=0", f"--workdir={tmp_path}/b") == 2
     assert "--seeds=0" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 

@@ -1,4 +1,4 @@
-"""Tests for gd_jax.plots: what each figure draws, that it saves, and the report text."""
+"""gd_jax.studies.run.figures: what each figure of a run draws, and that it saves."""
 
 import math
 
@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from gd_jax import plots
+from gd_jax.report.format import format_value
+from gd_jax.report.style import DPI
+from gd_jax.studies.run import figures
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -46,7 +48,7 @@ def image_axes(fig: Figure) -> list:
 
 def test_cost_curves_draws_each_split_against_its_epochs():
     history = make_history()
-    fig = plots.cost_curves(history)
+    fig = figures.cost_curves(history)
     ax_cost, ax_grad = fig.get_axes()
     lines = lines_by_label(ax_cost)
     assert set(lines) == {"training (average over the epoch)", "training", "validation", "test"}
@@ -65,14 +67,14 @@ def test_cost_curves_draws_each_split_against_its_epochs():
 
 
 def test_cost_curves_names_cross_entropy():
-    fig = plots.cost_curves(make_history(), cost_name="cross_entropy")
+    fig = figures.cost_curves(make_history(), cost_name="cross_entropy")
     assert "Cross-entropy" in fig.get_axes()[0].get_title()
 
 
 def test_no_validation_line_without_validation_split():
     history = make_history(validation=False)
-    cost_labels = lines_by_label(plots.cost_curves(history).get_axes()[0])
-    accuracy_labels = lines_by_label(plots.accuracy_curves(history).get_axes()[0])
+    cost_labels = lines_by_label(figures.cost_curves(history).get_axes()[0])
+    accuracy_labels = lines_by_label(figures.accuracy_curves(history).get_axes()[0])
     assert "validation" not in cost_labels
     assert "validation" not in accuracy_labels
     assert {"training", "test"} <= set(cost_labels) & set(accuracy_labels)
@@ -82,7 +84,7 @@ def test_linear_scale_when_a_value_is_not_positive():
     history = make_history()
     history[2]["train_cost"] = 0.0
     history[3]["grad_norm"] = -1.0  # Impossible, but the axis must not go log over it.
-    ax_cost, ax_grad = plots.cost_curves(history).get_axes()
+    ax_cost, ax_grad = figures.cost_curves(history).get_axes()
     assert ax_cost.get_yscale() == "linear"
     assert ax_grad.get_yscale() == "linear"
 
@@ -92,24 +94,24 @@ def test_diverged_epochs_are_skipped_and_marked(tmp_path):
     for row in history[4:]:
         row.update(train_cost=None, test_cost=math.inf, avg_train_cost=None, grad_norm=None)
         row.update(validation_cost=None, test_accuracy=None)
-    fig = plots.cost_curves(history)
+    fig = figures.cost_curves(history)
     ax_cost, ax_grad = fig.get_axes()
     lines = lines_by_label(ax_cost)
     np.testing.assert_array_equal(lines["training"].get_xdata(), np.arange(4))
     np.testing.assert_array_equal(lines["test"].get_xdata(), np.arange(4))
     assert lines["cost not finite from here"].get_xdata()[0] == 4
     np.testing.assert_array_equal(ax_grad.get_lines()[0].get_xdata(), np.arange(4))
-    fig.savefig(tmp_path / "cost.png", dpi=plots.DPI)
-    plots.accuracy_curves(history).savefig(tmp_path / "accuracy.png", dpi=plots.DPI)
+    fig.savefig(tmp_path / "cost.png", dpi=DPI)
+    figures.accuracy_curves(history).savefig(tmp_path / "accuracy.png", dpi=DPI)
 
 
 def test_empty_history_does_not_crash(tmp_path):
-    plots.cost_curves([]).savefig(tmp_path / "cost.png", dpi=plots.DPI)
-    plots.accuracy_curves([]).savefig(tmp_path / "accuracy.png", dpi=plots.DPI)
+    figures.cost_curves([]).savefig(tmp_path / "cost.png", dpi=DPI)
+    figures.accuracy_curves([]).savefig(tmp_path / "accuracy.png", dpi=DPI)
 
 
 def test_accuracy_curves_in_percent_with_best_test_annotated():
-    fig = plots.accuracy_curves(make_history())
+    fig = figures.accuracy_curves(make_history())
     (ax,) = fig.get_axes()
     lines = lines_by_label(ax)
     np.testing.assert_allclose(lines["training"].get_ydata(), 100 * (0.1 + 0.1 * np.arange(7)))
@@ -124,7 +126,7 @@ def test_accuracy_curves_in_percent_with_best_test_annotated():
 def test_weight_images_one_image_per_unit_with_symmetric_scale(image_shape):
     d = image_shape[0] * image_shape[1]
     weights = np.random.default_rng(0).normal(size=(d, 16)) + 0.3  # Off-centre on purpose.
-    fig = plots.weight_images(weights, image_shape, title="weights")
+    fig = figures.weight_images(weights, image_shape, title="weights")
     axes = image_axes(fig)
     assert len(axes) == 16
     assert len(fig.get_axes()) == 17  # And one colorbar.
@@ -141,13 +143,13 @@ def test_weight_images_one_image_per_unit_with_symmetric_scale(image_shape):
 
 def test_weight_images_caps_at_100_units_and_says_so():
     weights = np.random.default_rng(0).normal(size=(64, 150))
-    fig = plots.weight_images(weights, (8, 8), title="weights")
+    fig = figures.weight_images(weights, (8, 8), title="weights")
     assert len(image_axes(fig)) == 100
     assert "first 100 of 150" in fig.get_suptitle()
 
 
 def test_weight_images_leaves_no_empty_axes():
-    fig = plots.weight_images(np.ones((64, 10)), (8, 8), title="weights")
+    fig = figures.weight_images(np.ones((64, 10)), (8, 8), title="weights")
     assert len(image_axes(fig)) == 10
     assert len(fig.get_axes()) == 11
 
@@ -155,7 +157,7 @@ def test_weight_images_leaves_no_empty_axes():
 @pytest.mark.parametrize(("shape", "image_shape"), [((64, 4), (28, 28)), ((64, 0), (8, 8))])
 def test_weight_images_rejects_bad_shapes(shape, image_shape):
     with pytest.raises(ValueError, match="inputs per hidden unit"):
-        plots.weight_images(np.zeros(shape), image_shape, title="weights")
+        figures.weight_images(np.zeros(shape), image_shape, title="weights")
 
 
 @pytest.mark.parametrize("h", [3, 16])
@@ -163,7 +165,7 @@ def test_nudge_images_rows_with_own_scales(h):
     rng = np.random.default_rng(1)
     grad_init = rng.normal(size=(64, h))
     grad_final = 1e-3 * rng.normal(size=(64, h))
-    fig = plots.nudge_images(grad_init, grad_final, (8, 8))
+    fig = figures.nudge_images(grad_init, grad_final, (8, 8))
     top, bottom = fig.subfigs
     n = min(h, 8)
     for subfig, grad in ((top, grad_init), (bottom, grad_final)):
@@ -173,76 +175,28 @@ def test_nudge_images_rows_with_own_scales(h):
         np.testing.assert_allclose(summed, np.abs(grad).sum(axis=1).reshape(8, 8))
         np.testing.assert_allclose(axes[0].images[0].get_clim(), (0, summed.max()))
         np.testing.assert_allclose(axes[1].images[0].get_array(), np.abs(grad[:, 0]).reshape(8, 8))
-        assert subfig.get_suptitle().endswith(plots.format_value(float(np.abs(grad).sum())))
+        assert subfig.get_suptitle().endswith(format_value(float(np.abs(grad).sum())))
     # The end-of-training row is not washed out by the scale of the first.
     assert bottom.axes[0].images[0].get_clim()[1] < 1e-2 * top.axes[0].images[0].get_clim()[1]
 
 
 def test_nudge_images_rejects_mismatched_gradients():
     with pytest.raises(ValueError, match="differ"):
-        plots.nudge_images(np.zeros((64, 4)), np.zeros((64, 5)), (8, 8))
+        figures.nudge_images(np.zeros((64, 4)), np.zeros((64, 5)), (8, 8))
 
 
 def test_every_figure_saves_as_png(tmp_path):
     rng = np.random.default_rng(2)
-    figures = {
-        "cost": plots.cost_curves(make_history()),
-        "accuracy": plots.accuracy_curves(make_history()),
-        "weights": plots.weight_images(rng.normal(size=(784, 16)), (28, 28), title="w"),
-        "nudges": plots.nudge_images(
+    shown = {
+        "cost": figures.cost_curves(make_history()),
+        "accuracy": figures.accuracy_curves(make_history()),
+        "weights": figures.weight_images(rng.normal(size=(784, 16)), (28, 28), title="w"),
+        "nudges": figures.nudge_images(
             rng.normal(size=(784, 16)), rng.normal(size=(784, 16)), (28, 28)
         ),
     }
-    for name, fig in figures.items():
+    for name, fig in shown.items():
         assert isinstance(fig, Figure)
         path = tmp_path / f"{name}.png"
-        fig.savefig(path, dpi=plots.DPI)
+        fig.savefig(path, dpi=DPI)
         assert path.read_bytes()[:8] == PNG_MAGIC
-
-
-def test_report_markdown_table_figures_and_notes():
-    text = plots.report_markdown(
-        title="Run 7",
-        summary_rows=[("test accuracy", "97.33%"), ("cost | kind", "a|b")],
-        figures=[("cost.png", "Cost"), ("weights.png", "Weights [first layer]")],
-        notes=["Diverged at epoch 4."],
-    )
-    lines = text.splitlines()
-    assert lines[0] == "# Run 7"
-    assert "| quantity | value |" in lines
-    assert "| test accuracy | 97.33% |" in lines
-    assert r"| cost \| kind | a\|b |" in lines
-    cost, weights = text.index("![Cost](cost.png)"), text.index("(weights.png)")
-    assert cost < weights
-    assert "## Weights [first layer]" in lines
-    assert lines[-3:] == ["## Notes", "", "- Diverged at epoch 4."]
-    assert text.index("## Notes") > weights
-
-
-def test_report_markdown_without_notes_has_no_notes_section():
-    text = plots.report_markdown(title="t", summary_rows=[], figures=[("a b.png", "A")])
-    assert "## Notes" not in text
-    assert "![A](<a b.png>)" in text
-    assert text.endswith("\n")
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        (None, "—"),
-        (True, "yes"),
-        (False, "no"),
-        (13002, "13,002"),
-        (np.int64(7), "7"),
-        (0.012345678, "0.01235"),
-        (0.01234, "0.01234"),
-        (97.3251, "97.33"),
-        (1.23456e-05, "1.235e-05"),
-        (np.float32(0.5), "0.5"),
-        (123456.7, "123,457"),
-        (math.nan, "nan"),
-        ("mse", "mse"),
-    ],
-)
-def test_format_value(value, expected):
-    assert plots.format_value(value) == expected

@@ -1,27 +1,25 @@
-"""The local-minima study: certification on known critical points, tables, the CLI."""
+"""The local-minima study (``gd_jax.studies.minima``): certification on known critical
+points, tables, the CLI."""
 
 import json
 
 import jax
 import jax.numpy as jnp
 import pytest
-from absl import flags
-from absl.testing import flagsaver
+from conftest import cli
 
 from experiments import local_minima as minima_cli
-from gd_jax import curvature, io, minima, sweep
+from gd_jax import curvature, io
 from gd_jax.errors import GdJaxError
+from gd_jax.studies.minima import analysis, tables
+from gd_jax.studies.minima import run as minima_run
+from gd_jax.studies.minima.config import parse_widths
+from gd_jax.sweep import trainer
 
-FLAGS = flags.FLAGS
 SMALL = (
     "--dataset=digits", "--layers=8", "--widths=3,6", "--seeds=3", "--epochs=3",
     "--lanczos_iters=8", "--max_pairs=2", "--path_points=5", "--train_size=400",
 )  # fmt: skip
-
-
-def cli(*args):
-    with flagsaver.flagsaver():
-        return minima_cli.main(FLAGS(["local_minima", *args]))
 
 
 def certify(f, point):
@@ -30,18 +28,20 @@ def certify(f, point):
     grad_norm = float(jnp.linalg.norm(jax.grad(f)(v)))
     low, high = curvature.extreme_eigenvalues(lambda p: f(p), v, key=jax.random.key(0), num_iters=4)
     kw = {"grad_tol": 1e-3, "negative_tol": 1e-2, "bar": 1.0}
-    return minima.classify(grad_norm, float(low), float(high), float(f(v)), **kw)
+    return analysis.classify(grad_norm, float(low), float(high), float(f(v)), **kw)
 
 
 def test_certification_of_known_critical_points():
     bowl = lambda v: v[0] ** 2 + v[1] ** 2
     saddle = lambda v: v[0] ** 2 - v[1] ** 2
-    assert certify(bowl, [0.0, 0.0]) == minima.MINIMUM
-    assert certify(saddle, [0.0, 0.0]) == minima.SADDLE
-    assert certify(bowl, [0.5, 0.0]) == minima.UNCONVERGED
-    assert certify(lambda v: 2.0 + bowl(v), [0.0, 0.0]) == minima.PLATEAU  # no better than the bar
+    assert certify(bowl, [0.0, 0.0]) == analysis.MINIMUM
+    assert certify(saddle, [0.0, 0.0]) == analysis.SADDLE
+    assert certify(bowl, [0.5, 0.0]) == analysis.UNCONVERGED
+    assert (
+        certify(lambda v: 2.0 + bowl(v), [0.0, 0.0]) == analysis.PLATEAU
+    )  # no better than the bar
     flat_ish = lambda v: v[0] ** 2 - 1e-4 * v[1] ** 2  # negative, but not clearly
-    assert certify(flat_ish, [0.0, 0.0]) == minima.MINIMUM
+    assert certify(flat_ish, [0.0, 0.0]) == analysis.MINIMUM
 
 
 def test_spread_of_known_endpoints():
@@ -51,7 +51,7 @@ def test_spread_of_known_endpoints():
         for c, a, k in [(0.1, 0.9, "minimum"), (0.2, 0.8, "saddle"), (0.3, 0.7, "minimum"),
                         (0.4, 0.6, "unconverged")]
     ]  # fmt: skip
-    (row,) = minima.spread_rows(rows)
+    (row,) = tables.spread_rows(rows)
     assert row["test_accuracy_range"] == pytest.approx(0.3)
     assert row["test_accuracy_mean"] == pytest.approx(0.75)
     assert row["test_accuracy_iqr"] == pytest.approx(0.15)
@@ -60,14 +60,14 @@ def test_spread_of_known_endpoints():
 
 
 def test_widths_parse_or_fail_clearly():
-    assert minima.parse_widths("4,16,64") == (4, 16, 64)
+    assert parse_widths("4,16,64") == (4, 16, 64)
     for bad in ("", "4,x", "0,4"):
         with pytest.raises(GdJaxError, match="--widths"):
-            minima.parse_widths(bad)
+            parse_widths(bad)
 
 
 def test_the_cli_writes_every_table_and_plot(tmp_path):
-    assert cli(*SMALL, f"--workdir={tmp_path}") == 0
+    assert cli(minima_cli, *SMALL, f"--workdir={tmp_path}") == 0
     for name in (
         "config.json", "results.csv", "pairs.csv", "spread.csv", "ensemble.csv",
         "summary.json", "report.md", "quality.png", "spread.png", "barriers.png", "paths.png",
@@ -91,8 +91,8 @@ def test_the_cli_writes_every_table_and_plot(tmp_path):
 
 
 def test_a_killed_study_resumes_with_nothing_lost(tmp_path, monkeypatch):
-    assert cli(*SMALL, f"--workdir={tmp_path / 'whole'}") == 0
-    analyse = minima.analyse
+    assert cli(minima_cli, *SMALL, f"--workdir={tmp_path / 'whole'}") == 0
+    analyse = analysis.analyse
     calls = []
 
     def killed_in_the_second_width(*args, **kwargs):
@@ -102,23 +102,23 @@ def test_a_killed_study_resumes_with_nothing_lost(tmp_path, monkeypatch):
         return analyse(*args, **kwargs)
 
     workdir = tmp_path / "killed"
-    monkeypatch.setattr(minima, "analyse", killed_in_the_second_width)
-    assert cli(*SMALL, f"--workdir={workdir}") == 130
+    monkeypatch.setattr(minima_run, "analyse", killed_in_the_second_width)
+    assert cli(minima_cli, *SMALL, f"--workdir={workdir}") == 130
     assert (workdir / "widths" / "analysis_3.json").exists()
     assert (workdir / "widths" / "width_6.npz").exists()  # trained before the kill
-    monkeypatch.setattr(minima, "analyse", analyse)
+    monkeypatch.setattr(minima_run, "analyse", analyse)
     fits = []
-    fit = sweep.fit
-    monkeypatch.setattr(sweep, "fit", lambda *a, **k: (fits.append(1), fit(*a, **k))[1])
-    assert cli(*SMALL, "--resume", f"--workdir={workdir}") == 0
+    fit = trainer.fit
+    monkeypatch.setattr(trainer, "fit", lambda *a, **k: (fits.append(1), fit(*a, **k))[1])
+    assert cli(minima_cli, *SMALL, "--resume", f"--workdir={workdir}") == 0
     assert fits == []  # nothing trained again
     for name in ("results.csv", "pairs.csv", "spread.csv"):
         assert io.read_csv(workdir / name) == io.read_csv(tmp_path / "whole" / name), name
 
 
 def test_bad_flags_exit_with_a_message(tmp_path, capsys):
-    assert cli("--dataset=digits", "--widths=a", f"--workdir={tmp_path / 'a'}") == 2
+    assert cli(minima_cli, "--dataset=digits", "--widths=a", f"--workdir={tmp_path / 'a'}") == 2
     assert "--widths='a'" in capsys.readouterr().err
-    assert cli("--dataset=digits", "--seeds=1", f"--workdir={tmp_path / 'b'}") == 2
+    assert cli(minima_cli, "--dataset=digits", "--seeds=1", f"--workdir={tmp_path / 'b'}") == 2
     assert "--seeds=1" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -1,4 +1,5 @@
-"""Tests for gd_jax.minima_plots: what each figure draws, edge cases, and that it saves."""
+"""Tests for gd_jax.studies.minima.figures: what each figure draws, edge cases, and that
+it saves."""
 
 import numpy as np
 import pytest
@@ -6,7 +7,8 @@ from matplotlib import colors
 from matplotlib.collections import LineCollection, PathCollection, PolyCollection
 from matplotlib.figure import Figure
 
-from gd_jax import minima_plots, plots
+from gd_jax.report.style import DPI
+from gd_jax.studies.minima import figures
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 WIDTHS = (4, 16, 64)
@@ -108,7 +110,7 @@ def texts(ax) -> list[str]:
 
 
 def test_quality_figure_draws_every_network_in_every_panel_coloured_by_class():
-    fig = minima_plots.quality_figure(make_rows())
+    fig = figures.quality_figure(make_rows())
     axes = fig.get_axes()
     assert len(axes) == 3
     for ax in axes:
@@ -131,7 +133,7 @@ def test_quality_figure_draws_every_network_in_every_panel_coloured_by_class():
 
 def test_quality_figure_survives_one_seed_missing_values_and_ties():
     rows = make_rows(widths=(16,), seeds=1)
-    fig = minima_plots.quality_figure(rows)
+    fig = figures.quality_figure(rows)
     assert [points(ax) for ax in fig.get_axes()] == [1, 1, 1]
     assert not any(violins(ax) for ax in fig.get_axes())
     assert "1 seed per width" in fig.get_suptitle()
@@ -141,7 +143,7 @@ def test_quality_figure_survives_one_seed_missing_values_and_ties():
         r["final_test_cost"] = None
         if r["width"] == 16:
             r["final_test_accuracy"] = 0.9  # identical values: no violin to estimate
-    ax_train, ax_test, ax_acc = minima_plots.quality_figure(rows).get_axes()
+    ax_train, ax_test, ax_acc = figures.quality_figure(rows).get_axes()
     assert points(ax_test) == 0 and "no values" in texts(ax_test)
     assert len(violins(ax_train)) == 2
     assert len(violins(ax_acc)) == 1
@@ -150,7 +152,7 @@ def test_quality_figure_survives_one_seed_missing_values_and_ties():
 def test_barrier_figure_joins_each_pair_and_puts_zero_on_a_symlog_axis():
     pairs = make_pairs()
     pairs[0]["aligned_barrier"] = None  # drawn as a lone naive point, not joined
-    fig = minima_plots.barrier_figure(pairs)
+    fig = figures.barrier_figure(pairs)
     ax_bar, ax_dist = fig.get_axes()
     for ax, joined in ((ax_bar, len(pairs) - 1), (ax_dist, len(pairs))):
         (lines,) = [c for c in ax.collections if isinstance(c, LineCollection)]
@@ -168,7 +170,7 @@ def test_barrier_figure_joins_each_pair_and_puts_zero_on_a_symlog_axis():
 
 
 def test_barrier_figure_without_pairs_says_so():
-    fig = minima_plots.barrier_figure([])
+    fig = figures.barrier_figure([])
     assert len(fig.get_axes()) == 2
     for ax in fig.get_axes():
         assert "no pairs" in texts(ax)
@@ -177,15 +179,15 @@ def test_barrier_figure_without_pairs_says_so():
 
 def test_paths_figure_has_a_row_of_endpoint_paths_and_a_row_from_initialisation():
     examples = make_examples()
-    fig = minima_plots.paths_figure(examples)
+    fig = figures.paths_figure(examples)
     axes = fig.get_axes()
     assert len(axes) == 6
     top, bottom = axes[:3], axes[3:]
     for w, ax in zip(WIDTHS, top, strict=True):
         assert ax.get_title() == f"w={w}: between two endpoints"
         naive, aligned = ax.get_lines()
-        assert colors.same_color(naive.get_color(), minima_plots.NAIVE)
-        assert colors.same_color(aligned.get_color(), minima_plots.ALIGNED)
+        assert colors.same_color(naive.get_color(), figures.NAIVE)
+        assert colors.same_color(aligned.get_color(), figures.ALIGNED)
         np.testing.assert_allclose(aligned.get_ydata(), examples[w]["aligned"])
         assert ax.get_xticklabels()[0].get_text() == "A\n0"
         assert ax.get_yscale() == "log"
@@ -200,14 +202,14 @@ def test_paths_figure_one_width_missing_series_and_a_zero_cost():
     example = make_examples(widths=(16,))[16]
     example["aligned"] = [None] * 25
     example["init_paths"][0][-1] = 0.0
-    top, bottom = minima_plots.paths_figure({16: example}).get_axes()
+    top, bottom = figures.paths_figure({16: example}).get_axes()
     assert len(top.get_lines()) == 1
     assert bottom.get_yscale() == "linear"  # a zero cost cannot go on a log axis
 
 
 def test_ensemble_figure_draws_a_line_and_a_dashed_baseline_per_width():
     rows = make_ensemble()
-    fig = minima_plots.ensemble_figure(rows)
+    fig = figures.ensemble_figure(rows)
     (ax,) = fig.get_axes()
     solid = [line for line in ax.get_lines() if line.get_linestyle() == "-"]
     dashed = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
@@ -225,14 +227,14 @@ def test_ensemble_figure_skips_a_width_without_values():
     for r in rows:
         if r["width"] == 4:
             r["ensemble_accuracy"] = r["mean_single_accuracy"] = None
-    (ax,) = minima_plots.ensemble_figure(rows).get_axes()
+    (ax,) = figures.ensemble_figure(rows).get_axes()
     solid, dashed = ax.get_lines()
     assert solid.get_label() == "w=16"
     assert dashed.get_linestyle() == "--"
 
 
 def test_spread_figure_plots_range_and_std_against_log2_width():
-    fig = minima_plots.spread_figure(make_spread())
+    fig = figures.spread_figure(make_spread())
     ax_acc, ax_cost = fig.get_axes()
     for ax in (ax_acc, ax_cost):
         assert len(ax.get_lines()) == 2
@@ -247,7 +249,7 @@ def test_spread_figure_one_width_and_an_all_none_series():
     spread = make_spread(widths=(16,))
     spread[0]["train_cost_std"] = None
     spread[0]["num_params"] = None
-    ax_acc, ax_cost = minima_plots.spread_figure(spread).get_axes()
+    ax_acc, ax_cost = figures.spread_figure(spread).get_axes()
     assert len(ax_acc.get_lines()) == 2
     assert len(ax_cost.get_lines()) == 1
 
@@ -255,30 +257,30 @@ def test_spread_figure_one_width_and_an_all_none_series():
 @pytest.mark.parametrize(
     ("build", "data"),
     [
-        (minima_plots.quality_figure, make_rows()),
-        (minima_plots.quality_figure, []),
-        (minima_plots.barrier_figure, make_pairs()),
-        (minima_plots.barrier_figure, []),
-        (minima_plots.paths_figure, make_examples()),
-        (minima_plots.paths_figure, {}),
-        (minima_plots.ensemble_figure, make_ensemble()),
-        (minima_plots.ensemble_figure, []),
-        (minima_plots.spread_figure, make_spread()),
-        (minima_plots.spread_figure, []),
+        (figures.quality_figure, make_rows()),
+        (figures.quality_figure, []),
+        (figures.barrier_figure, make_pairs()),
+        (figures.barrier_figure, []),
+        (figures.paths_figure, make_examples()),
+        (figures.paths_figure, {}),
+        (figures.ensemble_figure, make_ensemble()),
+        (figures.ensemble_figure, []),
+        (figures.spread_figure, make_spread()),
+        (figures.spread_figure, []),
     ],
 )
 def test_each_figure_saves_as_png(build, data, tmp_path):
     fig = build(data)
     assert isinstance(fig, Figure)
     path = tmp_path / "figure.png"
-    fig.savefig(path, dpi=plots.DPI)
+    fig.savefig(path, dpi=DPI)
     assert path.read_bytes()[:8] == PNG_MAGIC
 
 
 def test_surface_figure_draws_contours_around_the_endpoint(tmp_path):
     grid = np.linspace(-1, 1, 9)
     cost = 0.01 + np.add.outer(grid**2, 2 * grid**2)
-    fig = minima_plots.surface_figure({"s": grid, "t": grid, "cost": cost}, title="w=16")
+    fig = figures.surface_figure({"s": grid, "t": grid, "cost": cost}, title="w=16")
     (ax, bar) = fig.axes
     assert ax.get_title() == "w=16"
     assert ax.lines[0].get_xydata().tolist() == [[0.0, 0.0]]

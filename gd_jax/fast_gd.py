@@ -1,9 +1,15 @@
-"""Plain gradient descent on shared mini-batches, with the first layer's updates delayed.
+"""The fast paths of plain gradient descent, and the choice of the fastest correct epoch.
 
-This is the fast path behind both a single run (``train.build_epoch``, one network) and
-a sweep (``sweep.build_epoch``, N networks): the same maths as ``train.make_step`` with
-``optim.gd``, arranged so that the heavy work happens in a few large matmuls instead
-of thousands of tiny ones.
+Two arrangements of the same maths as ``train.make_step`` with ``optim.gd``:
+
+* the *delayed* path (:func:`run`, :func:`delayed_steps`), behind both a single run
+  (:func:`build_epoch`, one network) and a sweep (``gd_jax.sweep``, N networks), which
+  does the heavy work in a few large matmuls instead of thousands of tiny ones;
+* the *column-layout* full-batch step (:func:`full_batch_step`).
+
+:func:`build_epoch` picks one of them, or ``train.make_epoch``'s plain scan for every
+other optimiser. Each is tested equal to the plain step up to float rounding; their
+speed is measured in ``benchmarks/`` (see its README).
 
 **Networks side by side.** The first layers of N networks are laid out as one
 ``[D, N·H]`` matrix, so a batch meets every network in a single matmul; the deeper
@@ -22,15 +28,16 @@ the whole block is one matmul, the products ``x_s x_rᵀ`` (the block's Gram mat
 another, and each step only adds a small correction; W itself is read and updated once
 per block, by one more matmul, instead of at every step. The arithmetic is the same up
 to float rounding (tested against the plain step).
-
-On a 2-core CPU this makes one epoch of 784-30-10 at batch 10 1.3 to 1.5 times faster
-than the plain ``lax.scan`` of ``train.make_step`` (``benchmarks/README.md``).
 """
 
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import optax
+
+from gd_jax import optim, train
+from gd_jax.config import ModelConfig
 
 # The first layer's pre-activations z = x W (no bias), the deeper layers, the labels:
 # the cost of one network's batch. ``train.make_head_loss`` builds it.
@@ -38,7 +45,7 @@ HeadLoss = Callable[[jax.Array, list, jax.Array], jax.Array]
 
 # Steps per block whose first-layer updates are held back and applied together. Larger
 # blocks make fewer, larger matmuls, but the Gram matrix grows as the block's square;
-# 16 was the fastest for 64 networks and within 5% of the best for one.
+# benchmarks/README.md has the scan over block sizes that chose 16.
 DELAY = 16
 
 
@@ -131,3 +138,86 @@ def run(params, eta: jax.Array, batch, order: jax.Array, head_loss: HeadLoss, *,
     (wide, b1), *rest = params
     w1 = jnp.transpose(wide.reshape(d, n_nets, h), (1, 0, 2))
     return [(w1, b1), *rest], costs
+
+
+def delayed_steps(state: train.TrainState, batch, order: jax.Array, head_loss, *, full: bool):
+    """Plain gradient descent for N networks stacked on a leading axis, on batches they
+    share, by :func:`run`; each network's η is read from its optimiser state.
+
+    Returns:
+      ``(state, costs)``: the state after all steps (step and optimiser count advanced
+      by their number) and each step's cost before its update, ``[steps, N]``.
+    """
+    eta = state.opt_state.hyperparams["learning_rate"]  # [N]
+    params, costs = run(state.params, eta, batch, order, head_loss, full=full)
+    steps = costs.shape[0]
+    opt_state = state.opt_state._replace(count=state.opt_state.count + steps)
+    return train.TrainState(params, opt_state, state.step + steps), costs
+
+
+def full_batch_step(head_loss: HeadLoss):
+    """One gradient-descent step on the whole training set, its first layer worked in
+    the textbook's column layout: pre-activations ``W₁ᵀ xᵀ`` and errors ``δᵀ`` of shape
+    ``[H, n]``, weight gradient ``(δᵀ x)ᵀ``.
+
+    On a CPU these two products run faster than the row-layout ``x W₁`` and ``xᵀ δ``
+    that the plain step compiles to (``benchmarks/README.md``), and they are nearly
+    all of a full-batch step's work. XLA's simplifier would fold the transposes back
+    into the row layout, so ``optimization_barrier`` pins each one. The arithmetic is
+    the plain step's, up to float rounding (tested).
+
+    Returns:
+      ``epoch(state, x, labels, key) -> (state, cost before the step)``.
+    """
+    pin = jax.lax.optimization_barrier
+
+    def epoch(state: train.TrainState, x: jax.Array, labels: jax.Array, key: jax.Array):
+        del key  # one step on the whole set: nothing to order
+        (w1, b1), *rest = state.params
+        z1t = pin(pin(w1.T) @ x.T)  # [H, n]
+
+        def cost_of(z1t, b1, rest):
+            return head_loss(z1t.T + b1[None], rest, labels)
+
+        value, (dz1t, db1, grest) = jax.value_and_grad(cost_of, argnums=(0, 1, 2))(z1t, b1, rest)
+        grads = [(pin(pin(dz1t) @ x).T, db1), *grest]
+        eta = state.opt_state.hyperparams["learning_rate"]
+        opt_state = state.opt_state._replace(count=state.opt_state.count + 1)
+        new_params = optim.gd_step(state.params, grads, eta)
+        return train.TrainState(new_params, opt_state, state.step + 1), value
+
+    return epoch
+
+
+def build_epoch(
+    model_config: ModelConfig, optimizer: str, tx: optax.GradientTransformation, batch_size: int
+):
+    """The fastest correct epoch for a run: ``train.make_epoch``'s contract and results.
+
+    Plain gradient descent (``optimizer="gd"``) on mini-batches takes the delayed path
+    (the same updates, with the first layer's applied once per block of steps);
+    full-batch gradient descent takes :func:`full_batch_step`. Other optimisers take
+    ``train.make_epoch``'s plain scan of ``train.make_step``. All build the cost from
+    ``train.make_head_loss``, so a change to the model or the cost reaches every path;
+    a change to ``train.make_step`` or ``train.make_loss`` alone reaches only the
+    plain one (train with another optimiser, or call ``train.make_epoch``, to use it).
+
+    Args:
+      model_config: the network.
+      optimizer: the name ``tx`` was made from (``optim.make``).
+      tx, batch_size: as for ``train.make_epoch``.
+    """
+    if optimizer != "gd":
+        return train.make_epoch(train.make_loss(model_config), tx, batch_size)
+    head_loss = train.make_head_loss(model_config)
+    if batch_size == 0:
+        return full_batch_step(head_loss)
+
+    def epoch(state: train.TrainState, x: jax.Array, labels: jax.Array, key: jax.Array):
+        order = train.batch_order(key, x.shape[0], batch_size)
+        batch = lambda idx: (x[idx], labels[idx])
+        stacked = jax.tree.map(lambda a: a[None], state)  # a sweep of one network
+        stacked, batch_costs = delayed_steps(stacked, batch, order, head_loss, full=False)
+        return jax.tree.map(lambda a: a[0], stacked), jnp.mean(batch_costs)
+
+    return epoch

@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator, NullFormatter, NullLocator
 
-from gd_jax.plots import _PlainLogFormatter
+from gd_jax.report.style import plain_log
 
 CLASS_COLORS: dict[str, str] = {
     "minimum": "C2",
@@ -49,11 +49,7 @@ def _log(ax: Axes, values: np.ndarray) -> None:
     """Sets a log y axis when every finite value is > 0 (and there is one)."""
     finite = values[np.isfinite(values)]
     if finite.size and (finite > 0).all():
-        ax.set_yscale("log")
-        ax.yaxis.set_major_formatter(_PlainLogFormatter(labelOnlyBase=False))
-        # Within one decade matplotlib labels minor ticks too, in 2×10⁰ notation otherwise.
-        minor = _PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.4))
-        ax.yaxis.set_minor_formatter(minor)
+        plain_log(ax)
 
 
 def _categorical(ax: Axes, widths: Sequence[int]) -> None:

@@ -1,4 +1,4 @@
-"""Figures of the learning-rate study (``lr_sweep``): built, never saved, here.
+"""Figures of the learning-rate study: built, never saved, here.
 
 Colour encodes η on a log scale throughout (viridis, dark = small), so a reader can
 follow one learning rate from the curves to the sharpness panel.
@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib import cm, colors
 from matplotlib.figure import Figure
 
-from gd_jax.plots import _PlainLogFormatter
+from gd_jax.report.style import plain_log
 
 
 def _eta_colors(etas):
@@ -24,14 +24,6 @@ def _eta_colors(etas):
 def _by_eta(etas: np.ndarray):
     for eta in np.unique(etas):
         yield float(eta), np.flatnonzero(etas == eta)
-
-
-def _plain_log(ax, axis="y"):
-    getattr(ax, f"set_{axis}scale")("log")
-    which = getattr(ax, f"{axis}axis")
-    which.set_major_formatter(_PlainLogFormatter(labelOnlyBase=False))
-    # Within one decade matplotlib labels minor ticks too, in 2×10⁰ notation otherwise.
-    which.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
 
 
 def sweep_cost_curves(avg_cost: np.ndarray, etas: np.ndarray, trained: np.ndarray) -> Figure:
@@ -60,7 +52,7 @@ def sweep_cost_curves(avg_cost: np.ndarray, etas: np.ndarray, trained: np.ndarra
         if len(cols) > 1:
             ax.fill_between(epochs, low, high, color=color(eta), alpha=0.15, lw=0)
     if np.nanmin(avg_cost[1:]) > 0:
-        _plain_log(ax)
+        plain_log(ax)
     ax.set_xlabel("epoch")
     ax.set_ylabel("average training cost over the epoch")
     ax.set_title("Training cost per epoch for each learning rate (dashed: no seed trained)")
@@ -107,12 +99,12 @@ def sweep_final_vs_eta(
             ax.plot(etas[bad], shown[bad], "x", color="C3", ms=7, mew=1.5, label="did not train")
         if best_eta is not None:
             ax.axvline(best_eta, color="C1", ls="--", lw=1, label=f"best η = {best_eta:g}")
-        _plain_log(ax, "x")
+        plain_log(ax, "x")
         ax.set_xlabel("learning rate η")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     if np.nanmin(final_cost) > 0:
-        _plain_log(ax_cost)
+        plain_log(ax_cost)
     ax_cost.set_title("Where the cost ends, by learning rate")
     ax_acc.set_title("Test accuracy, by learning rate")
     ax_acc.legend(fontsize=8, loc="best")
@@ -143,7 +135,7 @@ def first_order_figure(
     ax_ratio.axhline(1, color="black", lw=0.8)
     if two_over_lambda:
         ax_ratio.axvline(two_over_lambda, color="C3", ls="--", lw=1, label="2/λ_max at init")
-    _plain_log(ax_ratio, "x")
+    plain_log(ax_ratio, "x")
     ax_ratio.set_ylim(-1.5, 2.5)
     ax_ratio.set_xlabel("learning rate η")
     ax_ratio.set_ylabel("measured ΔC / predicted ΔC (first step)")
@@ -170,8 +162,8 @@ def first_order_figure(
         low = min(np.min(-predicted[falls]), np.min(-measured[falls]))
         high = max(np.max(-predicted[falls]), np.max(-measured[falls]))
         ax_scatter.plot([low, high], [low, high], color="black", lw=0.8)
-        _plain_log(ax_scatter, "x")
-        _plain_log(ax_scatter)
+        plain_log(ax_scatter, "x")
+        plain_log(ax_scatter)
     ax_scatter.set_xlabel("predicted decrease η‖∇C‖²")
     ax_scatter.set_ylabel("measured decrease −ΔC")
     ax_scatter.set_title("Every sampled step of every network (diagonal: exact)")
@@ -215,9 +207,9 @@ def sharpness_figure(
         ax.set_xlabel("full-batch gradient-descent step")
         ax.grid(alpha=0.3)
     if np.nanmin(step_cost) > 0:
-        _plain_log(ax_cost)
+        plain_log(ax_cost)
     if np.nanmin(lambda_max) > 0:
-        _plain_log(ax_sharp)
+        plain_log(ax_sharp)
         # Networks that collapsed to a constant output have λ_max near 0; below 1/300 of
         # the top they would squash the interesting range, so they leave the panel.
         ax_sharp.set_ylim(bottom=max(np.nanmin(lambda_max), top / 300), top=3 * top)
@@ -255,7 +247,7 @@ def range_test_figure(
             ax.axvline(value, color=color, ls="--", lw=1.2, label=f"{label}: {value:.3g}")
     if found["stopped"]:
         ax.axvline(found["stop_eta"], color="grey", ls=":", lw=1, label="stopped (4× minimum)")
-    _plain_log(ax, "x")
+    plain_log(ax, "x")
     ax.set_xlabel("learning rate η (rising every step)")
     ax.set_ylabel("cost")
     ax.set_title("Learning-rate range test: one network, η raised exponentially")

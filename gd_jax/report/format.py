@@ -1,0 +1,58 @@
+"""Numbers as the tables and reports print them, and markdown tables."""
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+
+def number(value: Any) -> float | None:
+    """A finite float, or None (empty in CSV, null in JSON) for NaN and infinities."""
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def percent(value: float | None) -> str:
+    """A fraction as a percentage with two decimals; "—" when missing or not finite."""
+    return "—" if value is None or not math.isfinite(value) else f"{100 * value:.2f}%"
+
+
+def format_value(value: Any) -> str:
+    """Formats one table value: "—" for None, yes/no, 13,002, or 4 significant digits.
+
+    Floats of 10,000 and more (and below 1e15) are shown whole with separators,
+    which reads better than 1.3e+04 for step counts and seconds.
+    """
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if math.isfinite(value) and 1e4 <= abs(value) < 1e15:
+            return f"{value:,.0f}"
+        return f"{value:.4g}"
+    return str(value)
+
+
+def cell(text: str) -> str:
+    """Text made safe for a markdown table cell: a raw "|" would end the cell and a
+    newline the row."""
+    return text.replace("|", r"\|").replace("\n", " ")
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A markdown table; cells go through :func:`format_value` (strings unchanged)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    lines += ["| " + " | ".join(cell(format_value(v)) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def duration(seconds: float) -> str:
+    """``42s`` or ``3m07s``."""
+    seconds = round(seconds)
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"

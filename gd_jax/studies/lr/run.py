@@ -1,0 +1,263 @@
+"""The learning-rate study, run into its folder.
+
+Three measurements, each cached in the run folder so a killed study rerun with
+``resume`` computes only what is missing:
+
+1. The sweep: every η with every seed, mini-batch training as in a single run, in
+   chunks of networks (one compiled program each); ``chunks/sweep_NNN.npz`` per chunk.
+2. The trace: full-batch gradient descent for every η and seed, sampled every K steps
+   for the measured ΔC against its first- and second-order predictions and for the
+   sharpness λ_max against 2/η; ``trace.npz``.
+3. The range test: one network with η rising exponentially step by step;
+   ``range_test.csv``.
+
+Then the tables, the figures and the report.
+"""
+
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+from gd_jax import costs, data, io, optim, train
+from gd_jax.config import ModelConfig, TrainConfig
+from gd_jax.report import document
+from gd_jax.report.format import duration
+from gd_jax.studies.lr import figures, range_test, tables
+from gd_jax.studies.lr.config import LrConfig
+from gd_jax.studies.lr.report import report
+from gd_jax.studies.lr.trace import TraceResult, full_batch_trace, sharpness_subset
+from gd_jax.sweep import engine, results, trainer
+
+
+def study_flags(config: TrainConfig, study: LrConfig) -> dict:
+    """The flags that define the study (``config.json``): η is the study's own."""
+    flags = config.flags()
+    del flags["learning_rate"]
+    flags.update(study.flags())
+    return flags
+
+
+def run(
+    config: TrainConfig,
+    study: LrConfig,
+    workdir: str,
+    *,
+    resume: bool = False,
+    devices: int | None = None,
+) -> dict:
+    """Runs the learning-rate study into ``workdir`` and returns its summary.
+
+    Args:
+      config: the model, data and training (its ``learning_rate`` is not read: the
+        study sweeps ``study.learning_rates``).
+      study: the η grid, seeds and measurements.
+      workdir: the run folder.
+      resume: continue a killed study; finished chunks and measurements are kept.
+      devices: the devices the networks are sharded over (all if None).
+
+    Raises:
+      GdJaxError: bad input; the folder is left as it was.
+    """
+    folder, dataset = io.start_run(
+        workdir,
+        study_flags(config, study),
+        resume=resume,
+        load=lambda: data.load_for(config),
+        mutable=(),
+    )
+    model_config = config.model_config(dataset.train.x.shape[1], dataset.num_classes)
+    seeds = config.seed + np.arange(study.seeds)
+    networks = engine.grid(study.learning_rates, seeds)
+    train_xy = data.on_device(dataset.train)
+    evals = {
+        "validation": data.on_device(dataset.validation),
+        "test": data.on_device(dataset.test),
+    }
+    baseline = costs.constant_cost(config.cost, dataset.train.labels, dataset.num_classes)
+
+    sweep = sweep_in_chunks(folder, model_config, config, study, networks, train_xy, evals, devices)
+    trace = None
+    if study.tracing:
+        trace = cached_trace(folder, model_config, study, networks, train_xy)
+    range_rows = None
+    if study.range_test:
+        range_rows = cached_range_test(folder, model_config, config, study, train_xy)
+
+    rows = tables.result_rows(sweep, baseline)
+    io.write_csv(folder / "results.csv", rows)
+    io.write_csv(folder / "curves.csv", tables.curve_rows(sweep))
+    stability = tables.stability_rows(rows, trace, baseline)
+    io.write_csv(folder / "stability.csv", stability)
+    first_order = tables.first_order_rows(trace) if trace is not None else []
+    if first_order:
+        io.write_csv(folder / "first_order.csv", first_order)
+    summary = tables.summarize(rows, stability, first_order, range_rows, trace, baseline, sweep)
+    summary.update(
+        sizes=list(model_config.sizes),
+        num_params=model_config.num_params,
+        networks=len(networks),
+    )
+    summary["sharpness_examples"] = min(study.sharpness_examples, len(train_xy[1]))
+    io.write_json(folder / io.SUMMARY, summary)
+    shown = figures_of(study, sweep, rows, trace, first_order, range_rows, summary)
+    document.write(folder, shown, lambda captions: report(config, study, summary, captions))
+    return summary
+
+
+def _chunk_path(folder, index: int):
+    return folder / "chunks" / f"sweep_{index:03d}.npz"
+
+
+def sweep_in_chunks(folder, model_config, config, study, networks, train_xy, evals, devices):
+    """The sweep, ``chunk_size`` networks at a time, each chunk saved when it is done.
+
+    The last chunk is padded with copies of its last network so every chunk has the
+    same shape and reuses one compiled program; the copies are dropped.
+    """
+    size = min(study.chunk_size, len(networks))
+    count = -(-len(networks) // size)
+    parts = []
+    timing = {"epoch_seconds": [], "start": time.perf_counter()}
+    for index in range(count):
+        path = _chunk_path(folder, index)
+        members = np.arange(index * size, min((index + 1) * size, len(networks)))
+        if path.exists():
+            parts.append(results.load(path))
+            logging.info("Chunk %d/%d: already on disk, kept.", index + 1, count)
+            continue
+        padded = np.concatenate([members, np.full(size - len(members), members[-1])])
+
+        def progress(epoch, scores, seconds, index=index):
+            timing["epoch_seconds"].append(seconds)
+            left = (count - index - 1) * config.epochs + config.epochs - epoch
+            eta_seconds = left * float(np.median(timing["epoch_seconds"]))
+            alive = np.isfinite(scores["train_cost"])
+            logging.info(
+                "chunk %d/%d epoch %d/%d: %d networks, %d finite, lowest avg cost %.4f, "
+                "best test accuracy %.2f%%, %.2f s/epoch, ETA %s",
+                index + 1, count, epoch, config.epochs, size, alive.sum(),
+                np.nanmin(scores["avg_train_cost"], initial=np.inf),
+                100 * np.nanmax(scores["test_accuracy"], initial=0), seconds,
+                duration(eta_seconds),
+            )  # fmt: skip
+
+        part = trainer.fit(
+            networks.take(padded),
+            model_config,
+            config,
+            train_xy,
+            evals,
+            shared_order=study.shared_order,
+            devices=devices,
+            on_epoch=progress,
+        )
+        part = results.take(part, np.arange(len(members)))
+        results.save(path, part)
+        parts.append(part)
+    return results.concatenate(parts)
+
+
+def cached_trace(folder, model_config: ModelConfig, study: LrConfig, networks, train_xy):
+    """The full-batch trace of every network, or its copy in ``trace.npz``."""
+    path = folder / "trace.npz"
+    if path.exists():
+        stored = io.load_arrays(path)
+        return TraceResult(
+            networks=engine.Networks(stored["learning_rate"], stored["seed"]),
+            seconds=float(stored["seconds"]),
+            **{k: stored[k] for k in TraceResult._fields if k not in ("networks", "seconds")},
+        )
+    logging.info(
+        "Full-batch trace: %d networks, %d steps, sampled every %d steps%s.",
+        len(networks),
+        study.full_batch_steps,
+        study.sample_every,
+        " with λ_max" if study.track_sharpness_every else "",
+    )
+    trace = full_batch_trace(
+        networks,
+        model_config,
+        train_xy,
+        sharpness_subset(train_xy, study.sharpness_examples),
+        steps=study.full_batch_steps,
+        every=study.sample_every,
+        track_sharpness=study.track_sharpness_every > 0,
+        lanczos_iters=study.lanczos_iters,
+    )
+    logging.info("Full-batch trace done in %.1f s.", trace.seconds)
+    arrays = {k: v for k, v in trace._asdict().items() if k != "networks"}
+    io.save_arrays(path, learning_rate=networks.learning_rate, seed=networks.seed, **arrays)
+    return trace
+
+
+def cached_range_test(folder, model_config, config, study, train_xy) -> list[dict]:
+    """The range test's cost at every step, or its copy in ``range_test.csv``."""
+    path = folder / "range_test.csv"
+    if path.exists():
+        return [{k: float(v) for k, v in row.items()} for row in io.read_csv(path)]
+    init_key, data_key = jax.random.split(jax.random.key(config.seed))
+    tx = optim.make(config.optimizer, study.range_min, config.momentum)
+    state = train.init_state(model_config.init_params(init_key), tx)
+    etas = jnp.geomspace(study.range_min, study.range_max, study.range_steps)
+    loss = train.make_loss(model_config)
+    step_costs = jax.jit(
+        lambda s, k: range_test.range_test(
+            s, train_xy, loss=loss, tx=tx, batch_size=config.batch_size, learning_rates=etas, key=k
+        )
+    )(state, data_key)
+    rows = [
+        {"step": i, "learning_rate": float(e), "cost": float(c)}
+        for i, (e, c) in enumerate(zip(np.asarray(etas), np.asarray(step_costs), strict=True))
+    ]
+    io.write_csv(path, rows)
+    return rows
+
+
+def figures_of(study, sweep, rows, trace, first_order, range_rows, summary):
+    """The study's figures, as ``(file name, caption, figure)``."""
+    etas = sweep.networks.learning_rate
+    ok = np.array([r["trained"] for r in rows])
+    final = {k: v[-1] for k, v in sweep.metrics.items()}
+    two_over_lambda = summary.get("two_over_lambda_max_init")
+    curves = figures.sweep_cost_curves(sweep.metrics["avg_train_cost"], etas, ok)
+    ends = figures.sweep_final_vs_eta(
+        etas,
+        final["train_cost"],
+        final["test_accuracy"],
+        ok,
+        baseline=summary["constant_output_cost"],
+        best_eta=summary["best_learning_rate"],
+    )
+    shown = [
+        ("sweep_curves.png", "Training cost per epoch for each η", curves),
+        ("sweep_final.png", "Final cost and test accuracy against η", ends),
+    ]
+    if trace is not None and study.first_order_check:
+        figure = figures.first_order_figure(
+            summary["first_order_at_init"], first_order, two_over_lambda
+        )
+        caption = "Measured ΔC against its first- and second-order predictions"
+        shown.append(("first_order.png", caption, figure))
+    if trace is not None and study.track_sharpness_every:
+        figure = figures.sharpness_figure(
+            trace.sample_steps,
+            trace.lambda_max,
+            trace.step_cost,
+            trace.networks.learning_rate,
+            examples=summary["sharpness_examples"],
+        )
+        caption = "Sharpness λ_max(t) against 2/η, full-batch gradient descent"
+        shown.append(("sharpness.png", caption, figure))
+    if range_rows:
+        figure = figures.range_test_figure(
+            np.array([r["learning_rate"] for r in range_rows]),
+            np.array([r["cost"] for r in range_rows]),
+            range_test.analysis(range_rows),
+            sweep_best=summary["best_learning_rate"],
+            two_over_lambda=two_over_lambda,
+        )
+        shown.append(("range_test.png", "Learning-rate range test", figure))
+    return shown

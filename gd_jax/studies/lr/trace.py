@@ -1,0 +1,129 @@
+"""Full-batch gradient descent for every network of the study, watched closely: the
+measured ΔC against its first- and second-order predictions, and the sharpness λ_max
+against 2/η."""
+
+import time
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gd_jax import curvature, optim, train
+from gd_jax.config import ModelConfig
+from gd_jax.sweep import engine
+from gd_jax.sweep.engine import Networks
+
+
+class TraceResult(NamedTuple):
+    """Full-batch gradient descent, watched closely.
+
+    Every ``[S, N]`` array is sampled at ``sample_steps`` (before that step's update);
+    NaN where the network had already diverged or a quantity was not tracked.
+    """
+
+    networks: Networks
+    sample_steps: np.ndarray  # int [S]
+    cost: np.ndarray  # C(v_t)
+    measured: np.ndarray  # C(v_t − η g_t) − C(v_t): the next step's true ΔC
+    first_order: np.ndarray  # −η‖g‖²
+    second_order: np.ndarray  # −η‖g‖² + ½η² gᵀHg
+    grad_norm_sq: np.ndarray
+    g_h_g: np.ndarray
+    lambda_max: np.ndarray  # of the Hessian of the cost on the sharpness examples
+    lambda_min: np.ndarray
+    step_cost: np.ndarray  # [steps, N]: the cost before every update
+    diverged_step: np.ndarray  # int [N], -1 if never
+    seconds: float
+
+
+def full_batch_trace(
+    networks: Networks,
+    model_config: ModelConfig,
+    train_xy: tuple[jax.Array, jax.Array],
+    sharpness_xy: tuple[jax.Array, jax.Array],
+    *,
+    steps: int,
+    every: int,
+    track_sharpness: bool = True,
+    lanczos_iters: int = 20,
+    lanczos_seed: int = 0,
+) -> TraceResult:
+    """Full-batch gradient descent Δv = −η∇C for all networks, measured every ``every`` steps.
+
+    At each sample step t the trace records the cost, the next update's measured ΔC
+    and its first- and second-order predictions (one Hessian-vector product), and,
+    with ``track_sharpness``, the extreme Hessian eigenvalues λ_min and λ_max of the
+    cost on ``sharpness_xy`` (Lanczos, ``lanczos_iters`` products). Gradient descent on
+    a quadratic is stable only for η < 2/λ_max, which these numbers put to the test.
+    The whole trace is one compiled program: a scan over samples of a scan over steps.
+
+    Returns:
+      A :class:`TraceResult` with ``steps // every + 1`` samples (the last one after
+      the final update).
+    """
+    loss = train.make_loss(model_config)
+    state = engine.init(networks, model_config, optim.make("gd", 1.0))
+    lanczos_key = jax.random.key(lanczos_seed)
+    samples = steps // every
+    nan = jnp.float32(jnp.nan)
+
+    def one(params, eta, x, labels, xs, ls):
+        def measure(params, alive):
+            found = curvature.step_predictions(loss, params, x, labels, learning_rate=eta)
+            if track_sharpness:
+                found["lambda_min"], found["lambda_max"] = curvature.extreme_eigenvalues(
+                    loss, params, xs, ls, key=lanczos_key, num_iters=lanczos_iters
+                )
+            else:
+                found["lambda_min"] = found["lambda_max"] = nan
+            return {k: jnp.where(alive, v, nan) for k, v in found.items()}
+
+        def gd(carry, _):
+            params, alive, diverged_step, t = carry
+            c, g = jax.value_and_grad(loss)(params, x, labels)
+            new = optim.gd_step(params, g, eta)
+            ok = alive & jnp.isfinite(c) & engine.all_finite(new)
+            params = jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, params)
+            diverged_step = jnp.where(alive & ~ok, t + 1, diverged_step)
+            return (params, ok, diverged_step, t + 1), jnp.where(alive, c, nan)
+
+        def sample(carry, _):
+            found = measure(carry[0], carry[1])
+            carry, costs = jax.lax.scan(gd, carry, None, length=every)
+            return carry, (found, costs)
+
+        carry = (params, jnp.bool_(True), jnp.int32(-1), jnp.int32(0))
+        carry, (found, costs) = jax.lax.scan(sample, carry, None, length=samples)
+        last = measure(carry[0], carry[1])
+        found = jax.tree.map(lambda a, b: jnp.concatenate([a, b[None]]), found, last)
+        return found, costs.reshape(-1), carry[2]
+
+    run = jax.jit(jax.vmap(one, in_axes=(0, 0, None, None, None, None)))
+    eta = jnp.asarray(networks.learning_rate, jnp.float32)
+    tic = time.perf_counter()
+    found, step_cost, diverged_step = jax.device_get(
+        run(state.train.params, eta, *train_xy, *sharpness_xy)
+    )
+    seconds = time.perf_counter() - tic
+    column = lambda k: np.asarray(found[k], np.float64).T  # [N, S] -> [S, N]
+    return TraceResult(
+        networks=networks,
+        sample_steps=np.arange(samples + 1) * every,
+        cost=column("cost"),
+        measured=column("measured"),
+        first_order=column("first_order"),
+        second_order=column("second_order"),
+        grad_norm_sq=column("grad_norm_sq"),
+        g_h_g=column("g_h_g"),
+        lambda_max=column("lambda_max"),
+        lambda_min=column("lambda_min"),
+        step_cost=np.asarray(step_cost, np.float64).T,
+        diverged_step=np.asarray(diverged_step),
+        seconds=seconds,
+    )
+
+
+def sharpness_subset(train_xy, examples: int):
+    """The first ``examples`` training examples: a fixed subset, the same for every η."""
+    return tuple(a[:examples] for a in train_xy)

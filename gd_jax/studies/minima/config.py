@@ -1,0 +1,59 @@
+"""What the local-minima study trains and measures, beside the shared TrainConfig."""
+
+import dataclasses
+
+from gd_jax.config import option, parse_int_list, show_ints
+from gd_jax.errors import GdJaxError
+
+
+def parse_widths(text: str) -> tuple[int, ...]:
+    """``"4,16,64"`` into widths; each replaces every hidden layer's size."""
+    hint = (
+        "e.g. --widths=4,16,64; each replaces the size of every hidden layer of --layers "
+        "(16 gives the seed's 784-16-16-10)."
+    )
+    return parse_int_list(text, name="widths", hint=hint)
+
+
+@dataclasses.dataclass(frozen=True)
+class MinimaConfig:
+    """The widths, seeds and measurements of the local-minima study."""
+
+    widths: tuple[int, ...] = option(
+        (4, 16, 64),
+        "Hidden widths; each replaces every hidden layer's size.",
+        parse=parse_widths,
+        show=show_ints,
+    )
+    seeds: int = option(8, "Initialisations per width (seeds --seed, --seed+1, ...).")
+    grad_tol: float = option(2e-3, "Stop a network once ‖∇C‖ on the training set is below this.")
+    eval_every: int = option(1, "Epochs between measurements (and gradient checks).")
+    lanczos_iters: int = option(
+        40, "Lanczos steps per estimate of λ_min and λ_max (λ_min needs many)."
+    )
+    negative_tol: float = option(1e-2, "A saddle has λ_min below −negative_tol · λ_max.")
+    dense_max_params: int = option(
+        3000, "Count negative eigenvalues of the dense Hessian up to this size."
+    )
+    path_points: int = option(25, "Points along each straight path.")
+    max_pairs: int = option(28, "Pairs of endpoints compared per width.")
+
+    def __post_init__(self):
+        checks = [
+            (self.widths and all(w > 0 for w in self.widths), f"--widths={self.widths}"),
+            (self.seeds >= 2, f"--seeds={self.seeds} (at least 2, to compare endpoints)"),
+            (self.grad_tol > 0, f"--grad_tol={self.grad_tol} (positive)"),
+            (self.eval_every >= 1, f"--eval_every={self.eval_every} (at least 1)"),
+            (self.lanczos_iters >= 2, f"--lanczos_iters={self.lanczos_iters} (at least 2)"),
+            (self.path_points >= 3, f"--path_points={self.path_points} (at least 3)"),
+            (self.max_pairs >= 1, f"--max_pairs={self.max_pairs} (at least 1)"),
+        ]
+        for ok, what in checks:
+            if not ok:
+                raise GdJaxError(f"{what} cannot be used; see --help for what it takes.")
+
+    def flags(self) -> dict:
+        """The config as JSON-friendly flag values."""
+        values = dataclasses.asdict(self)
+        values["widths"] = list(self.widths)
+        return values

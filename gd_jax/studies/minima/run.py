@@ -1,0 +1,180 @@
+"""The local-minima study, run into its folder.
+
+For each hidden width, ``seeds`` networks are trained as one program (the sweep
+engine) until ‖∇C‖ < ``grad_tol`` or the epochs run out. Each endpoint is then
+certified from its gradient and Hessian and classified; the spread of quality is
+tabled per width; pairs of endpoints are joined by straight lines, before and after
+aligning their hidden units (permutations and sign flips), to see whether they are
+different minima or one minimum seen through the network's symmetries.
+
+Each width's training is saved as it finishes (``widths/width_W.npz``) and so is its
+analysis (``widths/analysis_W.json``): a killed study rerun with ``resume`` redoes
+only what is missing.
+"""
+
+import jax
+import numpy as np
+from absl import logging
+
+from gd_jax import costs, data, io, landscape, train
+from gd_jax.config import ModelConfig, TrainConfig
+from gd_jax.report import document
+from gd_jax.studies.minima import figures, tables
+from gd_jax.studies.minima.analysis import MINIMUM, analyse, network
+from gd_jax.studies.minima.config import MinimaConfig
+from gd_jax.studies.minima.report import report
+from gd_jax.sweep import engine, results, trainer
+
+
+def study_flags(config: TrainConfig, study: MinimaConfig) -> dict:
+    """The flags that define the study (``config.json``)."""
+    flags = config.flags()
+    flags.update(study.flags())
+    return flags
+
+
+def run(
+    config: TrainConfig,
+    study: MinimaConfig,
+    workdir: str,
+    *,
+    resume: bool = False,
+    devices: int | None = None,
+) -> dict:
+    """Runs the local-minima study into ``workdir`` and returns its summary.
+
+    Args:
+      config: the model, data and training; ``study.widths`` replace the size of
+        every hidden layer of ``config.layers``.
+      study: the widths, seeds and measurements.
+      workdir: the run folder.
+      resume: continue a killed study; finished widths are kept.
+      devices: the devices each width's networks are sharded over (all if None).
+
+    Raises:
+      GdJaxError: bad input; the folder is left as it was.
+    """
+    folder, dataset = io.start_run(
+        workdir,
+        study_flags(config, study),
+        resume=resume,
+        load=lambda: data.load_for(config),
+        mutable=(),
+    )
+    train_xy, test_xy = data.on_device(dataset.train), data.on_device(dataset.test)
+    baseline = costs.constant_cost(config.cost, dataset.train.labels, dataset.num_classes)
+    bar = costs.learned_bar(baseline)
+
+    rows, pairs, examples, ensembles = [], [], {}, []
+    for width in study.widths:
+        model_config = config.model_config(
+            dataset.train.x.shape[1], dataset.num_classes, width=width
+        )
+        evaluate = train.make_evaluate(model_config)
+        cached = folder / "widths" / f"analysis_{width}.json"
+        if cached.exists():
+            found = io.read_json(cached)
+            logging.info("Width %d: analysis already on disk, kept.", width)
+        else:
+            result = trained_width(folder, model_config, config, study, train_xy, test_xy, devices)
+            found = analyse(
+                model_config, study, result, train_xy, test_xy, evaluate, bar, seed=config.seed
+            )
+            io.write_json(cached, found)
+        rows += found["rows"]
+        pairs += found["pairs"]
+        examples[width] = found["example"]
+        ensembles += found["ensemble"]
+
+    widest = config.model_config(
+        dataset.train.x.shape[1], dataset.num_classes, width=max(study.widths)
+    )
+    plane = cached_surface(folder, widest, config.seed, rows, train_xy)
+    spread = tables.spread_rows(rows)
+    io.write_csv(folder / "results.csv", rows)
+    io.write_csv(folder / "pairs.csv", pairs)
+    io.write_csv(folder / "spread.csv", spread)
+    io.write_csv(folder / "ensemble.csv", ensembles)
+    summary = tables.summarize(config, rows, pairs, spread, ensembles, bar)
+    io.write_json(folder / io.SUMMARY, summary)
+    shown = figures_of(rows, pairs, examples, ensembles, spread, plane)
+    document.write(folder, shown, lambda captions: report(config, summary, spread, captions))
+    return summary
+
+
+def cached_surface(folder, model_config: ModelConfig, seed: int, rows, train_xy):
+    """The training cost on a random plane through one endpoint of the widest network:
+    its best certified minimum, else its lowest-cost endpoint (Li et al. 2018)."""
+    path = folder / "surface.json"
+    if path.exists():
+        return io.read_json(path)
+    width = model_config.sizes[1]
+    mine = [r for r in rows if r["width"] == width and r["final_train_cost"] is not None]
+    if not mine:
+        return None
+    minima_found = [r for r in mine if r["classification"] == MINIMUM]
+    chosen = min(minima_found or mine, key=lambda r: r["final_train_cost"])
+    stored = results.load(folder / "widths" / f"width_{width}.npz")
+    index = int(np.flatnonzero(stored.networks.seed == chosen["seed"])[0])
+    params = network(stored.params, index)
+    evaluate = train.make_evaluate(model_config)
+    found = landscape.surface(evaluate, params, *train_xy, key=jax.random.key(seed))
+    plane = {k: v.tolist() for k, v in found.items()}
+    plane.update(width=width, seed=chosen["seed"], classification=chosen["classification"])
+    io.write_json(path, plane)
+    return plane
+
+
+def trained_width(folder, model_config, config, study, train_xy, test_xy, devices):
+    """All seeds of one width, trained as one program; saved, or read back if saved."""
+    width = model_config.sizes[1]
+    path = folder / "widths" / f"width_{width}.npz"
+    if path.exists():
+        logging.info("Width %d: training already on disk, kept.", width)
+        return results.load(path)
+    seeds = config.seed + np.arange(study.seeds)
+    networks = engine.Networks(np.full(len(seeds), config.learning_rate), seeds)
+
+    def progress(epoch, scores, seconds):
+        converged = np.sum(scores["grad_norm"] < study.grad_tol)
+        logging.info(
+            "width %d epoch %d/%d: %d networks, %d with ‖∇C‖ < %g, median cost %.4g, %.3f s/epoch",
+            width, epoch, config.epochs, len(seeds), converged, study.grad_tol,
+            np.nanmedian(scores["train_cost"]), seconds,
+        )  # fmt: skip
+
+    result = trainer.fit(
+        networks,
+        model_config,
+        config,
+        train_xy,
+        {"test": test_xy},
+        shared_order=False,
+        eval_every=study.eval_every,
+        grad_tol=study.grad_tol,
+        devices=devices,
+        on_epoch=progress,
+    )
+    results.save(path, result)
+    return result
+
+
+def figures_of(rows, pairs, examples, ensembles, spread, plane):
+    """The study's figures, as ``(file name, caption, figure)``."""
+    shown = [
+        ("quality.png", "Quality of the endpoints, per width", figures.quality_figure(rows)),
+        ("spread.png", "Spread of quality against width", figures.spread_figure(spread)),
+        ("barriers.png", "Barriers and distances, before and after alignment",
+         figures.barrier_figure(pairs)),
+        ("paths.png", "Straight paths: between endpoints, and from initialisation",
+         figures.paths_figure(examples)),
+        ("ensemble.png", "Ensembles against single networks", figures.ensemble_figure(ensembles)),
+    ]  # fmt: skip
+    if plane is not None:
+        title = (
+            f"w={plane['width']}, seed {plane['seed']} ({plane['classification']}): the "
+            "training cost on a random plane through it"
+        )
+        figure = figures.surface_figure(plane, title=title)
+        shown.append(("surface.png", "The cost around one endpoint (2-D slice)", figure))
+    return shown

@@ -1,0 +1,150 @@
+"""One training run, from a config to a finished run folder.
+
+This is the library call behind ``experiments/train.py``: data, initialisation,
+training epoch by epoch with the metrics and a checkpoint written after each, then the
+summary, the plots and the report. It logs one line per epoch through ``absl.logging``.
+"""
+
+import jax
+import numpy as np
+from absl import logging
+
+from gd_jax import data, fast_gd, io, optim, train
+from gd_jax.config import ModelConfig, TrainConfig
+from gd_jax.report import document
+from gd_jax.studies.run import figures
+from gd_jax.studies.run.report import report
+from gd_jax.studies.run.tables import summarize
+
+STATUS_COMPLETED = "completed"
+STATUS_DIVERGED = "diverged"
+STATUS_INTERRUPTED = "interrupted"
+
+
+def train_run(config: TrainConfig, workdir: str, *, resume: bool = False) -> dict:
+    """Trains the network ``config`` describes and fills ``workdir`` with the run.
+
+    Args:
+      config: the run's hyperparameters.
+      workdir: the run folder; created if needed.
+      resume: continue the run already in ``workdir`` from its last checkpoint.
+
+    Returns:
+      The summary, as written to ``summary.json``. Its ``status`` is ``completed``,
+      ``diverged`` (a non-finite cost; training stopped) or ``interrupted`` (Ctrl-C; the
+      last checkpoint is consistent and ``resume=True`` continues it).
+
+    Raises:
+      GdJaxError: bad input (flags, data files, a workdir holding another run); the
+        folder is left as it was.
+    """
+    folder, dataset = io.start_run(
+        workdir, config.flags(), resume=resume, load=lambda: data.load_for(config)
+    )
+    model_config = config.model_config(dataset.train.x.shape[1], dataset.num_classes)
+    init_key, data_key = jax.random.split(jax.random.key(config.seed))
+    tx = optim.make(config.optimizer, config.learning_rate, config.momentum)
+    initial = train.init_state(model_config.init_params(init_key), tx)
+
+    state, start_epoch, history = initial, 0, []
+    if resume and (folder / io.CHECKPOINT).exists():
+        state, meta = io.load_checkpoint(folder / io.CHECKPOINT, like=initial)
+        start_epoch = int(meta["epoch"])
+        # Metrics may be one epoch ahead of the checkpoint (see io): drop that epoch.
+        history = [m for m in folder.metrics() if m["epoch"] <= start_epoch]
+        logging.info("Resuming %s after epoch %d.", workdir, start_epoch)
+
+    train_data = data.on_device(dataset.train)
+    evals = {
+        "validation": data.on_device(dataset.validation),
+        "test": data.on_device(dataset.test),
+    }
+    epoch_fn = fast_gd.build_epoch(model_config, config.optimizer, tx, config.batch_size)
+    status = STATUS_COMPLETED
+    try:
+        for result in train.fit(
+            state,
+            train_data,
+            evals,
+            model_config=model_config,
+            epoch_fn=epoch_fn,
+            epochs=config.epochs,
+            data_key=data_key,
+            start_epoch=start_epoch,
+        ):
+            history.append(result.metrics)
+            io.write_jsonl(folder / io.METRICS, history)
+            if result.metrics["diverged"]:
+                status = STATUS_DIVERGED
+                logging.error(
+                    "Epoch %d: the cost is no longer finite; training stopped. Gradient "
+                    "descent diverged at --learning_rate=%g: try a smaller one (e.g. %g).",
+                    result.epoch,
+                    config.learning_rate,
+                    config.learning_rate / 3,
+                )
+                break
+            state = result.state
+            io.save_checkpoint(folder / io.CHECKPOINT, state, epoch=result.epoch)
+            _log_epoch(result.metrics, config.epochs)
+    except KeyboardInterrupt:
+        status = STATUS_INTERRUPTED
+        logging.warning(
+            "Interrupted. The run folder holds every finished epoch; continue with --resume."
+        )
+
+    sizes = model_config.sizes
+    summary = summarize(history, status, num_params=model_config.num_params, sizes=sizes)
+    summary["validation_examples"] = len(dataset.validation.labels)
+    summary["train_examples"] = len(dataset.train.labels)
+    io.write_json(folder / io.SUMMARY, summary)
+    io.write_csv(folder / "metrics.csv", history)
+    x, labels = train_data
+    nudges = first_layer_nudges(model_config, [initial.params, state.params], x, labels)
+    shown = [
+        ("cost.png", "Cost per epoch", figures.cost_curves(history, cost_name=config.cost)),
+        ("accuracy.png", "Accuracy per epoch", figures.accuracy_curves(history)),
+        (
+            "weights.png",
+            "First-layer weights, one image per hidden unit (end of training)",
+            figures.weight_images(
+                np.asarray(state.params[0][0]),
+                dataset.image_shape,
+                title="First-layer weights after training",
+            ),
+        ),
+        (
+            "nudges.png",
+            "Nudges |∂C/∂w| of the first layer, at initialisation and at the end",
+            figures.nudge_images(*nudges, dataset.image_shape),
+        ),
+    ]
+    num_test = len(dataset.test.labels)
+    document.write(folder, shown, lambda captions: report(config, summary, num_test, captions))
+    return summary
+
+
+def _log_epoch(metrics: dict, epochs: int) -> None:
+    if metrics["epoch"] == 0:
+        logging.info(
+            "epoch 0/%d  train cost %.4f  test accuracy %.2f%% (initial)",
+            epochs,
+            metrics["train_cost"],
+            100 * metrics["test_accuracy"],
+        )
+        return
+    logging.info(
+        "epoch %d/%d  avg train cost %.4f  test accuracy %.2f%%  %.3f s",
+        metrics["epoch"],
+        epochs,
+        metrics["avg_train_cost"],
+        100 * metrics["test_accuracy"],
+        metrics["seconds"],
+    )
+
+
+def first_layer_nudges(model_config: ModelConfig, params_list, x, labels) -> list[np.ndarray]:
+    """|∂C/∂w| of the first layer's weights on the whole training set, ``[d, h]``, for
+    each parameter set in ``params_list`` (one compilation for all)."""
+    gradient = jax.jit(train.make_gradient(train.make_loss(model_config)))
+    return [np.abs(np.asarray(gradient(p, x, labels)[0][0])) for p in params_list]

@@ -1,0 +1,2 @@
+"""Gradient descent on tiny functions, where every step can be seen
+(``experiments/toy_descent.py``)."""

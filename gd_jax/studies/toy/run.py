@@ -1,0 +1,58 @@
+"""The toy-descent experiment, written into its folder."""
+
+from pathlib import Path
+
+from gd_jax import io
+from gd_jax.errors import GdJaxError
+from gd_jax.report import document
+from gd_jax.studies.toy import figures
+from gd_jax.studies.toy.report import report
+from gd_jax.studies.toy.scenes import study
+from gd_jax.studies.toy.summary import summarize
+
+
+def write_run(workdir: str) -> dict:
+    """Computes every scene of :func:`~gd_jax.studies.toy.scenes.study` and writes the
+    run folder: a PNG per scene, report.md, summary.json, runs.csv and config.json.
+
+    Args:
+      workdir: the folder; created if needed, and its files of the same names replaced.
+
+    Returns:
+      The summary, as written to summary.json.
+
+    Raises:
+      GdJaxError: ``workdir`` is a file.
+    """
+    folder = Path(workdir)
+    if folder.exists() and not folder.is_dir():
+        raise GdJaxError(f"--workdir={workdir} is a file, not a folder. Choose a folder.")
+    scenes = study()
+    summary = summarize(scenes)
+    shown = []
+    for scene in scenes:
+        draw = figures.curve_figure if scene.fn.dim == 1 else figures.contour_figure
+        shown.append((f"{scene.key}.png", scene.title, draw(scene)))
+    io.write_json(folder / io.CONFIG, {"flags": {"workdir": workdir}, **io.environment()})
+    io.write_json(folder / io.SUMMARY, summary)
+    io.write_csv(
+        folder / "runs.csv",
+        [
+            {"scene": entry["key"], **_flat(run)}
+            for entry in summary["scenes"]
+            for run in entry["runs"]
+        ],
+    )
+    files = {scene.key: f"{scene.key}.png" for scene in scenes}
+    document.write(folder, shown, lambda captions: report(summary, files))
+    return summary
+
+
+def _flat(run: dict) -> dict:
+    """A run record with its lists as space-separated text, for CSV."""
+    flat = {}
+    for key, value in run.items():
+        if key in ("factors", "milestones"):
+            continue
+        flat[key] = " ".join(str(v) for v in value) if isinstance(value, list) else value
+    return flat

@@ -1,0 +1,197 @@
+"""Many networks trained as one program: ``train``'s epoch, vmapped over a network axis.
+
+Every leaf of the state carries a leading axis of N networks, each with its own learning
+rate (held in its optimiser state), initialisation seed and, unless they share one, data
+order. The dataset is an unbatched argument: stored once, read by all. A network whose
+cost stops being finite is frozen at the start of the epoch in which it failed and
+flagged with that epoch and step; the others go on untouched, because no operation
+mixes networks.
+
+Networks follow the same key discipline as a single run (``studies.run``):
+``init_key, data_key = split(key(seed))``, so network *i* of a sweep trains exactly as
+``experiments/train.py --seed=seed_i --learning_rate=eta_i`` does.
+"""
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gd_jax import fast_gd, optim, train
+from gd_jax.config import ModelConfig
+
+
+class Networks(NamedTuple):
+    """The per-network settings of a sweep, as arrays of length N."""
+
+    learning_rate: np.ndarray  # float [N]
+    seed: np.ndarray  # int [N]
+
+    def __len__(self) -> int:
+        return len(self.learning_rate)
+
+    def take(self, index) -> "Networks":
+        return Networks(self.learning_rate[index], self.seed[index])
+
+
+def grid(learning_rates, seeds) -> Networks:
+    """Every learning rate with every seed, learning rate major."""
+    eta, seed = np.meshgrid(np.asarray(learning_rates, float), np.asarray(seeds), indexing="ij")
+    return Networks(eta.ravel(), seed.ravel().astype(np.int64))
+
+
+class SweepState(NamedTuple):
+    train: train.TrainState  # leaves [N, ...]
+    alive: jax.Array  # bool [N]: still finite
+    diverged_step: jax.Array  # int32 [N]: the first step with a non-finite cost; -1 if none
+    converged: jax.Array  # bool [N]: stopped because it met the gradient tolerance
+
+
+def keys(seeds) -> tuple[jax.Array, jax.Array]:
+    """``(init_keys, data_keys)`` of each network, as in a single run."""
+    pairs = jax.vmap(lambda s: jax.random.split(jax.random.key(s)))(jnp.asarray(seeds))
+    return pairs[:, 0], pairs[:, 1]
+
+
+def init(networks: Networks, model_config: ModelConfig, tx) -> SweepState:
+    """Fresh states for all networks, η of network *i* in its optimiser state."""
+    # Eager on purpose: XLA compiles the vmapped random draws slowly (seconds), while
+    # eager ops compile once per shape and are then cached for every later sweep.
+    init_keys, _ = keys(networks.seed)
+    params = jax.vmap(model_config.init_params)(init_keys)
+    opt_state = jax.vmap(tx.init)(params)
+    opt_state = optim.set_learning_rate(opt_state, jnp.asarray(networks.learning_rate))
+    n = len(networks)
+    step = jnp.zeros((n,), jnp.int32)
+    alive = jnp.ones((n,), bool)
+    state = train.TrainState(params, opt_state, step)
+    return SweepState(state, alive, -jnp.ones((n,), jnp.int32), jnp.zeros((n,), bool))
+
+
+def all_finite(tree) -> jax.Array:
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]))
+
+
+def make_epoch(loss: train.Loss, tx, batch_size: int, *, shared_order: bool, fast=None):
+    """The vmapped epoch: ``epoch(state, x, labels, keys) -> (state, avg cost [N])``.
+
+    ``keys`` is one key when ``shared_order`` (the permutation, and each batch's gather,
+    is then computed once for all networks) or one key per network.
+
+    Divergence is checked once per epoch, not per step: a per-step check and select
+    would read and write every parameter of every network at every step, a large
+    share of a sweep's time (``benchmarks/README.md``). A network whose epoch produced
+    a non-finite cost (or parameters) gets its start-of-epoch state back and is frozen
+    from then on;
+    ``diverged_step`` records the first step whose cost was not finite.
+
+    Args:
+      loss, tx, batch_size, shared_order: as for a single run.
+      fast: the network's :class:`ModelConfig`, to train plain gradient descent with a
+        shared order through ``gd_jax.fast_gd`` (one matmul meets every network);
+        ``None`` for the general vmapped step.
+    """
+    step = train.make_step(loss, tx)
+
+    def epoch(state: SweepState, x, labels, keys):
+        n = x.shape[0]
+        batch = (
+            (lambda idx: (x, labels)) if batch_size == 0 else (lambda idx: (x[idx], labels[idx]))
+        )
+        if batch_size == 0:  # one step on the whole set: no order, no gather
+            order = jnp.zeros((1, 1), jnp.int32)
+        else:
+            batches = lambda k: train.batch_order(k, n, batch_size)
+            order = (batches if shared_order else jax.vmap(batches))(keys)
+        if fast is not None:
+            head_loss = train.make_head_loss(fast)
+            trained, costs = fast_gd.delayed_steps(
+                state.train, batch, order, head_loss, full=batch_size == 0
+            )
+        else:
+            body = lambda train_state, idx: step(train_state, *batch(idx))
+            run = lambda train_state, order: jax.lax.scan(body, train_state, order)
+            in_axes = (0, None if shared_order or batch_size == 0 else 0)
+            trained, costs = jax.vmap(run, in_axes=in_axes, out_axes=(0, 1))(state.train, order)
+        return settle(state, trained, costs)
+
+    return epoch
+
+
+def build_epoch(
+    model_config: ModelConfig, optimizer: str, tx, batch_size: int, *, shared_order: bool
+):
+    """The fastest correct epoch for a sweep: plain gradient descent on batches every
+    network shares takes the stacked path (one matmul meets all networks); anything
+    else (other optimisers, per-network orders) the vmapped single-network step."""
+    loss = train.make_loss(model_config)
+    stacked = optimizer == "gd" and (shared_order or batch_size == 0)
+    fast = model_config if stacked else None
+    return make_epoch(loss, tx, batch_size, shared_order=shared_order, fast=fast)
+
+
+def settle(state: SweepState, trained: train.TrainState, costs: jax.Array):
+    """Keeps each active network's epoch if all its costs ``[steps, N]`` and parameters
+    are finite; otherwise restores its start-of-epoch state and freezes it. Networks
+    already frozen (diverged or converged) keep their state whatever the epoch did."""
+    finite = jnp.isfinite(costs)
+    leaf_ok = [
+        jnp.all(jnp.isfinite(leaf).reshape(leaf.shape[0], -1), axis=1)
+        for leaf in jax.tree.leaves(trained.params)
+    ]
+    ok = jnp.all(finite, axis=0) & jnp.all(jnp.stack(leaf_ok), axis=0)
+    active = state.alive & ~state.converged
+    keep = active & ok
+    select = lambda n, o: jnp.where(keep.reshape((-1,) + (1,) * (n.ndim - 1)), n, o)
+    kept = jax.tree.map(select, trained, state.train)
+    first_bad = jnp.where(jnp.all(finite, axis=0), costs.shape[0], jnp.argmin(finite, axis=0))
+    newly = active & ~ok
+    diverged_step = jnp.where(newly, state.train.step + first_bad + 1, state.diverged_step)
+    avg = jnp.where(keep, jnp.mean(costs, axis=0), jnp.nan)
+    return state._replace(train=kept, alive=state.alive & ~newly, diverged_step=diverged_step), avg
+
+
+def chunked_mean(fn: Callable, x: jax.Array, labels: jax.Array, chunk: int):
+    """The mean over examples of ``fn(x_chunk, labels_chunk)`` (itself a mean over its
+    chunk), evaluated ``chunk`` examples at a time so N networks × n examples of hidden
+    activations never sit in memory at once. Works for any pytree output (costs, grads)."""
+    n = x.shape[0]
+    if n <= chunk:
+        return fn(x, labels)
+    full = n // chunk
+    head = n - n % chunk
+
+    def body(total, i):
+        xs = jax.lax.dynamic_slice_in_dim(x, i * chunk, chunk)
+        ys = jax.lax.dynamic_slice_in_dim(labels, i * chunk, chunk)
+        return jax.tree.map(lambda t, v: t + v * chunk, total, fn(xs, ys)), None
+
+    zero = jax.tree.map(jnp.zeros_like, jax.eval_shape(fn, x[:chunk], labels[:chunk]))
+    total, _ = jax.lax.scan(body, zero, jnp.arange(full))
+    if head < n:
+        rest = fn(x[head:], labels[head:])
+        total = jax.tree.map(lambda t, v: t + v * (n - head), total, rest)
+    return jax.tree.map(lambda t: t / n, total)
+
+
+def make_measure(model_config: ModelConfig, splits: tuple[str, ...], chunk: int):
+    """Per-network scores after an epoch: ``measure(params, train, evals) -> dict``.
+
+    Keys: ``train_cost``, ``train_accuracy``, ``grad_norm`` (‖∇C‖ on the whole
+    training set) and ``{split}_cost``, ``{split}_accuracy`` for each of ``splits``.
+    """
+    evaluate = train.make_evaluate(model_config)
+    gradient = train.make_gradient(train.make_loss(model_config))
+
+    def one(params, train_xy, evals):
+        scores = {}
+        for name, (x, labels) in (("train", train_xy), *zip(splits, evals, strict=True)):
+            values = chunked_mean(lambda a, b: evaluate(params, a, b), x, labels, chunk)
+            scores.update({f"{name}_{k}": v for k, v in values.items()})
+        grads = chunked_mean(lambda a, b: gradient(params, a, b), *train_xy, chunk)
+        scores["grad_norm"] = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads)))
+        return scores
+
+    return jax.vmap(one, in_axes=(0, None, None))

@@ -1,0 +1,70 @@
+"""The device mesh a sweep's networks are sharded over, and the gather that brings
+sharded arrays (from every process) back to the host."""
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import AxisType, Mesh
+
+from gd_jax.errors import GdJaxError
+
+
+def host(tree):
+    """Numpy copies of (possibly sharded) arrays. An array spread over several processes
+    is gathered from all of them, since each holds only its own devices' shards."""
+
+    def one(a):
+        if isinstance(a, jax.Array) and not a.is_fully_addressable:
+            return np.asarray(multihost_utils.process_allgather(a, tiled=True))
+        return np.asarray(jax.device_get(a))
+
+    return jax.tree.map(one, tree)
+
+
+def network_mesh(devices: int | None = None) -> Mesh:
+    """A one-axis mesh, ``"networks"``, over the first ``devices`` devices (all if None).
+
+    Sweeps shard their network axis over it: each device trains its share of the
+    networks, with the data replicated. Several hosts joined by
+    ``jax.distributed.initialize`` see one another's devices in ``jax.devices()``.
+    """
+    available = jax.devices()
+    count = len(available) if devices is None else devices
+    if not 1 <= count <= len(available):
+        raise GdJaxError(
+            f"devices={devices} cannot be used: {len(available)} device(s) are visible "
+            f"({available[0].platform}). Give a number from 1 to {len(available)}, or None "
+            "to use them all.",
+            field="devices",
+        )
+    return jax.make_mesh(
+        (count,), ("networks",), devices=available[:count], axis_types=(AxisType.Auto,)
+    )
+
+
+def join(coordinator_address: str | None, num_processes: int, process_id: int) -> None:
+    """Joins the processes of a multi-host study (a no-op for one process).
+
+    Each process sees every process's devices in ``jax.devices()``, so the sweeps'
+    network mesh spans them all; on CPUs the collectives go through gloo.
+
+    Args:
+      coordinator_address: ``host:port`` of process 0, the same for every process.
+      num_processes: how many processes join.
+      process_id: this process's rank, from 0 to ``num_processes - 1``.
+    """
+    if num_processes <= 1:
+        return
+    if not coordinator_address or not 0 <= process_id < num_processes:
+        raise GdJaxError(
+            f"num_processes={num_processes} needs a coordinator_address HOST:PORT "
+            f"(process 0's) and a process_id from 0 to {num_processes - 1} "
+            f"(got {process_id}).",
+            field="num_processes",
+        )
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(
+        coordinator_address=coordinator_address,
+        num_processes=num_processes,
+        process_id=process_id,
+    )

@@ -1,0 +1,100 @@
+"""A sweep's results: per-network metrics and parameters, selected, joined, stored.
+
+Results are stored as one ``.npz`` of named arrays (:func:`to_arrays`), written
+atomically through ``gd_jax.io``, so a study saves each chunk of networks as it
+finishes and a resumed study reads it back instead of training it again.
+"""
+
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+from gd_jax import io
+from gd_jax.sweep.engine import Networks
+
+
+class SweepResult(NamedTuple):
+    networks: Networks
+    epochs: np.ndarray  # int [R]: the epochs at which metrics were recorded (0 first)
+    metrics: dict[str, np.ndarray]  # name -> [R, N]; NaN after divergence
+    params: Any  # final (or frozen) parameters, numpy leaves [N, ...]
+    diverged_step: np.ndarray  # int [N], -1 if never
+    diverged_epoch: np.ndarray  # int [N], -1 if never
+    converged_epoch: np.ndarray  # int [N]: when ‖∇C‖ first met the tolerance; -1 if never
+    seconds_per_epoch: float
+    compile_seconds: float
+
+
+def to_arrays(result: SweepResult) -> dict[str, np.ndarray]:
+    """A :class:`SweepResult` as named arrays (for ``io.save_arrays``)."""
+    arrays = {
+        "learning_rate": result.networks.learning_rate,
+        "seed": result.networks.seed,
+        "epochs": result.epochs,
+        "diverged_step": result.diverged_step,
+        "diverged_epoch": result.diverged_epoch,
+        "converged_epoch": result.converged_epoch,
+        "seconds_per_epoch": result.seconds_per_epoch,
+        "compile_seconds": result.compile_seconds,
+    }
+    arrays.update({f"metrics/{k}": v for k, v in result.metrics.items()})
+    for i, (w, b) in enumerate(result.params):
+        arrays[f"params/{i}/w"], arrays[f"params/{i}/b"] = w, b
+    return arrays
+
+
+def from_arrays(stored: dict[str, np.ndarray]) -> SweepResult:
+    """The inverse of :func:`to_arrays`."""
+    layers = sum(1 for k in stored if k.startswith("params/") and k.endswith("/w"))
+    return SweepResult(
+        networks=Networks(stored["learning_rate"], stored["seed"]),
+        epochs=stored["epochs"],
+        metrics={k[len("metrics/") :]: v for k, v in stored.items() if k.startswith("metrics/")},
+        params=[(stored[f"params/{i}/w"], stored[f"params/{i}/b"]) for i in range(layers)],
+        diverged_step=stored["diverged_step"],
+        diverged_epoch=stored["diverged_epoch"],
+        converged_epoch=stored["converged_epoch"],
+        seconds_per_epoch=float(stored["seconds_per_epoch"]),
+        compile_seconds=float(stored["compile_seconds"]),
+    )
+
+
+def take(result: SweepResult, index) -> SweepResult:
+    """The networks ``index`` of a result."""
+    return result._replace(
+        networks=result.networks.take(index),
+        metrics={k: v[:, index] for k, v in result.metrics.items()},
+        params=jax.tree.map(lambda leaf: leaf[index], result.params),
+        diverged_step=result.diverged_step[index],
+        diverged_epoch=result.diverged_epoch[index],
+        converged_epoch=result.converged_epoch[index],
+    )
+
+
+def concatenate(parts: list[SweepResult]) -> SweepResult:
+    """The networks of several results (of the same epochs), in order."""
+    cat = lambda *xs: np.concatenate(xs)
+    return SweepResult(
+        networks=Networks(*(cat(*f) for f in zip(*(p.networks for p in parts), strict=True))),
+        epochs=parts[0].epochs,
+        metrics={
+            k: np.concatenate([p.metrics[k] for p in parts], axis=1) for k in parts[0].metrics
+        },
+        params=jax.tree.map(cat, *(p.params for p in parts)),
+        diverged_step=cat(*(p.diverged_step for p in parts)),
+        diverged_epoch=cat(*(p.diverged_epoch for p in parts)),
+        converged_epoch=cat(*(p.converged_epoch for p in parts)),
+        seconds_per_epoch=float(np.mean([p.seconds_per_epoch for p in parts])),
+        compile_seconds=parts[0].compile_seconds,
+    )
+
+
+def save(path, result: SweepResult) -> None:
+    """Writes ``result`` to ``path`` (``.npz``), atomically."""
+    io.save_arrays(path, **to_arrays(result))
+
+
+def load(path) -> SweepResult:
+    """Reads a result written by :func:`save`."""
+    return from_arrays(io.load_arrays(path))

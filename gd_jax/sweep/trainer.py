@@ -1,0 +1,176 @@
+"""Training a sweep: all networks for all epochs, measured between blocks of epochs."""
+
+import time
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
+
+from gd_jax import optim, train
+from gd_jax.config import ModelConfig, TrainConfig
+from gd_jax.sweep import engine, mesh, results
+from gd_jax.sweep.engine import Networks
+from gd_jax.sweep.results import SweepResult
+
+
+def fit(
+    networks: Networks,
+    model_config: ModelConfig,
+    config: TrainConfig,
+    train_xy: tuple[jax.Array, jax.Array],
+    evals: dict[str, tuple[jax.Array, jax.Array]],
+    *,
+    shared_order: bool = True,
+    eval_every: int = 1,
+    grad_tol: float | None = None,
+    eval_chunk: int = 10_000,
+    devices: int | None = None,
+    on_epoch: Callable[[int, dict[str, np.ndarray], float], None] | None = None,
+) -> SweepResult:
+    """Trains all ``networks`` for ``epochs`` epochs as one compiled program per epoch.
+
+    Args:
+      networks: η and seed of each network.
+      model_config: the network every one of them is.
+      config: the training: ``optimizer``, ``momentum``, ``batch_size`` and
+        ``epochs`` as for a single run, and ``seed``, whose data key orders the
+        mini-batches of a shared order. Its ``learning_rate`` is not read: each
+        network has its own.
+      train_xy: the training ``(x, labels)``, on the device, shared by all networks.
+      evals: other splits to score each epoch; empty splits are skipped.
+      shared_order: all networks see the same mini-batches, drawn from the data key
+        of ``config.seed`` (so the network with that seed matches a single run);
+        otherwise each network draws from its own seed's data key.
+      eval_chunk: examples scored at a time.
+      eval_every: epochs run as one compiled block between two measurements (and
+        host syncs); full-batch runs of thousands of steps want more than 1.
+      grad_tol: a network whose ‖∇C‖ on the training set falls below this at a
+        measurement stops training there (``converged_epoch``); the sweep ends when
+        every network has converged or diverged. ``None`` trains every epoch.
+      devices: shard the network axis over this many devices (all visible ones if
+        None); the networks are padded with copies of the last one to a multiple of
+        the device count, and the copies dropped from the result.
+      on_epoch: called as ``on_epoch(epoch, metrics, seconds)`` after each
+        measurement with its per-network metrics (numpy arrays [N]) and the seconds
+        per epoch of the block, e.g. to log progress.
+
+    Returns:
+      A :class:`SweepResult`.
+    """
+    network_mesh = mesh.network_mesh(devices)
+    count = network_mesh.devices.size
+    n = len(networks)
+    padded = np.concatenate([np.arange(n), np.full(-n % count, n - 1)])
+    result = _fit_on(
+        network_mesh, networks.take(padded), model_config, config, train_xy, evals,
+        shared_order=shared_order, eval_every=eval_every, grad_tol=grad_tol,
+        eval_chunk=eval_chunk, on_epoch=on_epoch,
+    )  # fmt: skip
+    return result if len(padded) == n else results.take(result, np.arange(n))
+
+
+def _fit_on(
+    network_mesh, networks, model_config, config, train_xy, evals, *,
+    shared_order, eval_every, grad_tol, eval_chunk, on_epoch,
+) -> SweepResult:  # fmt: skip
+    optimizer, batch_size, epochs = config.optimizer, config.batch_size, config.epochs
+    tx = optim.make(optimizer, 1.0, config.momentum)
+    by_network = NamedSharding(network_mesh, PartitionSpec("networks"))
+    everywhere = NamedSharding(network_mesh, PartitionSpec())
+    # Host values go to the mesh: with several processes, every process passes the same
+    # numbers and each keeps the shards of its own devices.
+    state = engine.init(networks, model_config, tx)
+    state = jax.device_put(jax.device_get(state), by_network)
+    train_xy, evals = jax.device_put(jax.device_get((train_xy, evals)), everywhere)
+    if shared_order:
+        data_key = engine.keys(np.asarray([config.seed]))[1][0]
+        epoch_keys = lambda e: train.epoch_key(data_key, e)
+    else:
+        key_data = jax.device_put(jax.random.key_data(engine.keys(networks.seed)[1]), by_network)
+        epoch_keys = lambda e: jax.vmap(lambda k: train.epoch_key(jax.random.wrap_key_data(k), e))(
+            key_data
+        )
+    splits = tuple(name for name, (x, _) in evals.items() if x.shape[0])
+    eval_data = tuple(evals[name] for name in splits)
+    measure = jax.jit(engine.make_measure(model_config, splits, eval_chunk))
+    x, labels = train_xy
+
+    epoch_fn = engine.build_epoch(
+        model_config, optimizer, tx, batch_size, shared_order=shared_order
+    )
+
+    @jax.jit
+    def block(state, block_keys):  # eval_every epochs in one program
+        state, avg = jax.lax.scan(lambda st, k: epoch_fn(st, x, labels, k), state, block_keys)
+        return state, jnp.mean(avg, axis=0)
+
+    starts = list(range(1, epochs + 1, eval_every))
+    compiled = {}
+
+    def run_block(state, first, count):
+        block_keys = jnp.stack([epoch_keys(e) for e in range(first, first + count)])
+        if count not in compiled:  # at most two: full blocks and a shorter last one
+            compiled[count] = block.lower(state, block_keys).compile()
+        return compiled[count](state, block_keys)
+
+    tic = time.perf_counter()
+    if starts:
+        first_keys = jnp.stack([epoch_keys(e) for e in range(1, 1 + min(eval_every, epochs))])
+        compiled[len(first_keys)] = block.lower(state, first_keys).compile()
+    compile_seconds = time.perf_counter() - tic
+
+    history, recorded = [], []
+
+    def record(epoch, state, avg_cost):
+        scores = mesh.host(measure(state.train.params, train_xy, eval_data))
+        scores = {k: np.asarray(v, np.float64) for k, v in scores.items()}
+        scores["avg_train_cost"] = np.asarray(mesh.host(avg_cost), np.float64)
+        dead = ~mesh.host(state.alive)
+        for v in scores.values():
+            v[dead] = np.nan
+        history.append(scores)
+        recorded.append(epoch)
+        return scores
+
+    n = len(networks)
+    scores = record(0, state, np.full(n, np.nan))
+    diverged_epoch = np.full(n, -1)
+    converged_epoch = np.full(n, -1)
+    seconds = []
+
+    def check_convergence(epoch, state, scores):
+        if grad_tol is None:
+            return state
+        met = mesh.host(state.alive) & (scores["grad_norm"] < grad_tol) & (converged_epoch < 0)
+        converged_epoch[met] = epoch
+        return state._replace(converged=jnp.asarray(converged_epoch >= 0))
+
+    state = check_convergence(0, state, scores)
+    for first in starts:
+        if not np.any(mesh.host(state.alive) & ~mesh.host(state.converged)):
+            break
+        count = min(eval_every, epochs - first + 1)
+        tic = time.perf_counter()
+        state, avg_cost = run_block(state, first, count)
+        avg_cost = jax.block_until_ready(avg_cost)
+        seconds.append((time.perf_counter() - tic) / count)
+        last = first + count - 1
+        scores = record(last, state, avg_cost)
+        diverged_epoch[(diverged_epoch < 0) & ~mesh.host(state.alive)] = last
+        state = check_convergence(last, state, scores)
+        if on_epoch is not None:
+            on_epoch(last, scores, seconds[-1])
+
+    return SweepResult(
+        networks=networks,
+        epochs=np.asarray(recorded),
+        metrics={k: np.stack([h[k] for h in history]) for k in history[0]},
+        params=mesh.host(state.train.params),
+        diverged_step=mesh.host(state.diverged_step),
+        diverged_epoch=diverged_epoch,
+        converged_epoch=converged_epoch,
+        seconds_per_epoch=float(np.median(seconds)) if seconds else float("nan"),
+        compile_seconds=compile_seconds,
+    )

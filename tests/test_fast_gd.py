@@ -1,0 +1,105 @@
+"""The fast paths of plain gradient descent: each equals the plain scan of train.make_step."""
+
+import jax
+import pytest
+from conftest import assert_trees_close, assert_trees_equal, mlp, tiny_data
+
+from gd_jax import fast_gd, model, optim, train
+
+SIZES = (12, 8, 8, 4)
+MODEL = mlp(SIZES, activation="sigmoid", cost="mse")
+
+
+def data(n=60, seed=0):
+    return tiny_data(n, SIZES[0], SIZES[-1], seed)
+
+
+def fresh_state(tx, seed=0, scheme="normal"):
+    return train.init_state(model.init_params(jax.random.key(seed), SIZES, scheme), tx)
+
+
+@pytest.mark.parametrize(
+    "cost, activation, sizes, batch_size, n",
+    [("mse", "sigmoid", (12, 8, 8, 4), 7, 60),  # 8 steps: one short block
+     ("mse", "sigmoid", (12, 6, 4), 2, 80),  # 40 steps: 16 + 16 + a tail of 8
+     ("cross_entropy", "relu", (12, 5, 4), 3, 60),
+     ("mse", "tanh", (12, 4), 5, 60)],  # one layer: nothing after the first
+)  # fmt: skip
+def test_the_fast_gd_epoch_equals_the_plain_scan(cost, activation, sizes, batch_size, n):
+    x, labels = tiny_data(n, sizes[0], sizes[-1], seed=4)
+    model_config = mlp(sizes, activation=activation, cost=cost)
+    tx = optim.make("gd", 2.0)
+    state = train.init_state(model.init_params(jax.random.key(1), sizes), tx)
+    key = jax.random.key(5)
+    plain = jax.jit(train.make_epoch(train.make_loss(model_config), tx, batch_size))
+    fast = jax.jit(fast_gd.build_epoch(model_config, "gd", tx, batch_size))
+    (a, cost_a), (b, cost_b) = plain(state, x, labels, key), fast(state, x, labels, key)
+    assert_trees_close(a.params, b.params, rtol=1e-4, atol=1e-5)
+    assert float(cost_b) == pytest.approx(float(cost_a), rel=1e-5)
+    steps = n // batch_size
+    assert int(b.step) == steps and int(b.opt_state.count) == int(a.opt_state.count) == steps
+    assert b.params[0][0].shape == a.params[0][0].shape
+
+
+@pytest.mark.parametrize(
+    "cost, activation, sizes",
+    [
+        ("mse", "sigmoid", (12, 8, 8, 4)),
+        ("cross_entropy", "relu", (12, 5, 4)),
+        ("mse", "tanh", (12, 4)),
+    ],
+)
+def test_the_fast_full_batch_step_equals_the_plain_one(cost, activation, sizes):
+    x, labels = tiny_data(50, sizes[0], sizes[-1], seed=6)
+    model_config = mlp(sizes, activation=activation, cost=cost)
+    tx = optim.make("gd", 0.7)
+    state = train.init_state(model.init_params(jax.random.key(2), sizes), tx)
+    key = jax.random.key(0)
+    plain = jax.jit(train.make_epoch(train.make_loss(model_config), tx, 0))
+    fast = jax.jit(fast_gd.build_epoch(model_config, "gd", tx, 0))
+    for _ in range(3):  # three epochs, each one step
+        (a, cost_a), (b, cost_b) = plain(state, x, labels, key), fast(state, x, labels, key)
+        assert_trees_close(a, b, rtol=1e-5, atol=1e-6)
+        assert float(cost_b) == pytest.approx(float(cost_a), rel=1e-6)
+        state = b
+    assert int(state.step) == 3 and int(state.opt_state.count) == 3
+
+
+def test_build_epoch_takes_the_plain_scan_for_other_optimisers():
+    x, labels = data()
+    key = jax.random.key(2)
+    for name, batch_size in (("adam", 10), ("sgd", 10), ("rmsprop", 0)):
+        tx = optim.make(name, 0.1)
+        plain = jax.jit(train.make_epoch(train.make_loss(MODEL), tx, batch_size))
+        built = jax.jit(fast_gd.build_epoch(MODEL, name, tx, batch_size))
+        a, b = plain(fresh_state(tx), x, labels, key), built(fresh_state(tx), x, labels, key)
+        assert_trees_equal(a, b)
+
+
+def test_sgd_without_momentum_is_gd_through_the_plain_scan():
+    x, labels = data()
+    gd, sgd = optim.make("gd", 1.0), optim.make("sgd", 1.0, momentum=0.0)
+    key = jax.random.key(3)
+    a, _ = jax.jit(fast_gd.build_epoch(MODEL, "gd", gd, 10))(fresh_state(gd), x, labels, key)
+    b, _ = jax.jit(fast_gd.build_epoch(MODEL, "sgd", sgd, 10))(fresh_state(sgd), x, labels, key)
+    assert_trees_close(a.params, b.params, rtol=1e-5, atol=1e-6)
+
+
+def test_fit_with_the_optimiser_named_takes_the_fast_path_to_the_same_run():
+    x, labels = data()
+    tx = optim.make("gd", 3.0)
+    epoch_fns = {
+        None: train.make_epoch(train.make_loss(MODEL), tx, 7),
+        "gd": fast_gd.build_epoch(MODEL, "gd", tx, 7),
+    }
+    runs = {}
+    for optimizer, epoch_fn in epoch_fns.items():
+        results = list(
+            train.fit(fresh_state(tx), (x, labels), {}, model_config=MODEL, epoch_fn=epoch_fn,
+                      epochs=3, data_key=jax.random.key(0))
+        )  # fmt: skip
+        runs[optimizer] = results
+    assert [r.epoch for r in runs["gd"]] == [0, 1, 2, 3]
+    for slow, fast in zip(runs[None], runs["gd"], strict=True):
+        assert fast.metrics["train_cost"] == pytest.approx(slow.metrics["train_cost"], rel=1e-4)
+        assert_trees_close(slow.state.params, fast.state.params, rtol=1e-4, atol=1e-5)
