@@ -78,7 +78,9 @@ def run(
     }
     baseline = costs.constant_cost(config.cost, dataset.train.labels, dataset.num_classes)
 
-    sweep = sweep_in_chunks(folder, model_config, config, study, networks, train_xy, evals, devices)
+    sweep = sweep_in_chunks(
+        folder, model_config, config, study, networks, train_xy, evals, devices=devices
+    )
     trace = None
     if study.tracing:
         trace = cached_trace(folder, model_config, study, networks, train_xy)
@@ -94,7 +96,15 @@ def run(
     first_order = tables.first_order_rows(trace) if trace is not None else []
     if first_order:
         io.write_csv(folder / "first_order.csv", first_order)
-    summary = tables.summarize(rows, stability, first_order, range_rows, trace, baseline, sweep)
+    summary = tables.summarize(
+        rows,
+        stability=stability,
+        first_order=first_order,
+        range_rows=range_rows,
+        trace=trace,
+        baseline=baseline,
+        sweep=sweep,
+    )
     summary.update(
         sizes=list(model_config.sizes),
         num_params=model_config.num_params,
@@ -102,16 +112,37 @@ def run(
     )
     summary["sharpness_examples"] = min(study.sharpness_examples, len(train_xy[1]))
     io.write_json(folder / io.SUMMARY, summary)
-    shown = figures_of(study, sweep, rows, trace, first_order, range_rows, summary)
+    shown = figures_of(
+        study,
+        summary,
+        sweep=sweep,
+        rows=rows,
+        trace=trace,
+        first_order=first_order,
+        range_rows=range_rows,
+    )
     document.write(folder, shown, lambda captions: report(config, study, summary, captions))
     return summary
 
 
-def _chunk_path(folder, index: int):
+XY = tuple[jax.Array, jax.Array]  # (inputs, labels) of a split, on the device
+
+
+def _chunk_path(folder: io.RunFolder, index: int):
     return folder / "chunks" / f"sweep_{index:03d}.npz"
 
 
-def sweep_in_chunks(folder, model_config, config, study, networks, train_xy, evals, devices):
+def sweep_in_chunks(
+    folder: io.RunFolder,
+    model_config: ModelConfig,
+    config: TrainConfig,
+    study: LrConfig,
+    networks: engine.Networks,
+    train_xy: XY,
+    evals: dict[str, XY],
+    *,
+    devices: int | None,
+) -> results.SweepResult:
     """The sweep, ``chunk_size`` networks at a time, each chunk saved when it is done.
 
     The last chunk is padded with copies of its last network so every chunk has the
@@ -160,7 +191,13 @@ def sweep_in_chunks(folder, model_config, config, study, networks, train_xy, eva
     return results.concatenate(parts)
 
 
-def cached_trace(folder, model_config: ModelConfig, study: LrConfig, networks, train_xy):
+def cached_trace(
+    folder: io.RunFolder,
+    model_config: ModelConfig,
+    study: LrConfig,
+    networks: engine.Networks,
+    train_xy: XY,
+) -> TraceResult:
     """The full-batch trace of every network, or its copy in ``trace.npz``."""
     path = folder / "trace.npz"
     if path.exists():
@@ -193,7 +230,13 @@ def cached_trace(folder, model_config: ModelConfig, study: LrConfig, networks, t
     return trace
 
 
-def cached_range_test(folder, model_config, config, study, train_xy) -> list[dict]:
+def cached_range_test(
+    folder: io.RunFolder,
+    model_config: ModelConfig,
+    config: TrainConfig,
+    study: LrConfig,
+    train_xy: XY,
+) -> list[dict]:
     """The range test's cost at every step, or its copy in ``range_test.csv``."""
     path = folder / "range_test.csv"
     if path.exists():
@@ -216,7 +259,16 @@ def cached_range_test(folder, model_config, config, study, train_xy) -> list[dic
     return rows
 
 
-def figures_of(study, sweep, rows, trace, first_order, range_rows, summary):
+def figures_of(
+    study: LrConfig,
+    summary: dict,
+    *,
+    sweep: results.SweepResult,
+    rows: list[dict],
+    trace: TraceResult | None,
+    first_order: list[dict],
+    range_rows: list[dict] | None,
+) -> list[document.Shown]:
     """The study's figures, as ``(file name, caption, figure)``."""
     etas = sweep.networks.learning_rate
     ok = np.array([r["trained"] for r in rows])

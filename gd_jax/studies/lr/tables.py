@@ -167,7 +167,18 @@ def per_eta_rows(rows: list[dict]) -> list[dict]:
     return table
 
 
-def summarize(rows, stability, first_order, range_rows, trace, baseline, result) -> dict:
+def summarize(
+    rows: list[dict],
+    *,
+    stability: list[dict],
+    first_order: list[dict],
+    range_rows: list[dict] | None,
+    trace: TraceResult | None,
+    baseline: float,
+    sweep: SweepResult,
+) -> dict:
+    """The study's ``summary.json``: the best η, per-η and per-seed tables, the first
+    step's ΔC against its predictions and the range test's landmarks."""
     per_eta = per_eta_rows(rows)
     scored = [r for r in per_eta if r["final_test_accuracy_mean"] is not None and r["trained"]]
     best = max(scored, key=lambda r: r["final_test_accuracy_mean"], default=None)
@@ -179,8 +190,8 @@ def summarize(rows, stability, first_order, range_rows, trace, baseline, result)
         "diverged_networks": sum(r["diverged"] for r in rows),
         "per_learning_rate": per_eta,
         "stability": stability,
-        "sweep_seconds_per_epoch": result.seconds_per_epoch,
-        "sweep_compile_seconds": result.compile_seconds,
+        "sweep_seconds_per_epoch": sweep.seconds_per_epoch,
+        "sweep_compile_seconds": sweep.compile_seconds,
     }
     two_over = [s["two_over_lambda_max"] for s in stability if s.get("two_over_lambda_max")]
     if two_over:

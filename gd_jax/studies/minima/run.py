@@ -76,7 +76,9 @@ def run(
             found = io.read_json(cached)
             logging.info("Width %d: analysis already on disk, kept.", width)
         else:
-            result = trained_width(folder, model_config, config, study, train_xy, test_xy, devices)
+            result = trained_width(
+                folder, model_config, config, study, train_xy, test_xy, devices=devices
+            )
             found = analyse(
                 model_config, study, result, train_xy, test_xy, evaluate, bar, seed=config.seed
             )
@@ -95,14 +97,23 @@ def run(
     io.write_csv(folder / "pairs.csv", pairs)
     io.write_csv(folder / "spread.csv", spread)
     io.write_csv(folder / "ensemble.csv", ensembles)
-    summary = tables.summarize(config, rows, pairs, spread, ensembles, bar)
+    summary = tables.summarize(
+        config, rows=rows, pairs=pairs, spread=spread, ensembles=ensembles, bar=bar
+    )
     io.write_json(folder / io.SUMMARY, summary)
-    shown = figures_of(rows, pairs, examples, ensembles, spread, plane)
+    shown = figures_of(
+        rows=rows, pairs=pairs, examples=examples, ensembles=ensembles, spread=spread, plane=plane
+    )
     document.write(folder, shown, lambda captions: report(config, summary, spread, captions))
     return summary
 
 
-def cached_surface(folder, model_config: ModelConfig, seed: int, rows, train_xy):
+XY = tuple[jax.Array, jax.Array]  # (inputs, labels) of a split, on the device
+
+
+def cached_surface(
+    folder: io.RunFolder, model_config: ModelConfig, seed: int, rows: list[dict], train_xy: XY
+) -> dict | None:
     """The training cost on a random plane through one endpoint of the widest network:
     its best certified minimum, else its lowest-cost endpoint (Li et al. 2018)."""
     path = folder / "surface.json"
@@ -125,7 +136,16 @@ def cached_surface(folder, model_config: ModelConfig, seed: int, rows, train_xy)
     return plane
 
 
-def trained_width(folder, model_config, config, study, train_xy, test_xy, devices):
+def trained_width(
+    folder: io.RunFolder,
+    model_config: ModelConfig,
+    config: TrainConfig,
+    study: MinimaConfig,
+    train_xy: XY,
+    test_xy: XY,
+    *,
+    devices: int | None,
+) -> results.SweepResult:
     """All seeds of one width, trained as one program; saved, or read back if saved."""
     width = model_config.sizes[1]
     path = folder / "widths" / f"width_{width}.npz"
@@ -159,7 +179,15 @@ def trained_width(folder, model_config, config, study, train_xy, test_xy, device
     return result
 
 
-def figures_of(rows, pairs, examples, ensembles, spread, plane):
+def figures_of(
+    *,
+    rows: list[dict],
+    pairs: list[dict],
+    examples: dict[int, dict],
+    ensembles: list[dict],
+    spread: list[dict],
+    plane: dict | None,
+) -> list[document.Shown]:
     """The study's figures, as ``(file name, caption, figure)``."""
     shown = [
         ("quality.png", "Quality of the endpoints, per width", figures.quality_figure(rows)),

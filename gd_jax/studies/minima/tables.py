@@ -3,6 +3,7 @@ its verdict."""
 
 import numpy as np
 
+from gd_jax.config import TrainConfig
 from gd_jax.studies.minima.analysis import MINIMUM, PLATEAU, SADDLE, UNCONVERGED
 
 
@@ -53,7 +54,15 @@ def spread_rows(rows: list[dict]) -> list[dict]:
     return table
 
 
-def summarize(config, rows, pairs, spread, ensembles, bar) -> dict:
+def summarize(
+    config: TrainConfig,
+    *,
+    rows: list[dict],
+    pairs: list[dict],
+    spread: list[dict],
+    ensembles: list[dict],
+    bar: float,
+) -> dict:
     """The study's ``summary.json``: per width, the classes, the spread, the barriers
     and the ensembles; the verdict."""
     per_width = []
