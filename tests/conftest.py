@@ -20,6 +20,7 @@ import pytest  # noqa: E402
 from absl import flags  # noqa: E402
 from absl.testing import flagsaver  # noqa: E402
 
+from gd_jax import model, train  # noqa: E402
 from gd_jax.config import ModelConfig  # noqa: E402
 
 _COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
@@ -64,6 +65,11 @@ def tiny_data(n: int, dim: int, classes: int, seed: int = 0):
     """``n`` uniform random inputs of size ``dim`` with random labels, as device arrays."""
     kx, ky = jax.random.split(jax.random.key(seed))
     return jax.random.uniform(kx, (n, dim)), jax.random.randint(ky, (n,), 0, classes)
+
+
+def fresh_state(tx, sizes, seed: int = 0, scheme: str = "normal"):
+    """A training state at step 0 for a network of ``sizes`` drawn from ``seed``."""
+    return train.init_state(model.init_params(jax.random.key(seed), sizes, scheme), tx)
 
 
 def network(params, i):

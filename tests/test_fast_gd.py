@@ -2,7 +2,7 @@
 
 import jax
 import pytest
-from conftest import assert_trees_close, assert_trees_equal, mlp, tiny_data
+from conftest import assert_trees_close, assert_trees_equal, fresh_state, mlp, tiny_data
 
 from gd_jax import fast_gd, model, optim, train
 
@@ -12,10 +12,6 @@ MODEL = mlp(SIZES, activation="sigmoid", cost="mse")
 
 def data(n=60, seed=0):
     return tiny_data(n, SIZES[0], SIZES[-1], seed)
-
-
-def fresh_state(tx, seed=0, scheme="normal"):
-    return train.init_state(model.init_params(jax.random.key(seed), SIZES, scheme), tx)
 
 
 @pytest.mark.parametrize(
@@ -72,7 +68,10 @@ def test_build_epoch_takes_the_plain_scan_for_other_optimisers():
         tx = optim.make(name, 0.1)
         plain = jax.jit(train.make_epoch(train.make_loss(MODEL), tx, batch_size))
         built = jax.jit(fast_gd.build_epoch(MODEL, name, tx, batch_size))
-        a, b = plain(fresh_state(tx), x, labels, key), built(fresh_state(tx), x, labels, key)
+        a, b = (
+            plain(fresh_state(tx, SIZES), x, labels, key),
+            built(fresh_state(tx, SIZES), x, labels, key),
+        )
         assert_trees_equal(a, b)
 
 
@@ -80,8 +79,10 @@ def test_sgd_without_momentum_is_gd_through_the_plain_scan():
     x, labels = data()
     gd, sgd = optim.make("gd", 1.0), optim.make("sgd", 1.0, momentum=0.0)
     key = jax.random.key(3)
-    a, _ = jax.jit(fast_gd.build_epoch(MODEL, "gd", gd, 10))(fresh_state(gd), x, labels, key)
-    b, _ = jax.jit(fast_gd.build_epoch(MODEL, "sgd", sgd, 10))(fresh_state(sgd), x, labels, key)
+    a, _ = jax.jit(fast_gd.build_epoch(MODEL, "gd", gd, 10))(fresh_state(gd, SIZES), x, labels, key)
+    b, _ = jax.jit(fast_gd.build_epoch(MODEL, "sgd", sgd, 10))(
+        fresh_state(sgd, SIZES), x, labels, key
+    )
     assert_trees_close(a.params, b.params, rtol=1e-5, atol=1e-6)
 
 
@@ -95,8 +96,8 @@ def test_fit_with_the_optimiser_named_takes_the_fast_path_to_the_same_run():
     runs = {}
     for optimizer, epoch_fn in epoch_fns.items():
         results = list(
-            train.fit(fresh_state(tx), (x, labels), {}, model_config=MODEL, epoch_fn=epoch_fn,
-                      epochs=3, data_key=jax.random.key(0))
+            train.fit(fresh_state(tx, SIZES), (x, labels), {}, model_config=MODEL,
+                      epoch_fn=epoch_fn, epochs=3, data_key=jax.random.key(0))
         )  # fmt: skip
         runs[optimizer] = results
     assert [r.epoch for r in runs["gd"]] == [0, 1, 2, 3]

@@ -3,9 +3,9 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-from conftest import mlp, tiny_data
+from conftest import fresh_state, mlp, tiny_data
 
-from gd_jax import model, optim, train
+from gd_jax import optim, train
 from gd_jax.studies.lr.range_test import range_test
 
 SIZES = (12, 8, 8, 4)
@@ -15,17 +15,13 @@ def data(n=60, seed=0):
     return tiny_data(n, SIZES[0], SIZES[-1], seed)
 
 
-def fresh_state(tx, seed=0, scheme="normal"):
-    return train.init_state(model.init_params(jax.random.key(seed), SIZES, scheme), tx)
-
-
 def test_range_test_applies_each_step_its_own_learning_rate():
     x, labels = data()
     tx = optim.make("gd", 1.0)
     loss = train.make_loss(mlp(SIZES, activation="sigmoid", cost="mse"))
     run = jax.jit(
         lambda rates: range_test(
-            fresh_state(tx), (x, labels), loss=loss, tx=tx, batch_size=10,
+            fresh_state(tx, SIZES), (x, labels), loss=loss, tx=tx, batch_size=10,
             learning_rates=rates, key=jax.random.key(0),
         )
     )  # fmt: skip

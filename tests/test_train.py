@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import optax
 import pytest
-from conftest import assert_trees_close, mlp, tiny_data
+from conftest import assert_trees_close, fresh_state, mlp, tiny_data
 
 from gd_jax import model, optim, train
 
@@ -16,20 +16,18 @@ def data(n=60, seed=0):
     return tiny_data(n, SIZES[0], SIZES[-1], seed)
 
 
-def fresh_state(tx, seed=0, scheme="normal"):
-    return train.init_state(model.init_params(jax.random.key(seed), SIZES, scheme), tx)
-
-
 def test_scanned_epoch_equals_a_python_loop_of_the_same_steps():
     x, labels = data()
     tx = optim.make("gd", 3.0)
     loss = train.make_loss(MODEL)
     key = jax.random.key(7)
-    state, avg = jax.jit(train.make_epoch(loss, tx, batch_size=7))(fresh_state(tx), x, labels, key)
+    state, avg = jax.jit(train.make_epoch(loss, tx, batch_size=7))(
+        fresh_state(tx, SIZES), x, labels, key
+    )
 
     step = jax.jit(train.make_step(loss, tx))
     order = np.asarray(jax.random.permutation(key, len(labels)))
-    looped, costs = fresh_state(tx), []
+    looped, costs = fresh_state(tx, SIZES), []
     for start in range(0, 56, 7):  # 60 // 7 = 8 full batches; the last 4 examples dropped
         idx = order[start : start + 7]
         looped, c = step(looped, x[idx], labels[idx])
@@ -43,7 +41,7 @@ def test_full_batch_epoch_is_one_step_on_the_whole_set():
     x, labels = data()
     tx = optim.make("gd", 0.5)
     loss = train.make_loss(MODEL)
-    state0 = fresh_state(tx)
+    state0 = fresh_state(tx, SIZES)
     state, cost = jax.jit(train.make_epoch(loss, tx, 0))(state0, x, labels, jax.random.key(0))
     grads = jax.grad(loss)(state0.params, x, labels)
     assert_trees_close(state.params, optim.gd_step(state0.params, grads, 0.5), rtol=1e-6)
@@ -56,7 +54,7 @@ def test_no_recompilation_across_epochs_or_learning_rates(compile_counter):
     tx = optim.make("gd", 3.0)
     epoch = jax.jit(train.make_epoch(train.make_loss(MODEL), tx, 10))
     keys = [train.epoch_key(jax.random.key(0), e) for e in range(4)]
-    state = fresh_state(tx)
+    state = fresh_state(tx, SIZES)
     other_eta = state._replace(opt_state=optim.set_learning_rate(state.opt_state, 0.01))
     state, _ = epoch(state, x, labels, keys[0])
     with compile_counter() as compiles:
@@ -84,7 +82,7 @@ def run_fit(
 ):
     x, labels = data()
     tx = optim.make("gd", eta)
-    state = state or fresh_state(tx, seed)
+    state = state or fresh_state(tx, SIZES, seed)
     model_config = mlp(SIZES, activation=act, cost=cost)
     return list(
         train.fit(
