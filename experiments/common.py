@@ -12,12 +12,14 @@ lists every flag it reads.
 import dataclasses
 import functools
 import logging as stdlib_logging
+import signal
 import sys
 import types
 from typing import Any
 
 from absl import app, flags
 
+from gd_jax import io
 from gd_jax.errors import GdJaxError
 from gd_jax.sweep import mesh
 
@@ -110,6 +112,8 @@ def entry_point(*, join: bool = True, resume: bool = True):
             if len(argv) > 1:
                 raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
             quiet_jax()
+            io.stop_handled()
+            previous = signal.signal(signal.SIGINT, _interrupt)
             try:
                 if join:
                     mesh.join(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
@@ -121,14 +125,26 @@ def entry_point(*, join: bool = True, resume: bool = True):
                 print(f"error: {message}", file=sys.stderr)
                 return 2
             except KeyboardInterrupt:
+                io.stop_handled()
                 advice = "rerun with --resume" if resume else "rerun to write it again"
                 print(f"interrupted; what was finished is kept in {FLAGS.workdir}: {advice}.",
                       file=sys.stderr)  # fmt: skip
                 return 130
+            finally:
+                signal.signal(signal.SIGINT, previous)
 
         return wrapped
 
     return wrap
+
+
+def _interrupt(signum, frame):
+    """Ctrl-C: stop now, and make sure of it. Python drops a KeyboardInterrupt raised
+    inside a callback (JAX's garbage-collection hook, say), so the request is also
+    recorded, and the run's next write raises it again."""
+    del signum, frame
+    io.request_stop()
+    raise KeyboardInterrupt
 
 
 def quiet_jax() -> None:

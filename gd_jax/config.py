@@ -7,6 +7,7 @@ these fields, so every default is written here and nowhere else.
 """
 
 import dataclasses
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -168,15 +169,30 @@ class TrainConfig:
         return values
 
 
+# Seeds become PRNG keys through int32 arrays: larger ones would wrap onto smaller ones.
+MAX_SEED = 2**31 - 1
+
+
+def check_seed_range(seed: int, count: int = 1) -> None:
+    """Raises unless seeds ``seed`` to ``seed + count - 1`` are all valid PRNG seeds."""
+    if not 0 <= seed <= MAX_SEED - (count - 1):
+        raise GdJaxError(
+            f"--seed={seed} is out of range: with {count} seed(s) from it, it must lie "
+            f"between 0 and {MAX_SEED - (count - 1):,} (larger seeds would wrap onto "
+            "smaller ones).",
+            field="seed",
+        )
+
+
 def check(config: TrainConfig) -> None:
     """Raises :class:`GdJaxError` naming the flag when a value cannot work."""
 
     def fail(message: str):
         raise GdJaxError(message)
 
-    if not config.learning_rate > 0:  # also catches NaN
+    if not (config.learning_rate > 0 and math.isfinite(config.learning_rate)):
         fail(
-            f"--learning_rate={config.learning_rate} must be a positive number: gradient "
+            f"--learning_rate={config.learning_rate} must be a positive finite number: gradient "
             "descent steps by -learning_rate * gradient, so zero never moves and a "
             "negative value climbs the cost. Try --learning_rate=3.0 (the textbook's) or "
             "smaller."
@@ -192,6 +208,7 @@ def check(config: TrainConfig) -> None:
         fail(f"--validation_size={config.validation_size} must be zero or more.")
     if config.train_size is not None and config.train_size <= 0:
         fail(f"--train_size={config.train_size} must be a positive number of examples.")
+    check_seed_range(config.seed)
     if any(w <= 0 for w in config.layers):
         fail(f"--layers={config.layers} must hold positive widths, e.g. --layers=16,16.")
     for name, value, choices in (

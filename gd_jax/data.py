@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import math
 import os
 import zlib
 from typing import NamedTuple
@@ -243,6 +244,11 @@ def _load_tfds(name: str, data_dir: str | None) -> tuple[Split, Split, tuple[int
 
 
 def _load_idx(folder: str) -> tuple[Split, Split, tuple[int, int]]:
+    if os.path.isfile(folder):
+        raise DataError(
+            f"--dataset=idx:{folder}: {folder} is a file; idx: takes the folder that holds "
+            f"the four IDX files (train-images-idx3-ubyte, ...). {_OFFLINE_HINT}"
+        )
     if not os.path.isdir(folder):
         raise DataError(
             f"--dataset=idx:{folder}: the folder {folder} does not exist. Point it at a folder "
@@ -303,17 +309,27 @@ def _read_idx(path: str, magic: int, ndim: int) -> np.ndarray:
     except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError
         raise DataError(f"{path} could not be read or unzipped ({e}). {_IDX_FIX}") from e
     header = 4 * (1 + ndim)
+    kind = "image" if ndim == 3 else "label"
     found = int.from_bytes(raw[:4], "big")
-    if found != magic or len(raw) < header:
+    if found != magic:
         raise DataError(
-            f"{path} is not an IDX {'image' if ndim == 3 else 'label'} file: it starts with "
-            f"magic number {found} (0x{found:08x}), expected {magic} (0x{magic:08x}). {_IDX_FIX}"
+            f"{path} is not an IDX {kind} file: it starts with magic number {found} "
+            f"(0x{found:08x}), expected {magic} (0x{magic:08x}). {_IDX_FIX}"
+        )
+    if len(raw) < header:
+        raise DataError(
+            f"{path} is cut short: an IDX {kind} file has a {header}-byte header, and this "
+            f"one has {len(raw)} bytes in all. {_IDX_FIX}"
         )
     shape = tuple(int(s) for s in np.frombuffer(raw, ">u4", count=ndim, offset=4))
+    if min(shape) == 0:
+        what = "no examples" if shape[0] == 0 else f"images of {shape[1]}x{shape[2]} pixels"
+        raise DataError(f"{path} holds {what} (its header says {shape}). {_IDX_FIX}")
+    expected = math.prod(shape)  # Python integers: sizes up to 2³² each do not overflow
     data = np.frombuffer(raw, np.uint8, offset=header)
-    if data.size != np.prod(shape):
+    if data.size != expected:
         raise DataError(
-            f"{path} is truncated or padded: its header says {shape[0]} examples of shape "
-            f"{shape[1:]} ({np.prod(shape)} bytes of data), but it holds {data.size}. {_IDX_FIX}"
+            f"{path} is truncated or padded: its header says {shape[0]:,} examples of shape "
+            f"{shape[1:]} ({expected:,} bytes of data), but it holds {data.size:,}. {_IDX_FIX}"
         )
     return data.reshape(shape)

@@ -1,10 +1,15 @@
-"""The run folder: config, metrics, checkpoints, tables, figures, all written atomically.
+"""Files of a run: config, metrics, checkpoints, tables, figures, all written atomically.
 
 Every file is written to a temporary name in the same folder and moved into place with
 ``os.replace``, so a reader (or a run killed mid-write) sees either the old file or the
-new one, never half of one. Within an epoch the metrics are written before the
-checkpoint: a run stopped between the two has metrics one epoch ahead of its
-checkpoint, and ``--resume`` simply recomputes that epoch.
+new one, never half of one. Files get the permissions the umask allows, like any file
+the user makes. Within an epoch the metrics are written before the checkpoint: a run
+stopped between the two has metrics one epoch ahead of its checkpoint, and ``--resume``
+simply recomputes that epoch.
+
+Reading back is checked: a damaged record (a checkpoint, the metrics) raises a
+:class:`GdJaxError` naming the file, and a damaged cache of results is reported by
+:func:`read_cache` so that it is computed again.
 """
 
 import contextlib
@@ -12,17 +17,15 @@ import csv
 import io
 import json
 import os
-import platform
-import sys
 import tempfile
+import zipfile
 from collections.abc import Callable, Iterator
-from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
 import jax
 import numpy as np
-from jax.experimental import multihost_utils
+from absl import logging
 
 from gd_jax.errors import GdJaxError
 
@@ -31,21 +34,66 @@ METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
 CHECKPOINT = "checkpoint.npz"
 
+# What a damaged file raises when it is read: cut short, not a zip, not JSON, not CSV.
+DAMAGED = (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile, csv.Error)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# The permissions of a new file (mkstemp's are 0600: readable by its owner only).
+_FILE_MODE = 0o666 & ~_umask()
+
+# Set by the entry points' Ctrl-C handler: a KeyboardInterrupt raised inside a callback
+# (a garbage-collection hook, say) is swallowed by Python, so writes raise it again.
+_stop_requested = False
+
+
+def request_stop() -> None:
+    """Asks the run to stop at its next write: that write completes, then
+    ``KeyboardInterrupt`` is raised."""
+    global _stop_requested
+    _stop_requested = True
+
+
+def stop_handled() -> None:
+    """Marks a requested stop as seen: whoever caught the ``KeyboardInterrupt`` calls
+    this, so the writes that save what was finished go through."""
+    global _stop_requested
+    _stop_requested = False
+
 
 @contextlib.contextmanager
 def _atomic(path: Path) -> Iterator[Any]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.fchmod(fd, _FILE_MODE)
+    except OSError as e:
+        raise _unwritable(path, e) from None
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise _unwritable(path, e) from None
         raise
+
+
+def _unwritable(path: Path, error: OSError) -> GdJaxError:
+    return GdJaxError(
+        f"{path} could not be written ({error.strerror or error}). Every file finished "
+        "before it is intact: free some space or fix the folder's permissions, then rerun "
+        "with --resume to continue."
+    )
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -53,11 +101,17 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
     When several processes run one study (``jax.distributed``), they compute the same
     results and only the first one writes them.
+
+    Raises:
+      GdJaxError: the file cannot be written (no space, no permission).
+      KeyboardInterrupt: a stop was requested (:func:`request_stop`) and not yet
+        handled (:func:`stop_handled`); the file is written first.
     """
-    if jax.process_index() != 0:
-        return
-    with _atomic(Path(path)) as f:
-        f.write(data)
+    if jax.process_index() == 0:
+        with _atomic(Path(path)) as f:
+            f.write(data)
+    if _stop_requested:
+        raise KeyboardInterrupt
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
@@ -80,6 +134,29 @@ def write_jsonl(path: str | os.PathLike, records: list[dict]) -> None:
     write_text(path, "".join(json.dumps(r, allow_nan=False) + "\n" for r in records))
 
 
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """One dict per line of ``path``.
+
+    Raises:
+      GdJaxError: a line is not a JSON object (the file was cut or edited).
+    """
+    records = []
+    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
+        try:
+            record = json.loads(line) if line else None
+        except ValueError:
+            record = ()
+        if line and not isinstance(record, dict):
+            raise GdJaxError(
+                f"{path} is damaged: line {number} is not a JSON record ({line[:60]!r}). "
+                "It is the run's history, so it is not recomputed silently: start a new "
+                "--workdir, or delete the run's files there to train it again."
+            )
+        if record is not None:
+            records.append(record)
+    return records
+
+
 def write_csv(path: str | os.PathLike, records: list[dict]) -> None:
     """Writes records as CSV with the union of their keys as columns, atomically."""
     columns = list(dict.fromkeys(k for r in records for k in r))
@@ -90,8 +167,17 @@ def write_csv(path: str | os.PathLike, records: list[dict]) -> None:
     write_text(path, buffer.getvalue())
 
 
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line]
+def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:
+    """The rows of a CSV file as dicts of strings.
+
+    Raises:
+      ValueError: the file does not end with a newline, as every one written by
+        :func:`write_csv` does: it was cut short, maybe inside a number.
+    """
+    text = Path(path).read_text()
+    if not text.endswith("\n"):
+        raise ValueError(f"{path} does not end with a newline: it was cut short")
+    return list(csv.DictReader(io.StringIO(text, newline="")))
 
 
 def write_figure(path: str | os.PathLike, figure, dpi: int) -> None:
@@ -110,14 +196,28 @@ def save_arrays(path: str | os.PathLike, **arrays) -> None:
 
 def load_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Reads every array of an ``.npz`` into memory."""
-    with np.load(path) as f:
+    # From bytes: np.load leaves the file open when it is not a zip at all.
+    with np.load(io.BytesIO(Path(path).read_bytes())) as f:
         return {k: f[k] for k in f.files}
 
 
-def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:
-    """The rows of a CSV file as dicts of strings."""
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+T = TypeVar("T")
+
+
+def read_cache(path: Path, read: Callable[[Path], T]) -> T | None:
+    """A result cached in ``path``, or None when there is none or it is damaged.
+
+    ``read`` loads the file and checks it (raising one of ``DAMAGED``, e.g. a
+    ``ValueError``, when it does not fit the run); a damaged cache is logged and the
+    caller computes it again, and overwrites it.
+    """
+    if not path.exists():
+        return None
+    try:
+        return read(path)
+    except DAMAGED as e:
+        logging.warning("%s is damaged (%s: %s); computing it again.", path, type(e).__name__, e)
+        return None
 
 
 def _flatten(tree) -> dict[str, np.ndarray]:
@@ -147,10 +247,13 @@ def load_checkpoint(path: str | os.PathLike, like):
       GdJaxError: the file is unreadable or does not fit ``like``.
     """
     try:
-        with np.load(path) as data:
-            stored = {k: data[k] for k in data.files}
-    except (OSError, ValueError) as e:
-        raise GdJaxError(f"Checkpoint {path} cannot be read ({e}).") from None
+        stored = load_arrays(path)
+    except DAMAGED as e:
+        raise GdJaxError(
+            f"Checkpoint {path} cannot be read ({type(e).__name__}: {e}); it was cut short "
+            "or overwritten. The run cannot continue from it: start a new --workdir, or "
+            "delete the checkpoint to train the run again from the start."
+        ) from None
     leaves, treedef = jax.tree_util.tree_flatten_with_path(like)
     restored = []
     for key_path, leaf in leaves:
@@ -166,121 +269,3 @@ def load_checkpoint(path: str | os.PathLike, like):
         restored.append(jax.numpy.asarray(value, dtype=leaf.dtype))
     meta = {k.removeprefix("meta/"): v.item() for k, v in stored.items() if k.startswith("meta/")}
     return jax.tree_util.tree_unflatten(treedef, restored), meta
-
-
-class RunFolder:
-    """The files of one run under ``workdir``."""
-
-    def __init__(self, workdir: str | os.PathLike):
-        self.path = Path(workdir)
-
-    def __truediv__(self, name: str) -> Path:
-        return self.path / name
-
-    def exists(self) -> bool:
-        return (self / CONFIG).exists()
-
-    def check(self, run_flags: dict, *, resume: bool, mutable=("epochs",)) -> bool:
-        """Checks that the folder may hold this run; reads, never writes.
-
-        Args:
-          run_flags: the flags that define the run (compared on ``--resume``).
-          resume: whether continuing an earlier run here is intended.
-          mutable: flags that may differ on resume (training longer is allowed).
-
-        Returns:
-          Whether the folder already holds this run (so it is resumed).
-
-        Raises:
-          GdJaxError: the folder holds a run and ``resume`` is false, or holds a
-            different run, or is not a run folder.
-        """
-        if self.path.exists() and not self.path.is_dir():
-            raise GdJaxError(f"--workdir={self.path} is a file, not a folder. Choose a folder.")
-        if not self.exists():
-            if (self / METRICS).exists() or (self / CHECKPOINT).exists():
-                raise GdJaxError(
-                    f"--workdir={self.path} holds run files but no {CONFIG}, so it is not "
-                    "a run that can be continued. Choose a new --workdir."
-                )
-            return False
-        if not resume:
-            raise GdJaxError(
-                f"--workdir={self.path} already holds a run ({CONFIG} is there). Pass "
-                "--resume to continue it, or choose a new --workdir; nothing was changed."
-            )
-        try:
-            old = read_json(self / CONFIG)["flags"]
-        except (ValueError, KeyError) as e:
-            raise GdJaxError(
-                f"{self / CONFIG} cannot be read ({e!r}), so --resume cannot tell which "
-                "run this is. Choose a new --workdir."
-            ) from None
-        differ = sorted(
-            k
-            for k in set(old) | set(run_flags)
-            if k not in mutable and old.get(k) != run_flags.get(k)
-        )
-        if differ:
-            listed = "; ".join(
-                f"--{k}: {old.get(k)!r} there, {run_flags.get(k)!r} now" for k in differ
-            )
-            raise GdJaxError(
-                f"--workdir={self.path} holds a different run, so --resume cannot continue "
-                f"it ({listed}). Resume with the same flags, or choose a new --workdir."
-            )
-        return True
-
-    def metrics(self) -> list[dict]:
-        return read_jsonl(self / METRICS) if (self / METRICS).exists() else []
-
-
-def environment() -> dict:
-    """Library versions and devices, stored beside the flags in ``config.json``."""
-    versions = {"python": platform.python_version()}
-    for name in ("jax", "jaxlib", "optax", "numpy", "absl-py"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return {
-        "versions": versions,
-        "devices": [str(d) for d in jax.devices()],
-        "platform": platform.platform(),
-        "command": sys.argv,
-    }
-
-
-T = TypeVar("T")
-
-
-def start_run(
-    workdir: str,
-    flags: dict,
-    *,
-    resume: bool,
-    load: Callable[[], T],
-    mutable: tuple[str, ...] = ("epochs",),
-) -> tuple[RunFolder, T]:
-    """What every run does first: check the folder, load the data, record the config.
-
-    Nothing is written until the folder, the flags and the data have all passed their
-    checks, so bad input leaves the folder as it was.
-
-    Args:
-      workdir: the run folder.
-      flags: the values that define the run (``config.json``'s ``flags``).
-      resume: whether continuing a run already in the folder is intended.
-      load: loads (and checks) the run's data; called after the folder's checks.
-      mutable: flags that may differ on resume (see :meth:`RunFolder.check`).
-
-    Returns:
-      ``(folder, load())``.
-    """
-    folder = RunFolder(workdir)
-    folder.check(flags, resume=resume, mutable=mutable)
-    if jax.process_count() > 1:  # every process has looked before the first one writes
-        multihost_utils.sync_global_devices("gd_jax: run folder checked")
-    loaded = load()
-    write_json(folder / CONFIG, {"flags": flags, **environment()})
-    return folder, loaded

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -222,7 +223,8 @@ def test_debian_fashion_mnist():
 
 
 def test_tfds_mocked():
-    tfds = pytest.importorskip("tensorflow_datasets")
+    import tensorflow_datasets as tfds  # a dependency: a broken install must fail here
+
     # mock_data makes download_and_prepare a no-op and generates random examples,
     # num_examples per split.
     with tfds.testing.mock_data(num_examples=30):
@@ -249,7 +251,7 @@ def test_tfds_mocked():
 def test_tfds_download_failure(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: Exception, says: str
 ):
-    tfds = pytest.importorskip("tensorflow_datasets")
+    import tensorflow_datasets as tfds
 
     def fail(*args, **kwargs):
         raise error
@@ -263,3 +265,45 @@ def test_tfds_download_failure(
     assert "--dataset=digits" in message and "--dataset=idx:DIR" in message
     if isinstance(error, OSError):
         assert str(tmp_path) in message
+
+
+def _raw(stem: str, raw: bytes) -> Callable[[Path], None]:
+    return lambda folder: (folder / stem).write_bytes(raw)
+
+
+IMAGES = "train-images-idx3-ubyte"
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "says"),
+    [
+        pytest.param(
+            _rewrite(IMAGES, np.zeros((0, ROWS, COLS)), 2051), "holds no examples", id="0-images"
+        ),
+        pytest.param(
+            _rewrite(IMAGES, np.zeros((12, 0, 0)), 2051), "images of 0x0 pixels", id="0x0"
+        ),
+        pytest.param(
+            _raw(IMAGES, (2051).to_bytes(4, "big") + b"\x00\x00"),
+            "is cut short: an IDX image file has a 16-byte header",
+            id="header-cut",
+        ),
+        pytest.param(
+            _raw(IMAGES, (2051).to_bytes(4, "big") + b"\xff" * 12 + b"\x00" * 100),
+            "header says 4,294,967,295 examples of shape (4294967295, 4294967295) "
+            "(79,228,162,458,924,105,385,300,197,375 bytes of data), but it holds 100",
+            id="huge-sizes",
+        ),
+    ],
+)
+def test_idx_headers_that_cannot_be_a_dataset(tmp_path: Path, corrupt, says: str):
+    _write_idx_folder(tmp_path, gz=False)
+    corrupt(tmp_path)
+    with pytest.raises(data.DataError, match=re.escape(says)):
+        data.load(f"idx:{tmp_path}")
+
+
+def test_idx_naming_a_file_says_it_is_a_file(tmp_path: Path):
+    (tmp_path / "images").write_bytes(b"x")
+    with pytest.raises(data.DataError, match="is a file; idx: takes the folder"):
+        data.load(f"idx:{tmp_path / 'images'}")

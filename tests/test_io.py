@@ -70,16 +70,3 @@ def test_json_lines_and_csv(tmp_path):
     ]
     with pytest.raises(ValueError):
         io.write_json(tmp_path / "x.json", {"cost": float("nan")})  # never invalid JSON
-
-
-def test_run_folder_refuses_to_overwrite_or_mix_runs(tmp_path):
-    folder = io.RunFolder(tmp_path / "run")
-    flags = {"learning_rate": 3.0, "epochs": 2}
-    assert folder.check(flags, resume=False) is False
-    io.write_json(folder / io.CONFIG, {"flags": flags})
-    with pytest.raises(GdJaxError, match=r"already holds a run.*--resume"):
-        folder.check(flags, resume=False)
-    assert folder.check({**flags, "epochs": 5}, resume=True) is True  # training longer is fine
-    with pytest.raises(GdJaxError, match=r"different run.*--learning_rate: 3\.0 there, 0\.5 now"):
-        folder.check({**flags, "learning_rate": 0.5}, resume=True)
-    assert json.loads((folder / io.CONFIG).read_text()) == {"flags": flags}  # untouched

@@ -166,16 +166,26 @@ def test_two_processes_joined_by_jax_distributed_give_one_processs_results(tmp_p
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     one = subprocess.run([*args, f"--workdir={tmp_path / 'one'}"], env=env, capture_output=True)
     assert one.returncode == 0, one.stderr[-2000:]
-    joined = [*args, f"--workdir={tmp_path / 'two'}", "--num_processes=2",
-              f"--coordinator_address=127.0.0.1:{free_port()}"]  # fmt: skip
+    joined = [*args, "--num_processes=2", f"--coordinator_address=127.0.0.1:{free_port()}"]
+    # Each process is given its own folder: only process 0 may write one.
     procs = [
-        subprocess.Popen([*joined, f"--process_id={i}"], env=env, stderr=subprocess.PIPE)
+        subprocess.Popen(
+            [*joined, f"--process_id={i}", f"--workdir={tmp_path / f'two_{i}'}"],
+            env=env,
+            stderr=subprocess.PIPE,
+        )
         for i in (0, 1)
     ]
     for p in procs:
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err[-2000:]
-    mine, theirs = (io.read_csv(tmp_path / d / "results.csv") for d in ("one", "two"))
+    assert not (tmp_path / "two_1").exists()
+    # The processes joined: process 0 saw both processes' devices, and the networks
+    # were sharded over them.
+    assert len(json.loads((tmp_path / "one" / io.CONFIG).read_text())["devices"]) == 1
+    written = json.loads((tmp_path / "two_0" / io.CONFIG).read_text())
+    assert len(written["devices"]) == 2 and "--process_id=0" in written["command"]
+    mine, theirs = (io.read_csv(tmp_path / d / "results.csv") for d in ("one", "two_0"))
     assert [(r["learning_rate"], r["seed"]) for r in mine] == [
         (r["learning_rate"], r["seed"]) for r in theirs
     ]

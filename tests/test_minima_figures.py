@@ -284,6 +284,7 @@ def test_surface_figure_draws_contours_around_the_endpoint(tmp_path):
     (ax, bar) = fig.axes
     assert ax.get_title() == "w=16"
     assert ax.lines[0].get_xydata().tolist() == [[0.0, 0.0]]
-    assert all(label.get_text() for label in bar.get_yticklabels())
+    labels = bar.get_yticklabels()
+    assert labels and all(label.get_text() for label in labels)
     fig.savefig(tmp_path / "s.png")
     assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"

@@ -105,9 +105,15 @@ def test_diverged_epochs_are_skipped_and_marked(tmp_path):
     figures.accuracy_curves(history).savefig(tmp_path / "accuracy.png", dpi=DPI)
 
 
-def test_empty_history_does_not_crash(tmp_path):
-    figures.cost_curves([]).savefig(tmp_path / "cost.png", dpi=DPI)
-    figures.accuracy_curves([]).savefig(tmp_path / "accuracy.png", dpi=DPI)
+def test_an_empty_history_draws_empty_axes_that_say_so(tmp_path):
+    cost = figures.cost_curves([])
+    accuracy = figures.accuracy_curves([])
+    cost.savefig(tmp_path / "cost.png", dpi=DPI)
+    accuracy.savefig(tmp_path / "accuracy.png", dpi=DPI)
+    assert all(not ax.get_lines() for ax in cost.get_axes() + accuracy.get_axes())
+    assert len(cost.get_axes()) == 2 and len(accuracy.get_axes()) == 1
+    assert "not recorded" in [t.get_text() for t in cost.get_axes()[1].texts]
+    assert (tmp_path / "cost.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_accuracy_curves_in_percent_with_best_test_annotated():

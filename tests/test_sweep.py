@@ -7,9 +7,11 @@ import sys
 import jax
 import numpy as np
 import pytest
-from conftest import assert_trees_close, assert_trees_equal, mlp, network, tiny_data
+from conftest import assert_trees_close, assert_trees_equal, cli, mlp, network, tiny_data
 
-from gd_jax import curvature, optim, train
+from experiments import train as train_cli
+from gd_jax import curvature, io, optim, train
+from gd_jax import data as datasets
 from gd_jax.config import TrainConfig
 from gd_jax.errors import GdJaxError
 from gd_jax.studies.lr.trace import full_batch_trace
@@ -70,9 +72,43 @@ def test_a_shared_order_is_the_order_of_the_order_seed():
     result = run(networks, shared_order=True, order_seed=9)
     for i, (eta, seed) in enumerate(zip(*networks, strict=True)):
         single = alone(eta, int(seed), order_seed=9)
-        np.testing.assert_allclose(
-            network(result.params, i)[0][0], single.state.params[0][0], rtol=1e-5, atol=1e-6
+        assert_trees_close(network(result.params, i), single.state.params, rtol=1e-5, atol=1e-6)
+        assert result.metrics["train_cost"][-1, i] == pytest.approx(
+            single.metrics["train_cost"], rel=1e-5
         )
+
+
+DIGITS = ("--dataset=digits", "--layers=8", "--train_size=400", "--epochs=2")
+
+
+@pytest.mark.parametrize("shared_order", [True, False])
+def test_a_network_of_a_sweep_ends_as_experiments_train_run_alone(tmp_path, shared_order):
+    """The README's claim, against the entry point itself: every leaf and the costs."""
+    config = TrainConfig(dataset="digits", layers=(8,), train_size=400, epochs=2, seed=3)
+    dataset = datasets.load_for(config)
+    model_config = config.model_config(dataset.train.x.shape[1], dataset.num_classes)
+    networks = engine.Networks(np.array([0.5, 3.0, 3.0]), np.array([3, 3, 4]))
+    evals = {"test": datasets.on_device(dataset.test)}
+    result = trainer.fit(
+        networks, model_config, config, datasets.on_device(dataset.train), evals,
+        shared_order=shared_order,
+    )  # fmt: skip
+    # With a shared order, only the networks whose seed orders the batches (3) are runs
+    # of experiments.train; with their own orders, all of them are.
+    compared = [i for i, seed in enumerate(networks.seed) if seed == 3 or not shared_order]
+    for i in compared:
+        eta, seed = networks.learning_rate[i], networks.seed[i]
+        workdir = tmp_path / f"{i}"
+        args = (*DIGITS, f"--learning_rate={eta}", f"--seed={seed}", f"--workdir={workdir}")
+        assert cli(train_cli, *args) == 0
+        stored = io.load_arrays(workdir / io.CHECKPOINT)
+        alone_params = [(stored[f".params[{k}][0]"], stored[f".params[{k}][1]"]) for k in range(2)]
+        # The sweep's stacked first layer sums in another order: equal to float32 rounding.
+        assert_trees_close(network(result.params, i), alone_params, rtol=2e-4, atol=2e-5)
+        last = io.read_jsonl(workdir / io.METRICS)[-1]
+        for key in ("train_cost", "test_cost", "grad_norm"):
+            assert result.metrics[key][-1, i] == pytest.approx(last[key], rel=1e-4), key
+        assert result.metrics["test_accuracy"][-1, i] == pytest.approx(last["test_accuracy"])
 
 
 def test_a_diverging_network_is_frozen_and_leaves_the_others_bit_identical():
@@ -215,8 +251,14 @@ def test_a_network_meeting_the_gradient_tolerance_stops_there():
 SHARDED = """
 import jax, numpy as np
 from gd_jax.config import ModelConfig, TrainConfig
-from gd_jax.sweep import engine, trainer
+from gd_jax.sweep import engine, mesh, trainer
 assert len(jax.devices()) == 4, jax.devices()
+sizes, make_mesh = [], mesh.network_mesh
+def recorded(devices):
+    made = make_mesh(devices)
+    sizes.append(made.devices.size)
+    return made
+mesh.network_mesh = recorded
 kx, ky = jax.random.split(jax.random.key(0))
 x = jax.random.uniform(kx, (80, 12)); labels = jax.random.randint(ky, (80,), 0, 4)
 nets = engine.Networks(np.array([0.1, 0.5, 1.0, 3.0, 0.3]), np.arange(5))
@@ -230,6 +272,7 @@ for opt, shared in (("gd", True), ("adam", False)):
     for a, b in zip(jax.tree.leaves(one.params), jax.tree.leaves(four.params), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(one.metrics["train_cost"], four.metrics["train_cost"], rtol=1e-5)
+assert sizes == [1, 4, 1, 4], sizes  # the networks really were spread over four devices
 print("sharded ok")
 """
 

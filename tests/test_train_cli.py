@@ -69,7 +69,8 @@ def test_digits_reaches_high_accuracy_with_the_textbook_settings(tmp_path):
     assert cli(train_cli, "--dataset=digits", "--epochs=30", f"--workdir={tmp_path}") == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["num_params"] == 1482  # 64-16-16-10
-    assert summary["final_test_accuracy"] >= 0.95
+    # 97.56% on the machines measured (README); float rounding moves it a little.
+    assert summary["final_test_accuracy"] >= 0.97
 
 
 def test_resume_continues_to_the_same_numbers_as_one_run(tmp_path):
@@ -93,8 +94,11 @@ def test_an_interrupted_run_keeps_a_consistent_checkpoint_and_resumes(tmp_path, 
     monkeypatch.setattr(io, "save_checkpoint", interrupt_on_the_third_checkpoint)
     workdir = tmp_path / "cut"
     assert cli(train_cli, *QUICK, "--epochs=4", f"--workdir={workdir}") == 130
-    assert json.loads((workdir / "summary.json").read_text())["status"] == "interrupted"
-    assert [m["epoch"] for m in io.read_jsonl(workdir / io.METRICS)] == [0, 1, 2]
+    summary = json.loads((workdir / "summary.json").read_text())
+    assert summary["status"] == "interrupted"
+    # The record ends where the checkpoint does: epoch 2 is done again on resume.
+    assert summary["epochs_completed"] == 1
+    assert [m["epoch"] for m in io.read_jsonl(workdir / io.METRICS)] == [0, 1]
     monkeypatch.setattr(io, "save_checkpoint", save)
     assert cli(train_cli, *QUICK, "--epochs=4", "--resume", f"--workdir={workdir}") == 0
     assert_same_run(tmp_path / "whole", workdir)

@@ -1,7 +1,9 @@
 """Numbers as the tables and reports print them, and markdown tables."""
 
+import contextlib
 import math
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -11,6 +13,31 @@ def number(value: Any) -> float | None:
     """A finite float, or None (empty in CSV, null in JSON) for NaN and infinities."""
     value = float(value)
     return value if math.isfinite(value) else None
+
+
+@contextlib.contextmanager
+def nan_quiet() -> Iterator[None]:
+    """NumPy's nan-reductions over all-NaN slices (the record of a network that
+    diverged) return NaN, as wanted, and warn; the warning says nothing the table or
+    figure does not show, so it is not let out."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r"All-NaN (slice|axis) encountered", RuntimeWarning)
+        warnings.filterwarnings("ignore", "Mean of empty slice", RuntimeWarning)
+        warnings.filterwarnings("ignore", "Degrees of freedom <= 0", RuntimeWarning)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            yield
+
+
+def floats(values) -> np.ndarray:
+    """Table values as a float array, None (missing, or not finite) as NaN; a 0 stays 0."""
+    return np.array([np.nan if v is None else v for v in values], float)
+
+
+def finite_max(values) -> float | None:
+    """The largest finite value, or None when there is none."""
+    values = np.asarray(values, float)
+    finite = values[np.isfinite(values)]
+    return float(finite.max()) if finite.size else None
 
 
 def percent(value: float | None) -> str:

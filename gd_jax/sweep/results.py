@@ -73,13 +73,20 @@ def take(result: SweepResult, index) -> SweepResult:
 
 
 def concatenate(parts: list[SweepResult]) -> SweepResult:
-    """The networks of several results (of the same epochs), in order."""
+    """The networks of several results, in order.
+
+    The parts ran the same epochs, but a part whose networks all diverged (or
+    converged) stopped early and recorded fewer: its metrics are padded with NaN to
+    the longest record, as for any network that stopped.
+    """
     cat = lambda *xs: np.concatenate(xs)
+    epochs = max((p.epochs for p in parts), key=len)
+    pad = lambda v: np.concatenate([v, np.full((len(epochs) - len(v), *v.shape[1:]), np.nan)])
     return SweepResult(
         networks=Networks(*(cat(*f) for f in zip(*(p.networks for p in parts), strict=True))),
-        epochs=parts[0].epochs,
+        epochs=epochs,
         metrics={
-            k: np.concatenate([p.metrics[k] for p in parts], axis=1) for k in parts[0].metrics
+            k: np.concatenate([pad(p.metrics[k]) for p in parts], axis=1) for k in parts[0].metrics
         },
         params=jax.tree.map(cat, *(p.params for p in parts)),
         diverged_step=cat(*(p.diverged_step for p in parts)),

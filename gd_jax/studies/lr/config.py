@@ -17,7 +17,7 @@ def parse_learning_rates(text: str) -> tuple[float, ...]:
     try:
         if match:
             low, high, count = float(match[1]), float(match[2]), int(match[3])
-            if not (0 < low < high and count >= 2):
+            if not (0 < low < high < math.inf and count >= 2):
                 raise ValueError
             return tuple(float(f"{v:.4g}") for v in np.geomspace(low, high, count))
         values = tuple(float(v) for v in text.split(","))
@@ -69,12 +69,26 @@ class LrConfig:
         def fail(message):
             raise GdJaxError(message)
 
-        if not self.learning_rates or not all(eta > 0 for eta in self.learning_rates):
-            fail(f"--learning_rates={self.learning_rates} must all be positive numbers.")
+        etas = self.learning_rates
+        if not etas or not all(eta > 0 and math.isfinite(eta) for eta in etas):
+            fail(f"--learning_rates={show_floats(etas)} must all be positive finite numbers.")
+        if len(set(etas)) < len(etas):
+            twice = sorted({eta for eta in etas if etas.count(eta) > 1})
+            fail(
+                f"--learning_rates={show_floats(etas)} names {show_floats(tuple(twice))} more "
+                "than once; each η is one set of networks, so give each once."
+            )
         if self.seeds < 1:
             fail(f"--seeds={self.seeds} must be at least 1 (initialisations per η).")
         if self.chunk_size < 1:
             fail(f"--chunk_size={self.chunk_size} must be at least 1 network.")
+        if self.sharpness_examples < 1:
+            fail(
+                f"--sharpness_examples={self.sharpness_examples} must be at least 1: the "
+                "Hessian is taken on the first N training examples."
+            )
+        if self.lanczos_iters < 2:
+            fail(f"--lanczos_iters={self.lanczos_iters} must be at least 2 Lanczos steps.")
         if self.track_sharpness_every < 0 or self.full_batch_steps < 0:
             fail("--track_sharpness_every and --full_batch_steps must be zero or more.")
         if self.tracing and not 0 < self.sample_every <= self.full_batch_steps:
@@ -82,10 +96,16 @@ class LrConfig:
                 f"--track_sharpness_every={self.track_sharpness_every} must lie between 1 "
                 f"and --full_batch_steps={self.full_batch_steps}."
             )
-        if self.range_test and not (0 < self.range_min < self.range_max and self.range_steps > 1):
+        ends = (self.range_min, self.range_max)
+        if self.range_test and not (
+            0 < self.range_min < self.range_max
+            and all(math.isfinite(v) for v in ends)
+            and self.range_steps > 1
+        ):
             fail(
-                f"--range_min={self.range_min} and --range_max={self.range_max} must satisfy "
-                f"0 < min < max, and --range_steps={self.range_steps} must exceed 1."
+                f"--range_min={self.range_min} and --range_max={self.range_max} must be "
+                f"finite with 0 < min < max, and --range_steps={self.range_steps} must "
+                "exceed 1."
             )
 
     @property

@@ -12,6 +12,7 @@ import numpy as np
 from matplotlib import cm, colors
 from matplotlib.figure import Figure
 
+from gd_jax.report.format import floats, nan_quiet
 from gd_jax.report.style import plain_log
 
 
@@ -44,7 +45,7 @@ def sweep_cost_curves(avg_cost: np.ndarray, etas: np.ndarray, trained: np.ndarra
         values = avg_cost[1:, cols]
         if not np.isfinite(values).any():
             continue
-        with np.errstate(all="ignore"):
+        with nan_quiet():
             mid = np.nanmedian(values, axis=1)
             low, high = np.nanmin(values, axis=1), np.nanmax(values, axis=1)
         style = "-" if trained[cols].any() else "--"
@@ -144,8 +145,8 @@ def first_order_figure(
     ax_ratio.grid(alpha=0.3)
 
     etas = np.array([r["learning_rate"] for r in rows])
-    measured = np.array([r["measured_delta_cost"] or np.nan for r in rows], float)
-    predicted = np.array([r["first_order"] or np.nan for r in rows], float)
+    measured = floats(r["measured_delta_cost"] for r in rows)
+    predicted = floats(r["first_order"] for r in rows)
     mapper, color = _eta_colors(etas)
     keep = np.isfinite(measured) & np.isfinite(predicted) & (predicted < 0)
     falls = keep & (measured < 0)
@@ -196,7 +197,7 @@ def sharpness_figure(
     steps = np.arange(step_cost.shape[0])
     top = np.nanmax(lambda_max) if np.isfinite(lambda_max).any() else 1.0
     for eta, cols in _by_eta(etas):
-        with np.errstate(all="ignore"):
+        with nan_quiet():
             cost = np.nanmedian(step_cost[:, cols], axis=1)
             sharp = np.nanmedian(lambda_max[:, cols], axis=1)
         ax_cost.plot(steps, cost, color=color(eta), lw=1.2)

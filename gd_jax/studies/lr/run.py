@@ -21,15 +21,16 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from gd_jax import costs, data, io, optim, train
-from gd_jax.config import ModelConfig, TrainConfig
+from gd_jax import costs, data, io, optim, run_folder, train
+from gd_jax.config import ModelConfig, TrainConfig, check_seed_range
+from gd_jax.errors import GdJaxError
 from gd_jax.report import document
 from gd_jax.report.format import duration
 from gd_jax.studies.lr import figures, range_test, tables
 from gd_jax.studies.lr.config import LrConfig
 from gd_jax.studies.lr.report import report
 from gd_jax.studies.lr.trace import TraceResult, full_batch_trace, sharpness_subset
-from gd_jax.sweep import engine, results, trainer
+from gd_jax.sweep import engine, mesh, results, trainer
 
 
 def study_flags(config: TrainConfig, study: LrConfig) -> dict:
@@ -61,13 +62,35 @@ def run(
     Raises:
       GdJaxError: bad input; the folder is left as it was.
     """
-    folder, dataset = io.start_run(
+    check(config, study)
+    mesh.network_mesh(devices)  # a bad device count fails before the folder is made
+    with run_folder.start_run(
         workdir,
+        "lr_sweep",
         study_flags(config, study),
         resume=resume,
         load=lambda: data.load_for(config),
         mutable=(),
-    )
+    ) as (folder, dataset):
+        return _study(folder, dataset, config, study, devices=devices)
+
+
+def check(config: TrainConfig, study: LrConfig) -> None:
+    """The checks that need both configs.
+
+    Raises:
+      GdJaxError: no epoch to train, or seeds past what a PRNG key holds.
+    """
+    if config.epochs < 1:
+        raise GdJaxError(
+            f"--epochs={config.epochs}: the learning-rate study compares networks after "
+            "training, so it needs at least 1 epoch.",
+            field="epochs",
+        )
+    check_seed_range(config.seed, study.seeds)
+
+
+def _study(folder, dataset, config, study, *, devices):
     model_config = config.model_config(dataset.train.x.shape[1], dataset.num_classes)
     seeds = config.seed + np.arange(study.seeds)
     networks = engine.grid(study.learning_rates, seeds)
@@ -128,12 +151,12 @@ def run(
 XY = tuple[jax.Array, jax.Array]  # (inputs, labels) of a split, on the device
 
 
-def _chunk_path(folder: io.RunFolder, index: int):
+def _chunk_path(folder: run_folder.RunFolder, index: int):
     return folder / "chunks" / f"sweep_{index:03d}.npz"
 
 
 def sweep_in_chunks(
-    folder: io.RunFolder,
+    folder: run_folder.RunFolder,
     model_config: ModelConfig,
     config: TrainConfig,
     study: LrConfig,
@@ -155,8 +178,9 @@ def sweep_in_chunks(
     for index in range(count):
         path = _chunk_path(folder, index)
         members = np.arange(index * size, min((index + 1) * size, len(networks)))
-        if path.exists():
-            parts.append(results.load(path))
+        stored = io.read_cache(path, _chunk_reader(networks.take(members), config.epochs))
+        if stored is not None:
+            parts.append(stored)
             logging.info("Chunk %d/%d: already on disk, kept.", index + 1, count)
             continue
         padded = np.concatenate([members, np.full(size - len(members), members[-1])])
@@ -191,8 +215,29 @@ def sweep_in_chunks(
     return results.concatenate(parts)
 
 
+def _chunk_reader(networks: engine.Networks, epochs: int):
+    """Reads a stored chunk, checked to hold these networks' training."""
+
+    def read(path):
+        part = results.load(path)
+        _same_networks(part.networks, networks)
+        if not (part.epochs[0] == 0 and part.epochs[-1] <= epochs):
+            raise ValueError(f"it records epochs {part.epochs[0]}..{part.epochs[-1]}")
+        return part
+
+    return read
+
+
+def _same_networks(found: engine.Networks, expected: engine.Networks) -> None:
+    if not (
+        np.array_equal(found.learning_rate, expected.learning_rate)
+        and np.array_equal(found.seed, expected.seed)
+    ):
+        raise ValueError("it holds other networks than this study's")
+
+
 def cached_trace(
-    folder: io.RunFolder,
+    folder: run_folder.RunFolder,
     model_config: ModelConfig,
     study: LrConfig,
     networks: engine.Networks,
@@ -200,13 +245,23 @@ def cached_trace(
 ) -> TraceResult:
     """The full-batch trace of every network, or its copy in ``trace.npz``."""
     path = folder / "trace.npz"
-    if path.exists():
+
+    def read(path):
         stored = io.load_arrays(path)
-        return TraceResult(
+        trace = TraceResult(
             networks=engine.Networks(stored["learning_rate"], stored["seed"]),
             seconds=float(stored["seconds"]),
             **{k: stored[k] for k in TraceResult._fields if k not in ("networks", "seconds")},
         )
+        _same_networks(trace.networks, networks)
+        samples = study.full_batch_steps // study.sample_every + 1
+        if trace.cost.shape != (samples, len(networks)):
+            raise ValueError(f"its costs are {trace.cost.shape}, not {samples} samples")
+        return trace
+
+    stored = io.read_cache(path, read)
+    if stored is not None:
+        return stored
     logging.info(
         "Full-batch trace: %d networks, %d steps, sampled every %d steps%s.",
         len(networks),
@@ -231,7 +286,7 @@ def cached_trace(
 
 
 def cached_range_test(
-    folder: io.RunFolder,
+    folder: run_folder.RunFolder,
     model_config: ModelConfig,
     config: TrainConfig,
     study: LrConfig,
@@ -239,12 +294,23 @@ def cached_range_test(
 ) -> list[dict]:
     """The range test's cost at every step, or its copy in ``range_test.csv``."""
     path = folder / "range_test.csv"
-    if path.exists():
-        return [{k: float(v) for k, v in row.items()} for row in io.read_csv(path)]
+    etas = jnp.geomspace(study.range_min, study.range_max, study.range_steps)
+
+    def read(path):
+        rows = [{k: float(v) for k, v in row.items()} for row in io.read_csv(path)]
+        steps = [row["step"] for row in rows]
+        if steps != list(range(study.range_steps)) or not np.allclose(
+            [row["learning_rate"] for row in rows], np.asarray(etas), rtol=1e-6
+        ):
+            raise ValueError(f"it holds {len(rows)} of the {study.range_steps} steps")
+        return rows
+
+    stored = io.read_cache(path, read)
+    if stored is not None:
+        return stored
     init_key, data_key = jax.random.split(jax.random.key(config.seed))
     tx = optim.make(config.optimizer, study.range_min, config.momentum)
     state = train.init_state(model_config.init_params(init_key), tx)
-    etas = jnp.geomspace(study.range_min, study.range_max, study.range_steps)
     loss = train.make_loss(model_config)
     step_costs = jax.jit(
         lambda s, k: range_test.range_test(

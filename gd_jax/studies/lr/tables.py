@@ -3,7 +3,7 @@
 import numpy as np
 
 from gd_jax import costs
-from gd_jax.report.format import number
+from gd_jax.report.format import finite_max, floats, number
 from gd_jax.studies.lr import range_test
 from gd_jax.studies.lr.trace import TraceResult
 from gd_jax.sweep.results import SweepResult
@@ -34,7 +34,7 @@ def result_rows(result: SweepResult, baseline: float) -> list[dict]:
             "final_train_accuracy": number(last["train_accuracy"][i]),
             "final_test_cost": number(last["test_cost"][i]),
             "final_test_accuracy": number(last["test_accuracy"][i]),
-            "best_test_accuracy": number(np.nanmax(result.metrics["test_accuracy"][:, i])),
+            "best_test_accuracy": finite_max(result.metrics["test_accuracy"][:, i]),
         }
         if "validation_accuracy" in last:
             row["final_validation_accuracy"] = number(last["validation_accuracy"][i])
@@ -90,7 +90,7 @@ def stability_rows(rows: list[dict], trace: TraceResult | None, baseline: float)
         mine = [r for r in rows if r["seed"] == seed]
         etas = np.array([r["learning_rate"] for r in mine])
         ok = np.array([r["trained"] for r in mine])
-        accuracy = np.array([r["final_test_accuracy"] or np.nan for r in mine], float)
+        accuracy = floats(r["final_test_accuracy"] for r in mine)
         row = {"seed": seed}
         if trace is not None:
             cols = np.flatnonzero(trace.networks.seed == seed)
@@ -107,7 +107,7 @@ def stability_rows(rows: list[dict], trace: TraceResult | None, baseline: float)
         row["largest_trained_eta"] = edge["largest_trained"]
         row["first_failed_eta"] = edge["first_failed_above_best"]
         row["best_eta"] = edge["best"]
-        row["best_final_test_accuracy"] = number(np.nanmax(np.where(ok, accuracy, np.nan)))
+        row["best_final_test_accuracy"] = finite_max(np.where(ok, accuracy, np.nan))
         table.append(row)
     return table
 
@@ -145,8 +145,8 @@ def per_eta_rows(rows: list[dict]) -> list[dict]:
     table = []
     for eta in sorted({r["learning_rate"] for r in rows}):
         mine = [r for r in rows if r["learning_rate"] == eta]
-        acc = np.array([r["final_test_accuracy"] or np.nan for r in mine], float)
-        cost = np.array([r["final_train_cost"] or np.nan for r in mine], float)
+        acc = floats(r["final_test_accuracy"] for r in mine)
+        cost = floats(r["final_train_cost"] for r in mine)
         table.append(
             {
                 "learning_rate": eta,

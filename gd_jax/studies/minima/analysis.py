@@ -19,23 +19,35 @@ MINIMUM, SADDLE, PLATEAU, UNCONVERGED = "minimum", "saddle", "plateau", "unconve
 CLASSES = (MINIMUM, SADDLE, PLATEAU, UNCONVERGED)
 
 
-def classify(grad_norm, lambda_min, lambda_max, cost, *, grad_tol, negative_tol, bar) -> str:
+def classify(
+    grad_norm, lambda_min, lambda_max, cost, *, grad_tol, negative_tol, bar,
+    negative_eigenvalues: int | None = None,
+) -> str:  # fmt: skip
     """The kind of critical point an endpoint is, by the numbers that certify it.
 
     * ``unconverged``: ‖∇C‖ ≥ ``grad_tol``: not a critical point (yet).
     * ``plateau``: critical, but its cost is not below ``bar`` (90% of the best
       constant output's): saturated units, a flat region where nothing was learned.
     * ``saddle``: critical, with λ_min < −``negative_tol`` · λ_max: clearly negative
-      curvature, a direction that still goes down.
+      curvature, a direction that still goes down; or, where the dense Hessian was
+      counted, any eigenvalue that clearly negative (``negative_eigenvalues``), which
+      Lanczos can miss.
     * ``minimum``: critical, learned, and no clearly negative curvature.
     """
     if not grad_norm < grad_tol:
         return UNCONVERGED
     if not cost < bar:
         return PLATEAU
-    if lambda_min < -negative_tol * abs(lambda_max):
+    if lambda_min < -negative_tol * abs(lambda_max) or (negative_eigenvalues or 0) > 0:
         return SADDLE
     return MINIMUM
+
+
+def path_rise(costs) -> tuple[bool, float]:
+    """Whether costs along a path only fall (a rise of 10⁻⁶ of the first cost is
+    rounding), and the largest rise from one point to the next (0 if none)."""
+    rises = np.diff(np.asarray(costs))
+    return bool(np.all(rises <= 1e-6 * abs(costs[0]))), float(max(0.0, rises.max()))
 
 
 def network(params, i):
@@ -109,7 +121,7 @@ def certify(
         p = network(params, i)
         init = model_config.init_params(init_keys[i])
         to_end = landscape.path(evaluate, init, p, *train_xy, num=study.path_points)
-        rises = np.diff(to_end["cost"])
+        monotone, max_rise = path_rise(to_end["cost"])
         row = {
             "width": width,
             "seed": int(network_seed),
@@ -123,8 +135,8 @@ def certify(
             "lambda_min": number(low[i]),
             "negative_eigenvalues": None,
             "converged_epoch": int(result.converged_epoch[i]),
-            "init_path_monotone": bool(np.all(rises <= 1e-6 * abs(to_end["cost"][0]))),
-            "init_path_max_rise": float(max(0.0, rises.max())),
+            "init_path_monotone": monotone,
+            "init_path_max_rise": max_rise,
         }
         init_paths.append([float(c) for c in to_end["cost"]])
         if dense:
@@ -136,9 +148,8 @@ def certify(
             row["grad_norm"] if row["grad_norm"] is not None else math.inf,
             low[i], high[i], cost if cost is not None else math.inf,
             grad_tol=study.grad_tol, negative_tol=study.negative_tol, bar=bar,
+            negative_eigenvalues=row["negative_eigenvalues"],
         )  # fmt: skip
-        if row["classification"] == MINIMUM and (row["negative_eigenvalues"] or 0) > 0:
-            row["classification"] = SADDLE  # the dense spectrum sees what Lanczos missed
         rows.append(row)
     return rows, init_paths
 

@@ -1,6 +1,7 @@
 """What the local-minima study trains and measures, beside the shared TrainConfig."""
 
 import dataclasses
+import math
 
 from gd_jax.config import option, parse_int_list, show_ints
 from gd_jax.errors import GdJaxError
@@ -39,10 +40,20 @@ class MinimaConfig:
     max_pairs: int = option(28, "Pairs of endpoints compared per width.")
 
     def __post_init__(self):
+        finite = math.isfinite
         checks = [
             (self.widths and all(w > 0 for w in self.widths), f"--widths={self.widths}"),
+            (
+                len(set(self.widths)) == len(self.widths),
+                f"--widths={show_ints(self.widths)} (each width once)",
+            ),
             (self.seeds >= 2, f"--seeds={self.seeds} (at least 2, to compare endpoints)"),
-            (self.grad_tol > 0, f"--grad_tol={self.grad_tol} (positive)"),
+            (self.grad_tol > 0 and finite(self.grad_tol), f"--grad_tol={self.grad_tol} (positive)"),
+            (
+                self.negative_tol >= 0 and finite(self.negative_tol),
+                f"--negative_tol={self.negative_tol} (zero or more, finite)",
+            ),
+            (self.dense_max_params >= 0, f"--dense_max_params={self.dense_max_params} (≥ 0)"),
             (self.eval_every >= 1, f"--eval_every={self.eval_every} (at least 1)"),
             (self.lanczos_iters >= 2, f"--lanczos_iters={self.lanczos_iters} (at least 2)"),
             (self.path_points >= 3, f"--path_points={self.path_points} (at least 3)"),

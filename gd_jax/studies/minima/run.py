@@ -16,14 +16,16 @@ import jax
 import numpy as np
 from absl import logging
 
-from gd_jax import costs, data, io, landscape, train
-from gd_jax.config import ModelConfig, TrainConfig
+from gd_jax import costs, data, io, landscape, run_folder, train
+from gd_jax.config import ModelConfig, TrainConfig, check_seed_range
+from gd_jax.errors import GdJaxError
 from gd_jax.report import document
+from gd_jax.report.format import nan_quiet
 from gd_jax.studies.minima import figures, tables
 from gd_jax.studies.minima.analysis import MINIMUM, analyse, network
 from gd_jax.studies.minima.config import MinimaConfig
 from gd_jax.studies.minima.report import report
-from gd_jax.sweep import engine, results, trainer
+from gd_jax.sweep import engine, mesh, results, trainer
 
 
 def study_flags(config: TrainConfig, study: MinimaConfig) -> dict:
@@ -54,13 +56,37 @@ def run(
     Raises:
       GdJaxError: bad input; the folder is left as it was.
     """
-    folder, dataset = io.start_run(
+    check(config, study)
+    mesh.network_mesh(devices)  # a bad device count fails before the folder is made
+    with run_folder.start_run(
         workdir,
+        "local_minima",
         study_flags(config, study),
         resume=resume,
         load=lambda: data.load_for(config),
         mutable=(),
-    )
+    ) as (folder, dataset):
+        return _study(folder, dataset, config, study, devices=devices)
+
+
+def check(config: TrainConfig, study: MinimaConfig) -> None:
+    """The checks that need both configs.
+
+    Raises:
+      GdJaxError: widths for a network with no hidden layer, or seeds past what a
+        PRNG key holds.
+    """
+    if not config.layers:
+        raise GdJaxError(
+            f"--widths={','.join(map(str, study.widths))} replace the size of every hidden "
+            "layer, but --layers=none has none: every width would be the same network. "
+            "Give --layers a hidden layer (e.g. --layers=16,16).",
+            field="layers",
+        )
+    check_seed_range(config.seed, study.seeds)
+
+
+def _study(folder, dataset, config, study, *, devices):
     train_xy, test_xy = data.on_device(dataset.train), data.on_device(dataset.test)
     baseline = costs.constant_cost(config.cost, dataset.train.labels, dataset.num_classes)
     bar = costs.learned_bar(baseline)
@@ -72,8 +98,8 @@ def run(
         )
         evaluate = train.make_evaluate(model_config)
         cached = folder / "widths" / f"analysis_{width}.json"
-        if cached.exists():
-            found = io.read_json(cached)
+        found = io.read_cache(cached, _analysis_reader(study))
+        if found is not None:
             logging.info("Width %d: analysis already on disk, kept.", width)
         else:
             result = trained_width(
@@ -111,14 +137,41 @@ def run(
 XY = tuple[jax.Array, jax.Array]  # (inputs, labels) of a split, on the device
 
 
+def _analysis_reader(study: MinimaConfig):
+    """Reads a stored analysis of one width, checked to be whole."""
+
+    def read(path):
+        found = io.read_json(path)
+        if len(found["rows"]) != study.seeds or not isinstance(found["example"], dict):
+            raise ValueError(f"it holds {len(found['rows'])} of the {study.seeds} networks")
+        for key in ("pairs", "ensemble"):
+            if not isinstance(found[key], list):
+                raise ValueError(f"its {key} are not a list")
+        return found
+
+    return read
+
+
 def cached_surface(
-    folder: io.RunFolder, model_config: ModelConfig, seed: int, rows: list[dict], train_xy: XY
+    folder: run_folder.RunFolder,
+    model_config: ModelConfig,
+    seed: int,
+    rows: list[dict],
+    train_xy: XY,
 ) -> dict | None:
     """The training cost on a random plane through one endpoint of the widest network:
     its best certified minimum, else its lowest-cost endpoint (Li et al. 2018)."""
     path = folder / "surface.json"
-    if path.exists():
-        return io.read_json(path)
+
+    def read(path):
+        plane = io.read_json(path)
+        if np.shape(plane["cost"]) != (len(plane["s"]), len(plane["t"])):
+            raise ValueError("its grid of costs does not match its axes")
+        return plane
+
+    stored = io.read_cache(path, read)
+    if stored is not None:
+        return stored
     width = model_config.sizes[1]
     mine = [r for r in rows if r["width"] == width and r["final_train_cost"] is not None]
     if not mine:
@@ -137,7 +190,7 @@ def cached_surface(
 
 
 def trained_width(
-    folder: io.RunFolder,
+    folder: run_folder.RunFolder,
     model_config: ModelConfig,
     config: TrainConfig,
     study: MinimaConfig,
@@ -149,18 +202,31 @@ def trained_width(
     """All seeds of one width, trained as one program; saved, or read back if saved."""
     width = model_config.sizes[1]
     path = folder / "widths" / f"width_{width}.npz"
-    if path.exists():
-        logging.info("Width %d: training already on disk, kept.", width)
-        return results.load(path)
     seeds = config.seed + np.arange(study.seeds)
+
+    def read(path):
+        stored = results.load(path)
+        if (
+            not np.array_equal(stored.networks.seed, seeds)
+            or stored.params[0][0].shape[-1] != width
+        ):
+            raise ValueError("it holds other networks than this width's")
+        return stored
+
+    stored = io.read_cache(path, read)
+    if stored is not None:
+        logging.info("Width %d: training already on disk, kept.", width)
+        return stored
     networks = engine.Networks(np.full(len(seeds), config.learning_rate), seeds)
 
     def progress(epoch, scores, seconds):
         converged = np.sum(scores["grad_norm"] < study.grad_tol)
+        with nan_quiet():
+            median = np.nanmedian(scores["train_cost"])
         logging.info(
             "width %d epoch %d/%d: %d networks, %d with ‖∇C‖ < %g, median cost %.4g, %.3f s/epoch",
             width, epoch, config.epochs, len(seeds), converged, study.grad_tol,
-            np.nanmedian(scores["train_cost"]), seconds,
+            median, seconds,
         )  # fmt: skip
 
     result = trainer.fit(

@@ -4,6 +4,7 @@ its verdict."""
 import numpy as np
 
 from gd_jax.config import TrainConfig
+from gd_jax.report.format import floats
 from gd_jax.studies.minima.analysis import MINIMUM, PLATEAU, SADDLE, UNCONVERGED
 
 
@@ -40,8 +41,8 @@ def spread_rows(rows: list[dict]) -> list[dict]:
         ):
             for stat, value in _stats(r[key] for r in mine).items():
                 row[f"{name}_{stat}"] = value
-        train_cost = np.array([r["final_train_cost"] or np.nan for r in mine], float)
-        test_cost = np.array([r["final_test_cost"] or np.nan for r in mine], float)
+        train_cost = floats(r["final_train_cost"] for r in mine)
+        test_cost = floats(r["final_test_cost"] for r in mine)
         ok = np.isfinite(train_cost) & np.isfinite(test_cost)
         row["train_test_cost_correlation"] = (
             float(np.corrcoef(train_cost[ok], test_cost[ok])[0, 1])

@@ -9,8 +9,9 @@ import jax
 import numpy as np
 from absl import logging
 
-from gd_jax import data, fast_gd, io, optim, train
+from gd_jax import data, fast_gd, io, optim, run_folder, train
 from gd_jax.config import ModelConfig, TrainConfig
+from gd_jax.errors import GdJaxError
 from gd_jax.report import document
 from gd_jax.studies.run import figures
 from gd_jax.studies.run.report import report
@@ -38,9 +39,13 @@ def train_run(config: TrainConfig, workdir: str, *, resume: bool = False) -> dic
       GdJaxError: bad input (flags, data files, a workdir holding another run); the
         folder is left as it was.
     """
-    folder, dataset = io.start_run(
-        workdir, config.flags(), resume=resume, load=lambda: data.load_for(config)
-    )
+    with run_folder.start_run(
+        workdir, "train", config.flags(), resume=resume, load=lambda: data.load_for(config)
+    ) as (folder, dataset):
+        return _train(folder, dataset, config, resume=resume)
+
+
+def _train(folder: run_folder.RunFolder, dataset: data.Dataset, config: TrainConfig, *, resume):
     model_config = config.model_config(dataset.train.x.shape[1], dataset.num_classes)
     init_key, data_key = jax.random.split(jax.random.key(config.seed))
     tx = optim.make(config.optimizer, config.learning_rate, config.momentum)
@@ -50,9 +55,8 @@ def train_run(config: TrainConfig, workdir: str, *, resume: bool = False) -> dic
     if resume and (folder / io.CHECKPOINT).exists():
         state, meta = io.load_checkpoint(folder / io.CHECKPOINT, like=initial)
         start_epoch = int(meta["epoch"])
-        # Metrics may be one epoch ahead of the checkpoint (see io): drop that epoch.
-        history = [m for m in folder.metrics() if m["epoch"] <= start_epoch]
-        logging.info("Resuming %s after epoch %d.", workdir, start_epoch)
+        history = resumed_history(folder, start_epoch)
+        logging.info("Resuming %s after epoch %d.", folder.path, start_epoch)
 
     train_data = data.on_device(dataset.train)
     evals = {
@@ -60,7 +64,7 @@ def train_run(config: TrainConfig, workdir: str, *, resume: bool = False) -> dic
         "test": data.on_device(dataset.test),
     }
     epoch_fn = fast_gd.build_epoch(model_config, config.optimizer, tx, config.batch_size)
-    status = STATUS_COMPLETED
+    status, saved = STATUS_COMPLETED, start_epoch
     try:
         for result in train.fit(
             state,
@@ -72,6 +76,8 @@ def train_run(config: TrainConfig, workdir: str, *, resume: bool = False) -> dic
             data_key=data_key,
             start_epoch=start_epoch,
         ):
+            if history and result.epoch <= history[-1]["epoch"]:
+                continue  # the checkpoint's own epoch, already in the history
             history.append(result.metrics)
             io.write_jsonl(folder / io.METRICS, history)
             if result.metrics["diverged"]:
@@ -84,13 +90,19 @@ def train_run(config: TrainConfig, workdir: str, *, resume: bool = False) -> dic
                     config.learning_rate / 3,
                 )
                 break
-            state = result.state
-            io.save_checkpoint(folder / io.CHECKPOINT, state, epoch=result.epoch)
+            io.save_checkpoint(folder / io.CHECKPOINT, result.state, epoch=result.epoch)
+            state, saved = result.state, result.epoch
             _log_epoch(result.metrics, config.epochs)
     except KeyboardInterrupt:
+        io.stop_handled()
         status = STATUS_INTERRUPTED
+        # The record ends where the checkpoint does: an epoch past it is done again.
+        history = [m for m in history if m["epoch"] <= saved]
+        io.write_jsonl(folder / io.METRICS, history)
         logging.warning(
-            "Interrupted. The run folder holds every finished epoch; continue with --resume."
+            "Interrupted after epoch %d. The run folder holds every finished epoch; "
+            "continue with --resume.",
+            saved,
         )
 
     sizes = model_config.sizes
@@ -122,6 +134,33 @@ def train_run(config: TrainConfig, workdir: str, *, resume: bool = False) -> dic
     num_test = len(dataset.test.labels)
     document.write(folder, shown, lambda captions: report(config, summary, num_test, captions))
     return summary
+
+
+def resumed_history(folder: run_folder.RunFolder, epoch: int) -> list[dict]:
+    """The metrics of epochs 0 to ``epoch`` (the checkpoint's), checked to be all there.
+
+    Metrics may be one epoch ahead of the checkpoint (see ``gd_jax.io``): that epoch is
+    dropped and done again.
+
+    Raises:
+      GdJaxError: ``metrics.jsonl`` is damaged, or misses an epoch the checkpoint holds.
+    """
+    history = [m for m in folder.metrics() if m.get("epoch", -1) <= epoch]
+    found = [m.get("epoch") for m in history]
+    if found != list(range(epoch + 1)):
+        raise GdJaxError(
+            f"{folder / io.METRICS} does not hold the history of the checkpoint's "
+            f"{epoch} epochs (it has epochs {_spans(found)}): it was cut, emptied or "
+            "deleted. Resuming would leave a hole in the record. Start a new --workdir, "
+            f"or delete {io.CHECKPOINT} there to train the run again from the start."
+        )
+    return history
+
+
+def _spans(epochs: list) -> str:
+    if not epochs:
+        return "none"
+    return ", ".join(str(e) for e in epochs) if len(epochs) <= 6 else f"{epochs[0]}..{epochs[-1]}"
 
 
 def _log_epoch(metrics: dict, epochs: int) -> None:

@@ -1,9 +1,6 @@
 """The toy-descent experiment, written into its folder."""
 
-from pathlib import Path
-
-from gd_jax import io
-from gd_jax.errors import GdJaxError
+from gd_jax import io, run_folder
 from gd_jax.report import document
 from gd_jax.studies.toy import figures
 from gd_jax.studies.toy.report import report
@@ -16,24 +13,28 @@ def write_run(workdir: str) -> dict:
     run folder: a PNG per scene, report.md, summary.json, runs.csv and config.json.
 
     Args:
-      workdir: the folder; created if needed, and its files of the same names replaced.
+      workdir: the folder; created if needed. A folder of an earlier toy-descent run
+        has its files replaced; a folder of another kind of run is refused.
 
     Returns:
       The summary, as written to summary.json.
 
     Raises:
-      GdJaxError: ``workdir`` is a file.
+      GdJaxError: ``workdir`` is a file, holds another kind of run, or is in use.
     """
-    folder = Path(workdir)
-    if folder.exists() and not folder.is_dir():
-        raise GdJaxError(f"--workdir={workdir} is a file, not a folder. Choose a folder.")
+    with run_folder.start_run(
+        workdir, "toy_descent", None, resume=True, load=lambda: None, mutable=()
+    ) as (folder, _):
+        return _write(folder)
+
+
+def _write(folder: run_folder.RunFolder) -> dict:
     scenes = study()
     summary = summarize(scenes)
     shown = []
     for scene in scenes:
         draw = figures.curve_figure if scene.fn.dim == 1 else figures.contour_figure
         shown.append((f"{scene.key}.png", scene.title, draw(scene)))
-    io.write_json(folder / io.CONFIG, {"flags": {"workdir": workdir}, **io.environment()})
     io.write_json(folder / io.SUMMARY, summary)
     io.write_csv(
         folder / "runs.csv",

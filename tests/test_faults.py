@@ -1,0 +1,232 @@
+"""Runs under faults: damaged files, resumed records, bad flags, a Ctrl-C that Python
+swallowed. Each case gives a clear error and no traceback, or the right result."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from conftest import cli
+
+from experiments import local_minima as minima_cli
+from experiments import lr_sweep as lr_cli
+from experiments import toy_descent as toy_cli
+from experiments import train as train_cli
+from gd_jax import data, io
+
+TRAIN = ("--dataset=digits", "--layers=8", "--batch_size=10")
+LR = (
+    "--dataset=digits", "--layers=8", "--learning_rates=0.5,3", "--seeds=1", "--epochs=2",
+    "--chunk_size=1", "--full_batch_steps=20", "--track_sharpness_every=10",
+    "--sharpness_examples=200", "--lanczos_iters=4", "--range_steps=30", "--train_size=400",
+)  # fmt: skip
+MINIMA = (
+    "--dataset=digits", "--layers=8", "--widths=3,5", "--seeds=2", "--epochs=2",
+    "--lanczos_iters=4", "--max_pairs=1", "--path_points=3", "--train_size=300",
+)  # fmt: skip
+TIMING = {"seconds_per_epoch", "compile_seconds", "sweep_seconds_per_epoch",
+          "sweep_compile_seconds", "trace_seconds"}  # fmt: skip
+
+
+def epochs_of(workdir):
+    return [m["epoch"] for m in io.read_jsonl(workdir / io.METRICS)]
+
+
+def tables_of(workdir, names):
+    """The named CSV tables (bytes) and summary.json without its timings."""
+    found = {name: (workdir / name).read_bytes() for name in names}
+    summary = json.loads((workdir / io.SUMMARY).read_text())
+    found["summary"] = {k: v for k, v in summary.items() if k not in TIMING}
+    return found
+
+
+def error_of(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err
+
+
+# --- the single run ----------------------------------------------------------------
+
+
+def test_resuming_an_epoch_zero_checkpoint_records_each_epoch_once(tmp_path):
+    assert cli(train_cli, *TRAIN, "--epochs=0", f"--workdir={tmp_path}") == 0
+    assert cli(train_cli, *TRAIN, "--epochs=3", "--resume", f"--workdir={tmp_path}") == 0
+    assert epochs_of(tmp_path) == [0, 1, 2, 3]
+    assert len(io.read_csv(tmp_path / "metrics.csv")) == 4
+
+
+def test_resuming_a_diverged_run_records_each_epoch_once(tmp_path):
+    args = ("--dataset=digits", "--cost=cross_entropy", "--activation=relu", "--batch_size=0",
+            "--learning_rate=1e20", "--epochs=30", f"--workdir={tmp_path}")  # fmt: skip
+    assert cli(train_cli, *args) == 1
+    diverged = epochs_of(tmp_path)
+    assert len(diverged) >= 2  # a checkpoint before the epoch that diverged
+    assert cli(train_cli, *args, "--resume") == 1
+    assert epochs_of(tmp_path) == diverged == list(range(len(diverged)))
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [lambda lines: lines[:2], lambda lines: [], lambda lines: lines[:1] + lines[2:], None],
+    ids=["cut", "emptied", "hole", "deleted"],
+)
+def test_a_history_that_misses_epochs_is_named_not_resumed(tmp_path, capsys, damage):
+    assert cli(train_cli, *TRAIN, "--epochs=4", f"--workdir={tmp_path}") == 0
+    path = tmp_path / io.METRICS
+    if damage is None:
+        path.unlink()
+    else:
+        path.write_text("".join(damage(path.read_text().splitlines(keepends=True))))
+    before = path.read_bytes() if path.exists() else None
+    assert cli(train_cli, *TRAIN, "--epochs=6", "--resume", f"--workdir={tmp_path}") == 2
+    err = error_of(capsys)
+    assert "metrics.jsonl does not hold the history of the checkpoint's 4 epochs" in err
+    assert (path.read_bytes() if path.exists() else None) == before
+
+
+def test_a_history_cut_mid_line_is_named(tmp_path, capsys):
+    assert cli(train_cli, *TRAIN, "--epochs=2", f"--workdir={tmp_path}") == 0
+    path = tmp_path / io.METRICS
+    path.write_text(path.read_text()[:-20])
+    assert cli(train_cli, *TRAIN, "--epochs=3", "--resume", f"--workdir={tmp_path}") == 2
+    assert "metrics.jsonl is damaged: line 3 is not a JSON record" in error_of(capsys)
+
+
+def test_a_truncated_checkpoint_is_named(tmp_path, capsys):
+    assert cli(train_cli, *TRAIN, "--epochs=2", f"--workdir={tmp_path}") == 0
+    path = tmp_path / io.CHECKPOINT
+    path.write_bytes(path.read_bytes()[:100])
+    assert cli(train_cli, *TRAIN, "--epochs=3", "--resume", f"--workdir={tmp_path}") == 2
+    assert "checkpoint.npz cannot be read" in error_of(capsys)
+
+
+def test_fewer_epochs_on_resume_are_refused_and_the_config_kept(tmp_path, capsys):
+    assert cli(train_cli, *TRAIN, "--epochs=3", f"--workdir={tmp_path}") == 0
+    before = (tmp_path / io.CONFIG).read_bytes()
+    assert cli(train_cli, *TRAIN, "--epochs=2", "--resume", f"--workdir={tmp_path}") == 2
+    assert "--epochs: 3 there, 2 now" in error_of(capsys)
+    assert (tmp_path / io.CONFIG).read_bytes() == before
+
+
+def test_the_toy_experiment_never_writes_into_a_training_run(tmp_path, capsys):
+    assert cli(train_cli, *TRAIN, "--epochs=1", f"--workdir={tmp_path}") == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert cli(toy_cli, f"--workdir={tmp_path}") == 2
+    assert "holds a train run, not a toy_descent run" in error_of(capsys)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert cli(train_cli, *TRAIN, "--epochs=2", "--resume", f"--workdir={tmp_path}") == 0
+
+
+def test_an_interrupt_python_swallowed_stops_the_run_at_its_next_write(tmp_path, monkeypatch):
+    load = data.load_for
+
+    def interrupted_while_loading(config):
+        io.request_stop()  # as the Ctrl-C handler does before its KeyboardInterrupt is lost
+        return load(config)
+
+    monkeypatch.setattr(data, "load_for", interrupted_while_loading)
+    assert cli(train_cli, *TRAIN, "--epochs=3", f"--workdir={tmp_path}") == 130
+    monkeypatch.setattr(data, "load_for", load)
+    assert cli(train_cli, *TRAIN, "--epochs=3", "--resume", f"--workdir={tmp_path}") == 0
+    assert epochs_of(tmp_path) == [0, 1, 2, 3]
+
+
+# --- bad flags: an error, no traceback, no folder -------------------------------------
+
+BAD = [
+    (train_cli, ("--dataset=digits", "--learning_rate=inf"), "--learning_rate=inf"),
+    (train_cli, ("--dataset=digits", "--seed=99999999999999999999"), "--seed=99999999999999999999"),
+    (train_cli, ("--dataset=digits", "--momentum=nan", "--optimizer=sgd"), "--momentum=nan"),
+    (minima_cli, ("--dataset=digits", "--learning_rate=inf"), "--learning_rate=inf"),
+    (minima_cli, ("--dataset=digits", "--grad_tol=inf"), "--grad_tol=inf"),
+    (minima_cli, ("--dataset=digits", "--negative_tol=nan"), "--negative_tol=nan"),
+    (minima_cli, ("--dataset=digits", "--widths=4,4"), "--widths=4,4"),
+    (minima_cli, ("--dataset=digits", "--layers=none", "--widths=4,16"), "--layers=none has none"),
+    (minima_cli, ("--dataset=digits", "--seed=2147483647"), "--seed=2147483647 is out of range"),
+    (minima_cli, ("--dataset=digits", "--devices=64"), "devices=64"),
+    (lr_cli, ("--dataset=digits", "--learning_rates=logspace:0.1:inf:3"), "logspace:0.1:inf:3"),
+    (lr_cli, ("--dataset=digits", "--learning_rates=1,1.0,1e0"), "names 1 more than once"),
+    (lr_cli, ("--dataset=digits", "--range_max=inf"), "--range_max=inf"),
+    (lr_cli, ("--dataset=digits", "--epochs=0"), "--epochs=0"),
+    (lr_cli, ("--dataset=digits", "--lanczos_iters=0"), "--lanczos_iters=0"),
+    (lr_cli, ("--dataset=digits", "--sharpness_examples=0"), "--sharpness_examples=0"),
+    (lr_cli, ("--dataset=digits", "--sharpness_examples=-5"), "--sharpness_examples=-5"),
+    (lr_cli, ("--dataset=digits", "--devices=64"), "devices=64"),
+    (train_cli, ("--dataset=idx:/etc/hostname",), "is a file; idx: takes the folder"),
+]
+
+
+@pytest.mark.parametrize(
+    "entry, args, says", BAD, ids=[f"{e.__name__.split('.')[-1]}:{a[-1]}" for e, a, _ in BAD]
+)
+def test_a_bad_value_is_one_paragraph_and_leaves_no_folder(tmp_path, capsys, entry, args, says):
+    workdir = tmp_path / "run"
+    assert cli(entry, *args, f"--workdir={workdir}") == 2
+    assert says in error_of(capsys)
+    assert not workdir.exists()
+
+
+def test_an_empty_workdir_is_refused_and_nothing_is_written(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli(train_cli, "--dataset=digits", "--epochs=1", "--workdir=") == 2
+    assert "--workdir is empty" in error_of(capsys)
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- the studies' caches: damaged, recomputed, the same tables ------------------------
+
+LR_TABLES = ("results.csv", "curves.csv", "stability.csv", "first_order.csv", "range_test.csv")
+
+
+@pytest.fixture(scope="module")
+def lr_reference(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("lr") / "whole"
+    assert cli(lr_cli, *LR, f"--workdir={workdir}") == 0
+    return workdir
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [("chunks/sweep_001.npz", lambda b: b[:200]),
+     ("trace.npz", lambda b: b[: len(b) // 2]),
+     ("range_test.csv", lambda b: b"".join(b.splitlines(keepends=True)[:11])),
+     ("range_test.csv", lambda b: b[:-7])],
+    ids=["chunk", "trace", "range-test-lines", "range-test-mid-line"],
+)  # fmt: skip
+def test_a_damaged_lr_cache_is_computed_again(tmp_path, lr_reference, caplog, damage):
+    name, cut = damage
+    workdir = tmp_path / "damaged"
+    shutil.copytree(lr_reference, workdir)
+    (workdir / name).write_bytes(cut((workdir / name).read_bytes()))
+    assert cli(lr_cli, *LR, "--resume", f"--workdir={workdir}") == 0
+    assert f"{name} is damaged" in caplog.text
+    assert tables_of(workdir, LR_TABLES) == tables_of(lr_reference, LR_TABLES)
+
+
+MINIMA_TABLES = ("results.csv", "pairs.csv", "spread.csv", "ensemble.csv")
+
+
+@pytest.fixture(scope="module")
+def minima_reference(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("minima") / "whole"
+    assert cli(minima_cli, *MINIMA, f"--workdir={workdir}") == 0
+    return workdir
+
+
+@pytest.mark.parametrize(
+    "names", [("widths/width_5.npz", "widths/analysis_5.json"), ("widths/analysis_3.json",),
+              ("surface.json",)], ids=["width", "analysis", "surface"],
+)  # fmt: skip
+def test_a_damaged_minima_cache_is_computed_again(tmp_path, minima_reference, caplog, names):
+    workdir = tmp_path / "damaged"
+    shutil.copytree(minima_reference, workdir)
+    for name in names:
+        (workdir / name).write_bytes((workdir / name).read_bytes()[:50])
+    assert cli(minima_cli, *MINIMA, "--resume", f"--workdir={workdir}") == 0
+    for name in names:
+        assert f"{name} is damaged" in caplog.text
+    assert tables_of(workdir, MINIMA_TABLES) == tables_of(minima_reference, MINIMA_TABLES)
+    plane = json.loads((workdir / "surface.json").read_text())
+    expected = json.loads((minima_reference / "surface.json").read_text())
+    np.testing.assert_allclose(plane["cost"], expected["cost"], rtol=1e-6)

@@ -1,0 +1,101 @@
+"""Fault injection: each entry point killed (SIGKILL) at random moments, then resumed,
+ends with the same tables as a run never interrupted."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from gd_jax import io
+
+TRAIN = ("experiments.train", "--dataset=digits", "--layers=8", "--epochs=12")
+LR = (
+    "experiments.lr_sweep", "--dataset=digits", "--layers=8", "--learning_rates=0.5,3,30",
+    "--seeds=1", "--epochs=3", "--chunk_size=1", "--full_batch_steps=40",
+    "--track_sharpness_every=20", "--sharpness_examples=200", "--lanczos_iters=4",
+    "--range_steps=40", "--train_size=500",
+)  # fmt: skip
+MINIMA = (
+    "experiments.local_minima", "--dataset=digits", "--layers=8", "--widths=3,5",
+    "--seeds=2", "--epochs=2", "--lanczos_iters=4", "--max_pairs=1", "--path_points=3",
+    "--train_size=200",
+)  # fmt: skip
+TIMING = {"seconds", "compile_seconds", "seconds_per_epoch", "sweep_seconds_per_epoch",
+          "sweep_compile_seconds", "trace_seconds"}  # fmt: skip
+ENV = {**os.environ, "JAX_PLATFORMS": "cpu"}
+
+
+def start(args, workdir, *extra):
+    return subprocess.Popen(
+        [sys.executable, "-m", *args, f"--workdir={workdir}", *extra],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish(process) -> None:
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err[-3000:]
+
+
+def without_timing(obj):
+    if isinstance(obj, dict):
+        return {k: without_timing(v) for k, v in obj.items() if k not in TIMING}
+    if isinstance(obj, list):
+        return [without_timing(v) for v in obj]
+    return obj
+
+
+def outputs(workdir, tables) -> dict:
+    found = {name: without_timing(io.read_csv(workdir / name)) for name in tables}
+    found["summary"] = without_timing(json.loads((workdir / io.SUMMARY).read_text()))
+    if (workdir / io.METRICS).exists():
+        found["metrics"] = without_timing(io.read_jsonl(workdir / io.METRICS))
+    if (workdir / io.CHECKPOINT).exists():
+        stored = io.load_arrays(workdir / io.CHECKPOINT)
+        found["checkpoint"] = {k: v.tolist() for k, v in stored.items()}
+    return found
+
+
+@pytest.mark.parametrize(
+    "args, tables, seed, trials",
+    [(TRAIN, ("metrics.csv",), 0, 2),
+     (LR, ("results.csv", "curves.csv", "stability.csv", "first_order.csv"), 1, 2),
+     (MINIMA, ("results.csv", "pairs.csv", "spread.csv", "ensemble.csv"), 2, 1)],
+    ids=["train", "lr_sweep", "local_minima"],
+)  # fmt: skip
+def test_killed_at_random_moments_and_resumed_gives_the_same_tables(
+    tmp_path, args, tables, seed, trials
+):
+    tic = time.perf_counter()
+    finish(start(args, tmp_path / "whole"))
+    whole = time.perf_counter() - tic
+    expected = outputs(tmp_path / "whole", tables)
+    rng = random.Random(seed)
+    workdir = tmp_path / "killed"
+    kills = 0
+    for _ in range(trials):  # killed at a random moment, then resumed
+        process = start(args, workdir, "--resume")
+        time.sleep(rng.uniform(0.3, 0.95) * whole)
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            kills += 1
+        process.communicate(timeout=300)
+    finish(start(args, workdir, "--resume"))
+    assert kills >= 1  # the run was really cut somewhere
+    found = outputs(workdir, tables)
+    assert found.keys() == expected.keys()
+    for key in expected:
+        if key == "checkpoint":
+            for name, value in expected[key].items():
+                np.testing.assert_array_equal(found[key][name], value, err_msg=name)
+        else:
+            assert found[key] == expected[key], key

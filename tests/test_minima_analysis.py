@@ -1,0 +1,69 @@
+"""The local-minima study's analyses on constructed networks with known answers: the
+dense-Hessian rule, paths from initialisation, ensembles and disagreement."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import mlp
+
+from gd_jax.studies.minima import analysis
+
+CERTIFY = {"grad_tol": 1e-3, "negative_tol": 1e-2, "bar": 0.4}
+
+
+def test_the_dense_spectrum_turns_a_minimum_with_negative_eigenvalues_into_a_saddle():
+    minimum = analysis.classify(1e-4, -1e-4, 1.0, 0.1, **CERTIFY)
+    assert minimum == analysis.MINIMUM  # λ_min above −1% of λ_max: no clear descent
+    for count, expected in ((None, analysis.MINIMUM), (0, analysis.MINIMUM), (2, analysis.SADDLE)):
+        found = analysis.classify(1e-4, -1e-4, 1.0, 0.1, **CERTIFY, negative_eigenvalues=count)
+        assert found == expected
+    # The rule only refines minima: a point not critical, or not learned, stays so.
+    assert analysis.classify(1e-2, -1e-4, 1.0, 0.1, **CERTIFY, negative_eigenvalues=5) == (
+        analysis.UNCONVERGED
+    )
+    assert analysis.classify(1e-4, -1e-4, 1.0, 0.5, **CERTIFY, negative_eigenvalues=5) == (
+        analysis.PLATEAU
+    )
+
+
+@pytest.mark.parametrize(
+    "costs, monotone, rise",
+    [([3.0, 2.0, 1.0], True, 0.0),
+     ([3.0, 2.0, 2.5, 1.0], False, 0.5),
+     ([1.0, 1.0 + 5e-7, 0.5], True, 5e-7),  # a rise below 10⁻⁶ of the start is rounding
+     ([1.0, 1.0 + 2e-6, 0.5], False, 2e-6)],
+)  # fmt: skip
+def test_the_path_from_initialisation(costs, monotone, rise):
+    found_monotone, found_rise = analysis.path_rise(np.array(costs))
+    assert found_monotone is monotone and found_rise == pytest.approx(rise)
+
+
+def constant_network(label: int, classes: int = 3, inputs: int = 2, strength: float = 5.0):
+    """A network with no hidden layer whose output is the same for every input: high
+    for ``label``; its weights are zero, so only the bias speaks."""
+    bias = jnp.full((classes,), -strength).at[label].set(strength)
+    return [(jnp.zeros((inputs, classes)), bias)]
+
+
+MODEL = mlp((2, 3))
+
+
+def test_disagreement_counts_the_examples_two_networks_label_differently():
+    x = jnp.ones((6, 2))
+    a, b = constant_network(0), constant_network(2)
+    assert analysis.disagreement(MODEL, a, b, x) == 1.0
+    assert analysis.disagreement(MODEL, a, constant_network(0, strength=1.0), x) == 0.0
+
+
+def test_an_ensemble_averages_outputs_before_it_votes():
+    # Every label is 1. One network is sure of 0; two lean to 1, barely (σ(±0.2)).
+    labels = jnp.ones(4, jnp.int32)
+    nets = [constant_network(0), constant_network(1, strength=0.2),
+            constant_network(1, strength=0.2)]  # fmt: skip
+    params = [tuple(jnp.stack(leaves) for leaves in zip(*(n[0] for n in nets), strict=True))]
+    rows = analysis.ensemble_rows(MODEL, 7, params, 3, (jnp.ones((4, 2)), labels))
+    assert [r["k"] for r in rows] == [1, 2, 3] and {r["width"] for r in rows} == {7}
+    # Alone: 0%, 100%, 100% right.
+    assert [r["mean_single_accuracy"] for r in rows] == [pytest.approx(2 / 3)] * 3
+    # A vote would say 1 for k = 3; the averaged outputs say 0 (0.63 against 0.37).
+    assert [r["ensemble_accuracy"] for r in rows] == [0.0, 0.0, 0.0]
