@@ -19,7 +19,7 @@ from typing import Any
 
 from absl import app, flags
 
-from gd_jax import io
+from gd_jax import io, memory
 from gd_jax.errors import GdJaxError
 from gd_jax.sweep import mesh
 
@@ -87,9 +87,30 @@ def define_workdir_flags(*, resume: bool = True) -> None:
         )
 
 
+def define_platform_flag() -> None:
+    """``--platform``: the backend a run insists on (default: whatever JAX finds)."""
+    _define(
+        "enum",
+        "platform",
+        None,
+        "Stop unless JAX runs on this backend (cpu, gpu or tpu); default: whatever JAX "
+        "finds. A failed CUDA plugin otherwise falls back to the CPU with only a warning.",
+        choices=("cpu", "gpu", "tpu"),
+    )
+
+
 def define_device_flags() -> None:
     """The flags that spread a study over devices and joined processes."""
+    define_platform_flag()
     _define("integer", "devices", None, "Devices to shard the networks over (default: all).")
+    _define(
+        "float",
+        "memory_budget",
+        memory.MEMORY_BUDGET_GIB,
+        "GiB (per device) the activations of the networks worked on at once may take: "
+        "sweeps, traces, evaluations, paths and surfaces work in chunks that fit, so "
+        "more networks take more time, not more memory.",
+    )
     _define(
         "string",
         "coordinator_address",
@@ -117,6 +138,7 @@ def entry_point(*, join: bool = True, resume: bool = True):
             try:
                 if join:
                     mesh.join(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+                mesh.check_platform(FLAGS.platform)
                 return main(argv)
             except GdJaxError as e:
                 message = str(e)

@@ -30,7 +30,14 @@ def main(argv):
     del argv
     config = common.config_from_flags(TrainConfig)
     study = common.config_from_flags(MinimaConfig)
-    summary = run.run(config, study, FLAGS.workdir, resume=FLAGS.resume, devices=FLAGS.devices)
+    summary = run.run(
+        config,
+        study,
+        FLAGS.workdir,
+        resume=FLAGS.resume,
+        devices=FLAGS.devices,
+        memory_budget=FLAGS.memory_budget,
+    )
     logging.info("%s Report: %s/report.md", summary["verdict"], FLAGS.workdir)
     return 0
 

@@ -28,7 +28,14 @@ def main(argv):
     del argv
     config = common.config_from_flags(TrainConfig, skip=("learning_rate",))
     study = common.config_from_flags(LrConfig)
-    summary = run.run(config, study, FLAGS.workdir, resume=FLAGS.resume, devices=FLAGS.devices)
+    summary = run.run(
+        config,
+        study,
+        FLAGS.workdir,
+        resume=FLAGS.resume,
+        devices=FLAGS.devices,
+        memory_budget=FLAGS.memory_budget,
+    )
     logging.info("Best η %s; report: %s/report.md", summary["best_learning_rate"], FLAGS.workdir)
     return 0
 

@@ -26,6 +26,7 @@ from gd_jax.studies.toy import run
 
 FLAGS = flags.FLAGS
 common.define_workdir_flags(resume=False)
+common.define_platform_flag()
 
 
 @common.entry_point(join=False, resume=False)

@@ -18,6 +18,7 @@ from gd_jax.studies.run import run
 FLAGS = flags.FLAGS
 common.define_config_flags(TrainConfig)
 common.define_workdir_flags()
+common.define_platform_flag()
 
 
 @common.entry_point(join=False)

@@ -14,6 +14,9 @@ from typing import Any
 from gd_jax import costs, model, optim
 from gd_jax.errors import GdJaxError
 
+# Values of jax_default_matmul_precision a run may ask for, most exact first.
+PRECISIONS = ("highest", "high", "default")
+
 
 def option(
     default: Any,
@@ -143,6 +146,15 @@ class TrainConfig:
     seed: int = option(0, "Seed of the initialisation and of the mini-batch order.")
     validation_size: int = option(0, "Training examples held out for validation (the last N).")
     train_size: int | None = option(None, "Use only the first N training examples.")
+    matmul_precision: str = option(
+        "highest",
+        "Precision of float32 matrix products (jax_default_matmul_precision). highest: full "
+        "float32, so a small step's ΔC and the comparisons between paths are exact to "
+        "float32 on every device. high or default let a GPU trade accuracy for speed "
+        "(TF32 or bfloat16 passes on NVIDIA GPUs since Ampere); a CPU computes float32 "
+        "either way.",
+        choices=PRECISIONS,
+    )
 
     def __post_init__(self):
         check(self)
@@ -216,6 +228,7 @@ def check(config: TrainConfig) -> None:
         ("cost", config.cost, tuple(costs.COSTS)),
         ("init", config.init, model.SCHEMES),
         ("optimizer", config.optimizer, optim.OPTIMIZERS),
+        ("matmul_precision", config.matmul_precision, PRECISIONS),
     ):
         if value not in choices:
             fail(f"--{name}={value!r} is not one of {', '.join(choices)}.")

@@ -23,7 +23,7 @@ import numpy as np
 import scipy.optimize
 from jax.typing import ArrayLike
 
-from gd_jax import model
+from gd_jax import memory, model
 
 _SIGN_SYMMETRIC = ("sigmoid", "tanh")
 
@@ -33,12 +33,11 @@ def interpolate(params_a: model.Params, params_b: model.Params, alpha: ArrayLike
     return jax.tree.map(lambda a, b: (1 - alpha) * a + alpha * b, params_a, params_b)
 
 
-@functools.partial(jax.jit, static_argnames="evaluate")
-def _scores_along(evaluate, params_a, params_b, x, labels, alphas):
+@functools.partial(jax.jit, static_argnames=("evaluate", "chunk"))
+def _scores_along(evaluate, params_a, params_b, x, labels, alphas, chunk):
     # evaluate is static, so jit's own cache holds one program per (evaluate, shapes).
-    return jax.vmap(lambda alpha: evaluate(interpolate(params_a, params_b, alpha), x, labels))(
-        alphas
-    )
+    score = lambda alpha: evaluate(interpolate(params_a, params_b, alpha), x, labels)
+    return memory.map_in_chunks(score, alphas, chunk)
 
 
 def path(
@@ -49,11 +48,13 @@ def path(
     labels: jax.Array,
     *,
     num: int = 25,
+    chunk: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Scores along the straight line from θ_A to θ_B.
 
-    All ``num`` points are one compiled program: α is a ``vmap`` axis, so memory is
-    ``num`` times that of one ``evaluate`` on ``x``. The program is cached by the
+    All ``num`` points are one compiled program: α is a ``vmap`` axis, taken ``chunk``
+    points at a time (all at once if None), so memory is ``chunk`` times that of one
+    ``evaluate`` on ``x``. The program is cached by the
     ``evaluate`` object (a static argument) and the shapes, so pass the *same* evaluate
     (``train.make_evaluate`` builds a new one per call) to avoid compiling again.
 
@@ -62,6 +63,7 @@ def path(
       params_a, params_b: the endpoints, with the same structure and shapes.
       x, labels: the data the scores are taken on.
       num: points α = 0, 1/(num − 1), …, 1.
+      chunk: points evaluated at once (``memory.chunk_for`` gives one for a budget).
 
     Returns:
       ``{"alpha": [num], <each key of evaluate>: [num]}`` as NumPy arrays.
@@ -69,7 +71,8 @@ def path(
     dtype = jnp.result_type(*jax.tree.leaves(params_a))
     # np.linspace puts exactly 0 and 1 at the ends, so the endpoints are θ_A and θ_B.
     alphas = jnp.asarray(np.linspace(0.0, 1.0, num), dtype)
-    scores = jax.device_get(_scores_along(evaluate, params_a, params_b, x, labels, alphas))
+    chunk = num if chunk is None else chunk
+    scores = jax.device_get(_scores_along(evaluate, params_a, params_b, x, labels, alphas, chunk))
     return {"alpha": np.asarray(alphas), **{k: np.asarray(v) for k, v in scores.items()}}
 
 
@@ -254,13 +257,17 @@ def unit_normalized_direction(key: jax.Array, params: model.Params) -> model.Par
     return direction
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _surface_scores(evaluate, params, d1, d2, x, labels, a, b):
-    def at(s, t):
+@functools.partial(jax.jit, static_argnums=(0, 8))
+def _surface_scores(evaluate, params, d1, d2, x, labels, a, b, chunk):
+    def at(st):
+        s, t = st
         moved = jax.tree.map(lambda p, u, v: p + s * u + t * v, params, d1, d2)
         return evaluate(moved, x, labels)["cost"]
 
-    return jax.vmap(lambda s: jax.vmap(lambda t: at(s, t))(b))(a)
+    if chunk >= a.size * b.size:  # the whole grid at once
+        return jax.vmap(lambda s: jax.vmap(lambda t: at((s, t)))(b))(a)
+    s, t = jnp.meshgrid(a, b, indexing="ij")
+    return memory.map_in_chunks(at, (s.ravel(), t.ravel()), chunk).reshape(s.shape)
 
 
 def surface(
@@ -272,10 +279,11 @@ def surface(
     key: jax.Array,
     num: int = 21,
     extent: float = 1.0,
+    chunk: int | None = None,
 ) -> dict[str, np.ndarray]:
     """The cost on a 2-D plane through ``params`` spanned by two unit-normalised random
     directions: C(θ + s·d₁ + t·d₂) for s, t in [−extent, extent] on a ``num`` × ``num``
-    grid, one compiled program.
+    grid, one compiled program that takes ``chunk`` points at a time (all if None).
 
     Returns:
       ``{"s": [num], "t": [num], "cost": [num, num]}`` (cost[i, j] at s[i], t[j]).
@@ -284,5 +292,6 @@ def surface(
     d1 = unit_normalized_direction(k1, params)
     d2 = unit_normalized_direction(k2, params)
     grid = jnp.asarray(np.linspace(-extent, extent, num), jnp.float32)
-    cost = _surface_scores(evaluate, params, d1, d2, x, labels, grid, grid)
+    chunk = num * num if chunk is None else chunk
+    cost = _surface_scores(evaluate, params, d1, d2, x, labels, grid, grid, chunk)
     return {"s": np.asarray(grid), "t": np.asarray(grid), "cost": np.asarray(cost)}

@@ -208,7 +208,7 @@ def fit(
     gradient = make_gradient(make_loss(model_config))
 
     @jax.jit
-    def measure(params):
+    def measure(params, train, evals):  # data as arguments, never compiled in
         grad_norm = optax.tree.norm(gradient(params, *train))
         scores = {"train": {**evaluate(params, *train), "grad_norm": grad_norm}}
         for name, (x, labels) in evals.items():
@@ -217,7 +217,7 @@ def fit(
         return scores
 
     def record(epoch, state, avg_cost, seconds):
-        scores = jax.device_get(measure(state.params))
+        scores = jax.device_get(measure(state.params, train, evals))
         metrics = {"epoch": epoch, "step": int(state.step)}
         metrics["avg_train_cost"] = None if avg_cost is None else number(avg_cost)
         for split, values in scores.items():

@@ -15,7 +15,14 @@ from gd_jax.errors import GdJaxError
 from gd_jax.studies.lr.config import LrConfig, parse_learning_rates
 from gd_jax.studies.minima.config import MinimaConfig, parse_widths
 
-FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Derandomized: the same examples on every run, so a failure in CI reproduces here.
+FAST = settings(
+    max_examples=300,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 NUMBERS = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
     st.integers(-(10**30), 10**30),
@@ -115,7 +122,7 @@ IDX_FILES = st.one_of(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
 @given(images=IDX_FILES, labels=IDX_FILES)
 @example(images=_idx(2051, [2, 2, 2], bytes(range(8))), labels=_idx(2049, [2], bytes([0, 9])))
 def test_idx_files_load_or_raise_a_data_error(images, labels):

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gd_jax import fast_gd, optim, train
+from gd_jax import fast_gd, memory, optim, train
 from gd_jax.config import ModelConfig
 
 
@@ -176,11 +176,15 @@ def chunked_mean(fn: Callable, x: jax.Array, labels: jax.Array, chunk: int):
     return jax.tree.map(lambda t: t / n, total)
 
 
-def make_measure(model_config: ModelConfig, splits: tuple[str, ...], chunk: int):
+def make_measure(
+    model_config: ModelConfig, splits: tuple[str, ...], chunk: int, network_chunk: int
+):
     """Per-network scores after an epoch: ``measure(params, train, evals) -> dict``.
 
     Keys: ``train_cost``, ``train_accuracy``, ``grad_norm`` (‖∇C‖ on the whole
     training set) and ``{split}_cost``, ``{split}_accuracy`` for each of ``splits``.
+    Networks are scored ``network_chunk`` at a time, each on ``chunk`` examples at a
+    time, so memory holds ``network_chunk × chunk`` examples' activations at most.
     """
     evaluate = train.make_evaluate(model_config)
     gradient = train.make_gradient(train.make_loss(model_config))
@@ -194,4 +198,7 @@ def make_measure(model_config: ModelConfig, splits: tuple[str, ...], chunk: int)
         scores["grad_norm"] = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads)))
         return scores
 
-    return jax.vmap(one, in_axes=(0, None, None))
+    def measure(params, train_xy, evals):
+        return memory.map_in_chunks(lambda p: one(p, train_xy, evals), params, network_chunk)
+
+    return measure

@@ -4,7 +4,7 @@ sharded arrays (from every process) back to the host."""
 import jax
 import numpy as np
 from jax.experimental import multihost_utils
-from jax.sharding import AxisType, Mesh
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from gd_jax.errors import GdJaxError
 
@@ -40,6 +40,47 @@ def network_mesh(devices: int | None = None) -> Mesh:
     return jax.make_mesh(
         (count,), ("networks",), devices=available[:count], axis_types=(AxisType.Auto,)
     )
+
+
+def replicate(tree, network_mesh: Mesh):
+    """``tree``'s arrays on every device of ``network_mesh``.
+
+    An array already there is returned as it is (no copy); a host array is copied to
+    the devices once; a device array placed otherwise is copied device to device, or,
+    when several processes share the mesh, through the host (each process passes the
+    same values and keeps the shards of its own devices).
+    """
+    everywhere = NamedSharding(network_mesh, PartitionSpec())
+
+    def one(a):
+        if isinstance(a, jax.Array):
+            if a.sharding.is_equivalent_to(everywhere, a.ndim):
+                return a
+            if jax.process_count() > 1:
+                a = np.asarray(jax.device_get(a))
+        return jax.device_put(a, everywhere)
+
+    return jax.tree.map(one, tree)
+
+
+def check_platform(wanted: str | None) -> None:
+    """Raises unless JAX runs on ``wanted`` (``"cpu"``, ``"gpu"`` or ``"tpu"``; None
+    takes whatever JAX found). A CUDA plugin that fails to load makes JAX fall back to
+    the CPU with only a warning; a run that asked for a GPU stops instead."""
+    if not wanted:
+        return
+    try:
+        found = jax.default_backend()
+    except RuntimeError as e:  # JAX_PLATFORMS names a backend that cannot start
+        found = f"no backend ({str(e).splitlines()[0]})"
+    if found != wanted:
+        raise GdJaxError(
+            f"platform={wanted} was asked for, but JAX runs on {found}: the {wanted} "
+            "backend is not installed, or failed to start (JAX warns why above). On NVIDIA "
+            "GPUs install JAX's CUDA wheels (pip install -e '.[cuda12]' or '.[cuda13]'), or "
+            "leave the platform to JAX.",
+            field="platform",
+        )
 
 
 def join(coordinator_address: str | None, num_processes: int, process_id: int) -> None:

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from gd_jax import optim, train
+from gd_jax import memory, optim, train
 from gd_jax.config import ModelConfig, TrainConfig
 from gd_jax.sweep import engine, mesh, results
 from gd_jax.sweep.engine import Networks
@@ -26,6 +26,7 @@ def fit(
     eval_every: int = 1,
     grad_tol: float | None = None,
     eval_chunk: int = 10_000,
+    memory_budget: float = memory.MEMORY_BUDGET_GIB,
     devices: int | None = None,
     on_epoch: Callable[[int, dict[str, np.ndarray], float], None] | None = None,
 ) -> SweepResult:
@@ -44,6 +45,8 @@ def fit(
         of ``config.seed`` (so the network with that seed matches a single run);
         otherwise each network draws from its own seed's data key.
       eval_chunk: examples scored at a time.
+      memory_budget: GiB the activations of the networks scored at once may take
+        (``gd_jax.memory``).
       eval_every: epochs run as one compiled block between two measurements (and
         host syncs); full-batch runs of thousands of steps want more than 1.
       grad_tol: a network whose ‖∇C‖ on the training set falls below this at a
@@ -66,24 +69,24 @@ def fit(
     result = _fit_on(
         network_mesh, networks.take(padded), model_config, config, train_xy, evals,
         shared_order=shared_order, eval_every=eval_every, grad_tol=grad_tol,
-        eval_chunk=eval_chunk, on_epoch=on_epoch,
+        eval_chunk=eval_chunk, memory_budget=memory_budget, on_epoch=on_epoch,
     )  # fmt: skip
     return result if len(padded) == n else results.take(result, np.arange(n))
 
 
 def _fit_on(
     network_mesh, networks, model_config, config, train_xy, evals, *,
-    shared_order, eval_every, grad_tol, eval_chunk, on_epoch,
+    shared_order, eval_every, grad_tol, eval_chunk, memory_budget, on_epoch,
 ) -> SweepResult:  # fmt: skip
     optimizer, batch_size, epochs = config.optimizer, config.batch_size, config.epochs
     tx = optim.make(optimizer, 1.0, config.momentum)
     by_network = NamedSharding(network_mesh, PartitionSpec("networks"))
-    everywhere = NamedSharding(network_mesh, PartitionSpec())
     # Host values go to the mesh: with several processes, every process passes the same
     # numbers and each keeps the shards of its own devices.
     state = engine.init(networks, model_config, tx)
     state = jax.device_put(jax.device_get(state), by_network)
-    train_xy, evals = jax.device_put(jax.device_get((train_xy, evals)), everywhere)
+    # Data a study placed once (mesh.replicate) stays where it is: no copy per chunk.
+    train_xy, evals = mesh.replicate((train_xy, evals), network_mesh)
     if shared_order:
         data_key = engine.keys(np.asarray([config.seed]))[1][0]
         epoch_keys = lambda e: train.epoch_key(data_key, e)
@@ -94,7 +97,9 @@ def _fit_on(
         )
     splits = tuple(name for name, (x, _) in evals.items() if x.shape[0])
     eval_data = tuple(evals[name] for name in splits)
-    measure = jax.jit(engine.make_measure(model_config, splits, eval_chunk))
+    examples = min(eval_chunk, max(x.shape[0] for x, _ in (train_xy, *evals.values())))
+    network_chunk = memory.chunk_for(model_config.sizes, examples, memory_budget)
+    measure = jax.jit(engine.make_measure(model_config, splits, eval_chunk, network_chunk))
     x, labels = train_xy
 
     epoch_fn = engine.build_epoch(
@@ -102,7 +107,7 @@ def _fit_on(
     )
 
     @jax.jit
-    def block(state, block_keys):  # eval_every epochs in one program
+    def block(state, block_keys, x, labels):  # eval_every epochs in one program
         state, avg = jax.lax.scan(lambda st, k: epoch_fn(st, x, labels, k), state, block_keys)
         return state, jnp.mean(avg, axis=0)
 
@@ -112,13 +117,13 @@ def _fit_on(
     def run_block(state, first, count):
         block_keys = jnp.stack([epoch_keys(e) for e in range(first, first + count)])
         if count not in compiled:  # at most two: full blocks and a shorter last one
-            compiled[count] = block.lower(state, block_keys).compile()
-        return compiled[count](state, block_keys)
+            compiled[count] = block.lower(state, block_keys, x, labels).compile()
+        return compiled[count](state, block_keys, x, labels)
 
     tic = time.perf_counter()
     if starts:
         first_keys = jnp.stack([epoch_keys(e) for e in range(1, 1 + min(eval_every, epochs))])
-        compiled[len(first_keys)] = block.lower(state, first_keys).compile()
+        compiled[len(first_keys)] = block.lower(state, first_keys, x, labels).compile()
     compile_seconds = time.perf_counter() - tic
 
     history, recorded = [], []

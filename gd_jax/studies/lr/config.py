@@ -19,7 +19,11 @@ def parse_learning_rates(text: str) -> tuple[float, ...]:
             low, high, count = float(match[1]), float(match[2]), int(match[3])
             if not (0 < low < high < math.inf and count >= 2):
                 raise ValueError
-            return tuple(float(f"{v:.4g}") for v in np.geomspace(low, high, count))
+            with np.errstate(over="ignore"):  # ends near the float limit: caught below
+                values = tuple(float(f"{v:.4g}") for v in np.geomspace(low, high, count))
+            if not all(math.isfinite(v) for v in values):
+                raise ValueError
+            return values
         values = tuple(float(v) for v in text.split(","))
         if not values or not all(math.isfinite(v) and v > 0 for v in values):
             raise ValueError

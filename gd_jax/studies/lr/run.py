@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from gd_jax import costs, data, io, optim, run_folder, train
+from gd_jax import costs, data, io, memory, optim, run_folder, train
 from gd_jax.config import ModelConfig, TrainConfig, check_seed_range
 from gd_jax.errors import GdJaxError
 from gd_jax.report import document
@@ -48,6 +48,7 @@ def run(
     *,
     resume: bool = False,
     devices: int | None = None,
+    memory_budget: float = memory.MEMORY_BUDGET_GIB,
 ) -> dict:
     """Runs the learning-rate study into ``workdir`` and returns its summary.
 
@@ -58,21 +59,26 @@ def run(
       workdir: the run folder.
       resume: continue a killed study; finished chunks and measurements are kept.
       devices: the devices the networks are sharded over (all if None).
+      memory_budget: GiB the activations of the networks worked on at once may take
+        (per device); larger studies work in more chunks, not more memory.
 
     Raises:
       GdJaxError: bad input; the folder is left as it was.
     """
     check(config, study)
     mesh.network_mesh(devices)  # a bad device count fails before the folder is made
-    with run_folder.start_run(
-        workdir,
-        "lr_sweep",
-        study_flags(config, study),
-        resume=resume,
-        load=lambda: data.load_for(config),
-        mutable=(),
-    ) as (folder, dataset):
-        return _study(folder, dataset, config, study, devices=devices)
+    with (
+        run_folder.start_run(
+            workdir,
+            "lr_sweep",
+            study_flags(config, study),
+            resume=resume,
+            load=lambda: data.load_for(config),
+            mutable=(),
+        ) as (folder, dataset),
+        jax.default_matmul_precision(config.matmul_precision),
+    ):
+        return _study(folder, dataset, config, study, devices=devices, budget=memory_budget)
 
 
 def check(config: TrainConfig, study: LrConfig) -> None:
@@ -90,7 +96,7 @@ def check(config: TrainConfig, study: LrConfig) -> None:
     check_seed_range(config.seed, study.seeds)
 
 
-def _study(folder, dataset, config, study, *, devices):
+def _study(folder, dataset, config, study, *, devices, budget):
     model_config = config.model_config(dataset.train.x.shape[1], dataset.num_classes)
     seeds = config.seed + np.arange(study.seeds)
     networks = engine.grid(study.learning_rates, seeds)
@@ -99,14 +105,16 @@ def _study(folder, dataset, config, study, *, devices):
         "validation": data.on_device(dataset.validation),
         "test": data.on_device(dataset.test),
     }
+    # On the sweep's devices once for the whole study, not once per chunk.
+    placed = mesh.replicate((train_xy, evals), mesh.network_mesh(devices))
     baseline = costs.constant_cost(config.cost, dataset.train.labels, dataset.num_classes)
 
     sweep = sweep_in_chunks(
-        folder, model_config, config, study, networks, train_xy, evals, devices=devices
+        folder, model_config, config, study, networks, *placed, devices=devices, budget=budget
     )
     trace = None
     if study.tracing:
-        trace = cached_trace(folder, model_config, study, networks, train_xy)
+        trace = cached_trace(folder, model_config, study, networks, train_xy, budget=budget)
     range_rows = None
     if study.range_test:
         range_rows = cached_range_test(folder, model_config, config, study, train_xy)
@@ -165,6 +173,7 @@ def sweep_in_chunks(
     evals: dict[str, XY],
     *,
     devices: int | None,
+    budget: float,
 ) -> results.SweepResult:
     """The sweep, ``chunk_size`` networks at a time, each chunk saved when it is done.
 
@@ -207,6 +216,7 @@ def sweep_in_chunks(
             evals,
             shared_order=study.shared_order,
             devices=devices,
+            memory_budget=budget,
             on_epoch=progress,
         )
         part = results.take(part, np.arange(len(members)))
@@ -242,6 +252,8 @@ def cached_trace(
     study: LrConfig,
     networks: engine.Networks,
     train_xy: XY,
+    *,
+    budget: float,
 ) -> TraceResult:
     """The full-batch trace of every network, or its copy in ``trace.npz``."""
     path = folder / "trace.npz"
@@ -278,6 +290,7 @@ def cached_trace(
         every=study.sample_every,
         track_sharpness=study.track_sharpness_every > 0,
         lanczos_iters=study.lanczos_iters,
+        memory_budget=budget,
     )
     logging.info("Full-batch trace done in %.1f s.", trace.seconds)
     arrays = {k: v for k, v in trace._asdict().items() if k != "networks"}
@@ -313,10 +326,10 @@ def cached_range_test(
     state = train.init_state(model_config.init_params(init_key), tx)
     loss = train.make_loss(model_config)
     step_costs = jax.jit(
-        lambda s, k: range_test.range_test(
-            s, train_xy, loss=loss, tx=tx, batch_size=config.batch_size, learning_rates=etas, key=k
+        lambda s, k, xy, etas: range_test.range_test(
+            s, xy, loss=loss, tx=tx, batch_size=config.batch_size, learning_rates=etas, key=k
         )
-    )(state, data_key)
+    )(state, data_key, train_xy, etas)
     rows = [
         {"step": i, "learning_rate": float(e), "cost": float(c)}
         for i, (e, c) in enumerate(zip(np.asarray(etas), np.asarray(step_costs), strict=True))

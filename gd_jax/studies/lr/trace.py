@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gd_jax import curvature, optim, train
+from gd_jax import curvature, memory, optim, train
 from gd_jax.config import ModelConfig
 from gd_jax.sweep import engine
 from gd_jax.sweep.engine import Networks
@@ -48,6 +48,7 @@ def full_batch_trace(
     track_sharpness: bool = True,
     lanczos_iters: int = 20,
     lanczos_seed: int = 0,
+    memory_budget: float = memory.MEMORY_BUDGET_GIB,
 ) -> TraceResult:
     """Full-batch gradient descent Δv = −η∇C for all networks, measured every ``every`` steps.
 
@@ -58,12 +59,61 @@ def full_batch_trace(
     a quadratic is stable only for η < 2/λ_max, which these numbers put to the test.
     The whole trace is one compiled program: a scan over samples of a scan over steps.
 
+    Networks are traced ``memory.chunk_for`` of them at a time, so that their
+    activations on the whole training set stay within ``memory_budget`` GiB.
+
     Returns:
       A :class:`TraceResult` with ``steps // every + 1`` samples (the last one after
       the final update).
     """
-    loss = train.make_loss(model_config)
     state = engine.init(networks, model_config, optim.make("gd", 1.0))
+    chunk = memory.chunk_for(model_config.sizes, train_xy[0].shape[0], memory_budget)
+    run = make_trace(
+        model_config,
+        steps=steps,
+        every=every,
+        track_sharpness=track_sharpness,
+        lanczos_iters=lanczos_iters,
+        lanczos_seed=lanczos_seed,
+        chunk=chunk,
+    )
+    eta = jnp.asarray(networks.learning_rate, jnp.float32)
+    tic = time.perf_counter()
+    found, step_cost, diverged_step = jax.device_get(
+        run(state.train.params, eta, *train_xy, *sharpness_xy)
+    )
+    seconds = time.perf_counter() - tic
+    column = lambda k: np.asarray(found[k], np.float64).T  # [N, S] -> [S, N]
+    return TraceResult(
+        networks=networks,
+        sample_steps=np.arange(steps // every + 1) * every,
+        cost=column("cost"),
+        measured=column("measured"),
+        first_order=column("first_order"),
+        second_order=column("second_order"),
+        grad_norm_sq=column("grad_norm_sq"),
+        g_h_g=column("g_h_g"),
+        lambda_max=column("lambda_max"),
+        lambda_min=column("lambda_min"),
+        step_cost=np.asarray(step_cost, np.float64).T,
+        diverged_step=np.asarray(diverged_step),
+        seconds=seconds,
+    )
+
+
+def make_trace(
+    model_config: ModelConfig,
+    *,
+    steps: int,
+    every: int,
+    track_sharpness: bool,
+    lanczos_iters: int,
+    lanczos_seed: int,
+    chunk: int,
+):
+    """The compiled trace: ``run(params, eta, x, labels, xs, ls)`` for networks stacked
+    on a leading axis (``chunk`` at a time), the data as arguments."""
+    loss = train.make_loss(model_config)
     lanczos_key = jax.random.key(lanczos_seed)
     samples = steps // every
     nan = jnp.float32(jnp.nan)
@@ -99,29 +149,11 @@ def full_batch_trace(
         found = jax.tree.map(lambda a, b: jnp.concatenate([a, b[None]]), found, last)
         return found, costs.reshape(-1), carry[2]
 
-    run = jax.jit(jax.vmap(one, in_axes=(0, 0, None, None, None, None)))
-    eta = jnp.asarray(networks.learning_rate, jnp.float32)
-    tic = time.perf_counter()
-    found, step_cost, diverged_step = jax.device_get(
-        run(state.train.params, eta, *train_xy, *sharpness_xy)
-    )
-    seconds = time.perf_counter() - tic
-    column = lambda k: np.asarray(found[k], np.float64).T  # [N, S] -> [S, N]
-    return TraceResult(
-        networks=networks,
-        sample_steps=np.arange(samples + 1) * every,
-        cost=column("cost"),
-        measured=column("measured"),
-        first_order=column("first_order"),
-        second_order=column("second_order"),
-        grad_norm_sq=column("grad_norm_sq"),
-        g_h_g=column("g_h_g"),
-        lambda_max=column("lambda_max"),
-        lambda_min=column("lambda_min"),
-        step_cost=np.asarray(step_cost, np.float64).T,
-        diverged_step=np.asarray(diverged_step),
-        seconds=seconds,
-    )
+    @jax.jit
+    def run(params, eta, x, labels, xs, ls):
+        return memory.map_in_chunks(lambda pe: one(*pe, x, labels, xs, ls), (params, eta), chunk)
+
+    return run
 
 
 def sharpness_subset(train_xy, examples: int):

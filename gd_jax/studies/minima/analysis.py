@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gd_jax import curvature, landscape, train
+from gd_jax import curvature, landscape, memory, train
 from gd_jax.config import ModelConfig
 from gd_jax.report.format import number
 from gd_jax.studies.minima.config import MinimaConfig
@@ -55,7 +55,7 @@ def network(params, i):
     return jax.tree.map(lambda leaf: jnp.asarray(leaf[i]), params)
 
 
-def analyse(model_config, study, result, train_xy, test_xy, evaluate, bar, *, seed) -> dict:
+def analyse(model_config, study, result, train_xy, test_xy, evaluate, bar, *, seed, chunk) -> dict:
     """Certification, paths, alignment and ensembles for one width (JSON-ready).
 
     Args:
@@ -66,10 +66,15 @@ def analyse(model_config, study, result, train_xy, test_xy, evaluate, bar, *, se
       evaluate: ``train.make_evaluate(model_config)``, shared so paths compile once.
       bar: the cost below which a network has learned.
       seed: the seed of the Lanczos start vectors.
+      chunk: networks (or points of a path) worked on at once (``memory.chunk_for``).
     """
     params = jax.tree.map(jnp.asarray, result.params)
-    rows, init_paths = certify(model_config, study, result, params, train_xy, evaluate, bar, seed)
-    pairs, example = compare_pairs(model_config, study, params, rows, train_xy, test_xy, evaluate)
+    rows, init_paths = certify(
+        model_config, study, result, params, train_xy, evaluate, bar, seed, chunk=chunk
+    )
+    pairs, example = compare_pairs(
+        model_config, study, params, rows, train_xy, test_xy, evaluate, chunk=chunk
+    )
     example["init_paths"] = init_paths
     count = len(result.networks.seed)
     return {
@@ -89,6 +94,8 @@ def certify(
     evaluate,
     bar: float,
     seed: int,
+    *,
+    chunk: int,
 ):
     """One row per network: its scores, ‖∇C‖, the extreme Hessian eigenvalues, the
     straight path from its initialisation, and its class.
@@ -104,23 +111,18 @@ def certify(
 
     # Both ends of the spectrum from one Krylov space per network, all networks at once.
     key = jax.random.key(seed)
-    low, high = jax.jit(
-        jax.vmap(
-            lambda p: curvature.extreme_eigenvalues(
-                loss, p, *train_xy, key=key, num_iters=study.lanczos_iters
-            )
-        )
-    )(params)
+    # The data are arguments, never constants compiled into the program.
+    low, high = make_extremes(loss, study.lanczos_iters, chunk)(params, key, *train_xy)
     low, high = np.asarray(low, float), np.asarray(high, float)
     dense = num_params <= study.dense_max_params
-    hessian = jax.jit(lambda p: curvature.dense_hessian(loss, p, *train_xy)) if dense else None
+    hessian = jax.jit(lambda p, x, labels: curvature.dense_hessian(loss, p, x, labels))
 
     init_keys, _ = engine.keys(seeds)
     rows, init_paths = [], []
     for i, network_seed in enumerate(seeds):
         p = network(params, i)
         init = model_config.init_params(init_keys[i])
-        to_end = landscape.path(evaluate, init, p, *train_xy, num=study.path_points)
+        to_end = landscape.path(evaluate, init, p, *train_xy, num=study.path_points, chunk=chunk)
         monotone, max_rise = path_rise(to_end["cost"])
         row = {
             "width": width,
@@ -141,7 +143,7 @@ def certify(
         init_paths.append([float(c) for c in to_end["cost"]])
         if dense:
             row["negative_eigenvalues"] = curvature.negative_eigenvalue_count(
-                hessian(p), rtol=study.negative_tol
+                hessian(p, *train_xy), rtol=study.negative_tol
             )
         cost = row["final_train_cost"]
         row["classification"] = classify(
@@ -154,7 +156,7 @@ def certify(
     return rows, init_paths
 
 
-def compare_pairs(model_config, study, params, rows, train_xy, test_xy, evaluate):
+def compare_pairs(model_config, study, params, rows, train_xy, test_xy, evaluate, *, chunk):
     """One row per pair of endpoints (up to ``study.max_pairs``): the barrier of the
     straight path between them before and after alignment, distances, disagreement.
 
@@ -169,9 +171,9 @@ def compare_pairs(model_config, study, params, rows, train_xy, test_xy, evaluate
         pa, pb = network(params, a), network(params, b)
         aligned, _, _ = landscape.align(pa, pb, model_config.activation)
         aligned = jax.tree.map(jnp.asarray, aligned)
-        naive_path = landscape.path(evaluate, pa, pb, *train_xy, num=points)
-        aligned_path = landscape.path(evaluate, pa, aligned, *train_xy, num=points)
-        naive_test = landscape.path(evaluate, pa, pb, *test_xy, num=points)
+        naive_path = landscape.path(evaluate, pa, pb, *train_xy, num=points, chunk=chunk)
+        aligned_path = landscape.path(evaluate, pa, aligned, *train_xy, num=points, chunk=chunk)
+        naive_test = landscape.path(evaluate, pa, pb, *test_xy, num=points, chunk=chunk)
         pairs.append(
             {
                 "width": width,
@@ -197,6 +199,21 @@ def compare_pairs(model_config, study, params, rows, train_xy, test_xy, evaluate
                 "aligned": aligned_path["cost"].tolist(),
             }
     return pairs, example
+
+
+def make_extremes(loss, num_iters: int, chunk: int):
+    """``extremes(params, key, x, labels) -> (λ_min, λ_max)`` of the Hessian for each of
+    the networks stacked in ``params`` (Lanczos, ``num_iters`` steps, one Krylov space
+    per network), ``chunk`` networks at a time; the data are arguments."""
+
+    @jax.jit
+    def extremes(params, key, x, labels):
+        def one(p):
+            return curvature.extreme_eigenvalues(loss, p, x, labels, key=key, num_iters=num_iters)
+
+        return memory.map_in_chunks(one, params, chunk)
+
+    return extremes
 
 
 def disagreement(model_config: ModelConfig, params_a, params_b, x) -> float:

@@ -16,7 +16,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from gd_jax import costs, data, io, landscape, run_folder, train
+from gd_jax import costs, data, io, landscape, memory, run_folder, train
 from gd_jax.config import ModelConfig, TrainConfig, check_seed_range
 from gd_jax.errors import GdJaxError
 from gd_jax.report import document
@@ -42,6 +42,7 @@ def run(
     *,
     resume: bool = False,
     devices: int | None = None,
+    memory_budget: float = memory.MEMORY_BUDGET_GIB,
 ) -> dict:
     """Runs the local-minima study into ``workdir`` and returns its summary.
 
@@ -52,21 +53,26 @@ def run(
       workdir: the run folder.
       resume: continue a killed study; finished widths are kept.
       devices: the devices each width's networks are sharded over (all if None).
+      memory_budget: GiB the activations of the networks (or points of a path or a
+        surface) worked on at once may take.
 
     Raises:
       GdJaxError: bad input; the folder is left as it was.
     """
     check(config, study)
     mesh.network_mesh(devices)  # a bad device count fails before the folder is made
-    with run_folder.start_run(
-        workdir,
-        "local_minima",
-        study_flags(config, study),
-        resume=resume,
-        load=lambda: data.load_for(config),
-        mutable=(),
-    ) as (folder, dataset):
-        return _study(folder, dataset, config, study, devices=devices)
+    with (
+        run_folder.start_run(
+            workdir,
+            "local_minima",
+            study_flags(config, study),
+            resume=resume,
+            load=lambda: data.load_for(config),
+            mutable=(),
+        ) as (folder, dataset),
+        jax.default_matmul_precision(config.matmul_precision),
+    ):
+        return _study(folder, dataset, config, study, devices=devices, budget=memory_budget)
 
 
 def check(config: TrainConfig, study: MinimaConfig) -> None:
@@ -86,7 +92,7 @@ def check(config: TrainConfig, study: MinimaConfig) -> None:
     check_seed_range(config.seed, study.seeds)
 
 
-def _study(folder, dataset, config, study, *, devices):
+def _study(folder, dataset, config, study, *, devices, budget):
     train_xy, test_xy = data.on_device(dataset.train), data.on_device(dataset.test)
     baseline = costs.constant_cost(config.cost, dataset.train.labels, dataset.num_classes)
     bar = costs.learned_bar(baseline)
@@ -103,11 +109,14 @@ def _study(folder, dataset, config, study, *, devices):
             logging.info("Width %d: analysis already on disk, kept.", width)
         else:
             result = trained_width(
-                folder, model_config, config, study, train_xy, test_xy, devices=devices
-            )
+                folder, model_config, config, study, train_xy, test_xy, devices=devices,
+                budget=budget,
+            )  # fmt: skip
+            chunk = memory.chunk_for(model_config.sizes, len(dataset.train.labels), budget)
             found = analyse(
-                model_config, study, result, train_xy, test_xy, evaluate, bar, seed=config.seed
-            )
+                model_config, study, result, train_xy, test_xy, evaluate, bar,
+                seed=config.seed, chunk=chunk,
+            )  # fmt: skip
             io.write_json(cached, found)
         rows += found["rows"]
         pairs += found["pairs"]
@@ -117,7 +126,8 @@ def _study(folder, dataset, config, study, *, devices):
     widest = config.model_config(
         dataset.train.x.shape[1], dataset.num_classes, width=max(study.widths)
     )
-    plane = cached_surface(folder, widest, config.seed, rows, train_xy)
+    chunk = memory.chunk_for(widest.sizes, len(dataset.train.labels), budget)
+    plane = cached_surface(folder, widest, config.seed, rows, train_xy, chunk=chunk)
     spread = tables.spread_rows(rows)
     io.write_csv(folder / "results.csv", rows)
     io.write_csv(folder / "pairs.csv", pairs)
@@ -158,6 +168,8 @@ def cached_surface(
     seed: int,
     rows: list[dict],
     train_xy: XY,
+    *,
+    chunk: int,
 ) -> dict | None:
     """The training cost on a random plane through one endpoint of the widest network:
     its best certified minimum, else its lowest-cost endpoint (Li et al. 2018)."""
@@ -182,7 +194,7 @@ def cached_surface(
     index = int(np.flatnonzero(stored.networks.seed == chosen["seed"])[0])
     params = network(stored.params, index)
     evaluate = train.make_evaluate(model_config)
-    found = landscape.surface(evaluate, params, *train_xy, key=jax.random.key(seed))
+    found = landscape.surface(evaluate, params, *train_xy, key=jax.random.key(seed), chunk=chunk)
     plane = {k: v.tolist() for k, v in found.items()}
     plane.update(width=width, seed=chosen["seed"], classification=chosen["classification"])
     io.write_json(path, plane)
@@ -198,6 +210,7 @@ def trained_width(
     test_xy: XY,
     *,
     devices: int | None,
+    budget: float,
 ) -> results.SweepResult:
     """All seeds of one width, trained as one program; saved, or read back if saved."""
     width = model_config.sizes[1]
@@ -239,6 +252,7 @@ def trained_width(
         eval_every=study.eval_every,
         grad_tol=study.grad_tol,
         devices=devices,
+        memory_budget=budget,
         on_epoch=progress,
     )
     results.save(path, result)

@@ -39,9 +39,12 @@ def train_run(config: TrainConfig, workdir: str, *, resume: bool = False) -> dic
       GdJaxError: bad input (flags, data files, a workdir holding another run); the
         folder is left as it was.
     """
-    with run_folder.start_run(
-        workdir, "train", config.flags(), resume=resume, load=lambda: data.load_for(config)
-    ) as (folder, dataset):
+    with (
+        run_folder.start_run(
+            workdir, "train", config.flags(), resume=resume, load=lambda: data.load_for(config)
+        ) as (folder, dataset),
+        jax.default_matmul_precision(config.matmul_precision),
+    ):
         return _train(folder, dataset, config, resume=resume)
 
 

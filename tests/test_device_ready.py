@@ -1,0 +1,192 @@
+"""What a GPU and big sweeps need, checked on the CPU: full float32 unless asked
+otherwise (and recorded), data passed to programs as arguments (never compiled in),
+and a run that asks for a GPU stops when it has none."""
+
+import itertools
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import cli, mlp
+
+from experiments import train as train_cli
+from gd_jax import landscape, memory, train
+from gd_jax.studies.lr.trace import make_trace
+from gd_jax.studies.minima.analysis import make_extremes
+from gd_jax.sweep import engine, mesh
+
+STUDIES = """
+import sys
+from absl import flags
+from experiments import local_minima, lr_sweep, train
+flags.FLAGS(["studies", "--workdir=x"])
+from gd_jax.config import TrainConfig
+from gd_jax.studies.lr.config import LrConfig
+from gd_jax.studies.minima.config import MinimaConfig
+from gd_jax.studies.lr import run as lr
+from gd_jax.studies.minima import run as minima
+from gd_jax.studies.run import run as single
+out = sys.argv[1]
+config = TrainConfig(dataset="digits", layers=(8,), epochs=1)
+single.train_run(config, out + "/train")
+lr.run(config, LrConfig(learning_rates=(0.5, 3.0), seeds=1, full_batch_steps=4,
+       track_sharpness_every=2, range_steps=8, lanczos_iters=4), out + "/lr")
+minima.run(config, MinimaConfig(widths=(3,), seeds=2, lanczos_iters=4, max_pairs=1,
+           path_points=3), out + "/minima")
+"""
+CONSTANT = re.compile(r"= (\w+)\[([\d,]*)\][^ ]* constant\(")
+
+
+def large_constants(dump: Path, limit_bytes: int = 4096) -> list[str]:
+    """Constants over ``limit_bytes`` in XLA's optimised programs (4 bytes an element)."""
+    found = []
+    for path in sorted(dump.glob("*after_optimizations.txt")):
+        for line in path.read_text().splitlines():
+            match = CONSTANT.search(line)
+            if match:
+                size = 4
+                for dim in filter(None, match[2].split(",")):
+                    size *= int(dim)
+                if size > limit_bytes:
+                    found.append(f"{path.name}: {match[1]}[{match[2]}]")
+    return found
+
+
+def test_no_program_of_any_study_holds_the_data_as_a_constant(tmp_path):
+    dump = tmp_path / "dump"
+    env = {**os.environ, "JAX_PLATFORMS": "cpu",
+           "XLA_FLAGS": f"--xla_dump_to={dump} --xla_dump_hlo_as_text"}  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", STUDIES, str(tmp_path)], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    programs = list(dump.glob("*after_optimizations.txt"))
+    assert len(programs) > 20  # every jitted step of the three studies was seen
+    # The digits training set alone is 1,347 × 64 floats (345 KB).
+    assert large_constants(dump) == []
+
+
+def test_the_scanner_sees_a_dataset_compiled_into_a_program(tmp_path):
+    snippet = (
+        "import jax, jax.numpy as jnp\n"
+        "x = jax.random.normal(jax.random.key(0), (300, 64))\n"
+        "print(jax.jit(lambda w: (x @ w).sum())(jnp.ones(64)))\n"
+    )
+    env = {**os.environ, "JAX_PLATFORMS": "cpu",
+           "XLA_FLAGS": f"--xla_dump_to={tmp_path} --xla_dump_hlo_as_text"}  # fmt: skip
+    subprocess.run([sys.executable, "-c", snippet], env=env, check=True, capture_output=True)
+    assert any("[300,64]" in c for c in large_constants(tmp_path))
+
+
+def test_full_float32_is_the_default_and_recorded(tmp_path):
+    assert cli(train_cli, "--dataset=digits", "--epochs=1", f"--workdir={tmp_path / 'a'}") == 0
+    flags = json.loads((tmp_path / "a" / "config.json").read_text())["flags"]
+    assert flags["matmul_precision"] == "highest"
+    args = ("--dataset=digits", "--epochs=1", "--matmul_precision=default")
+    assert cli(train_cli, *args, f"--workdir={tmp_path / 'b'}") == 0
+    flags = json.loads((tmp_path / "b" / "config.json").read_text())["flags"]
+    assert flags["matmul_precision"] == "default"
+
+
+@pytest.mark.parametrize("platform", ["gpu", "tpu"])
+def test_a_run_that_asks_for_an_accelerator_it_lacks_stops(tmp_path, platform):
+    done = subprocess.run(
+        [sys.executable, "-m", "experiments.train", "--dataset=digits", "--epochs=1",
+         f"--platform={platform}", f"--workdir={tmp_path}"],
+        capture_output=True, text=True,
+        env={k: v for k, v in os.environ.items() if k != "JAX_PLATFORMS"},
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert f"platform={platform} was asked for, but JAX runs on cpu" in done.stderr
+    assert "(set by --platform)" in done.stderr and "Traceback" not in done.stderr
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
+# --- memory: flat in the number of networks beyond a chunk ---------------------------
+
+SIZES = (64, 32, 32, 10)
+EXAMPLES = 4000
+
+
+def temp_bytes(fn, *args) -> int:
+    """XLA's own count of a program's scratch memory (its peak beyond inputs/outputs)."""
+    return jax.jit(fn).lower(*args).compile().memory_analysis().temp_size_in_bytes
+
+
+def stacked_params(n: int):
+    return [
+        (jax.ShapeDtypeStruct((n, a, b), jnp.float32), jax.ShapeDtypeStruct((n, b), jnp.float32))
+        for a, b in itertools.pairwise(SIZES)
+    ]
+
+
+DATA = (
+    jax.ShapeDtypeStruct((EXAMPLES, SIZES[0]), jnp.float32),
+    jax.ShapeDtypeStruct((EXAMPLES,), jnp.int32),
+)
+
+
+def trace_memory(n: int, chunk: int) -> int:
+    run = make_trace(mlp(SIZES), steps=2, every=1, track_sharpness=True, lanczos_iters=3,
+                     lanczos_seed=0, chunk=chunk)  # fmt: skip
+    eta = jax.ShapeDtypeStruct((n,), jnp.float32)
+    return temp_bytes(run, stacked_params(n), eta, *DATA, *DATA)
+
+
+def measure_memory(n: int, chunk: int) -> int:
+    measure = engine.make_measure(mlp(SIZES), ("test",), EXAMPLES, chunk)
+    return temp_bytes(measure, stacked_params(n), DATA, (DATA,))
+
+
+def extremes_memory(n: int, chunk: int) -> int:
+    extremes = make_extremes(train.make_loss(mlp(SIZES)), 3, chunk)
+    return temp_bytes(extremes, stacked_params(n), jax.random.key(0), *DATA)
+
+
+def surface_memory(num: int, chunk: int) -> int:
+    evaluate = train.make_evaluate(mlp(SIZES))
+    one = stacked_params(1)
+    params = [tuple(jax.ShapeDtypeStruct(a.shape[1:], a.dtype) for a in layer) for layer in one]
+    grid = jax.ShapeDtypeStruct((num,), jnp.float32)
+    fn = lambda p, d1, d2, x, labels, a, b: landscape._surface_scores(
+        evaluate, p, d1, d2, x, labels, a, b, chunk
+    )
+    return temp_bytes(fn, params, params, params, *DATA, grid, grid)
+
+
+@pytest.mark.parametrize(
+    "memory_of", [trace_memory, measure_memory, extremes_memory, surface_memory],
+    ids=["trace", "evaluation", "lanczos", "surface"],
+)  # fmt: skip
+def test_peak_memory_is_flat_in_the_networks_beyond_a_chunk(memory_of):
+    chunk = 2
+    small, large = memory_of(8, chunk), memory_of(16, chunk)
+    # One chunk's activations: 2 × 4,000 examples × 74 units × 4 bytes ≈ 2.4 MB.
+    assert large <= small * 1.05 + 2**20, (small, large)
+    # Without chunks, twice the networks would take about twice the memory.
+    whole_small, whole_large = memory_of(8, 8), memory_of(16, 16)
+    assert whole_large > 1.6 * whole_small and whole_large > 2 * large
+
+
+def test_a_chunk_fits_its_budget():
+    sizes = (784, 256, 256, 10)
+    chunk = memory.chunk_for(sizes, 60_000, budget_gib=4.0)
+    per_network = memory.COPIES * 4 * (60_000 * 522 + 269_322)
+    assert chunk == 4 * 2**30 // per_network == 4
+    assert memory.chunk_for(sizes, 60_000, budget_gib=0.001) == 1  # never less than one
+    per_network = memory.COPIES * 4 * (10_000 * 42 + 13_002)
+    assert memory.chunk_for((784, 16, 16, 10), 10_000) == 2 * 2**30 // per_network
+
+
+def test_data_already_on_the_mesh_is_not_copied_again():
+    on_mesh = mesh.replicate(jnp.arange(10.0), mesh.network_mesh(None))
+    assert mesh.replicate(on_mesh, mesh.network_mesh(None)) is on_mesh
+    from_host = mesh.replicate(np.arange(3), mesh.network_mesh(None))
+    assert isinstance(from_host, jax.Array) and from_host.tolist() == [0, 1, 2]
