@@ -13,12 +13,12 @@ import json
 import resource
 import sys
 import time
-from pathlib import Path
 
 import jax
 import numpy as np
 from absl import app, flags
 
+from benchmarks.rss import GIB, device_memory, reset_peak, status_kib
 from gd_jax import optim
 from gd_jax.config import ModelConfig
 from gd_jax.sweep import engine
@@ -31,40 +31,18 @@ flags.DEFINE_integer(
 )
 FLAGS = flags.FLAGS
 
-STATUS = Path("/proc/self/status")
-GIB = 2.0**30
-
-
-def _status_kib(field: str) -> int | None:
-    try:
-        for line in STATUS.read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def _reset_peak() -> bool:
-    """Sets the high-water mark to the current resident size (Linux ≥ 4.0)."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
-
 
 def measure(networks: int, sizes, examples: int, steps: int) -> dict:
     """Peak resident GiB of each phase of a sweep's epoch, and its seconds."""
     phases = {}
-    resettable = _reset_peak()
+    resettable = reset_peak()
 
     def phase(name):
         if not resettable:
             return
-        peak = _status_kib("VmHWM")
-        phases[name] = {"rss_gib": _status_kib("VmRSS") * 1024 / GIB, "peak_gib": peak * 1024 / GIB}
-        _reset_peak()
+        peak = status_kib("VmHWM")
+        phases[name] = {"rss_gib": status_kib("VmRSS") * 1024 / GIB, "peak_gib": peak * 1024 / GIB}
+        reset_peak()
 
     phase("start")  # the interpreter and the imports
 
@@ -107,6 +85,7 @@ def measure(networks: int, sizes, examples: int, steps: int) -> dict:
         result["phases"] = phases
     else:
         result["peak_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB
+    result.update(device_memory())
     return result
 
 

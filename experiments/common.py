@@ -118,8 +118,21 @@ def define_device_flags() -> None:
         "host:port of process 0, to join several processes (hosts) into one study with "
         "jax.distributed; give every process the same value.",
     )
-    _define("integer", "num_processes", 1, "Processes joined into one study.")
+    _define(
+        "integer",
+        "num_processes",
+        None,
+        "Processes joined into one study. Default: as many as a Slurm step (srun) or "
+        "Open MPI (mpirun) launched, detected by JAX, else 1; 1 keeps a process alone.",
+    )
     _define("integer", "process_id", 0, "This process's rank, 0 to --num_processes − 1.")
+    _define(
+        "list",
+        "local_device_ids",
+        None,
+        "Devices of this host the process takes, e.g. 0 for one GPU per process (default: "
+        "one GPU per process under Slurm or Open MPI, every device otherwise).",
+    )
 
 
 def entry_point(*, join: bool = True, resume: bool = True):
@@ -137,7 +150,12 @@ def entry_point(*, join: bool = True, resume: bool = True):
             previous = signal.signal(signal.SIGINT, _interrupt)
             try:
                 if join:
-                    mesh.join(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+                    mesh.join(
+                        FLAGS.coordinator_address,
+                        FLAGS.num_processes,
+                        FLAGS.process_id,
+                        _device_ids(FLAGS.local_device_ids),
+                    )
                 mesh.check_platform(FLAGS.platform)
                 return main(argv)
             except GdJaxError as e:
@@ -158,6 +176,17 @@ def entry_point(*, join: bool = True, resume: bool = True):
         return wrapped
 
     return wrap
+
+
+def _device_ids(text: list[str] | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(t) for t in text]
+    except ValueError:
+        raise GdJaxError(
+            f"--local_device_ids={','.join(text)} must be device numbers, e.g. 0 or 0,1."
+        ) from None
 
 
 def _interrupt(signum, frame):

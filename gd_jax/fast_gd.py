@@ -43,6 +43,18 @@ from gd_jax.config import ModelConfig
 # the cost of one network's batch. ``train.make_head_loss`` builds it.
 HeadLoss = Callable[[jax.Array, list, jax.Array], jax.Array]
 
+# The backends these paths were measured faster on (benchmarks/README.md); elsewhere,
+# e.g. on a GPU until benchmarks/gpu_check.sh has measured them there, the plain XLA
+# path of train.make_epoch (and the sweep's vmap) is taken.
+FAST_BACKENDS = ("cpu",)
+
+
+def fast_here(fast: bool | None = None) -> bool:
+    """Whether to take the fast paths: ``fast`` if given, else whether JAX's default
+    backend is one of ``FAST_BACKENDS``."""
+    return jax.default_backend() in FAST_BACKENDS if fast is None else fast
+
+
 # Steps per block whose first-layer updates are held back and applied together. Larger
 # blocks make fewer, larger matmuls, but the Gram matrix grows as the block's square;
 # benchmarks/README.md has the scan over block sizes that chose 16.
@@ -190,7 +202,12 @@ def full_batch_step(head_loss: HeadLoss):
 
 
 def build_epoch(
-    model_config: ModelConfig, optimizer: str, tx: optax.GradientTransformation, batch_size: int
+    model_config: ModelConfig,
+    optimizer: str,
+    tx: optax.GradientTransformation,
+    batch_size: int,
+    *,
+    fast: bool | None = None,
 ):
     """The fastest correct epoch for a run: ``train.make_epoch``'s contract and results.
 
@@ -202,12 +219,16 @@ def build_epoch(
     a change to ``train.make_step`` or ``train.make_loss`` alone reaches only the
     plain one (train with another optimiser, or call ``train.make_epoch``, to use it).
 
+    The fast paths are tuned for a CPU: on other backends the plain scan is taken
+    unless ``fast=True`` (see :func:`fast_here`).
+
     Args:
       model_config: the network.
       optimizer: the name ``tx`` was made from (``optim.make``).
       tx, batch_size: as for ``train.make_epoch``.
+      fast: take the fast paths (True), never (False), or where measured faster (None).
     """
-    if optimizer != "gd":
+    if optimizer != "gd" or not fast_here(fast):
         return train.make_epoch(train.make_loss(model_config), tx, batch_size)
     head_loss = train.make_head_loss(model_config)
     if batch_size == 0:

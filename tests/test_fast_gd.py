@@ -5,6 +5,7 @@ import pytest
 from conftest import assert_trees_close, assert_trees_equal, fresh_state, mlp, tiny_data
 
 from gd_jax import fast_gd, model, optim, train
+from gd_jax.sweep import engine
 
 SIZES = (12, 8, 8, 4)
 MODEL = mlp(SIZES, activation="sigmoid", cost="mse")
@@ -104,3 +105,26 @@ def test_fit_with_the_optimiser_named_takes_the_fast_path_to_the_same_run():
     for slow, fast in zip(runs[None], runs["gd"], strict=True):
         assert fast.metrics["train_cost"] == pytest.approx(slow.metrics["train_cost"], rel=1e-4)
         assert_trees_close(slow.state.params, fast.state.params, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend, fast", [("cpu", True), ("gpu", False), ("tpu", False)])
+def test_the_fast_paths_are_taken_on_the_backends_they_were_measured_on(monkeypatch, backend, fast):
+    monkeypatch.setattr(jax, "default_backend", lambda: backend)
+    tx = optim.make("gd", 1.0)
+    for batch_size in (10, 0):
+        epoch = fast_gd.build_epoch(MODEL, "gd", tx, batch_size)
+        assert epoch.__qualname__.startswith("make_epoch") is not fast, (backend, batch_size)
+    calls = []
+    monkeypatch.setattr(fast_gd, "delayed_steps", lambda *a, **k: calls.append(1) or 1 / 0)
+    stacked = engine.build_epoch(MODEL, "gd", tx, 10, shared_order=True)
+    state = engine.init(engine.grid([0.5], [0]), MODEL, tx)
+    x, labels = data()
+    if fast:
+        with pytest.raises(ZeroDivisionError):
+            stacked(state, x, labels, jax.random.key(0))
+    else:
+        stacked(state, x, labels, jax.random.key(0))
+    assert len(calls) == int(fast)
+    # Asked for explicitly, a path is taken wherever the program runs.
+    assert not fast_gd.build_epoch(MODEL, "gd", tx, 10, fast=True).__qualname__.startswith("make")
+    assert fast_gd.build_epoch(MODEL, "gd", tx, 10, fast=False).__qualname__.startswith("make")

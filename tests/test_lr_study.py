@@ -195,3 +195,50 @@ def test_two_processes_joined_by_jax_distributed_give_one_processs_results(tmp_p
                 assert b[key] == value, key
             else:  # the shards' reductions may round differently in the last bits
                 assert float(b[key]) == pytest.approx(float(value), rel=1e-5), key
+
+
+def test_a_simulated_slurm_job_joins_with_no_flags(tmp_path):
+    """srun's environment alone (the variables JAX reads) joins the two processes."""
+    args = [sys.executable, "-m", "experiments.lr_sweep", "--dataset=digits", "--layers=8",
+            "--learning_rates=0.3,3,30", "--seeds=3", "--epochs=2", "--chunk_size=9",
+            "--full_batch_steps=0", "--norange_test"]  # fmt: skip
+    port = str(free_port())
+    procs = []
+    for rank in (0, 1):
+        env = {**os.environ, "JAX_PLATFORMS": "cpu", "SLURM_JOB_ID": "4242",
+               "SLURM_STEP_NODELIST": "localhost", "SLURM_NTASKS": "2",
+               "SLURM_PROCID": str(rank), "SLURM_LOCALID": str(rank),
+               "JAX_COORDINATOR_PORT": port}  # fmt: skip
+        workdir = tmp_path / f"rank_{rank}"
+        procs.append(
+            subprocess.Popen([*args, f"--workdir={workdir}"], env=env, stderr=subprocess.PIPE)
+        )
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-2000:]
+    assert not (tmp_path / "rank_1").exists()  # only process 0 writes
+    written = json.loads((tmp_path / "rank_0" / io.CONFIG).read_text())
+    assert len(written["devices"]) == 2  # both processes' devices: they joined
+    rows = io.read_csv(tmp_path / "rank_0" / "results.csv")
+    assert [(float(r["learning_rate"]), int(r["seed"])) for r in rows] == [
+        (eta, seed) for eta in (0.3, 3.0, 30.0) for seed in (0, 1, 2)
+    ]
+
+
+def test_a_partial_slurm_environment_runs_alone_and_says_why(tmp_path, monkeypatch, caplog):
+    from gd_jax.sweep import mesh
+
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    monkeypatch.setenv("SLURM_NTASKS", "4")
+    for name in ("SLURM_STEP_NODELIST", "SLURM_PROCID", "SLURM_LOCALID", "OMPI_MCA_orte_hnp_uri"):
+        monkeypatch.delenv(name, raising=False)
+    assert mesh.cluster_processes() is None
+    assert mesh.join() == 1
+    assert "SLURM_STEP_NODELIST, SLURM_PROCID, SLURM_LOCALID not" in caplog.text
+    monkeypatch.setenv("SLURM_STEP_NODELIST", "localhost")
+    monkeypatch.setenv("SLURM_PROCID", "0")
+    monkeypatch.setenv("SLURM_LOCALID", "0")
+    assert mesh.cluster_processes() == ("Slurm", 4)
+    monkeypatch.setenv("SLURM_NTASKS", "1")
+    assert mesh.join() == 1  # a one-task step has nothing to join
+    assert mesh.join(num_processes=1) == 1

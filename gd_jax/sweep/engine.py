@@ -121,13 +121,20 @@ def make_epoch(loss: train.Loss, tx, batch_size: int, *, shared_order: bool, fas
 
 
 def build_epoch(
-    model_config: ModelConfig, optimizer: str, tx, batch_size: int, *, shared_order: bool
+    model_config: ModelConfig,
+    optimizer: str,
+    tx,
+    batch_size: int,
+    *,
+    shared_order: bool,
+    fast: bool | None = None,
 ):
     """The fastest correct epoch for a sweep: plain gradient descent on batches every
-    network shares takes the stacked path (one matmul meets all networks); anything
-    else (other optimisers, per-network orders) the vmapped single-network step."""
+    network shares takes the stacked path (one matmul meets all networks) where
+    ``fast_gd.fast_here(fast)``; anything else (other optimisers, per-network orders,
+    other backends) the vmapped single-network step."""
     loss = train.make_loss(model_config)
-    stacked = optimizer == "gd" and (shared_order or batch_size == 0)
+    stacked = optimizer == "gd" and (shared_order or batch_size == 0) and fast_gd.fast_here(fast)
     fast = model_config if stacked else None
     return make_epoch(loss, tx, batch_size, shared_order=shared_order, fast=fast)
 

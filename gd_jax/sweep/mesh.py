@@ -1,8 +1,11 @@
 """The device mesh a sweep's networks are sharded over, and the gather that brings
 sharded arrays (from every process) back to the host."""
 
+import os
+
 import jax
 import numpy as np
+from absl import logging
 from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
@@ -83,19 +86,65 @@ def check_platform(wanted: str | None) -> None:
         )
 
 
-def join(coordinator_address: str | None, num_processes: int, process_id: int) -> None:
-    """Joins the processes of a multi-host study (a no-op for one process).
+# The variables JAX's own Slurm detection reads (jax/_src/clusters/slurm_cluster.py).
+SLURM = ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_NTASKS", "SLURM_PROCID", "SLURM_LOCALID")
 
-    Each process sees every process's devices in ``jax.devices()``, so the sweeps'
-    network mesh spans them all; on CPUs the collectives go through gloo.
+
+def cluster_processes() -> tuple[str, int] | None:
+    """The cluster manager that launched this process and how many processes it
+    launched, from the environment JAX itself reads: a Slurm step (``srun``) or Open
+    MPI (``mpirun``); None when there is none."""
+    env = os.environ
+    if "OMPI_MCA_orte_hnp_uri" in env:  # JAX prefers Open MPI when both are present
+        return "Open MPI", int(env.get("OMPI_COMM_WORLD_SIZE", "1"))
+    if all(name in env for name in SLURM):
+        return "Slurm", int(env["SLURM_NTASKS"])
+    return None
+
+
+def join(
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int = 0,
+    local_device_ids: list[int] | None = None,
+) -> int:
+    """Joins the processes of a multi-host study (``jax.distributed``).
+
+    With ``num_processes`` > 1 the processes join as told. Without it, a cluster JAX can
+    detect (``srun`` under Slurm, ``mpirun`` under Open MPI) that launched more than one
+    process is joined with JAX's own detection, no flags needed; ``num_processes=1``
+    keeps a process alone even there. Each process then sees every process's devices
+    in ``jax.devices()``, so the sweeps' network mesh spans them all; on CPUs the
+    collectives go through gloo.
 
     Args:
       coordinator_address: ``host:port`` of process 0, the same for every process.
-      num_processes: how many processes join.
+      num_processes: how many processes join (None: as the cluster says, else 1).
       process_id: this process's rank, from 0 to ``num_processes - 1``.
+      local_device_ids: the devices of this host the process takes (e.g. one GPU per
+        process); None leaves it to JAX (one GPU per process under Slurm and Open MPI,
+        every local device otherwise).
+
+    Returns:
+      The number of processes joined (1 when the process runs alone).
     """
+    found = cluster_processes()
+    if num_processes is None:
+        if found is None or found[1] <= 1:
+            if "SLURM_JOB_ID" in os.environ and found is None:
+                missing = [name for name in SLURM if name not in os.environ]
+                logging.warning(
+                    "SLURM_JOB_ID is set but %s not: this is not a Slurm step launched by "
+                    "srun (a shell opened on the job's node, say), so the run stays one "
+                    "process. Launch with srun to join the job's tasks.",
+                    ", ".join(missing),
+                )
+            return 1
+        logging.info("Joining the %d processes %s launched.", found[1], found[0])
+        _initialize(local_device_ids=local_device_ids)
+        return found[1]
     if num_processes <= 1:
-        return
+        return 1
     if not coordinator_address or not 0 <= process_id < num_processes:
         raise GdJaxError(
             f"num_processes={num_processes} needs a coordinator_address HOST:PORT "
@@ -103,9 +152,15 @@ def join(coordinator_address: str | None, num_processes: int, process_id: int) -
             f"(got {process_id}).",
             field="num_processes",
         )
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(
+    _initialize(
         coordinator_address=coordinator_address,
         num_processes=num_processes,
         process_id=process_id,
+        local_device_ids=local_device_ids,
     )
+    return num_processes
+
+
+def _initialize(**kwargs) -> None:
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(**kwargs)
