@@ -21,6 +21,7 @@ from absl import app, flags
 
 from gd_jax import io, memory
 from gd_jax.errors import GdJaxError
+from gd_jax.report import tensorboard
 from gd_jax.sweep import mesh
 
 FLAGS = flags.FLAGS
@@ -85,6 +86,18 @@ def define_workdir_flags(*, resume: bool = True) -> None:
         _define(
             "bool", "resume", False, "Continue the run in --workdir; nothing finished is redone."
         )
+
+
+def define_tensorboard_flag() -> None:
+    """``--tensorboard``: TensorBoard event files beside the run's records."""
+    _define(
+        "bool",
+        "tensorboard",
+        tensorboard.ON,
+        "Also write the per-epoch scalars as TensorBoard event files in "
+        "<workdir>/tensorboard (tensorboard --logdir runs/); metrics.jsonl and the tables "
+        "stay the record.",
+    )
 
 
 def define_platform_flag() -> None:

@@ -23,6 +23,7 @@ common.define_config_flags(TrainConfig)
 common.define_config_flags(MinimaConfig)
 common.define_workdir_flags()
 common.define_device_flags()
+common.define_tensorboard_flag()
 
 
 @common.entry_point()
@@ -37,6 +38,7 @@ def main(argv):
         resume=FLAGS.resume,
         devices=FLAGS.devices,
         memory_budget=FLAGS.memory_budget,
+        tensorboard=FLAGS.tensorboard,
     )
     logging.info("%s Report: %s/report.md", summary["verdict"], FLAGS.workdir)
     return 0

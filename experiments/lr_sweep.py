@@ -21,6 +21,7 @@ common.define_config_flags(TrainConfig, skip=("learning_rate",))
 common.define_config_flags(LrConfig)
 common.define_workdir_flags()
 common.define_device_flags()
+common.define_tensorboard_flag()
 
 
 @common.entry_point()
@@ -35,6 +36,7 @@ def main(argv):
         resume=FLAGS.resume,
         devices=FLAGS.devices,
         memory_budget=FLAGS.memory_budget,
+        tensorboard=FLAGS.tensorboard,
     )
     logging.info("Best η %s; report: %s/report.md", summary["best_learning_rate"], FLAGS.workdir)
     return 0

@@ -19,13 +19,16 @@ FLAGS = flags.FLAGS
 common.define_config_flags(TrainConfig)
 common.define_workdir_flags()
 common.define_platform_flag()
+common.define_tensorboard_flag()
 
 
 @common.entry_point(join=False)
 def main(argv):
     del argv
     config = common.config_from_flags(TrainConfig)
-    summary = run.train_run(config, FLAGS.workdir, resume=FLAGS.resume)
+    summary = run.train_run(
+        config, FLAGS.workdir, resume=FLAGS.resume, tensorboard=FLAGS.tensorboard
+    )
     logging.info("Run folder: %s (report.md, summary.json)", FLAGS.workdir)
     if summary["status"] == run.STATUS_DIVERGED:
         print(

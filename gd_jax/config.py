@@ -121,6 +121,11 @@ class TrainConfig:
         "8x8, offline) or idx:DIR (a folder with the four MNIST-format IDX files, .gz or raw).",
     )
     data_dir: str | None = option(None, "tensorflow-datasets cache folder (default: TFDS's own).")
+    tfds_manual_dir: str | None = option(
+        None,
+        "A folder with the four official .gz archives of mnist or fashion_mnist: fills "
+        "the tensorflow-datasets cache from them, offline (as tfds build --manual_dir).",
+    )
     layers: tuple[int, ...] = option(
         (16, 16),
         "Hidden-layer widths, comma separated; 'none' for none.",

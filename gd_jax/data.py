@@ -14,7 +14,6 @@ Sources (the value of ``--dataset``):
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import math
 import os
@@ -24,7 +23,6 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import logging
 
 from gd_jax.config import TrainConfig, check_against_data
 from gd_jax.errors import GdJaxError
@@ -32,7 +30,7 @@ from gd_jax.errors import GdJaxError
 _NUM_CLASSES = 10
 
 _CHOICES = "mnist, fashion_mnist, digits, idx:DIR"
-_OFFLINE_HINT = (
+OFFLINE_HINT = (
     "Use --dataset=digits (scikit-learn's 8x8 digits, embedded, works offline) or "
     "--dataset=idx:DIR (a folder of the four MNIST-format IDX files, e.g. "
     "/usr/share/datasets/fashion-mnist from Debian's dataset-fashion-mnist package)."
@@ -85,6 +83,7 @@ def load(
     data_dir: str | None = None,
     validation_size: int = 0,
     train_size: int | None = None,
+    tfds_manual_dir: str | None = None,
 ) -> Dataset:
     """Loads a dataset and splits off a validation set.
 
@@ -98,6 +97,8 @@ def load(
       validation_size: Number of training examples to hold out, ``0 <= N < n_train``.
       train_size: Number of training examples to keep after the holdout; ``None``
         keeps all of them.
+      tfds_manual_dir: a folder holding the official archives of a TFDS dataset,
+        used instead of downloading them (``tfds build --manual_dir``).
 
     Returns:
       The dataset.
@@ -109,7 +110,10 @@ def load(
     if name == "digits":
         train, test, image_shape = _load_digits()
     elif name in ("mnist", "fashion_mnist"):
-        train, test, image_shape = _load_tfds(name, data_dir)
+        from gd_jax import download  # TensorFlow only when a TFDS dataset is asked for
+
+        train, test, image_shape = download.load(name, data_dir, tfds_manual_dir)
+        train, test = _split(*train), _split(*test)
     elif name.startswith("idx:"):
         train, test, image_shape = _load_idx(name.removeprefix("idx:"))
     else:
@@ -147,6 +151,7 @@ def load_for(config: TrainConfig) -> Dataset:
         data_dir=config.data_dir,
         validation_size=config.validation_size,
         train_size=config.train_size,
+        tfds_manual_dir=config.tfds_manual_dir,
     )
     check_against_data(config, len(dataset.train.labels))
     return dataset
@@ -176,7 +181,7 @@ def _split(x: np.ndarray, labels: np.ndarray) -> Split:
     )
 
 
-def _pixels(images: np.ndarray) -> np.ndarray:
+def pixels(images: np.ndarray) -> np.ndarray:
     """uint8 ``[n, rows, cols(, 1)]`` -> float32 ``[n, rows*cols]`` in [0, 1]."""
     x = images.reshape(len(images), -1).astype(np.float32)
     x /= 255  # in place: MNIST's training set is 188 MB as float32, no need for two
@@ -199,61 +204,17 @@ def _load_digits() -> tuple[Split, Split, tuple[int, int]]:
     )
 
 
-def _load_tfds(name: str, data_dir: str | None) -> tuple[Split, Split, tuple[int, int]]:
-    import tensorflow as tf
-
-    # TF only decodes images here; on a GPU it would grab memory that JAX needs. The
-    # RuntimeError means TF already initialised its devices: too late to hide them.
-    with contextlib.suppress(RuntimeError):
-        tf.config.set_visible_devices([], "GPU")
-    import tensorflow_datasets as tfds
-
-    builder = tfds.builder(name, data_dir=data_dir)
-    if not builder.is_prepared():
-        logging.info(
-            "Downloading %s once into %s (about 11 MB for MNIST). Without network access "
-            "this fails only after several retries, a few minutes.",
-            name,
-            builder.data_dir,
-        )
-        try:
-            builder.download_and_prepare()
-        except ModuleNotFoundError as e:
-            # tensorflow-datasets imports some of its dependencies only when it downloads.
-            raise DataError(
-                f"tensorflow-datasets could not prepare {name}: it needs the Python module "
-                f"{e.name!r}, which is not installed; install it (pip install {e.name}) and "
-                f"try again. {_OFFLINE_HINT}"
-            ) from e
-        except Exception as e:  # requests, OSError, tf errors...: all get the same advice
-            message = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise DataError(
-                f"Downloading {name} with tensorflow-datasets failed ({message}); it is not "
-                f"in the cache at {builder.data_dir} yet, and needs network access once. "
-                f"{_OFFLINE_HINT}"
-            ) from e
-    # batch_size=-1 in tfds.load aborts the process under TF 2.21, so batch by hand.
-    train, test = (
-        _split(_pixels(np.concatenate(images)), np.concatenate(labels))
-        for images, labels in (
-            zip(*ds.batch(10_000).as_numpy_iterator(), strict=True)
-            for ds in builder.as_dataset(split=["train", "test"], as_supervised=True)
-        )
-    )
-    return train, test, (28, 28)
-
-
 def _load_idx(folder: str) -> tuple[Split, Split, tuple[int, int]]:
     if os.path.isfile(folder):
         raise DataError(
             f"--dataset=idx:{folder}: {folder} is a file; idx: takes the folder that holds "
-            f"the four IDX files (train-images-idx3-ubyte, ...). {_OFFLINE_HINT}"
+            f"the four IDX files (train-images-idx3-ubyte, ...). {OFFLINE_HINT}"
         )
     if not os.path.isdir(folder):
         raise DataError(
             f"--dataset=idx:{folder}: the folder {folder} does not exist. Point it at a folder "
             f"holding train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte "
-            f"and t10k-labels-idx1-ubyte (each optionally .gz). {_OFFLINE_HINT}"
+            f"and t10k-labels-idx1-ubyte (each optionally .gz). {OFFLINE_HINT}"
         )
     splits = []
     for prefix in ("train", "t10k"):
@@ -279,8 +240,8 @@ def _load_idx(folder: str) -> tuple[Split, Split, tuple[int, int]]:
             f"{test_images.shape[1:]} images; both splits must share one size. {_IDX_FIX}"
         )
     return (
-        _split(_pixels(train_images), train_labels),
-        _split(_pixels(test_images), test_labels),
+        _split(pixels(train_images), train_labels),
+        _split(pixels(test_images), test_labels),
         (int(train_images.shape[1]), int(train_images.shape[2])),
     )
 
@@ -295,7 +256,7 @@ def _find_idx(folder: str, stem: str) -> str:
             return path
     raise DataError(
         f"--dataset=idx:{folder}: {stem} is missing; looked for {', '.join(names)} in "
-        f"{folder}. Put the four MNIST-format IDX files there. {_OFFLINE_HINT}"
+        f"{folder}. Put the four MNIST-format IDX files there. {OFFLINE_HINT}"
     )
 
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 import gzip
 import os
 import re
+import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from gd_jax import data
+from gd_jax import data, download
 
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 ROWS, COLS = 4, 3  # deliberately not square, to catch a swapped rows/cols
@@ -222,9 +224,10 @@ def test_debian_fashion_mnist():
 # --- tensorflow-datasets ------------------------------------------------------------
 
 
-def test_tfds_mocked():
+def test_tfds_mocked(monkeypatch: pytest.MonkeyPatch):
     import tensorflow_datasets as tfds  # a dependency: a broken install must fail here
 
+    monkeypatch.setattr(download, "unreachable", lambda url: None)  # as if online
     # mock_data makes download_and_prepare a no-op and generates random examples,
     # num_examples per split.
     with tfds.testing.mock_data(num_examples=30):
@@ -256,7 +259,8 @@ def test_tfds_download_failure(
     def fail(*args, **kwargs):
         raise error
 
-    # The real thing, offline, fails the same way after minutes of retries.
+    # A server that answered, then a download that failed.
+    monkeypatch.setattr(download, "unreachable", lambda url: None)
     monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", fail)
     with pytest.raises(data.DataError) as e:
         data.load("mnist", data_dir=str(tmp_path))
@@ -307,3 +311,51 @@ def test_idx_naming_a_file_says_it_is_a_file(tmp_path: Path):
     (tmp_path / "images").write_bytes(b"x")
     with pytest.raises(data.DataError, match="is a file; idx: takes the folder"):
         data.load(f"idx:{tmp_path / 'images'}")
+
+
+def test_an_unreachable_server_fails_at_once_with_the_offline_advice(tmp_path, monkeypatch):
+    import tensorflow_datasets as tfds
+
+    # A documentation address nobody answers on: the same as no network at all.
+    monkeypatch.setattr(tfds.image_classification.MNIST, "URL", "http://192.0.2.1:9/mnist/")
+    tic = time.perf_counter()
+    with pytest.raises(data.DataError) as e:
+        data.load("mnist", data_dir=str(tmp_path))
+    assert time.perf_counter() - tic < download.REACH_TIMEOUT + 5
+    message = str(e.value)
+    assert "its server cannot be reached to download it (http://192.0.2.1:9/mnist/:" in message
+    assert "--dataset=digits" in message and "--dataset=idx:DIR" in message
+    assert "--tfds_manual_dir=DIR" in message
+
+
+def test_reachability_is_a_connection_within_a_timeout():
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        assert download.unreachable(f"http://127.0.0.1:{port}/x", timeout=2) is None
+    closed = download.unreachable(f"http://127.0.0.1:{port}/x", timeout=2)
+    assert closed is not None and "ConnectionRefusedError" in closed
+    assert "gaierror" in download.unreachable("https://no-such-host.invalid/", timeout=2)
+
+
+def test_a_manual_folder_that_is_not_there_is_named(tmp_path):
+    with pytest.raises(data.DataError, match=r"tfds_manual_dir=.* is not a folder") as e:
+        data.load("fashion_mnist", data_dir=str(tmp_path), tfds_manual_dir=str(tmp_path / "no"))
+    assert e.value.field == "tfds_manual_dir"
+
+
+@pytest.mark.skipif(
+    not os.path.isdir(DEBIAN_FASHION_MNIST), reason="Debian's dataset-fashion-mnist not installed"
+)
+def test_debian_files_in_a_manual_folder_are_refused_by_checksum_and_point_to_idx(tmp_path):
+    """A real TFDS preparation of fashion_mnist from local files, offline: TFDS checks the
+    files against the official archives' checksums, and Debian re-gzipped them."""
+    with pytest.raises(data.DataError) as e:
+        data.load("fashion_mnist", data_dir=str(tmp_path), tfds_manual_dir=DEBIAN_FASHION_MNIST)
+    message = str(e.value)
+    assert "are not the official fashion_mnist archives" in message
+    assert "has wrong checksum" in message  # TFDS's own words, naming the file
+    assert f"--dataset=idx:{DEBIAN_FASHION_MNIST}" in message
+    # What the message points to works on the same files.
+    assert len(data.load(f"idx:{DEBIAN_FASHION_MNIST}").train.labels) == 60_000

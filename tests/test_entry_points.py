@@ -2,6 +2,7 @@
 field has it (a default is written once), and library errors point at their flag."""
 
 import dataclasses
+import json
 import re
 import subprocess
 import sys
@@ -136,3 +137,19 @@ def test_a_library_error_about_a_field_names_its_flag(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "validation_size=1347" in err and "(set by --validation_size)" in err
     assert "Traceback" not in err
+
+
+def test_a_flagfile_holds_a_long_study_command(tmp_path):
+    """absl's own --flagfile: one flag per line, comments allowed, overridable after."""
+    flagfile = tmp_path / "study.flags"
+    flagfile.write_text(
+        "# the seed's perceptron on the embedded digits\n"
+        "--dataset=digits\n--layers=8\n--epochs=2\n--learning_rate=0.5\n"
+    )
+    from conftest import cli
+
+    workdir = tmp_path / "run"
+    assert cli(train_cli, f"--flagfile={flagfile}", "--epochs=3", f"--workdir={workdir}") == 0
+    flags_written = json.loads((workdir / "config.json").read_text())["flags"]
+    assert flags_written["layers"] == [8] and flags_written["learning_rate"] == 0.5
+    assert flags_written["epochs"] == 3  # the command line after the file wins

@@ -88,6 +88,8 @@ def test_the_cli_writes_every_table_and_plot(tmp_path):
     assert summary["verdict"] in report
     for png in ("quality", "spread", "barriers", "paths", "ensemble", "surface"):
         assert f"]({png}.png)" in report
+    runs = sorted(p.name for p in (tmp_path / "tensorboard").iterdir())
+    assert runs == [f"w={w},seed={s}" for w in (3, 6) for s in (0, 1, 2)]
 
 
 def test_a_killed_study_resumes_with_nothing_lost(tmp_path, monkeypatch):

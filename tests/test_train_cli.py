@@ -179,12 +179,9 @@ def test_the_entry_point_as_a_command(tmp_path):
 
 
 def test_mnist_without_network_points_to_the_offline_datasets(tmp_path, capsys, monkeypatch):
-    tfds = pytest.importorskip("tensorflow_datasets")
+    from gd_jax import download
 
-    def no_network(*args, **kwargs):
-        raise OSError("Failed to establish a new connection: Network is unreachable")
-
-    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", no_network)
+    monkeypatch.setattr(download, "unreachable", lambda url: "OSError: Network is unreachable")
     workdir = tmp_path / "run"
     cache = f"--data_dir={tmp_path / 'cache'}"
     assert cli(train_cli, "--dataset=mnist", cache, f"--workdir={workdir}") == 2

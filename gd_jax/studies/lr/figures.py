@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 
 from gd_jax.report.format import floats, nan_quiet
 from gd_jax.report.style import plain_log
+from gd_jax.studies.lr import range_test
 
 
 def _eta_colors(etas):
@@ -255,3 +256,57 @@ def range_test_figure(
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return fig
+
+
+def study_figures(
+    study,
+    summary: dict,
+    *,
+    sweep,
+    rows: list[dict],
+    trace,
+    first_order: list[dict],
+    range_rows: list[dict] | None,
+) -> list:
+    """The study's figures, as ``(file name, caption, figure)``."""
+    etas = sweep.networks.learning_rate
+    ok = np.array([r["trained"] for r in rows])
+    final = {k: v[-1] for k, v in sweep.metrics.items()}
+    two_over_lambda = summary.get("two_over_lambda_max_init")
+    curves = sweep_cost_curves(sweep.metrics["avg_train_cost"], etas, ok)
+    ends = sweep_final_vs_eta(
+        etas,
+        final["train_cost"],
+        final["test_accuracy"],
+        ok,
+        baseline=summary["constant_output_cost"],
+        best_eta=summary["best_learning_rate"],
+    )
+    shown = [
+        ("sweep_curves.png", "Training cost per epoch for each η", curves),
+        ("sweep_final.png", "Final cost and test accuracy against η", ends),
+    ]
+    if trace is not None and study.first_order_check:
+        figure = first_order_figure(summary["first_order_at_init"], first_order, two_over_lambda)
+        caption = "Measured ΔC against its first- and second-order predictions"
+        shown.append(("first_order.png", caption, figure))
+    if trace is not None and study.track_sharpness_every:
+        figure = sharpness_figure(
+            trace.sample_steps,
+            trace.lambda_max,
+            trace.step_cost,
+            trace.networks.learning_rate,
+            examples=summary["sharpness_examples"],
+        )
+        caption = "Sharpness λ_max(t) against 2/η, full-batch gradient descent"
+        shown.append(("sharpness.png", caption, figure))
+    if range_rows:
+        figure = range_test_figure(
+            np.array([r["learning_rate"] for r in range_rows]),
+            np.array([r["cost"] for r in range_rows]),
+            range_test.analysis(range_rows),
+            sweep_best=summary["best_learning_rate"],
+            two_over_lambda=two_over_lambda,
+        )
+        shown.append(("range_test.png", "Learning-rate range test", figure))
+    return shown

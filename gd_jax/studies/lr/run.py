@@ -25,6 +25,7 @@ from gd_jax import costs, data, io, memory, optim, run_folder, train
 from gd_jax.config import ModelConfig, TrainConfig, check_seed_range
 from gd_jax.errors import GdJaxError
 from gd_jax.report import document
+from gd_jax.report import tensorboard as tensorboard_writer
 from gd_jax.report.format import duration
 from gd_jax.studies.lr import figures, range_test, tables
 from gd_jax.studies.lr.config import LrConfig
@@ -49,6 +50,7 @@ def run(
     resume: bool = False,
     devices: int | None = None,
     memory_budget: float = memory.MEMORY_BUDGET_GIB,
+    tensorboard: bool = tensorboard_writer.ON,
 ) -> dict:
     """Runs the learning-rate study into ``workdir`` and returns its summary.
 
@@ -61,6 +63,8 @@ def run(
       devices: the devices the networks are sharded over (all if None).
       memory_budget: GiB the activations of the networks worked on at once may take
         (per device); larger studies work in more chunks, not more memory.
+      tensorboard: also write each network's curves as TensorBoard event files
+        (``workdir/tensorboard/eta=…,seed=…``).
 
     Raises:
       GdJaxError: bad input; the folder is left as it was.
@@ -78,7 +82,10 @@ def run(
         ) as (folder, dataset),
         jax.default_matmul_precision(config.matmul_precision),
     ):
-        return _study(folder, dataset, config, study, devices=devices, budget=memory_budget)
+        return _study(
+            folder, dataset, config, study, devices=devices, budget=memory_budget,
+            tensorboard=tensorboard,
+        )  # fmt: skip
 
 
 def check(config: TrainConfig, study: LrConfig) -> None:
@@ -96,7 +103,7 @@ def check(config: TrainConfig, study: LrConfig) -> None:
     check_seed_range(config.seed, study.seeds)
 
 
-def _study(folder, dataset, config, study, *, devices, budget):
+def _study(folder, dataset, config, study, *, devices, budget, tensorboard):
     model_config = config.model_config(dataset.train.x.shape[1], dataset.num_classes)
     seeds = config.seed + np.arange(study.seeds)
     networks = engine.grid(study.learning_rates, seeds)
@@ -143,7 +150,12 @@ def _study(folder, dataset, config, study, *, devices, budget):
     )
     summary["sharpness_examples"] = min(study.sharpness_examples, len(train_xy[1]))
     io.write_json(folder / io.SUMMARY, summary)
-    shown = figures_of(
+    if tensorboard:
+        names = [f"eta={eta:g},seed={seed}" for eta, seed in zip(*sweep.networks, strict=True)]
+        tensorboard_writer.write_runs(
+            folder, tensorboard_writer.sweep_runs(names, sweep.epochs, sweep.metrics)
+        )
+    shown = figures.study_figures(
         study,
         summary,
         sweep=sweep,
@@ -336,59 +348,3 @@ def cached_range_test(
     ]
     io.write_csv(path, rows)
     return rows
-
-
-def figures_of(
-    study: LrConfig,
-    summary: dict,
-    *,
-    sweep: results.SweepResult,
-    rows: list[dict],
-    trace: TraceResult | None,
-    first_order: list[dict],
-    range_rows: list[dict] | None,
-) -> list[document.Shown]:
-    """The study's figures, as ``(file name, caption, figure)``."""
-    etas = sweep.networks.learning_rate
-    ok = np.array([r["trained"] for r in rows])
-    final = {k: v[-1] for k, v in sweep.metrics.items()}
-    two_over_lambda = summary.get("two_over_lambda_max_init")
-    curves = figures.sweep_cost_curves(sweep.metrics["avg_train_cost"], etas, ok)
-    ends = figures.sweep_final_vs_eta(
-        etas,
-        final["train_cost"],
-        final["test_accuracy"],
-        ok,
-        baseline=summary["constant_output_cost"],
-        best_eta=summary["best_learning_rate"],
-    )
-    shown = [
-        ("sweep_curves.png", "Training cost per epoch for each η", curves),
-        ("sweep_final.png", "Final cost and test accuracy against η", ends),
-    ]
-    if trace is not None and study.first_order_check:
-        figure = figures.first_order_figure(
-            summary["first_order_at_init"], first_order, two_over_lambda
-        )
-        caption = "Measured ΔC against its first- and second-order predictions"
-        shown.append(("first_order.png", caption, figure))
-    if trace is not None and study.track_sharpness_every:
-        figure = figures.sharpness_figure(
-            trace.sample_steps,
-            trace.lambda_max,
-            trace.step_cost,
-            trace.networks.learning_rate,
-            examples=summary["sharpness_examples"],
-        )
-        caption = "Sharpness λ_max(t) against 2/η, full-batch gradient descent"
-        shown.append(("sharpness.png", caption, figure))
-    if range_rows:
-        figure = figures.range_test_figure(
-            np.array([r["learning_rate"] for r in range_rows]),
-            np.array([r["cost"] for r in range_rows]),
-            range_test.analysis(range_rows),
-            sweep_best=summary["best_learning_rate"],
-            two_over_lambda=two_over_lambda,
-        )
-        shown.append(("range_test.png", "Learning-rate range test", figure))
-    return shown

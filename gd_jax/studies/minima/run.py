@@ -20,6 +20,7 @@ from gd_jax import costs, data, io, landscape, memory, run_folder, train
 from gd_jax.config import ModelConfig, TrainConfig, check_seed_range
 from gd_jax.errors import GdJaxError
 from gd_jax.report import document
+from gd_jax.report import tensorboard as tensorboard_writer
 from gd_jax.report.format import nan_quiet
 from gd_jax.studies.minima import figures, tables
 from gd_jax.studies.minima.analysis import MINIMUM, analyse, network
@@ -43,6 +44,7 @@ def run(
     resume: bool = False,
     devices: int | None = None,
     memory_budget: float = memory.MEMORY_BUDGET_GIB,
+    tensorboard: bool = tensorboard_writer.ON,
 ) -> dict:
     """Runs the local-minima study into ``workdir`` and returns its summary.
 
@@ -55,6 +57,8 @@ def run(
       devices: the devices each width's networks are sharded over (all if None).
       memory_budget: GiB the activations of the networks (or points of a path or a
         surface) worked on at once may take.
+      tensorboard: also write each network's curves as TensorBoard event files
+        (``workdir/tensorboard/w=…,seed=…``).
 
     Raises:
       GdJaxError: bad input; the folder is left as it was.
@@ -72,7 +76,10 @@ def run(
         ) as (folder, dataset),
         jax.default_matmul_precision(config.matmul_precision),
     ):
-        return _study(folder, dataset, config, study, devices=devices, budget=memory_budget)
+        return _study(
+            folder, dataset, config, study, devices=devices, budget=memory_budget,
+            tensorboard=tensorboard,
+        )  # fmt: skip
 
 
 def check(config: TrainConfig, study: MinimaConfig) -> None:
@@ -92,7 +99,7 @@ def check(config: TrainConfig, study: MinimaConfig) -> None:
     check_seed_range(config.seed, study.seeds)
 
 
-def _study(folder, dataset, config, study, *, devices, budget):
+def _study(folder, dataset, config, study, *, devices, budget, tensorboard):
     train_xy, test_xy = data.on_device(dataset.train), data.on_device(dataset.test)
     baseline = costs.constant_cost(config.cost, dataset.train.labels, dataset.num_classes)
     bar = costs.learned_bar(baseline)
@@ -137,6 +144,8 @@ def _study(folder, dataset, config, study, *, devices, budget):
         config, rows=rows, pairs=pairs, spread=spread, ensembles=ensembles, bar=bar
     )
     io.write_json(folder / io.SUMMARY, summary)
+    if tensorboard:
+        tensorboard_writer.write_runs(folder, curves_of(folder, study.widths))
     shown = figures_of(
         rows=rows, pairs=pairs, examples=examples, ensembles=ensembles, spread=spread, plane=plane
     )
@@ -257,6 +266,17 @@ def trained_width(
     )
     results.save(path, result)
     return result
+
+
+def curves_of(folder: run_folder.RunFolder, widths) -> list:
+    """Every trained network's curves, as TensorBoard runs named ``w=W,seed=S``."""
+    runs = []
+    for width in widths:
+        stored = io.read_cache(folder / "widths" / f"width_{width}.npz", results.load)
+        if stored is not None:
+            names = [f"w={width},seed={seed}" for seed in stored.networks.seed]
+            runs += tensorboard_writer.sweep_runs(names, stored.epochs, stored.metrics)
+    return runs
 
 
 def figures_of(

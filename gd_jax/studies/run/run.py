@@ -13,6 +13,7 @@ from gd_jax import data, fast_gd, io, optim, run_folder, train
 from gd_jax.config import ModelConfig, TrainConfig
 from gd_jax.errors import GdJaxError
 from gd_jax.report import document
+from gd_jax.report import tensorboard as tensorboard_writer
 from gd_jax.studies.run import figures
 from gd_jax.studies.run.report import report
 from gd_jax.studies.run.tables import summarize
@@ -22,13 +23,21 @@ STATUS_DIVERGED = "diverged"
 STATUS_INTERRUPTED = "interrupted"
 
 
-def train_run(config: TrainConfig, workdir: str, *, resume: bool = False) -> dict:
+def train_run(
+    config: TrainConfig,
+    workdir: str,
+    *,
+    resume: bool = False,
+    tensorboard: bool = tensorboard_writer.ON,
+) -> dict:
     """Trains the network ``config`` describes and fills ``workdir`` with the run.
 
     Args:
       config: the run's hyperparameters.
       workdir: the run folder; created if needed.
       resume: continue the run already in ``workdir`` from its last checkpoint.
+      tensorboard: also write the per-epoch scalars as TensorBoard event files
+        (``workdir/tensorboard``).
 
     Returns:
       The summary, as written to ``summary.json``. Its ``status`` is ``completed``,
@@ -45,10 +54,10 @@ def train_run(config: TrainConfig, workdir: str, *, resume: bool = False) -> dic
         ) as (folder, dataset),
         jax.default_matmul_precision(config.matmul_precision),
     ):
-        return _train(folder, dataset, config, resume=resume)
+        return _train(folder, dataset, config, resume=resume, tensorboard=tensorboard)
 
 
-def _train(folder: run_folder.RunFolder, dataset: data.Dataset, config: TrainConfig, *, resume):
+def _train(folder, dataset: data.Dataset, config: TrainConfig, *, resume, tensorboard):
     model_config = config.model_config(dataset.train.x.shape[1], dataset.num_classes)
     init_key, data_key = jax.random.split(jax.random.key(config.seed))
     tx = optim.make(config.optimizer, config.learning_rate, config.momentum)
@@ -68,6 +77,10 @@ def _train(folder: run_folder.RunFolder, dataset: data.Dataset, config: TrainCon
     }
     epoch_fn = fast_gd.build_epoch(model_config, config.optimizer, tx, config.batch_size)
     status, saved = STATUS_COMPLETED, start_epoch
+    scalars = None
+    if tensorboard:
+        purge = start_epoch + 1 if history else None  # hide what an interrupted run wrote
+        scalars = tensorboard_writer.Scalars(tensorboard_writer.run_dir(folder), purge_step=purge)
     try:
         for result in train.fit(
             state,
@@ -83,6 +96,8 @@ def _train(folder: run_folder.RunFolder, dataset: data.Dataset, config: TrainCon
                 continue  # the checkpoint's own epoch, already in the history
             history.append(result.metrics)
             io.write_jsonl(folder / io.METRICS, history)
+            if scalars is not None:
+                scalars.add(result.metrics, result.epoch)
             if result.metrics["diverged"]:
                 status = STATUS_DIVERGED
                 logging.error(
@@ -107,6 +122,9 @@ def _train(folder: run_folder.RunFolder, dataset: data.Dataset, config: TrainCon
             "continue with --resume.",
             saved,
         )
+    finally:
+        if scalars is not None:
+            scalars.close()
 
     sizes = model_config.sizes
     summary = summarize(history, status, num_params=model_config.num_params, sizes=sizes)
