@@ -214,3 +214,68 @@ def step_predictions(
         "grad_norm_sq": grad_norm_sq,
         "g_h_g": g_h_g,
     }
+
+
+def spectrum(
+    loss: Callable[..., jax.Array],
+    params: Any,
+    *args,
+    key: jax.Array,
+    num_iters: int = 40,
+    num_probes: int = 2,
+) -> dict[str, jax.Array]:
+    """The Hessian's spectrum at ``params``, by Lanczos from ``num_probes`` random starts.
+
+    One Lanczos run of m = ``num_iters`` Hessian-vector products from a random unit
+    vector v gives T = QᵀHQ; its eigenvalues θ_k (the Ritz values) with weights
+    τ_k = (first component of T's k-th eigenvector)² are a quadrature of the spectral
+    density φ(t) = (1/P) Σ_i δ(t − λ_i): vᵀ f(H) v ≈ Σ_k τ_k f(θ_k), and for v uniform
+    on the sphere E[vᵀ f(H) v] = (1/P) Σ_i f(λ_i). Averaged over probes this is
+    stochastic Lanczos quadrature (Ghorbani, Krishnan and Xiao 2019). The same Ritz
+    values hold the extreme eigenvalues, the largest and smallest converging first.
+
+    Args:
+      loss, params, *args: the cost and where its Hessian is taken.
+      key: draws the probes.
+      num_iters: m, Lanczos steps (and Hessian-vector products) per probe.
+      num_probes: independent random starts.
+
+    Returns:
+      ``{"nodes": [probes, m], "weights": [probes, m]}`` (each probe's weights sum to
+      1), from which :func:`density`, :func:`negative_mass` and the extremes follow.
+    """
+    flat, f = _flat_loss(loss, params, args)
+    return spectrum_of(lambda v: _flat_hvp(f, flat, v), flat.shape[0], flat.dtype, key=key,
+                       num_iters=num_iters, num_probes=num_probes)  # fmt: skip
+
+
+def spectrum_of(matvec, dim: int, dtype, *, key, num_iters: int, num_probes: int):
+    """:func:`spectrum` for any symmetric operator ``matvec`` on vectors of size ``dim``."""
+
+    def one(probe_key):
+        start = jax.random.normal(probe_key, (dim,), dtype)
+        alphas, betas = lanczos(matvec, start, num_iters)
+        t = jnp.diag(alphas) + jnp.diag(betas, 1) + jnp.diag(betas, -1)
+        nodes, vectors = jnp.linalg.eigh(t)
+        return nodes, jnp.square(vectors[0])
+
+    nodes, weights = jax.lax.map(one, jax.random.split(key, num_probes))
+    return {"nodes": nodes, "weights": weights}
+
+
+def density(nodes, weights, grid, *, sigma: float) -> np.ndarray:
+    """The spectral density on ``grid``: each probe's quadrature smoothed by Gaussians of
+    width ``sigma``, averaged over probes. Integrates to about 1 over a grid that covers
+    the spectrum with a margin of a few ``sigma``."""
+    nodes, weights, grid = (np.asarray(a, np.float64) for a in (nodes, weights, grid))
+    kernel = np.exp(-0.5 * ((grid[None, None] - nodes[..., None]) / sigma) ** 2)
+    kernel /= sigma * np.sqrt(2 * np.pi)
+    return np.mean(np.sum(weights[..., None] * kernel, axis=-2), axis=0)
+
+
+def negative_mass(nodes, weights, *, rtol: float = 0.0) -> float:
+    """The fraction of the spectrum below ``−rtol · max|λ|`` (the quadrature's weight on
+    those Ritz values, averaged over probes): the share of directions that curve down."""
+    nodes, weights = np.asarray(nodes, np.float64), np.asarray(weights, np.float64)
+    below = nodes < -rtol * np.max(np.abs(nodes))
+    return float(np.mean(np.sum(np.where(below, weights, 0.0), axis=-1)))

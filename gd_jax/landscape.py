@@ -295,3 +295,85 @@ def surface(
     chunk = num * num if chunk is None else chunk
     cost = _surface_scores(evaluate, params, d1, d2, x, labels, grid, grid, chunk)
     return {"s": np.asarray(grid), "t": np.asarray(grid), "cost": np.asarray(cost)}
+
+
+def match_objective(params_a: model.Params, params_b: model.Params) -> float:
+    """Σ over every weight and bias of θ_A · θ_B: the similarity weight matching raises."""
+    products = jax.tree.map(lambda a, b: jnp.vdot(a, b), params_a, params_b)
+    return float(sum(jax.tree.leaves(products)))
+
+
+def weight_matching(
+    params_a: model.Params,
+    params_b: model.Params,
+    activation: str,
+    *,
+    key: jax.Array,
+    max_sweeps: int = 100,
+) -> tuple[model.Params, list[np.ndarray], list[np.ndarray], list[float]]:
+    """Weight matching as Git Re-Basin solves it (Ainsworth et al. 2023), with sign flips.
+
+    Finds the symmetry (per hidden layer a permutation and, for sigmoid and tanh, signs)
+    of B that maximises :func:`match_objective` of A and transformed B, by coordinate
+    ascent: each hidden layer's assignment in turn, the others held fixed, solved
+    exactly as a linear assignment from everything the layer's units touch: their
+    incoming weights and bias and their outgoing weights (and, for a flipped sigmoid
+    unit, the next bias it shifts). Layers are visited in a random order each sweep,
+    until a sweep changes nothing. Each step can only raise the objective, so it never
+    decreases from one sweep to the next, and the method stops at a local optimum (the
+    problem is NP-hard for more than one hidden layer). It starts from :func:`align`, the
+    one-pass, incoming-only heuristic, so it ends at least as similar to A as that.
+
+    Args:
+      params_a, params_b: networks of the same layer sizes.
+      activation: the hidden nonlinearity (relu has no sign symmetry).
+      key: orders the layers of each sweep.
+      max_sweeps: stop after this many sweeps even if the last one changed something.
+
+    Returns:
+      ``(matched B, perms, signs, objectives)``: transformed B, the symmetry as for
+      :func:`transform`, and the objective before the first sweep and after each.
+    """
+    if model.layer_sizes(params_a) != model.layer_sizes(params_b):
+        raise ValueError("weight_matching needs networks of the same layer sizes")
+    signed = activation in _SIGN_SYMMETRIC
+    a = [(np.asarray(w, np.float64), np.asarray(b, np.float64)) for w, b in params_a]
+    hidden = len(a) - 1
+    # From the one-pass alignment, so the result is never worse than it.
+    _, perms, signs = align(params_a, params_b, activation)
+    perms, signs = [np.asarray(p) for p in perms], [np.asarray(s, np.float64) for s in signs]
+    flips = lambda s: s if signed else None
+    current = lambda: transform(params_b, perms, flips(signs), activation)
+    objectives = [match_objective(params_a, current())]
+    for sweep_key in jax.random.split(key, max_sweeps):
+        changed = False
+        for layer in np.asarray(jax.random.permutation(sweep_key, hidden)):
+            layer = int(layer)
+            before = perms[layer], signs[layer]
+            # B with every other layer's symmetry applied and this layer's undone.
+            units = len(perms[layer])
+            perms[layer], signs[layer] = np.arange(units), np.ones(units)
+            b = [(np.asarray(w, np.float64), np.asarray(c, np.float64)) for w, c in current()]
+            (w_in_a, b_in_a), (w_out_a, b_next_a) = a[layer], a[layer + 1]
+            (w_in_b, b_in_b), (w_out_b, _) = b[layer], b[layer + 1]
+            # same[i, j]: what pairing A's unit i with B's unit j adds to the objective.
+            same = w_in_a.T @ w_in_b + np.outer(b_in_a, b_in_b) + w_out_a @ w_out_b.T
+            score, sign = same, np.ones_like(same)
+            if signed:
+                # Flipped, every product changes sign; a sigmoid unit also adds its
+                # outgoing row to the next layer's bias.
+                shift = (w_out_b @ b_next_a)[None] if activation == "sigmoid" else 0.0
+                flipped = -same + shift
+                sign = np.where(flipped > same, -1.0, 1.0)
+                score = np.maximum(same, flipped)
+            _, cols = scipy.optimize.linear_sum_assignment(score, maximize=True)
+            unit_sign = np.ones(units)
+            unit_sign[cols] = sign[np.arange(units), cols]
+            perms[layer], signs[layer] = cols, unit_sign
+            changed |= not (
+                np.array_equal(cols, before[0]) and np.array_equal(unit_sign, before[1])
+            )
+        objectives.append(match_objective(params_a, current()))
+        if not changed:
+            break
+    return current(), perms, signs, objectives

@@ -19,7 +19,8 @@ from conftest import cli, mlp
 from experiments import train as train_cli
 from gd_jax import landscape, memory, train
 from gd_jax.studies.lr.trace import make_trace
-from gd_jax.studies.minima.analysis import make_extremes
+from gd_jax.studies.minima.analysis import make_measure
+from gd_jax.studies.minima.config import MinimaConfig
 from gd_jax.sweep import engine, mesh
 
 STUDIES = """
@@ -146,8 +147,8 @@ def measure_memory(n: int, chunk: int) -> int:
 
 
 def extremes_memory(n: int, chunk: int) -> int:
-    extremes = make_extremes(train.make_loss(mlp(SIZES)), 3, chunk)
-    return temp_bytes(extremes, stacked_params(n), jax.random.key(0), *DATA)
+    measure = make_measure(mlp(SIZES), MinimaConfig(lanczos_iters=3, spectrum_probes=1), chunk)
+    return temp_bytes(measure, stacked_params(n), jax.random.key(0), DATA, DATA)
 
 
 def surface_memory(num: int, chunk: int) -> int:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import mlp
 
-from gd_jax.studies.minima import analysis
+from gd_jax.studies.minima import analysis, pairs
 
 CERTIFY = {"grad_tol": 1e-3, "negative_tol": 1e-2, "bar": 0.4}
 
@@ -51,8 +51,8 @@ MODEL = mlp((2, 3))
 def test_disagreement_counts_the_examples_two_networks_label_differently():
     x = jnp.ones((6, 2))
     a, b = constant_network(0), constant_network(2)
-    assert analysis.disagreement(MODEL, a, b, x) == 1.0
-    assert analysis.disagreement(MODEL, a, constant_network(0, strength=1.0), x) == 0.0
+    assert pairs.disagreement(MODEL, a, b, x) == 1.0
+    assert pairs.disagreement(MODEL, a, constant_network(0, strength=1.0), x) == 0.0
 
 
 def test_an_ensemble_averages_outputs_before_it_votes():
@@ -61,7 +61,7 @@ def test_an_ensemble_averages_outputs_before_it_votes():
     nets = [constant_network(0), constant_network(1, strength=0.2),
             constant_network(1, strength=0.2)]  # fmt: skip
     params = [tuple(jnp.stack(leaves) for leaves in zip(*(n[0] for n in nets), strict=True))]
-    rows = analysis.ensemble_rows(MODEL, 7, params, 3, (jnp.ones((4, 2)), labels))
+    rows = pairs.ensemble_rows(MODEL, 7, params, 3, (jnp.ones((4, 2)), labels))
     assert [r["k"] for r in rows] == [1, 2, 3] and {r["width"] for r in rows} == {7}
     # Alone: 0%, 100%, 100% right.
     assert [r["mean_single_accuracy"] for r in rows] == [pytest.approx(2 / 3)] * 3

@@ -38,9 +38,9 @@ def make_pairs(widths=WIDTHS, seeds=4) -> list[dict]:
             "width": w,
             "naive_barrier": 0.01 * rng.random() + 1e-3,
             # A rounding-sized negative barrier: symlog must take it without a warning.
-            "aligned_barrier": 1e-4 * rng.normal(),
+            "matched_barrier": 1e-4 * rng.normal(),
             "distance": 3.0 * w**0.5,
-            "aligned_distance": 2.0 * w**0.5,
+            "matched_distance": 2.0 * w**0.5,
         }
         for w in widths
         for _ in range(seeds * (seeds - 1) // 2)
@@ -54,7 +54,7 @@ def make_examples(widths=WIDTHS, seeds=5) -> dict:
         w: {
             "alpha": alpha.tolist(),
             "naive": (0.02 + 0.05 * bump).tolist(),
-            "aligned": (0.02 + 0.001 * bump).tolist(),
+            "matched": (0.02 + 0.001 * bump).tolist(),
             "init_paths": [(fall + 0.02 * (s + 1)).tolist() for s in range(seeds)],
         }
         for w in widths
@@ -151,21 +151,21 @@ def test_quality_figure_survives_one_seed_missing_values_and_ties():
 
 def test_barrier_figure_joins_each_pair_and_puts_zero_on_a_symlog_axis():
     pairs = make_pairs()
-    pairs[0]["aligned_barrier"] = None  # drawn as a lone naive point, not joined
+    pairs[0]["matched_barrier"] = None  # drawn as a lone naive point, not joined
     fig = figures.barrier_figure(pairs)
     ax_bar, ax_dist = fig.get_axes()
     for ax, joined in ((ax_bar, len(pairs) - 1), (ax_dist, len(pairs))):
         (lines,) = [c for c in ax.collections if isinstance(c, LineCollection)]
         assert len(lines.get_segments()) == joined
         assert [c.get_label() for c in scatters(ax)] == [
-            "as trained", "after aligning the hidden units",
+            "as trained", "after weight matching",
         ]  # fmt: skip
         assert points(ax) == 2 * len(pairs) - (ax is ax_bar)
     assert ax_bar.get_yscale() == "symlog"
     assert any(np.all(np.asarray(line.get_ydata()) == 0) for line in ax_bar.get_lines())
     assert ax_dist.get_yscale() == "log"
     low, high = ax_bar.get_ylim()
-    assert low < min(p["aligned_barrier"] or 0 for p in pairs)
+    assert low < min(p["matched_barrier"] or 0 for p in pairs)
     assert high > max(p["naive_barrier"] for p in pairs)
 
 
@@ -188,7 +188,7 @@ def test_paths_figure_has_a_row_of_endpoint_paths_and_a_row_from_initialisation(
         naive, aligned = ax.get_lines()
         assert colors.same_color(naive.get_color(), figures.NAIVE)
         assert colors.same_color(aligned.get_color(), figures.ALIGNED)
-        np.testing.assert_allclose(aligned.get_ydata(), examples[w]["aligned"])
+        np.testing.assert_allclose(aligned.get_ydata(), examples[w]["matched"])
         assert ax.get_xticklabels()[0].get_text() == "A\n0"
         assert ax.get_yscale() == "log"
     for w, ax in zip(WIDTHS, bottom, strict=True):
@@ -200,7 +200,7 @@ def test_paths_figure_has_a_row_of_endpoint_paths_and_a_row_from_initialisation(
 
 def test_paths_figure_one_width_missing_series_and_a_zero_cost():
     example = make_examples(widths=(16,))[16]
-    example["aligned"] = [None] * 25
+    example["matched"] = [None] * 25
     example["init_paths"][0][-1] = 0.0
     top, bottom = figures.paths_figure({16: example}).get_axes()
     assert len(top.get_lines()) == 1

@@ -12,13 +12,13 @@ from experiments import local_minima as minima_cli
 from gd_jax import curvature, io
 from gd_jax.errors import GdJaxError
 from gd_jax.studies.minima import analysis, tables
-from gd_jax.studies.minima import run as minima_run
 from gd_jax.studies.minima.config import parse_widths
 from gd_jax.sweep import trainer
 
 SMALL = (
     "--dataset=digits", "--layers=8", "--widths=3,6", "--seeds=3", "--epochs=3",
     "--lanczos_iters=8", "--max_pairs=2", "--path_points=5", "--train_size=400",
+    "--polish_steps=40", "--curve_pairs=1", "--curve_steps=20",
 )  # fmt: skip
 
 
@@ -71,19 +71,44 @@ def test_the_cli_writes_every_table_and_plot(tmp_path):
     for name in (
         "config.json", "results.csv", "pairs.csv", "spread.csv", "ensemble.csv",
         "summary.json", "report.md", "quality.png", "spread.png", "barriers.png", "paths.png",
-        "ensemble.png", "surface.png", "surface.json",
+        "ensemble.png", "surface.png", "surface.json", "spectrum.png", "curves.png",
     ):  # fmt: skip
         assert (tmp_path / name).stat().st_size > 0, name
     rows = io.read_csv(tmp_path / "results.csv")
     assert [(r["width"], r["seed"]) for r in rows] == [(w, s) for w in "36" for s in "012"]
-    columns = "final_train_cost final_test_accuracy grad_norm lambda_max lambda_min classification"
+    # Both points of every network: the SGD endpoint and the polished point.
+    columns = (
+        "sgd_train_cost sgd_test_accuracy sgd_grad_norm sgd_lambda_max sgd_saturation "
+        "sgd_param_norm sgd_classification final_train_cost final_test_accuracy grad_norm "
+        "lambda_max lambda_min saturation param_norm classification polish_steps "
+        "distance_moved negative_mass top_eigenvalues bottom_eigenvalues"
+    )
     assert set(columns.split()) <= rows[0].keys()
+    for r in rows:
+        assert 1 <= int(r["polish_steps"]) <= 40 and float(r["distance_moved"]) > 0
+        assert float(r["final_train_cost"]) < float(r["sgd_train_cost"])  # L-BFGS went down
+        assert len(r["top_eigenvalues"].split()) == 5
+        if int(r["polish_steps"]) < 40:  # stopped early: it met the tolerance
+            assert float(r["grad_norm"]) < 1e-4 and r["classification"] != "unconverged"
     assert all(r["negative_eigenvalues"] != "" for r in rows)  # small: dense spectra counted
     pairs = io.read_csv(tmp_path / "pairs.csv")
     assert len(pairs) == 4  # 2 per width
-    assert all(float(p["aligned_distance"]) <= float(p["distance"]) + 1e-4 for p in pairs)
+    assert all(float(p["one_pass_distance"]) <= float(p["distance"]) + 1e-4 for p in pairs)
+    for i, p in enumerate(pairs):
+        barriers = ("naive_barrier", "one_pass_barrier", "matched_barrier")
+        assert all(p[k] != "" for k in barriers)
+        # The first pair of each width is also joined by trained curves.
+        assert (p["curve_barrier"] != "") == (i % 2 == 0)
+        assert (p["matched_curve_barrier"] != "") == (i % 2 == 0)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["networks"] == 6 and "verdict" in summary
+    for width in summary["per_width"]:
+        assert width["test_accuracy_range_low"] <= width["test_accuracy_range"]
+        assert width["test_accuracy_mean_low"] <= width["test_accuracy_mean"]
+        assert width["test_accuracy_mean"] <= width["test_accuracy_mean_high"]
+        spectrum = width["spectrum"]
+        assert len(spectrum["density"]) == len(spectrum["density_grid"]) == 201
+        assert 0 <= spectrum["negative_mass"] <= 1
     report = (tmp_path / "report.md").read_text()
     assert summary["verdict"] in report
     for png in ("quality", "spread", "barriers", "paths", "ensemble", "surface"):
@@ -94,21 +119,22 @@ def test_the_cli_writes_every_table_and_plot(tmp_path):
 
 def test_a_killed_study_resumes_with_nothing_lost(tmp_path, monkeypatch):
     assert cli(minima_cli, *SMALL, f"--workdir={tmp_path / 'whole'}") == 0
-    analyse = analysis.analyse
+    certify = analysis.certify
     calls = []
 
     def killed_in_the_second_width(*args, **kwargs):
         calls.append(1)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return analyse(*args, **kwargs)
+        return certify(*args, **kwargs)
 
     workdir = tmp_path / "killed"
-    monkeypatch.setattr(minima_run, "analyse", killed_in_the_second_width)
+    monkeypatch.setattr(analysis, "certify", killed_in_the_second_width)
     assert cli(minima_cli, *SMALL, f"--workdir={workdir}") == 130
     assert (workdir / "widths" / "analysis_3.json").exists()
     assert (workdir / "widths" / "width_6.npz").exists()  # trained before the kill
-    monkeypatch.setattr(minima_run, "analyse", analyse)
+    assert (workdir / "widths" / "polished_6.npz").exists()  # and polished
+    monkeypatch.setattr(analysis, "certify", certify)
     fits = []
     fit = trainer.fit
     monkeypatch.setattr(trainer, "fit", lambda *a, **k: (fits.append(1), fit(*a, **k))[1])

@@ -1,46 +1,61 @@
-"""What one width's endpoints are: certified critical points, paths between pairs of
-them before and after alignment, and ensembles."""
+"""What one width's endpoints are: each network's SGD endpoint and its polished point,
+certified from the gradient and the Hessian and classified."""
 
-import itertools
 import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from gd_jax import curvature, landscape, memory, train
 from gd_jax.config import ModelConfig
 from gd_jax.report.format import number
 from gd_jax.studies.minima.config import MinimaConfig
+from gd_jax.studies.minima.polish import saturation
 from gd_jax.sweep import engine
 from gd_jax.sweep.results import SweepResult
 
-MINIMUM, SADDLE, PLATEAU, UNCONVERGED = "minimum", "saddle", "plateau", "unconverged"
-CLASSES = (MINIMUM, SADDLE, PLATEAU, UNCONVERGED)
+MINIMUM, SADDLE, PLATEAU = "minimum", "saddle", "plateau"
+SATURATED, UNCONVERGED = "saturated", "unconverged"
+CLASSES = (MINIMUM, SADDLE, PLATEAU, SATURATED, UNCONVERGED)
 
 
 def classify(
     grad_norm, lambda_min, lambda_max, cost, *, grad_tol, negative_tol, bar,
-    negative_eigenvalues: int | None = None,
+    negative_eigenvalues: int | None = None, flattened: bool = False,
 ) -> str:  # fmt: skip
-    """The kind of critical point an endpoint is, by the numbers that certify it.
+    """The kind of critical point a point is, by the numbers that certify it. The first
+    rule that holds decides:
 
     * ``unconverged``: ‖∇C‖ ≥ ``grad_tol``: not a critical point (yet).
     * ``plateau``: critical, but its cost is not below ``bar`` (90% of the best
-      constant output's): saturated units, a flat region where nothing was learned.
-    * ``saddle``: critical, with λ_min < −``negative_tol`` · λ_max: clearly negative
-      curvature, a direction that still goes down; or, where the dense Hessian was
-      counted, any eigenvalue that clearly negative (``negative_eigenvalues``), which
-      Lanczos can miss.
+      constant output's): a flat region where nothing was learned.
+    * ``saturated``: critical because it is flat: getting there, the weights grew
+      into saturation and the curvature vanished with the gradient (``flattened``);
+      not a minimum in the usual sense, and the sign of a vanishing λ_min says nothing.
+    * ``saddle``: λ_min < −``negative_tol`` · λ_max: clearly negative curvature, a
+      direction that still goes down; or, where the dense Hessian was counted, any
+      eigenvalue that clearly negative (``negative_eigenvalues``), which Lanczos can miss.
     * ``minimum``: critical, learned, and no clearly negative curvature.
     """
     if not grad_norm < grad_tol:
         return UNCONVERGED
     if not cost < bar:
         return PLATEAU
+    if flattened:
+        return SATURATED
     if lambda_min < -negative_tol * abs(lambda_max) or (negative_eigenvalues or 0) > 0:
         return SADDLE
     return MINIMUM
+
+
+def flattened(before: dict, after: dict, *, ratio: float) -> bool:
+    """Whether polishing flattened a point into saturation: its sharpness λ_max fell
+    below ``ratio`` times what it was while more of its units saturated."""
+    return after["lambda_max"] < ratio * before["lambda_max"] and (
+        after["saturation"] > before["saturation"]
+    )
 
 
 def path_rise(costs) -> tuple[bool, float]:
@@ -55,191 +70,129 @@ def network(params, i):
     return jax.tree.map(lambda leaf: jnp.asarray(leaf[i]), params)
 
 
-def analyse(model_config, study, result, train_xy, test_xy, evaluate, bar, *, seed, chunk) -> dict:
-    """Certification, paths, alignment and ensembles for one width (JSON-ready).
+def make_measure(model_config: ModelConfig, study: MinimaConfig, chunk: int):
+    """``measure(params, key, train_xy, test_xy) -> dict of [N]`` for networks stacked
+    on a leading axis: scores, ‖∇C‖, parameter norm, saturation, and the Hessian's
+    spectrum on the training set (``study.spectrum_probes`` Lanczos runs of
+    ``study.lanczos_iters`` steps: the extremes and the density's quadrature)."""
+    loss = train.make_loss(model_config)
+    evaluate = train.make_evaluate(model_config)
 
-    Args:
-      model_config: the width's network.
-      study: the study's settings.
-      result: the width's trained networks.
-      train_xy, test_xy: the data, on the device.
-      evaluate: ``train.make_evaluate(model_config)``, shared so paths compile once.
-      bar: the cost below which a network has learned.
-      seed: the seed of the Lanczos start vectors.
-      chunk: networks (or points of a path) worked on at once (``memory.chunk_for``).
-    """
-    params = jax.tree.map(jnp.asarray, result.params)
-    rows, init_paths = certify(
-        model_config, study, result, params, train_xy, evaluate, bar, seed, chunk=chunk
-    )
-    pairs, example = compare_pairs(
-        model_config, study, params, rows, train_xy, test_xy, evaluate, chunk=chunk
-    )
-    example["init_paths"] = init_paths
-    count = len(result.networks.seed)
-    return {
-        "rows": rows,
-        "pairs": pairs,
-        "example": example,
-        "ensemble": ensemble_rows(model_config, model_config.sizes[1], params, count, test_xy),
-    }
+    def one(p, key, train_xy, test_xy):
+        scores = {f"train_{k}": v for k, v in evaluate(p, *train_xy).items()}
+        scores.update({f"test_{k}": v for k, v in evaluate(p, *test_xy).items()})
+        scores["grad_norm"] = optax.tree.norm(jax.grad(loss)(p, *train_xy))
+        scores["param_norm"] = optax.tree.norm(p)
+        scores["saturation"] = saturation(
+            model_config, p, train_xy[0], threshold=study.saturation_threshold
+        )
+        found = curvature.spectrum(
+            loss, p, *train_xy, key=key, num_iters=study.lanczos_iters,
+            num_probes=study.spectrum_probes,
+        )  # fmt: skip
+        scores.update(found)
+        scores["lambda_min"] = jnp.min(found["nodes"])
+        scores["lambda_max"] = jnp.max(found["nodes"])
+        return scores
+
+    @jax.jit
+    def measure(params, key, train_xy, test_xy):
+        return memory.map_in_chunks(lambda p: one(p, key, train_xy, test_xy), params, chunk)
+
+    return measure
 
 
 def certify(
     model_config: ModelConfig,
     study: MinimaConfig,
-    result: SweepResult,
-    params,
+    sgd: SweepResult,
+    polished: dict,
     train_xy,
-    evaluate,
+    test_xy,
     bar: float,
-    seed: int,
     *,
+    seed: int,
     chunk: int,
-):
-    """One row per network: its scores, ‖∇C‖, the extreme Hessian eigenvalues, the
-    straight path from its initialisation, and its class.
+) -> tuple[list[dict], list[dict]]:
+    """One row per network: its SGD endpoint and its polished point, each measured and
+    classified, and what the polish did (steps, distance).
 
     Returns:
-      ``(rows, init_paths)``: the rows and, per network, the costs along the path from
-      its initialisation to its endpoint.
+      ``(rows, spectra)``: the rows, and per network the polished point's Hessian
+      quadrature (``nodes``, ``weights``) for the density.
     """
-    width, seeds = model_config.sizes[1], result.networks.seed
+    width, seeds = model_config.sizes[1], sgd.networks.seed
     loss = train.make_loss(model_config)
-    num_params = model_config.num_params
-    last = {k: v[-1] for k, v in result.metrics.items()}
-
-    # Both ends of the spectrum from one Krylov space per network, all networks at once.
+    measure = make_measure(model_config, study, chunk)
     key = jax.random.key(seed)
-    # The data are arguments, never constants compiled into the program.
-    low, high = make_extremes(loss, study.lanczos_iters, chunk)(params, key, *train_xy)
-    low, high = np.asarray(low, float), np.asarray(high, float)
-    dense = num_params <= study.dense_max_params
+    before = jax.device_get(measure(jax.tree.map(jnp.asarray, sgd.params), key, train_xy, test_xy))
+    after = jax.device_get(measure(polished["params"], key, train_xy, test_xy))
+    moved = jax.vmap(lambda a, b: optax.tree.norm(jax.tree.map(jnp.subtract, a, b)))(
+        polished["params"], jax.tree.map(jnp.asarray, sgd.params)
+    )
+    dense = model_config.num_params <= study.dense_max_params
     hessian = jax.jit(lambda p, x, labels: curvature.dense_hessian(loss, p, x, labels))
-
-    init_keys, _ = engine.keys(seeds)
-    rows, init_paths = [], []
+    rows, spectra = [], []
     for i, network_seed in enumerate(seeds):
-        p = network(params, i)
-        init = model_config.init_params(init_keys[i])
-        to_end = landscape.path(evaluate, init, p, *train_xy, num=study.path_points, chunk=chunk)
-        monotone, max_rise = path_rise(to_end["cost"])
-        row = {
-            "width": width,
-            "seed": int(network_seed),
-            "num_params": num_params,
-            "final_train_cost": number(last["train_cost"][i]),
-            "final_train_accuracy": number(last["train_accuracy"][i]),
-            "final_test_cost": number(last["test_cost"][i]),
-            "final_test_accuracy": number(last["test_accuracy"][i]),
-            "grad_norm": number(last["grad_norm"][i]),
-            "lambda_max": number(high[i]),
-            "lambda_min": number(low[i]),
-            "negative_eigenvalues": None,
-            "converged_epoch": int(result.converged_epoch[i]),
-            "init_path_monotone": monotone,
-            "init_path_max_rise": max_rise,
-        }
-        init_paths.append([float(c) for c in to_end["cost"]])
+        b = {k: float(np.asarray(v[i])) for k, v in before.items() if np.ndim(v) == 1}
+        a = {k: float(np.asarray(v[i])) for k, v in after.items() if np.ndim(v) == 1}
+        row = {"width": width, "seed": int(network_seed), "num_params": model_config.num_params}
+        for prefix, point in (("sgd_", b), ("final_", a)):
+            for k in ("train_cost", "train_accuracy", "test_cost", "test_accuracy"):
+                row[f"{prefix}{k}"] = number(point[k])
+        for prefix, point in (("sgd_", b), ("", a)):
+            for k in ("grad_norm", "lambda_max", "lambda_min", "saturation", "param_norm"):
+                row[f"{prefix}{k}"] = number(point[k])
+        row["negative_mass"] = curvature.negative_mass(
+            after["nodes"][i], after["weights"][i], rtol=study.negative_tol
+        )
+        row["converged_epoch"] = int(sgd.converged_epoch[i])
+        row["polish_steps"] = int(polished["steps"][i])
+        row["distance_moved"] = float(moved[i])
+        row["negative_eigenvalues"] = None
         if dense:
+            p = network(polished["params"], i)
             row["negative_eigenvalues"] = curvature.negative_eigenvalue_count(
                 hessian(p, *train_xy), rtol=study.negative_tol
             )
-        cost = row["final_train_cost"]
-        row["classification"] = classify(
-            row["grad_norm"] if row["grad_norm"] is not None else math.inf,
-            low[i], high[i], cost if cost is not None else math.inf,
-            grad_tol=study.grad_tol, negative_tol=study.negative_tol, bar=bar,
-            negative_eigenvalues=row["negative_eigenvalues"],
+        row["sgd_classification"] = _classify(b, study.grad_tol, study, bar)
+        row["classification"] = _classify(
+            a, study.polish_tol, study, bar, negative=row["negative_eigenvalues"],
+            flat=flattened(b, a, ratio=study.flat_ratio),
         )  # fmt: skip
+        # One Krylov space's Ritz values: the extremes converge first, from both ends.
+        nodes = np.sort(np.asarray(after["nodes"][i][0]))
+        row["top_eigenvalues"] = " ".join(f"{v:.4g}" for v in nodes[::-1][: study.num_eigs])
+        row["bottom_eigenvalues"] = " ".join(f"{v:.4g}" for v in nodes[: study.num_eigs])
         rows.append(row)
-    return rows, init_paths
+        spectra.append(
+            {"nodes": np.asarray(after["nodes"][i]).tolist(),
+             "weights": np.asarray(after["weights"][i]).tolist()}
+        )  # fmt: skip
+    return rows, spectra
 
 
-def compare_pairs(model_config, study, params, rows, train_xy, test_xy, evaluate, *, chunk):
-    """One row per pair of endpoints (up to ``study.max_pairs``): the barrier of the
-    straight path between them before and after alignment, distances, disagreement.
+def _classify(
+    point: dict, tol: float, study: MinimaConfig, bar: float, *, negative=None, flat=False
+):
+    finite = lambda v: v if math.isfinite(v) else math.inf
+    return classify(
+        finite(point["grad_norm"]), point["lambda_min"], point["lambda_max"],
+        finite(point["train_cost"]), grad_tol=tol, negative_tol=study.negative_tol, bar=bar,
+        negative_eigenvalues=negative, flattened=flat,
+    )  # fmt: skip
 
-    Returns:
-      ``(pairs, example)``: the rows, and the first pair's paths for the figure.
-    """
-    width = model_config.sizes[1]
-    seeds = [row["seed"] for row in rows]
-    points = study.path_points
-    pairs, example = [], None
-    for a, b in itertools.islice(itertools.combinations(range(len(seeds)), 2), study.max_pairs):
-        pa, pb = network(params, a), network(params, b)
-        aligned, _, _ = landscape.align(pa, pb, model_config.activation)
-        aligned = jax.tree.map(jnp.asarray, aligned)
-        naive_path = landscape.path(evaluate, pa, pb, *train_xy, num=points, chunk=chunk)
-        aligned_path = landscape.path(evaluate, pa, aligned, *train_xy, num=points, chunk=chunk)
-        naive_test = landscape.path(evaluate, pa, pb, *test_xy, num=points, chunk=chunk)
-        pairs.append(
-            {
-                "width": width,
-                "seed_a": seeds[a],
-                "seed_b": seeds[b],
-                "class_a": rows[a]["classification"],
-                "class_b": rows[b]["classification"],
-                "naive_barrier": landscape.barrier(naive_path["cost"]),
-                "aligned_barrier": landscape.barrier(aligned_path["cost"]),
-                "distance": landscape.distance(pa, pb),
-                "aligned_distance": landscape.distance(pa, aligned),
-                "naive_test_accuracy_drop": float(
-                    0.5 * (naive_test["accuracy"][0] + naive_test["accuracy"][-1])
-                    - naive_test["accuracy"].min()
-                ),
-                "disagreement": disagreement(model_config, pa, pb, test_xy[0]),
-            }
+
+def init_paths(model_config, study, sgd: SweepResult, polished, train_xy, evaluate, *, chunk):
+    """Per network, the cost along the straight path from its initialisation to its
+    polished point, and whether it only falls."""
+    init_keys, _ = engine.keys(sgd.networks.seed)
+    found = []
+    for i in range(len(sgd.networks.seed)):
+        init = model_config.init_params(init_keys[i])
+        to_end = landscape.path(
+            evaluate, init, network(polished, i), *train_xy, num=study.path_points, chunk=chunk
         )
-        if example is None:
-            example = {
-                "alpha": naive_path["alpha"].tolist(),
-                "naive": naive_path["cost"].tolist(),
-                "aligned": aligned_path["cost"].tolist(),
-            }
-    return pairs, example
-
-
-def make_extremes(loss, num_iters: int, chunk: int):
-    """``extremes(params, key, x, labels) -> (λ_min, λ_max)`` of the Hessian for each of
-    the networks stacked in ``params`` (Lanczos, ``num_iters`` steps, one Krylov space
-    per network), ``chunk`` networks at a time; the data are arguments."""
-
-    @jax.jit
-    def extremes(params, key, x, labels):
-        def one(p):
-            return curvature.extreme_eigenvalues(loss, p, x, labels, key=key, num_iters=num_iters)
-
-        return memory.map_in_chunks(one, params, chunk)
-
-    return extremes
-
-
-def disagreement(model_config: ModelConfig, params_a, params_b, x) -> float:
-    """The fraction of examples on which the two networks predict different labels."""
-    a = jnp.argmax(model_config.predict(params_a, x), axis=-1)
-    b = jnp.argmax(model_config.predict(params_b, x), axis=-1)
-    return float(jnp.mean(a != b))
-
-
-def ensemble_rows(model_config: ModelConfig, width, params, count, test_xy) -> list[dict]:
-    """Accuracy of the first k networks averaged (outputs, or softmax probabilities),
-    against the mean accuracy of one network, for k = 1..count."""
-    x, labels = test_xy
-    outputs = jnp.stack([model_config.predict(network(params, i), x) for i in range(count)])
-    if model_config.cost == "cross_entropy":
-        outputs = jax.nn.softmax(outputs, axis=-1)
-    single = jnp.mean(jnp.argmax(outputs, axis=-1) == labels[None], axis=-1)
-    rows = []
-    for k in range(1, count + 1):
-        vote = jnp.argmax(jnp.mean(outputs[:k], axis=0), axis=-1)
-        rows.append(
-            {
-                "width": width,
-                "k": k,
-                "ensemble_accuracy": float(jnp.mean(vote == labels)),
-                "mean_single_accuracy": float(jnp.mean(single)),
-            }
-        )
-    return rows
+        monotone, rise = path_rise(to_end["cost"])
+        found.append({"monotone": monotone, "max_rise": rise, "costs": to_end["cost"].tolist()})
+    return found

@@ -27,6 +27,7 @@ CLASS_COLORS: dict[str, str] = {
     "minimum": "C2",
     "saddle": "C1",
     "plateau": "C4",
+    "saturated": "C5",
     "unconverged": "grey",
 }
 NAIVE, ALIGNED = "C3", "C0"
@@ -143,7 +144,7 @@ def _paired_strips(ax: Axes, pairs: Sequence[dict[str, Any]], keys: tuple[str, s
         ax.add_collection(LineCollection(ends.reshape(-1, 2, 2), colors="0.6", lw=0.6, zorder=1))
     strips = (
         (-0.15, before, NAIVE, "as trained"),
-        (0.15, after, ALIGNED, "after aligning the hidden units"),
+        (0.15, after, ALIGNED, "after weight matching"),
     )
     for shift, values, color, label in strips:
         ok = np.isfinite(values)
@@ -159,22 +160,23 @@ def _paired_strips(ax: Axes, pairs: Sequence[dict[str, Any]], keys: tuple[str, s
 
 
 def barrier_figure(pairs: Sequence[dict[str, Any]]) -> Figure:
-    """Barriers and parameter distances of pairs of endpoints, before and after alignment.
+    """Barriers and parameter distances of pairs of points, before and after weight
+    matching aligns their hidden units.
 
     The barrier of a pair is max_α C(α) − (C(0) + C(1)) / 2 along θ(α) = (1 − α)θ_A + αθ_B
     (``landscape.barrier``); the distance is ‖θ_A − θ_B‖.
 
     Args:
       pairs: one per pair of networks of one width: width, naive_barrier,
-        aligned_barrier, distance, aligned_distance.
+        matched_barrier, distance, matched_distance.
 
     Returns:
       Two axes: [barrier (symlog), distance], a LineCollection joining each pair.
     """
     fig = Figure(figsize=(12, 4.6))
     ax_bar, ax_dist = fig.subplots(1, 2)
-    _paired_strips(ax_bar, pairs, ("naive_barrier", "aligned_barrier"))
-    bars = _array(p.get(k) for p in pairs for k in ("naive_barrier", "aligned_barrier"))
+    _paired_strips(ax_bar, pairs, ("naive_barrier", "matched_barrier"))
+    bars = _array(p.get(k) for p in pairs for k in ("naive_barrier", "matched_barrier"))
     if np.isfinite(bars).any():
         # Rounding leaves barriers a hair below 0, so the scale is linear within ±1e-4.
         ax_bar.set_yscale("symlog", linthresh=_LINTHRESH)
@@ -184,8 +186,8 @@ def barrier_figure(pairs: Sequence[dict[str, Any]]) -> Figure:
         ax_bar.set_ylim(min(1.5 * low, -_LINTHRESH), max(2 * high, _LINTHRESH))
     ax_bar.set_ylabel("barrier  max$_α$ C(α) − (C(0) + C(1))/2")
     ax_bar.set_title("Cost barrier on the straight line between two endpoints")
-    _paired_strips(ax_dist, pairs, ("distance", "aligned_distance"))
-    _log(ax_dist, _array(p.get(k) for p in pairs for k in ("distance", "aligned_distance")))
+    _paired_strips(ax_dist, pairs, ("distance", "matched_distance"))
+    _log(ax_dist, _array(p.get(k) for p in pairs for k in ("distance", "matched_distance")))
     ax_dist.set_ylabel("parameter distance ‖θ$_A$ − θ$_B$‖")
     ax_dist.set_title("Distance between the two endpoints")
     fig.tight_layout()
@@ -204,7 +206,7 @@ def paths_figure(examples: dict[int, dict[str, Any]]) -> Figure:
     """Training cost along straight lines: between two endpoints, and init → endpoint.
 
     Args:
-      examples: width -> {"alpha": [A], "naive": [A], "aligned": [A], "init_paths":
+      examples: width -> {"alpha": [A], "naive": [A], "matched": [A], "init_paths":
         [[A], ...]}, costs at the points α of θ(α) = (1 − α)θ_A + αθ_B.
 
     Returns:
@@ -216,7 +218,8 @@ def paths_figure(examples: dict[int, dict[str, Any]]) -> Figure:
     for col, w in enumerate(widths):
         ex, top, bottom = examples[w], axes[0, col], axes[1, col]
         alpha = _array(ex.get("alpha") or [])
-        for key, color, label in (("naive", NAIVE, "as trained"), ("aligned", ALIGNED, "aligned")):
+        lines = (("naive", NAIVE, "as trained"), ("matched", ALIGNED, "after weight matching"))
+        for key, color, label in lines:
             y = _array(ex.get(key) or [])
             if len(y) == len(alpha) and np.isfinite(y).any():
                 top.plot(alpha, y, "o-", color=color, ms=2.5, lw=1.4, label=label)

@@ -14,19 +14,18 @@ only what is missing.
 
 import jax
 import numpy as np
-from absl import logging
 
 from gd_jax import costs, data, io, landscape, memory, run_folder, train
 from gd_jax.config import ModelConfig, TrainConfig, check_seed_range
 from gd_jax.errors import GdJaxError
 from gd_jax.report import document
 from gd_jax.report import tensorboard as tensorboard_writer
-from gd_jax.report.format import nan_quiet
-from gd_jax.studies.minima import figures, tables
-from gd_jax.studies.minima.analysis import MINIMUM, analyse, network
+from gd_jax.studies.minima import figures, spectrum_figures, tables
+from gd_jax.studies.minima import width as width_study
+from gd_jax.studies.minima.analysis import MINIMUM, network
 from gd_jax.studies.minima.config import MinimaConfig
 from gd_jax.studies.minima.report import report
-from gd_jax.sweep import engine, mesh, results, trainer
+from gd_jax.sweep import mesh, results
 
 
 def study_flags(config: TrainConfig, study: MinimaConfig) -> dict:
@@ -104,71 +103,48 @@ def _study(folder, dataset, config, study, *, devices, budget, tensorboard):
     baseline = costs.constant_cost(config.cost, dataset.train.labels, dataset.num_classes)
     bar = costs.learned_bar(baseline)
 
-    rows, pairs, examples, ensembles = [], [], {}, []
+    rows, pairs, examples, ensembles, spectra = [], [], {}, [], {}
     for width in study.widths:
         model_config = config.model_config(
             dataset.train.x.shape[1], dataset.num_classes, width=width
         )
-        evaluate = train.make_evaluate(model_config)
-        cached = folder / "widths" / f"analysis_{width}.json"
-        found = io.read_cache(cached, _analysis_reader(study))
-        if found is not None:
-            logging.info("Width %d: analysis already on disk, kept.", width)
-        else:
-            result = trained_width(
-                folder, model_config, config, study, train_xy, test_xy, devices=devices,
-                budget=budget,
-            )  # fmt: skip
-            chunk = memory.chunk_for(model_config.sizes, len(dataset.train.labels), budget)
-            found = analyse(
-                model_config, study, result, train_xy, test_xy, evaluate, bar,
-                seed=config.seed, chunk=chunk,
-            )  # fmt: skip
-            io.write_json(cached, found)
+        chunk = memory.chunk_for(model_config.sizes, len(dataset.train.labels), budget)
+        found = width_study.analysed(
+            folder, model_config, config, study, train_xy, test_xy, bar,
+            devices=devices, budget=budget, chunk=chunk,
+        )  # fmt: skip
         rows += found["rows"]
         pairs += found["pairs"]
         examples[width] = found["example"]
         ensembles += found["ensemble"]
+        spectra[width] = found["spectra"]
 
     widest = config.model_config(
         dataset.train.x.shape[1], dataset.num_classes, width=max(study.widths)
     )
     chunk = memory.chunk_for(widest.sizes, len(dataset.train.labels), budget)
     plane = cached_surface(folder, widest, config.seed, rows, train_xy, chunk=chunk)
-    spread = tables.spread_rows(rows)
+    spread = tables.spread_rows(rows, resamples=study.bootstrap)
     io.write_csv(folder / "results.csv", rows)
     io.write_csv(folder / "pairs.csv", pairs)
     io.write_csv(folder / "spread.csv", spread)
     io.write_csv(folder / "ensemble.csv", ensembles)
     summary = tables.summarize(
-        config, rows=rows, pairs=pairs, spread=spread, ensembles=ensembles, bar=bar
-    )
+        config, study, rows=rows, pairs=pairs, spread=spread, ensembles=ensembles,
+        spectra=spectra, bar=bar,
+    )  # fmt: skip
     io.write_json(folder / io.SUMMARY, summary)
     if tensorboard:
         tensorboard_writer.write_runs(folder, curves_of(folder, study.widths))
     shown = figures_of(
-        rows=rows, pairs=pairs, examples=examples, ensembles=ensembles, spread=spread, plane=plane
-    )
-    document.write(folder, shown, lambda captions: report(config, summary, spread, captions))
+        rows=rows, pairs=pairs, examples=examples, ensembles=ensembles, spread=spread,
+        plane=plane, summary=summary,
+    )  # fmt: skip
+    document.write(folder, shown, lambda captions: report(config, study, summary, spread, captions))
     return summary
 
 
 XY = tuple[jax.Array, jax.Array]  # (inputs, labels) of a split, on the device
-
-
-def _analysis_reader(study: MinimaConfig):
-    """Reads a stored analysis of one width, checked to be whole."""
-
-    def read(path):
-        found = io.read_json(path)
-        if len(found["rows"]) != study.seeds or not isinstance(found["example"], dict):
-            raise ValueError(f"it holds {len(found['rows'])} of the {study.seeds} networks")
-        for key in ("pairs", "ensemble"):
-            if not isinstance(found[key], list):
-                raise ValueError(f"its {key} are not a list")
-        return found
-
-    return read
 
 
 def cached_surface(
@@ -180,8 +156,8 @@ def cached_surface(
     *,
     chunk: int,
 ) -> dict | None:
-    """The training cost on a random plane through one endpoint of the widest network:
-    its best certified minimum, else its lowest-cost endpoint (Li et al. 2018)."""
+    """The training cost on a random plane through one polished point of the widest
+    network: its best certified minimum, else its lowest-cost point (Li et al. 2018)."""
     path = folder / "surface.json"
 
     def read(path):
@@ -199,73 +175,15 @@ def cached_surface(
         return None
     minima_found = [r for r in mine if r["classification"] == MINIMUM]
     chosen = min(minima_found or mine, key=lambda r: r["final_train_cost"])
-    stored = results.load(folder / "widths" / f"width_{width}.npz")
-    index = int(np.flatnonzero(stored.networks.seed == chosen["seed"])[0])
-    params = network(stored.params, index)
+    polished = io.load_arrays(folder / "widths" / f"polished_{width}.npz")
+    index = int(np.flatnonzero(polished["seed"] == chosen["seed"])[0])
+    params = network(width_study.params_of(polished), index)
     evaluate = train.make_evaluate(model_config)
     found = landscape.surface(evaluate, params, *train_xy, key=jax.random.key(seed), chunk=chunk)
     plane = {k: v.tolist() for k, v in found.items()}
     plane.update(width=width, seed=chosen["seed"], classification=chosen["classification"])
     io.write_json(path, plane)
     return plane
-
-
-def trained_width(
-    folder: run_folder.RunFolder,
-    model_config: ModelConfig,
-    config: TrainConfig,
-    study: MinimaConfig,
-    train_xy: XY,
-    test_xy: XY,
-    *,
-    devices: int | None,
-    budget: float,
-) -> results.SweepResult:
-    """All seeds of one width, trained as one program; saved, or read back if saved."""
-    width = model_config.sizes[1]
-    path = folder / "widths" / f"width_{width}.npz"
-    seeds = config.seed + np.arange(study.seeds)
-
-    def read(path):
-        stored = results.load(path)
-        if (
-            not np.array_equal(stored.networks.seed, seeds)
-            or stored.params[0][0].shape[-1] != width
-        ):
-            raise ValueError("it holds other networks than this width's")
-        return stored
-
-    stored = io.read_cache(path, read)
-    if stored is not None:
-        logging.info("Width %d: training already on disk, kept.", width)
-        return stored
-    networks = engine.Networks(np.full(len(seeds), config.learning_rate), seeds)
-
-    def progress(epoch, scores, seconds):
-        converged = np.sum(scores["grad_norm"] < study.grad_tol)
-        with nan_quiet():
-            median = np.nanmedian(scores["train_cost"])
-        logging.info(
-            "width %d epoch %d/%d: %d networks, %d with ‖∇C‖ < %g, median cost %.4g, %.3f s/epoch",
-            width, epoch, config.epochs, len(seeds), converged, study.grad_tol,
-            median, seconds,
-        )  # fmt: skip
-
-    result = trainer.fit(
-        networks,
-        model_config,
-        config,
-        train_xy,
-        {"test": test_xy},
-        shared_order=False,
-        eval_every=study.eval_every,
-        grad_tol=study.grad_tol,
-        devices=devices,
-        memory_budget=budget,
-        on_epoch=progress,
-    )
-    results.save(path, result)
-    return result
 
 
 def curves_of(folder: run_folder.RunFolder, widths) -> list:
@@ -287,15 +205,21 @@ def figures_of(
     ensembles: list[dict],
     spread: list[dict],
     plane: dict | None,
+    summary: dict,
 ) -> list[document.Shown]:
     """The study's figures, as ``(file name, caption, figure)``."""
     shown = [
-        ("quality.png", "Quality of the endpoints, per width", figures.quality_figure(rows)),
+        ("quality.png", "Quality of the polished points, per width",
+         figures.quality_figure(rows)),
         ("spread.png", "Spread of quality against width", figures.spread_figure(spread)),
-        ("barriers.png", "Barriers and distances, before and after alignment",
+        ("spectrum.png", "Hessian spectrum at the polished points, per width",
+         spectrum_figures.density_figure(summary["per_width"])),
+        ("barriers.png", "Barriers and distances, before and after weight matching",
          figures.barrier_figure(pairs)),
-        ("paths.png", "Straight paths: between endpoints, and from initialisation",
+        ("paths.png", "Straight paths: between polished points, and from initialisation",
          figures.paths_figure(examples)),
+        ("curves.png", "Straight lines against trained curves between polished points",
+         spectrum_figures.curves_figure(examples)),
         ("ensemble.png", "Ensembles against single networks", figures.ensemble_figure(ensembles)),
     ]  # fmt: skip
     if plane is not None:

@@ -1,11 +1,13 @@
-"""The local-minima study's tables: the spread of quality per width, the summary and
-its verdict."""
+"""The local-minima study's tables: the spread of quality per width with bootstrap
+intervals, what polishing did, the spectra, the summary and the verdict."""
 
 import numpy as np
 
+from gd_jax import curvature
 from gd_jax.config import TrainConfig
 from gd_jax.report.format import floats
-from gd_jax.studies.minima.analysis import MINIMUM, PLATEAU, SADDLE, UNCONVERGED
+from gd_jax.studies.minima.analysis import CLASSES, MINIMUM
+from gd_jax.studies.minima.config import MinimaConfig
 
 
 def _stats(values) -> dict:
@@ -23,12 +25,34 @@ def _stats(values) -> dict:
     }
 
 
-def spread_rows(rows: list[dict]) -> list[dict]:
-    """Per width: how the endpoints' quality spreads over seeds.
+def bootstrap(values, *, resamples: int, seed: int = 0) -> dict:
+    """95% percentile intervals, over resamples of the seeds with replacement, of the
+    mean and of best − worst of ``values`` (None are left out). Best − worst of a
+    resample can only shrink, so its interval leans low: a lower bound on the spread."""
+    v = np.asarray([x for x in values if x is not None], float)
+    if v.size < 2:
+        return dict.fromkeys(("mean_low", "mean_high", "range_low", "range_high"))
+    draws = v[np.random.default_rng(seed).integers(0, v.size, (resamples, v.size))]
+    means, ranges = draws.mean(axis=1), np.ptp(draws, axis=1)
+    (mean_low, mean_high), (range_low, range_high) = (
+        np.percentile(x, [2.5, 97.5]) for x in (means, ranges)
+    )
+    return {
+        "mean_low": float(mean_low),
+        "mean_high": float(mean_high),
+        "range_low": float(range_low),
+        "range_high": float(range_high),
+    }
+
+
+def spread_rows(rows: list[dict], *, resamples: int = 2000) -> list[dict]:
+    """Per width: how the polished points' quality spreads over seeds.
 
     Worst − best is reported as a positive ``range`` (for accuracy best − worst, for
-    costs worst − best), beside the mean, standard deviation and interquartile range,
-    and the correlation across seeds of training and test cost.
+    costs worst − best), beside the mean, standard deviation and interquartile range;
+    bootstrap intervals of the mean and of best − worst of the test accuracy; the same
+    spread for the SGD endpoints; the correlation across seeds of training and test
+    cost; the count of each class.
     """
     table = []
     for width in sorted({r["width"] for r in rows}):
@@ -41,6 +65,10 @@ def spread_rows(rows: list[dict]) -> list[dict]:
         ):
             for stat, value in _stats(r[key] for r in mine).items():
                 row[f"{name}_{stat}"] = value
+        intervals = bootstrap([r["final_test_accuracy"] for r in mine], resamples=resamples)
+        row.update({f"test_accuracy_{k}": v for k, v in intervals.items()})
+        sgd = _stats(r.get("sgd_test_accuracy") for r in mine)
+        row["sgd_test_accuracy_mean"], row["sgd_test_accuracy_range"] = sgd["mean"], sgd["range"]
         train_cost = floats(r["final_train_cost"] for r in mine)
         test_cost = floats(r["final_test_cost"] for r in mine)
         ok = np.isfinite(train_cost) & np.isfinite(test_cost)
@@ -49,82 +77,137 @@ def spread_rows(rows: list[dict]) -> list[dict]:
             if ok.sum() > 2 and np.std(train_cost[ok]) > 0 and np.std(test_cost[ok]) > 0
             else None
         )
-        for kind in (MINIMUM, SADDLE, PLATEAU, UNCONVERGED):
+        for kind in CLASSES:
             row[kind] = sum(r["classification"] == kind for r in mine)
+            row[f"sgd_{kind}"] = sum(r.get("sgd_classification") == kind for r in mine)
         table.append(row)
     return table
 
 
+def _median(values):
+    v = [x for x in values if x is not None]
+    return float(np.median(v)) if v else None
+
+
+def polish_summary(rows: list[dict]) -> dict:
+    """Medians over a width's networks of what polishing did."""
+    keys = (
+        "polish_steps", "distance_moved", "grad_norm", "sgd_grad_norm", "lambda_max",
+        "sgd_lambda_max", "saturation", "sgd_saturation", "param_norm", "sgd_param_norm",
+        "final_train_cost", "sgd_train_cost", "final_test_accuracy", "sgd_test_accuracy",
+    )  # fmt: skip
+    return {f"median_{k}": _median(r.get(k) for r in rows) for k in keys}
+
+
+def spectrum_summary(rows: list[dict], spectra: list[dict], *, study: MinimaConfig) -> dict:
+    """A width's polished spectra: medians of the extreme eigenvalues and of the
+    negative mass, and the density on a grid (the average of its networks')."""
+    nodes = np.concatenate([np.asarray(s["nodes"], float) for s in spectra])
+    weights = np.concatenate([np.asarray(s["weights"], float) for s in spectra])
+    scale = float(np.max(np.abs(nodes))) or 1.0
+    grid = np.linspace(-scale, scale, 201)
+    return {
+        "median_lambda_max": _median(r["lambda_max"] for r in rows),
+        "median_lambda_min": _median(r["lambda_min"] for r in rows),
+        "median_negative_mass": _median(r["negative_mass"] for r in rows),
+        "negative_mass": curvature.negative_mass(nodes, weights, rtol=study.negative_tol),
+        "density_grid": grid.tolist(),
+        "density": curvature.density(nodes, weights, grid, sigma=scale / 50).tolist(),
+    }
+
+
 def summarize(
     config: TrainConfig,
+    study: MinimaConfig,
     *,
     rows: list[dict],
     pairs: list[dict],
     spread: list[dict],
     ensembles: list[dict],
+    spectra: dict[int, list[dict]],
     bar: float,
 ) -> dict:
-    """The study's ``summary.json``: per width, the classes, the spread, the barriers
-    and the ensembles; the verdict."""
+    """The study's ``summary.json``: per width, the classes, the spread with its
+    intervals, the barriers, the ensembles, what polishing did and the spectrum; the
+    verdict."""
     per_width = []
     for s in spread:
         width = s["width"]
         mine = [p for p in pairs if p["width"] == width]
+        networks = [r for r in rows if r["width"] == width]
         both = [p for p in mine if p["class_a"] == p["class_b"] == MINIMUM]
-        median = lambda key, group: float(np.median([p[key] for p in group])) if group else None
+        median = lambda key, group: _median(p.get(key) for p in group)
         best_ensemble = max(
             (e for e in ensembles if e["width"] == width), key=lambda e: e["k"], default=None
         )
-        per_width.append(
-            {
-                **{
-                    k: s[k]
-                    for k in ("width", "num_params", "seeds", MINIMUM, SADDLE, PLATEAU, UNCONVERGED)
-                },
-                "test_accuracy_range": s["test_accuracy_range"],
-                "test_accuracy_std": s["test_accuracy_std"],
-                "train_cost_range": s["train_cost_range"],
-                "pairs": len(mine),
-                "median_naive_barrier": median("naive_barrier", mine),
-                "median_aligned_barrier": median("aligned_barrier", mine),
-                "median_naive_barrier_between_minima": median("naive_barrier", both),
-                "median_aligned_barrier_between_minima": median("aligned_barrier", both),
-                "median_distance": median("distance", mine),
-                "median_aligned_distance": median("aligned_distance", mine),
-                "median_disagreement": median("disagreement", mine),
-                "ensemble_accuracy": best_ensemble["ensemble_accuracy"] if best_ensemble else None,
-                "mean_single_accuracy": best_ensemble["mean_single_accuracy"]
-                if best_ensemble
-                else None,
-                "init_paths_monotone": sum(
-                    r["init_path_monotone"] for r in rows if r["width"] == width
-                ),
-            }
+        entry = {k: s[k] for k in ("width", "num_params", "seeds", *CLASSES)}
+        entry.update({k: s[k] for k in s if k.startswith(("test_accuracy_", "sgd_"))})
+        entry["train_cost_range"] = s["train_cost_range"]
+        entry["pairs"] = len(mine)
+        for barrier in ("naive", "one_pass", "matched", "curve", "matched_curve"):
+            entry[f"median_{barrier}_barrier"] = median(f"{barrier}_barrier", mine)
+            entry[f"median_{barrier}_barrier_between_minima"] = median(f"{barrier}_barrier", both)
+        for key in ("distance", "one_pass_distance", "matched_distance", "disagreement",
+                    "matching_sweeps"):  # fmt: skip
+            entry[f"median_{key}"] = median(key, mine)
+        entry["ensemble_accuracy"] = best_ensemble["ensemble_accuracy"] if best_ensemble else None
+        entry["mean_single_accuracy"] = (
+            best_ensemble["mean_single_accuracy"] if best_ensemble else None
         )
+        entry["init_paths_monotone"] = sum(r["init_path_monotone"] for r in networks)
+        entry["polish"] = polish_summary(networks)
+        entry["spectrum"] = spectrum_summary(networks, spectra[width], study=study)
+        per_width.append(entry)
     return {
         "per_width": per_width,
-        "verdict": verdict(config, per_width),
+        "verdict": verdict(config, study, per_width),
         "learned_cost_bar": bar,
         "certified_minima": sum(r["classification"] == MINIMUM for r in rows),
         "networks": len(rows),
     }
 
 
-def verdict(config, per_width: list[dict]) -> str:
-    """The seed's claim judged in one sentence, with the numbers behind it."""
-    parts = [
-        f"w={w['width']}: {w[MINIMUM]}/{w['seeds']} certified minima, test accuracy "
-        f"best − worst {100 * w['test_accuracy_range']:.2f} points"
-        for w in per_width
-        if w["test_accuracy_range"] is not None
-    ]
-    ranges = [w["test_accuracy_range"] for w in per_width if w["test_accuracy_range"] is not None]
-    if len(ranges) >= 2:
-        trend = "narrows" if ranges[-1] < ranges[0] else "does not narrow"
-        claim = (
-            f"the spread of quality {trend} from the narrowest to the widest network "
-            f"({100 * ranges[0]:.2f} → {100 * ranges[-1]:.2f} points of test accuracy)"
-        )
+def verdict(config: TrainConfig, study: MinimaConfig, per_width: list[dict]) -> str:
+    """The seed's claim judged on the whole curve of spread against width: its shape
+    (monotone or not), where the spread is smallest, and where the minima are of
+    roughly equal quality (best − worst test accuracy within ``study.equal_tol``)."""
+    known = [w for w in per_width if w["test_accuracy_range"] is not None]
+    if not known:
+        return f"On {config.dataset}, no width has test accuracies to compare."
+    points = lambda v: f"{100 * v:.2f}"
+    interval = lambda w: (
+        f"[{points(w['test_accuracy_range_low'] or 0)}–"
+        f"{points(w['test_accuracy_range_high'] or 0)}]"
+    )
+    curve = ", ".join(
+        f"w={w['width']}: {points(w['test_accuracy_range'])} {interval(w)} "
+        f"({w[MINIMUM]}/{w['seeds']} minima)"
+        for w in known
+    )
+    ranges = [w["test_accuracy_range"] for w in known]
+    steps = np.diff(ranges)
+    if len(ranges) == 1:
+        shape = "one width only, so no trend"
+    elif np.all(steps <= 0):
+        shape = "narrows steadily with width"
+    elif np.all(steps >= 0):
+        shape = "widens steadily with width"
     else:
-        claim = "one width only, so no trend"
-    return f"On {config.dataset}, {claim}; " + "; ".join(parts) + "."
+        shape = "is not monotone in width"
+    smallest = min(known, key=lambda w: w["test_accuracy_range"])
+    equal = [w["width"] for w in known if w["test_accuracy_range"] <= study.equal_tol]
+    if not equal:
+        holds = f"at no width are they within {points(study.equal_tol)} points"
+    elif len(equal) == len(known):
+        holds = f"at every width they are within {points(study.equal_tol)} points"
+    else:
+        holds = (
+            f"they are within {points(study.equal_tol)} points at width "
+            f"{', '.join(map(str, equal))} only"
+        )
+    return (
+        f"On {config.dataset}, the spread of the polished points' test accuracy (best − "
+        f"worst over seeds, in points, with its bootstrap interval) {shape}: {curve}. It is "
+        f"smallest at width {smallest['width']} ({points(smallest['test_accuracy_range'])} "
+        f"points); {holds}."
+    )
