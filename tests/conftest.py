@@ -14,6 +14,7 @@ import jax
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 import contextlib  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -54,6 +55,13 @@ def cli(entry, *args: str) -> int:
     with flagsaver.flagsaver():
         argv = flags.FLAGS([entry.__name__, *args])
         return entry.main(argv)
+
+
+def snapshot(folder) -> dict[str, bytes]:
+    """Every file under ``folder`` (subfolders included), by relative path: two
+    snapshots are equal only if nothing was written, added or removed."""
+    folder = Path(folder)
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
 def mlp(sizes, activation="sigmoid", cost="mse", init="normal") -> ModelConfig:

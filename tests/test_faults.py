@@ -6,7 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import cli
+from conftest import cli, snapshot
 
 from experiments import local_minima as minima_cli
 from experiments import lr_sweep as lr_cli
@@ -111,10 +111,10 @@ def test_fewer_epochs_on_resume_are_refused_and_the_config_kept(tmp_path, capsys
 
 def test_the_toy_experiment_never_writes_into_a_training_run(tmp_path, capsys):
     assert cli(train_cli, *TRAIN, "--epochs=1", f"--workdir={tmp_path}") == 0
-    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    before = snapshot(tmp_path)
     assert cli(toy_cli, f"--workdir={tmp_path}") == 2
     assert "holds a train run, not a toy_descent run" in error_of(capsys)
-    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert snapshot(tmp_path) == before
     assert cli(train_cli, *TRAIN, "--epochs=2", "--resume", f"--workdir={tmp_path}") == 0
 
 

@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import cli
+from conftest import cli, snapshot
 
 from experiments import train as train_cli
 from gd_jax import io
@@ -152,14 +152,14 @@ def test_bad_input_exits_with_a_message_naming_the_flag(tmp_path, capsys, args, 
 
 def test_a_workdir_holding_a_run_is_never_overwritten(tmp_path, capsys):
     assert cli(train_cli, *QUICK, "--epochs=1", f"--workdir={tmp_path}") == 0
-    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    before = snapshot(tmp_path)
     assert cli(train_cli, *QUICK, "--epochs=1", f"--workdir={tmp_path}") == 2
     assert "already holds a run" in capsys.readouterr().err
     assert (
         cli(train_cli, *QUICK, "--epochs=1", "--seed=1", "--resume", f"--workdir={tmp_path}") == 2
     )
     assert "--seed: 0 there, 1 now" in capsys.readouterr().err
-    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert snapshot(tmp_path) == before
 
 
 def test_the_entry_point_as_a_command(tmp_path):
