@@ -10,9 +10,10 @@ from conftest import cli
 
 from experiments import local_minima as minima_cli
 from gd_jax import curvature, io
+from gd_jax.config import TrainConfig
 from gd_jax.errors import GdJaxError
-from gd_jax.studies.minima import analysis, tables
-from gd_jax.studies.minima.config import parse_widths
+from gd_jax.studies.minima import analysis, report, tables
+from gd_jax.studies.minima.config import MinimaConfig, parse_widths
 from gd_jax.sweep import trainer
 
 SMALL = (
@@ -57,6 +58,79 @@ def test_spread_of_known_endpoints():
     assert row["test_accuracy_iqr"] == pytest.approx(0.15)
     assert row["train_test_cost_correlation"] == pytest.approx(1.0)
     assert (row["minimum"], row["saddle"], row["unconverged"]) == (2, 1, 1)
+
+
+def test_a_network_that_learned_nothing_is_left_out_of_the_spread():
+    rows = [
+        {"width": 8, "num_params": 10, "final_train_cost": c, "final_test_cost": c,
+         "final_test_accuracy": a, "classification": k}
+        for c, a, k in [(0.1, 0.90, "minimum"), (0.12, 0.88, "minimum"),
+                        (0.5, 0.10, "plateau")]
+    ]  # fmt: skip
+    (row,) = tables.spread_rows(rows, bar=0.405)
+    assert row["learned"] == 2 and row["plateau"] == 1
+    assert row["test_accuracy_range"] == pytest.approx(0.02)
+    assert row["test_accuracy_range_all"] == pytest.approx(0.80)
+
+
+def _width(width, spread, *, minima=8, learned=8, plateau=0):
+    return {"width": width, "seeds": 8, "learned": learned, "minimum": minima,
+            "plateau": plateau, "test_accuracy_range": spread,
+            "test_accuracy_range_low": spread and spread / 2,
+            "test_accuracy_range_high": spread}  # fmt: skip
+
+
+CONFIG = TrainConfig(dataset="digits")
+STUDY = MinimaConfig(equal_tol=0.02)
+
+
+def test_the_verdict_reads_the_whole_curve_not_its_two_ends():
+    # The ends alone say "does not narrow" (0.20 → 0.21); the middle is where it holds.
+    curve = [_width(4, 0.20), _width(16, 0.015), _width(64, 0.21)]
+    text = tables.verdict(CONFIG, STUDY, curve)
+    assert "is not monotone in width" in text
+    assert "w=16: 1.50 [0.75–1.50] (8/8 minima)" in text
+    assert "smallest at width 16 (1.50 points)" in text
+    assert "within 2.00 points at width 16 only" in text
+
+
+@pytest.mark.parametrize(
+    "spreads, shape, holds",
+    [((0.2, 0.05, 0.01), "narrows steadily with width", "at width 64 only"),
+     ((0.01, 0.05, 0.2), "widens steadily with width", "at width 4 only"),
+     ((0.02, 0.01, 0.01), "narrows steadily", "at every width they are within 2.00"),
+     ((0.1, 0.2, 0.3), "widens steadily", "at no width are they within 2.00 points")],
+)  # fmt: skip
+def test_the_verdict_names_the_shape_and_where_the_claim_holds(spreads, shape, holds):
+    text = tables.verdict(
+        CONFIG, STUDY, [_width(w, s) for w, s in zip((4, 16, 64), spreads, strict=True)]
+    )
+    assert shape in text and holds in text
+
+
+def test_a_width_where_nothing_was_learned_is_named_not_called_equal():
+    # Eight constant outputs agree perfectly; that is not eight minima of equal quality.
+    curve = [_width(16, 0.03), _width(64, 0.01, learned=7, plateau=1),
+             _width(256, None, minima=0, learned=0, plateau=8)]  # fmt: skip
+    text = tables.verdict(CONFIG, STUDY, curve)
+    assert "smallest at width 64" in text and "w=256:" not in text.split("Left out")[0]
+    assert "(8/8 minima), w=64: 1.00 [0.50–1.00] (8/8 minima, 7 learned)" in text
+    assert "Left out: w=256, where 0 of 8 networks learned" in text and "8 plateaus" in text
+    nothing = tables.verdict(CONFIG, STUDY, [_width(256, None, learned=0, plateau=8)])
+    assert nothing.startswith("On digits, no width has two learned networks")
+
+
+def test_the_report_says_which_points_were_not_polished_and_what_they_did():
+    grew = {"width": 4, "seed": 0, "polish_steps": 500, "sgd_grad_norm": 0.02,
+            "grad_norm": 0.005, "sgd_lambda_max": 0.07, "lambda_max": 44.7,
+            "sgd_saturation": 0.49, "saturation": 0.78, "sgd_param_norm": 46.6,
+            "param_norm": 196.0}  # fmt: skip
+    stuck = {**grew, "seed": 3, "lambda_max": 0.05, "saturation": 0.4, "param_norm": 40.0}
+    text = report._unpolished([grew, stuck], MinimaConfig(polish_steps=500), 2)
+    assert text.startswith("2 point(s) stayed above ‖∇C‖ = 0.001 after 500 L-BFGS steps")
+    assert "1 of them grew their weights" in text
+    assert "| 4 | 0 | 500 | 0.02 → 0.005 | 0.07 → 44.7 | 49.00% → 78.00% | 46.6 → 196 |" in text
+    assert "grew" not in report._unpolished([stuck], MinimaConfig(), 1)
 
 
 def test_widths_parse_or_fail_clearly():

@@ -42,6 +42,12 @@ class MinimaConfig:
     polish_tol: float = option(
         1e-3, "A polished point is critical once ‖∇C‖ on the training set is below this."
     )
+    polish_batch: int = option(
+        1,
+        "Networks polished together (vmapped). A vmapped L-BFGS step lasts as long as "
+        "its slowest network's line search, and every network runs until the last is "
+        "done: one at a time was 1.3× (width 64) to 14× (width 128) faster on a CPU.",
+    )
     saturation_threshold: float = option(
         0.01, "A unit's response counts as saturated where its act'(z) is below this."
     )
@@ -86,6 +92,7 @@ class MinimaConfig:
             (self.lanczos_iters >= 2, f"--lanczos_iters={self.lanczos_iters} (at least 2)"),
             (self.path_points >= 3, f"--path_points={self.path_points} (at least 3)"),
             (self.max_pairs >= 1, f"--max_pairs={self.max_pairs} (at least 1)"),
+            (self.polish_batch >= 1, f"--polish_batch={self.polish_batch} (at least 1)"),
             (self.polish_steps >= 0, f"--polish_steps={self.polish_steps} (0 or more)"),
             (0 < self.polish_tol < finite_max, f"--polish_tol={self.polish_tol} (positive)"),
             (

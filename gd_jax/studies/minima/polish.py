@@ -2,9 +2,11 @@
 
 Batch-10 SGD at η = 3 ends at noisy points, not critical points. Each endpoint is
 refined on the full training set by L-BFGS with a zoom line search (``optax.lbfgs``)
-until ‖∇C‖ < ``tol`` or ``steps`` run out, every network of a width in one program
-(``vmap``, a ``while_loop`` that runs until the last network is done; the others wait
-where they stopped).
+until ‖∇C‖ < ``tol`` or ``steps`` run out, every network of a width in one program:
+``chunk`` networks at a time are ``vmap``ped, a ``while_loop`` that runs until the last
+of them is done (the others wait where they stopped). Each vmapped step also lasts as
+long as the slowest network's line search, so on a CPU one network at a time is
+fastest (``--polish_batch``).
 
 A trap of sigmoid units under the quadratic cost: a full-batch optimiser can keep
 lowering C by growing the weights until the units saturate, where the gradient and the
@@ -40,7 +42,9 @@ def make_polish(model_config: ModelConfig, *, chunk: int, memory_size: int = 30)
             value, grad = value_and_grad(p, state=state)
             updates, state = opt.update(grad, state, p, value=value, grad=grad, value_fn=cost)
             p = optax.apply_updates(p, updates)
-            return p, state, taken + 1, optax.tree.norm(jax.grad(cost)(p))
+            # The line search left the gradient at the new point in the state: no
+            # second pass over the data to test it.
+            return p, state, taken + 1, optax.tree.norm(optax.tree.get(state, "grad"))
 
         start = (params, opt.init(params), jnp.int32(0), optax.tree.norm(jax.grad(cost)(params)))
         params, _, taken, grad_norm = jax.lax.while_loop(going, step, start)

@@ -3,6 +3,7 @@
 from gd_jax.report.document import figure_sections
 from gd_jax.report.format import format_value, markdown_table, percent
 from gd_jax.studies.minima.analysis import CLASSES
+from gd_jax.studies.minima.config import MinimaConfig
 
 
 def _arrow(before, after, fmt=format_value) -> str:
@@ -42,9 +43,9 @@ def report(config, study, summary, spread, figures) -> str:
          for w in per_width for s in [w["spectrum"]]],
     )  # fmt: skip
     quality = table(
-        ["width", "test accuracy mean [95% CI]", "best − worst, points [95% CI]",
+        ["width", "learned", "test accuracy mean [95% CI]", "best − worst, points [95% CI]",
          "SGD endpoints: best − worst", "sd", "train cost mean", "corr(train, test cost)"],
-        [[s["width"],
+        [[s["width"], f"{s['learned']} of {s['seeds']}",
           f"{percent(s['test_accuracy_mean'])} [{_points(s['test_accuracy_mean_low'])}–"
           f"{_points(s['test_accuracy_mean_high'])}]",
           f"{_points(s['test_accuracy_range'])} [{_points(s['test_accuracy_range_low'])}–"
@@ -84,15 +85,15 @@ def report(config, study, summary, spread, figures) -> str:
         "minimum); *unconverged* (not critical).\n",
     ]
     if not_polished:
-        parts.append(
-            f"{not_polished} point(s) stayed above ‖∇C‖ = {study.polish_tol:g} after "
-            f"{study.polish_steps} L-BFGS steps; the polish table shows how far they got.\n"
-        )
+        parts.append(_unpolished(summary.get("unpolished", []), study, not_polished))
     parts += [
         f"## Certification\n\n{classes}\n",
         f"## What polishing did (medians, SGD endpoint → polished point)\n\n{polish}\n",
         f"## Spectrum at the polished points\n\n{spectrum}\n",
         f"## Spread of quality (polished points)\n\n{quality}\n",
+        "The spread is that of the *learned* points, whose training cost is below "
+        f"{summary['learned_cost_bar']:.4g} (90% of the best constant output's); a network "
+        "that fell to a constant output is counted as not learned and left out of it.\n",
         f"## Paths between polished points (median barriers)\n\n{barriers}\n",
         "The barrier of a path is its highest training cost minus the mean of its two ends. "
         "*One-pass aligned*: B's hidden units permuted and sign-flipped to match A's by the "
@@ -104,3 +105,37 @@ def report(config, study, summary, spread, figures) -> str:
     ]
     parts += figure_sections(figures)
     return "\n".join(parts)
+
+
+def _unpolished(points: list[dict], study: MinimaConfig, count: int) -> str:
+    """Which points polishing left above the tolerance, how far they got, and what
+    their numbers say about why."""
+    text = (
+        f"{count} point(s) stayed above ‖∇C‖ = {study.polish_tol:g} after "
+        f"{study.polish_steps} L-BFGS steps and are counted as *unconverged*, not certified."
+    )
+    if not points:
+        return text + "\n"
+    rows = markdown_table(
+        ["width", "seed", "L-BFGS steps", "‖∇C‖: SGD → polished", "λ_max",
+         "saturated responses", "‖θ‖"],
+        [[p["width"], p["seed"], p["polish_steps"], _arrow(p["sgd_grad_norm"], p["grad_norm"]),
+          _arrow(p["sgd_lambda_max"], p["lambda_max"]),
+          _arrow(p["sgd_saturation"], p["saturation"], percent),
+          _arrow(p["sgd_param_norm"], p["param_norm"])] for p in points],
+    )  # fmt: skip
+    grew = [p for p in points if _rose(p, "param_norm") and _rose(p, "saturation")
+            and _rose(p, "lambda_max")]  # fmt: skip
+    why = (
+        f" {len(grew)} of them grew their weights and saturated more of their units while "
+        "their curvature rose: the polish was following the weights outward, into sharper "
+        "and more saturated regions, when its steps ran out."
+        if grew
+        else ""
+    )
+    return f"{text}{why}\n\n{rows}\n"
+
+
+def _rose(point: dict, key: str) -> bool:
+    before, after = point.get(f"sgd_{key}"), point.get(key)
+    return before is not None and after is not None and after > before

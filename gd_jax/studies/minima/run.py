@@ -124,7 +124,7 @@ def _study(folder, dataset, config, study, *, devices, budget, tensorboard):
     )
     chunk = memory.chunk_for(widest.sizes, len(dataset.train.labels), budget)
     plane = cached_surface(folder, widest, config.seed, rows, train_xy, chunk=chunk)
-    spread = tables.spread_rows(rows, resamples=study.bootstrap)
+    spread = tables.spread_rows(rows, resamples=study.bootstrap, bar=bar)
     io.write_csv(folder / "results.csv", rows)
     io.write_csv(folder / "pairs.csv", pairs)
     io.write_csv(folder / "spread.csv", spread)

@@ -6,8 +6,14 @@ import numpy as np
 from gd_jax import curvature
 from gd_jax.config import TrainConfig
 from gd_jax.report.format import floats
-from gd_jax.studies.minima.analysis import CLASSES, MINIMUM
+from gd_jax.studies.minima.analysis import CLASSES, MINIMUM, UNCONVERGED
 from gd_jax.studies.minima.config import MinimaConfig
+
+# What the report shows of each point that polishing left above the tolerance.
+UNPOLISHED_KEYS = (
+    "width", "seed", "polish_steps", "sgd_grad_norm", "grad_norm", "sgd_lambda_max",
+    "lambda_max", "sgd_saturation", "saturation", "sgd_param_norm", "param_norm",
+)  # fmt: skip
 
 
 def _stats(values) -> dict:
@@ -45,8 +51,16 @@ def bootstrap(values, *, resamples: int, seed: int = 0) -> dict:
     }
 
 
-def spread_rows(rows: list[dict], *, resamples: int = 2000) -> list[dict]:
+def spread_rows(
+    rows: list[dict], *, resamples: int = 2000, bar: float = float("inf")
+) -> list[dict]:
     """Per width: how the polished points' quality spreads over seeds.
+
+    The quality of a width is that of its *learned* points: those whose training cost
+    is below ``bar`` (90% of the best constant output's). A point at or above it learned
+    nothing (a plateau, or a network that fell to a constant output); the claim is about
+    minima, so it is counted (``learned`` of ``seeds``, and ``test_accuracy_range_all``
+    over every point) but left out of the spread.
 
     Worst − best is reported as a positive ``range`` (for accuracy best − worst, for
     costs worst − best), beside the mean, standard deviation and interquartile range;
@@ -57,20 +71,23 @@ def spread_rows(rows: list[dict], *, resamples: int = 2000) -> list[dict]:
     table = []
     for width in sorted({r["width"] for r in rows}):
         mine = [r for r in rows if r["width"] == width]
-        row = {"width": width, "num_params": mine[0]["num_params"], "seeds": len(mine)}
+        learned = [r for r in mine if r["final_train_cost"] < bar]
+        row = {"width": width, "num_params": mine[0]["num_params"], "seeds": len(mine),
+               "learned": len(learned)}  # fmt: skip
         for key, name in (
             ("final_train_cost", "train_cost"),
             ("final_test_cost", "test_cost"),
             ("final_test_accuracy", "test_accuracy"),
         ):
-            for stat, value in _stats(r[key] for r in mine).items():
+            for stat, value in _stats(r[key] for r in learned).items():
                 row[f"{name}_{stat}"] = value
-        intervals = bootstrap([r["final_test_accuracy"] for r in mine], resamples=resamples)
+        row["test_accuracy_range_all"] = _stats(r["final_test_accuracy"] for r in mine)["range"]
+        intervals = bootstrap([r["final_test_accuracy"] for r in learned], resamples=resamples)
         row.update({f"test_accuracy_{k}": v for k, v in intervals.items()})
-        sgd = _stats(r.get("sgd_test_accuracy") for r in mine)
+        sgd = _stats(r.get("sgd_test_accuracy") for r in mine if r.get("sgd_train_cost", 0) < bar)
         row["sgd_test_accuracy_mean"], row["sgd_test_accuracy_range"] = sgd["mean"], sgd["range"]
-        train_cost = floats(r["final_train_cost"] for r in mine)
-        test_cost = floats(r["final_test_cost"] for r in mine)
+        train_cost = floats(r["final_train_cost"] for r in learned)
+        test_cost = floats(r["final_test_cost"] for r in learned)
         ok = np.isfinite(train_cost) & np.isfinite(test_cost)
         row["train_test_cost_correlation"] = (
             float(np.corrcoef(train_cost[ok], test_cost[ok])[0, 1])
@@ -140,7 +157,7 @@ def summarize(
         best_ensemble = max(
             (e for e in ensembles if e["width"] == width), key=lambda e: e["k"], default=None
         )
-        entry = {k: s[k] for k in ("width", "num_params", "seeds", *CLASSES)}
+        entry = {k: s[k] for k in ("width", "num_params", "seeds", "learned", *CLASSES)}
         entry.update({k: s[k] for k in s if k.startswith(("test_accuracy_", "sgd_"))})
         entry["train_cost_range"] = s["train_cost_range"]
         entry["pairs"] = len(mine)
@@ -163,6 +180,11 @@ def summarize(
         "verdict": verdict(config, study, per_width),
         "learned_cost_bar": bar,
         "certified_minima": sum(r["classification"] == MINIMUM for r in rows),
+        "unpolished": [
+            {k: r.get(k) for k in UNPOLISHED_KEYS}
+            for r in rows
+            if r["classification"] == UNCONVERGED
+        ],
         "networks": len(rows),
     }
 
@@ -170,18 +192,29 @@ def summarize(
 def verdict(config: TrainConfig, study: MinimaConfig, per_width: list[dict]) -> str:
     """The seed's claim judged on the whole curve of spread against width: its shape
     (monotone or not), where the spread is smallest, and where the minima are of
-    roughly equal quality (best − worst test accuracy within ``study.equal_tol``)."""
-    known = [w for w in per_width if w["test_accuracy_range"] is not None]
-    if not known:
-        return f"On {config.dataset}, no width has test accuracies to compare."
+    roughly equal quality (best − worst test accuracy within ``study.equal_tol``).
+    The spread is that of the learned points; a width with fewer than two has no
+    spread and is named apart, with what became of its networks."""
     points = lambda v: f"{100 * v:.2f}"
+    known = [w for w in per_width if w.get("learned", w["seeds"]) >= 2
+             and w["test_accuracy_range"] is not None]  # fmt: skip
+    failed = [w for w in per_width if w not in known]
+    left_out = "; ".join(
+        f"w={w['width']}, where {w.get('learned', 0)} of {w['seeds']} networks learned; the "
+        f"rest ended at or above 90% of a constant output's cost ({w['plateau']} plateaus)"
+        for w in failed
+    )
+    left_out = f" Left out: {left_out}." if left_out else ""
+    if not known:
+        return f"On {config.dataset}, no width has two learned networks to compare.{left_out}"
     interval = lambda w: (
         f"[{points(w['test_accuracy_range_low'] or 0)}–"
         f"{points(w['test_accuracy_range_high'] or 0)}]"
     )
+    of = lambda w: "" if w["learned"] == w["seeds"] else f", {w['learned']} learned"
     curve = ", ".join(
         f"w={w['width']}: {points(w['test_accuracy_range'])} {interval(w)} "
-        f"({w[MINIMUM]}/{w['seeds']} minima)"
+        f"({w[MINIMUM]}/{w['seeds']} minima{of(w)})"
         for w in known
     )
     ranges = [w["test_accuracy_range"] for w in known]
@@ -206,8 +239,8 @@ def verdict(config: TrainConfig, study: MinimaConfig, per_width: list[dict]) -> 
             f"{', '.join(map(str, equal))} only"
         )
     return (
-        f"On {config.dataset}, the spread of the polished points' test accuracy (best − "
-        f"worst over seeds, in points, with its bootstrap interval) {shape}: {curve}. It is "
-        f"smallest at width {smallest['width']} ({points(smallest['test_accuracy_range'])} "
-        f"points); {holds}."
+        f"On {config.dataset}, the spread of the learned polished points' test accuracy "
+        f"(best − worst over seeds, in points, with its bootstrap interval) {shape}: "
+        f"{curve}. It is smallest at width {smallest['width']} "
+        f"({points(smallest['test_accuracy_range'])} points); {holds}.{left_out}"
     )

@@ -106,7 +106,7 @@ def polished_width(folder, model_config, study, sgd: results.SweepResult, train_
     if stored is not None:
         logging.info("Width %d: polished points already on disk, kept.", width)
         return stored
-    polish = make_polish(model_config, chunk=chunk)
+    polish = make_polish(model_config, chunk=min(chunk, study.polish_batch))
     params, steps, grad_norm = polish(
         jax.tree.map(jnp.asarray, sgd.params), *train_xy, study.polish_steps, study.polish_tol
     )
