@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format bench clean
+.PHONY: demo test lint format bench reproduce clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,12 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.epoch
+
+# Reruns every run the README quotes (Fashion-MNIST ones where Debian's
+# dataset-fashion-mnist is installed), keeps their summaries in docs/results/ and
+# regenerates the README's tables and figures from them.
+reproduce: $(STAMP)
+	$(PY) -m experiments.reproduce
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

@@ -1,0 +1,143 @@
+r"""Reruns every run the README quotes and regenerates its tables and figures.
+
+    make reproduce          # or: python -m experiments.reproduce [--only=lr-digits,...]
+
+Each run goes to --runs_dir/<run> (resumed if it is there already, so a killed
+reproduce continues), what it found is kept as docs/results/<run>.json, its figures
+the README shows are copied to docs/, and every generated block of README.md (between
+``<!-- BEGIN GENERATED: name -->`` markers) is rewritten from docs/results. The
+Fashion-MNIST runs need the four IDX files in --fashion_dir (Debian's
+dataset-fashion-mnist) and are left out without them.
+"""
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+from absl import app, flags, logging
+
+from gd_jax import io
+from gd_jax.report import readme
+
+flags.DEFINE_string("fashion_dir", "/usr/share/datasets/fashion-mnist", "Fashion-MNIST IDX files.")
+flags.DEFINE_list("only", None, "Run only these (names below); default: all.")
+flags.DEFINE_bool("render_only", False, "Run nothing: only rewrite README.md from docs/results.")
+flags.DEFINE_string("runs_dir", "runs/reproduce", "Where the runs' folders go.")
+FLAGS = flags.FLAGS
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS, DOCS, README = ROOT / "docs" / "results", ROOT / "docs", ROOT / "README.md"
+FASHION = "idx:{fashion}"
+ONE_RUN = ("--layers=16,16", "--learning_rate=3.0", "--batch_size=10", "--epochs=30")
+LR = ("--layers=16,16", "--batch_size=10", "--epochs=30", "--learning_rates=logspace:0.01:100:13",
+      "--seeds=3", "--track_sharpness_every=25")  # fmt: skip
+MINIMA = ("--layers=16,16", "--batch_size=10", "--learning_rate=3.0", "--widths=4,16,64",
+          "--seeds=8")  # fmt: skip
+# name: (entry point, flags, the figures the README shows: file in the run -> in docs/)
+RUNS = {
+    "train-digits": ("train", ("--dataset=digits", *ONE_RUN), {}),
+    "train-fashion-30": ("train", (f"--dataset={FASHION}", "--validation_size=10000",
+                                   "--layers=30", "--epochs=30"), {}),
+    "train-fashion-16-16": ("train", (f"--dataset={FASHION}", "--validation_size=10000",
+                                      *ONE_RUN), {}),
+    "lr-digits": ("lr_sweep", ("--dataset=digits", *LR, "--full_batch_steps=500"),
+                  {"sweep_final.png": "digits_lr_final.png",
+                   "sharpness.png": "digits_sharpness.png",
+                   "first_order.png": "digits_first_order.png"}),
+    "lr-fashion": ("lr_sweep", (f"--dataset={FASHION}", "--train_size=10000",
+                                "--validation_size=10000", *LR, "--full_batch_steps=300"),
+                   {"sharpness.png": "fashion_sharpness.png"}),
+    "minima-digits-normal": ("local_minima", ("--dataset=digits", *MINIMA, "--epochs=60"), {}),
+    "minima-digits-scaled": ("local_minima", ("--dataset=digits", *MINIMA, "--epochs=60",
+                                              "--init=scaled"),
+                             {"quality.png": "digits_minima_quality_scaled.png",
+                              "barriers.png": "digits_minima_barriers_scaled.png",
+                              "spectrum.png": "digits_minima_spectrum_scaled.png",
+                              "curves.png": "digits_minima_curves_scaled.png"}),
+    "minima-fashion-normal": ("local_minima", (f"--dataset={FASHION}", "--train_size=10000",
+                                               *MINIMA, "--epochs=60"), {}),
+    "minima-fashion-scaled": ("local_minima", (f"--dataset={FASHION}", "--train_size=10000",
+                                               *MINIMA, "--epochs=150", "--init=scaled"),
+                              {"spectrum.png": "fashion_minima_spectrum_scaled.png"}),
+}  # fmt: skip
+
+
+def run_one(name: str, runs_dir: Path, fashion: str) -> float:
+    """Runs (or resumes) one run; returns its seconds."""
+    entry, args, _ = RUNS[name]
+    args = [a.replace("{fashion}", fashion) for a in args]
+    command = [sys.executable, "-m", f"experiments.{entry}", *args,
+               f"--workdir={runs_dir / name}", "--resume"]  # fmt: skip
+    logging.info("%s: %s", name, " ".join(command[2:]))
+    tic = time.perf_counter()
+    subprocess.run(command, check=True, cwd=ROOT)
+    return time.perf_counter() - tic
+
+
+def keep(name: str, runs_dir: Path, seconds: float) -> None:
+    """Saves what the run found as docs/results/<name>.json and copies its figures."""
+    folder = runs_dir / name
+    config = json.loads((folder / "config.json").read_text())
+    summary = json.loads((folder / "summary.json").read_text())
+    record = {"kind": config.get("kind"), "flags": config["flags"], "summary": summary,
+              "seconds": round(seconds)}  # fmt: skip
+    io.write_text(RESULTS / f"{name}.json", json.dumps(record, indent=1) + "\n")
+    for source, target in RUNS[name][2].items():
+        shutil.copyfile(folder / source, DOCS / target)
+
+
+def machine() -> dict:
+    """The machine and versions the runs were made with."""
+    cpu = platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = {name: metadata.version(name) for name in ("jax", "jaxlib", "optax", "numpy")}
+    versions = {"python": platform.python_version(), **versions}
+    return {"date": time.strftime("%Y-%m-%d"), "cpu": cpu, "cores": os.cpu_count(),
+            "versions": versions}  # fmt: skip
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    fashion = FLAGS.fashion_dir
+    names = FLAGS.only or list(RUNS)
+    unknown = sorted(set(names) - set(RUNS))
+    if unknown:
+        raise app.UsageError(f"--only: no run named {', '.join(unknown)}; see {list(RUNS)}")
+    if not Path(fashion).is_dir():
+        logging.warning("%s is missing: the Fashion-MNIST runs are left out.", fashion)
+        names = [n for n in names if "fashion" not in n]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    runs_dir = Path(FLAGS.runs_dir).resolve()
+    for name in [] if FLAGS.render_only else names:
+        keep(name, runs_dir, run_one(name, runs_dir, fashion))
+    if not FLAGS.render_only:
+        io.write_text(RESULTS / "machine.json", json.dumps(machine(), indent=1) + "\n")
+    blocks = readme.render(readme.load(RESULTS))
+    text = readme.rewrite(README.read_text(), blocks)
+    io.write_text(README, text)
+    left = readme.stale(text, blocks)
+    if left:
+        logging.warning(
+            "README.md has no markers for (or holds unknown) blocks %s: add "
+            "<!-- BEGIN GENERATED: name --> / <!-- END GENERATED: name --> "
+            "lines where they belong and rerun with --render_only.",
+            left,
+        )
+    logging.info("README.md regenerated from %s.", RESULTS)
+
+
+if __name__ == "__main__":
+    app.run(main)

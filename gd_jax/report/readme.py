@@ -1,0 +1,227 @@
+"""The README's result tables, rendered from the runs' summaries in ``docs/results``.
+
+``make reproduce`` reruns the runs the README quotes, saves what each run found as
+``docs/results/<run>.json`` and rewrites every block of the README between
+``<!-- BEGIN GENERATED: name -->`` and ``<!-- END GENERATED: name -->`` with
+:func:`render`. A test renders the committed results and checks that the README holds
+exactly that, so a table edited by hand, or left stale, fails.
+"""
+
+import json
+import re
+from pathlib import Path
+
+from gd_jax.report.format import format_value, markdown_table, percent
+
+BEGIN, END = "<!-- BEGIN GENERATED: {} -->", "<!-- END GENERATED: {} -->"
+
+
+def load(folder: Path) -> dict[str, dict]:
+    """Every ``<run>.json`` of ``folder``, by run name."""
+    return {path.stem: json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))}
+
+
+def _points(value) -> str:
+    return "—" if value is None else f"{100 * value:.1f}"
+
+
+def machine(results: dict) -> str:
+    m = results["machine"]
+    versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v)
+    minutes = sum(r.get("seconds", 0) for name, r in results.items() if name != "machine") / 60
+    return (
+        f"Made by `make reproduce` on {m['date']}: {m['cpu']}, {m['cores']} cores, "
+        f"CPU only; {versions}. The runs took {minutes:.0f} minutes in all."
+    )
+
+
+def one_run(results: dict) -> str:
+    rows = []
+    for name, data, network in (
+        ("train-digits", "digits (`make demo`)", None),
+        ("train-fashion-30", "Fashion-MNIST (`idx:`)", None),
+        ("train-fashion-16-16", "Fashion-MNIST (`idx:`)", None),
+    ):
+        s = results.get(name, {}).get("summary")
+        if s is None:
+            continue
+        arch = network or "-".join(map(str, s["sizes"]))
+        rows.append([
+            data, arch,
+            f"{s['train_examples']:,} / "
+            + (f"{s['validation_examples']:,}" if s["validation_examples"] else "—"),
+            percent(s["final_test_accuracy"]),
+            f"{percent(s['best_test_accuracy'])} ({s['best_test_epoch']})",
+            percent(s["final_validation_accuracy"]), f"{s['seconds_per_epoch']:.2g}",
+        ])  # fmt: skip
+    return markdown_table(
+        ["data", "network", "train / validation examples", "final test accuracy",
+         "best (epoch)", "final validation accuracy", "s / epoch"], rows,
+    )  # fmt: skip
+
+
+def lr_per_eta(results: dict, name: str) -> str:
+    s = results[name]["summary"]
+    per_eta = s["per_learning_rate"]
+    first = {r["learning_rate"]: r for r in s.get("first_order_at_init", [])}
+    best = s["best_learning_rate"]
+    header = ["η", *(format_value(r["learning_rate"]) for r in per_eta)]
+    mean = lambda r: percent(r["final_test_accuracy_mean"])
+    accuracy = [f"**{mean(r)}**" if r["learning_rate"] == best else mean(r) for r in per_eta]
+    ratio = lambda key: [
+        "—" if first.get(r["learning_rate"]) is None or first[r["learning_rate"]][key] is None
+        else f"{first[r['learning_rate']][key]:.3f}" for r in per_eta
+    ]  # fmt: skip
+    rows = [
+        [f"seeds trained (of {per_eta[0]['seeds']})", *(r["trained"] for r in per_eta)],
+        ["mean final test accuracy", *accuracy],
+    ]
+    if first:
+        rows += [
+            ["measured ΔC / (−η‖∇C‖²), first step", *ratio("ratio_to_first_order")],
+            ["measured ΔC / second order", *ratio("ratio_to_second_order")],
+        ]
+    return markdown_table(header, rows)
+
+
+def lr_stability(results: dict, name: str) -> str:
+    s = results[name]["summary"]
+    rows = [
+        [r["seed"], r.get("lambda_max_init"), r.get("two_over_lambda_max"),
+         r.get("full_batch_largest_trained_eta"), r["largest_trained_eta"],
+         f"{format_value(r['best_eta'])} ({percent(r['best_final_test_accuracy'])})"]
+        for r in s["stability"]
+    ]  # fmt: skip
+    landmarks = s.get("range_test") or {}
+    table = markdown_table(
+        ["seed", "λ_max at init", "2/λ_max", "full batch: largest η trained",
+         "batch 10: largest η trained", "best η (test accuracy)"], rows,
+    )  # fmt: skip
+    if landmarks:
+        table += (
+            f"\n\nRange test: steepest descent at η = {format_value(landmarks['steepest_eta'])},"
+            f" lowest smoothed cost at η = {format_value(landmarks['min_eta'])}; the sweep's "
+            f"best η is {format_value(s['best_learning_rate'])}."
+        )
+    return table
+
+
+MINIMA_RUNS = (
+    ("minima-digits-normal", "digits, N(0, 1)"),
+    ("minima-digits-scaled", "digits, `--init=scaled`"),
+    ("minima-fashion-normal", "Fashion-MNIST 10k, N(0, 1)"),
+    ("minima-fashion-scaled", "Fashion-MNIST 10k, `--init=scaled`"),
+)
+
+
+CLASS_NAMES = (("minimum", "minima"), ("saddle", "saddles"), ("saturated", "saturated"),
+               ("plateau", "plateaus"), ("unconverged", "unconverged"))  # fmt: skip
+
+
+def _epochs(result: dict) -> str:
+    return f"{result['flags']['epochs']} epochs"
+
+
+def minima(results: dict) -> str:
+    """Per run and width: classes of the polished points, quality with intervals,
+    barriers and ensembles."""
+    rows = []
+    for name, label in MINIMA_RUNS:
+        if name not in results:
+            continue
+        for i, w in enumerate(results[name]["summary"]["per_width"]):
+            first = f"{label} ({_epochs(results[name])})" if i == 0 else ""
+            classes = ", ".join(f"{w[c]} {plural}" for c, plural in CLASS_NAMES if w[c])
+            rows.append([
+                first, w["width"], classes,
+                f"{percent(w['test_accuracy_mean'])} ({_points(w['test_accuracy_range'])} "
+                f"[{_points(w['test_accuracy_range_low'])}–{_points(w['test_accuracy_range_high'])}])",
+                f"{format_value(w['median_naive_barrier'])} → "
+                f"{format_value(w['median_matched_barrier'])}",
+                f"{format_value(w['median_curve_barrier'])} → "
+                f"{format_value(w['median_matched_curve_barrier'])}",
+                percent(w["median_disagreement"]),
+                f"{percent(w['ensemble_accuracy'])} vs {percent(w['mean_single_accuracy'])}",
+            ])  # fmt: skip
+    return markdown_table(
+        ["data, initialisation", "width", "polished points", "test accuracy mean (best − "
+         "worst, points [95% CI])", "line barrier: as trained → matched",
+         "curve barrier: as trained → matched", "disagreement", "ensemble of 8 vs one"], rows,
+    )  # fmt: skip
+
+
+def minima_polish(results: dict) -> str:
+    """Per run and width: what polishing did (medians)."""
+    rows = []
+    for name, label in MINIMA_RUNS:
+        if name not in results:
+            continue
+        for i, w in enumerate(results[name]["summary"]["per_width"]):
+            p = w["polish"]
+            arrow = lambda key, fmt=format_value, p=p: (
+                f"{fmt(p[f'median_sgd_{key}'])} → {fmt(p[f'median_{key}'])}"
+            )
+            rows.append([
+                label if i == 0 else "", w["width"], p["median_polish_steps"],
+                arrow("grad_norm"), arrow("lambda_max"), arrow("saturation", percent),
+                arrow("param_norm"),
+                f"{percent(w['spectrum']['negative_mass'])}",
+            ])  # fmt: skip
+    return markdown_table(
+        ["data, initialisation", "width", "L-BFGS steps", "‖∇C‖: SGD → polished",
+         "λ_max", "saturated responses", "‖θ‖", "negative mass"], rows,
+    )  # fmt: skip
+
+
+def verdicts(results: dict) -> str:
+    return "\n".join(
+        f"- *{label}*: {results[name]['summary']['verdict']}"
+        for name, label in MINIMA_RUNS
+        if name in results
+    )
+
+
+def render(results: dict) -> dict[str, str]:
+    """Every generated block of the README, by name, from what ``load`` read."""
+    blocks = {"machine": machine, "one-run": one_run, "minima": minima,
+              "minima-polish": minima_polish, "minima-verdicts": verdicts}  # fmt: skip
+    found = {name: make(results) for name, make in blocks.items() if _has(results, name)}
+    for run in ("lr-digits", "lr-fashion"):
+        if run in results:
+            found[f"{run}-per-eta"] = lr_per_eta(results, run)
+            found[f"{run}-stability"] = lr_stability(results, run)
+    return found
+
+
+def _has(results: dict, block: str) -> bool:
+    needs = {"machine": ("machine",), "one-run": ("train-digits",),
+             "minima": ("minima-digits-normal",), "minima-polish": ("minima-digits-normal",),
+             "minima-verdicts": ("minima-digits-normal",)}  # fmt: skip
+    return all(name in results for name in needs[block])
+
+
+def blocks_in(text: str) -> dict[str, str]:
+    """The generated blocks a README holds, by name."""
+    pattern = re.compile(
+        r"<!-- BEGIN GENERATED: ([\w-]+) -->\n(.*?)\n<!-- END GENERATED: \1 -->", re.S
+    )
+    return {m[1]: m[2] for m in pattern.finditer(text)}
+
+
+def stale(text: str, expected: dict[str, str]) -> list[str]:
+    """The generated blocks of ``text`` that differ from ``expected``, are missing from
+    it, or that ``expected`` does not make: empty when the README is up to date."""
+    found = blocks_in(text)
+    return sorted(name for name in found.keys() | expected.keys()
+                  if found.get(name) != expected.get(name))  # fmt: skip
+
+
+def rewrite(text: str, blocks: dict[str, str]) -> str:
+    """``text`` with each of its generated blocks replaced by ``blocks[name]``."""
+    for name, body in blocks.items():
+        pattern = re.compile(
+            re.escape(BEGIN.format(name)) + r"\n(?:.*?\n)?" + re.escape(END.format(name)), re.S
+        )
+        replacement = f"{BEGIN.format(name)}\n{body}\n{END.format(name)}"
+        text = pattern.sub(lambda _, r=replacement: r, text)
+    return text
