@@ -68,25 +68,51 @@ RUNS = {
 }  # fmt: skip
 
 
-def run_one(name: str, runs_dir: Path, fashion: str) -> float:
-    """Runs (or resumes) one run; returns its seconds."""
+def run_one(name: str, runs_dir: Path, fashion: str) -> float | None:
+    """Runs (or resumes) one run; returns its seconds, or None if it was resumed.
+
+    A resumed run's time is only what was left of it, so it is not a run's time.
+    """
     entry, args, _ = RUNS[name]
     args = [a.replace("{fashion}", fashion) for a in args]
     command = [sys.executable, "-m", f"experiments.{entry}", *args,
                f"--workdir={runs_dir / name}", "--resume"]  # fmt: skip
+    fresh = not (runs_dir / name / "config.json").exists()
     logging.info("%s: %s", name, " ".join(command[2:]))
     tic = time.perf_counter()
     subprocess.run(command, check=True, cwd=ROOT)
-    return time.perf_counter() - tic
+    return time.perf_counter() - tic if fresh else None
 
 
-def keep(name: str, runs_dir: Path, seconds: float) -> None:
-    """Saves what the run found as docs/results/<name>.json and copies its figures."""
+def kept_seconds(name: str, flags: dict) -> float | None:
+    """The seconds kept for a run with exactly these flags, if any."""
+    try:
+        record = json.loads((RESULTS / f"{name}.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return record.get("seconds") if record.get("flags") == flags else None
+
+
+def keep(name: str, runs_dir: Path, seconds: float | None) -> None:
+    """Saves what the run found as docs/results/<name>.json and copies its figures.
+
+    A resumed run (``seconds`` None) keeps the time recorded for the same flags; with
+    none recorded, its time is left out (null) and a warning says so.
+    """
     folder = runs_dir / name
     config = json.loads((folder / "config.json").read_text())
     summary = json.loads((folder / "summary.json").read_text())
+    if seconds is None:
+        seconds = kept_seconds(name, config["flags"])
+        if seconds is None:
+            logging.warning(
+                "%s was resumed and has no time recorded for these flags: its time is "
+                "left out; delete %s to time it.",
+                name,
+                folder,
+            )
     record = {"kind": config.get("kind"), "flags": config["flags"], "summary": summary,
-              "seconds": round(seconds)}  # fmt: skip
+              "seconds": None if seconds is None else round(seconds)}  # fmt: skip
     io.write_text(RESULTS / f"{name}.json", json.dumps(record, indent=1) + "\n")
     for source, target in RUNS[name][2].items():
         shutil.copyfile(folder / source, DOCS / target)

@@ -1,6 +1,7 @@
 """The README's result tables are generated from the committed run summaries: a table
 edited by hand, or left behind by a rerun, fails here."""
 
+import json
 from pathlib import Path
 
 from gd_jax.report import readme
@@ -51,3 +52,36 @@ def _document(blocks: dict) -> str:
         f"{readme.BEGIN.format(name)}\n{body}\n{readme.END.format(name)}"
         for name, body in blocks.items()
     )
+
+
+def test_the_machine_line_counts_timed_runs_and_says_how_many_were_not():
+    results = {
+        "machine": {"date": "2026-01-01", "cpu": "X", "cores": 2, "versions": {"jax": "1"}},
+        "a": {"seconds": 90},
+        "b": {"seconds": 30},
+    }
+    assert readme.machine(results).endswith("took 2 minutes in all.")
+    results["c"] = {"seconds": None}
+    assert readme.machine(results).endswith("took 2 minutes in all (1 resumed runs not counted).")
+
+
+def test_a_resumed_run_keeps_the_time_of_the_same_flags_and_no_other(tmp_path, monkeypatch):
+    from experiments import reproduce
+
+    monkeypatch.setattr(reproduce, "RESULTS", tmp_path / "results")
+    (tmp_path / "results").mkdir()
+    run = tmp_path / "runs" / "train-digits"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text('{"kind": "train", "flags": {"epochs": 3}}')
+    (run / "summary.json").write_text('{"final_train_cost": 0.1}')
+
+    def kept():
+        return json.loads((tmp_path / "results" / "train-digits.json").read_text())["seconds"]
+
+    reproduce.keep("train-digits", tmp_path / "runs", 61.4)
+    assert kept() == 61
+    reproduce.keep("train-digits", tmp_path / "runs", None)  # resumed: the time stays
+    assert kept() == 61
+    (run / "config.json").write_text('{"kind": "train", "flags": {"epochs": 4}}')
+    reproduce.keep("train-digits", tmp_path / "runs", None)  # other flags: not timed
+    assert kept() is None

@@ -28,10 +28,13 @@ def _points(value) -> str:
 def machine(results: dict) -> str:
     m = results["machine"]
     versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v)
-    minutes = sum(r.get("seconds", 0) for name, r in results.items() if name != "machine") / 60
+    runs = [r for name, r in results.items() if name != "machine"]
+    minutes = sum(r["seconds"] for r in runs if r.get("seconds") is not None) / 60
+    untimed = sum(r.get("seconds") is None for r in runs)
+    left_out = f" ({untimed} resumed runs not counted)" if untimed else ""
     return (
         f"Made by `make reproduce` on {m['date']}: {m['cpu']}, {m['cores']} cores, "
-        f"CPU only; {versions}. The runs took {minutes:.0f} minutes in all."
+        f"CPU only; {versions}. The runs took {minutes:.0f} minutes in all{left_out}."
     )
 
 
