@@ -176,6 +176,63 @@ def test_peak_memory_is_flat_in_the_networks_beyond_a_chunk(memory_of):
     assert whole_large > 1.6 * whole_small and whole_large > 2 * large
 
 
+PEAK = """
+import resource, sys
+import jax, jax.numpy as jnp, numpy as np
+from conftest import mlp
+from gd_jax import landscape, model, train
+from gd_jax.studies.lr.trace import make_trace
+from gd_jax.sweep import engine
+
+SIZES, EXAMPLES = (64, 32, 32, 10), 10_000
+n, chunk, kinds = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3].split(",")
+config = mlp(SIZES)
+rng = np.random.default_rng(0)
+x = jnp.asarray(rng.random((EXAMPLES, SIZES[0]), dtype=np.float32))
+labels = jnp.asarray(rng.integers(0, 10, EXAMPLES), dtype=jnp.int32)
+nets = jax.vmap(lambda k: model.init_params(k, SIZES))(jax.random.split(jax.random.key(0), n))
+run = {
+    "trace": lambda: jax.jit(make_trace(config, steps=2, every=1, track_sharpness=False,
+        lanczos_iters=3, lanczos_seed=0, chunk=chunk))(
+        nets, jnp.full((n,), 0.1), x, labels, x[:100], labels[:100]),
+    "evaluation": lambda: jax.jit(engine.make_measure(config, ("test",), EXAMPLES, chunk))(
+        nets, (x, labels), ((x, labels),)),
+    "surface": lambda: landscape.surface(  # an n x n grid of points
+        train.make_evaluate(config), model.init_params(jax.random.key(0), SIZES), x, labels,
+        key=jax.random.key(1), num=n, chunk=chunk),
+}
+for kind in kinds:
+    jax.block_until_ready(run[kind]())
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+def test_peak_resident_memory_of_a_child_process_is_flat_in_the_networks():
+    # Each measurement is a fresh process (an allocator keeps what it once took), all
+    # three at once; the same programs run in the same order in the two chunked ones.
+    runs = {"8 networks": ("8", "2", "trace,evaluation,surface"),
+            "32 networks": ("32", "2", "trace,evaluation,surface"),
+            "32 unchunked": ("32", "32", "trace")}  # fmt: skip
+    children = {
+        name: subprocess.Popen(
+            [sys.executable, "-c", PEAK, *args], cwd=Path(__file__).parent,
+            env={**os.environ, "JAX_PLATFORMS": "cpu"}, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        for name, args in runs.items()
+    }
+    peak = {}
+    for name, child in children.items():
+        out, err = child.communicate(timeout=300)
+        assert child.returncode == 0, err[-2000:]
+        peak[name] = float(out.split()[-1])  # MiB
+    # 4x the networks (and 16x the surface's points) in chunks of 2: the same peak.
+    assert peak["32 networks"] < peak["8 networks"] + 64, peak
+    # The measurement sees activations: one unchunked trace of 32 networks takes
+    # 32 x 10,000 examples x 74 units x 4 bytes = 95 MB a copy, several copies over.
+    assert peak["32 unchunked"] > peak["32 networks"] + 300, peak
+
+
 def test_a_chunk_fits_its_budget():
     sizes = (784, 256, 256, 10)
     chunk = memory.chunk_for(sizes, 60_000, budget_gib=4.0)
