@@ -20,6 +20,7 @@ import numpy as np
 from absl import app, flags
 
 from benchmarks import limits, peers, timing
+from gd_jax import run_folder
 
 flags.DEFINE_integer(
     "epochs", 3, "Timed epochs per case, at least (and at least 1 s of them), after one compile."
@@ -261,7 +262,7 @@ def main(argv):
         r.update(rate(r["flops_per_epoch"], r["seconds_per_epoch"], peak["gflops"]))
     memory = measure_memory(FLAGS.memory_networks, FLAGS.memory_steps, peak["gflops"])
     machine = {
-        "processor": timing.processor_name(),
+        "processor": run_folder.processor_name(),
         "cpu_cores": os.cpu_count(),
         "device": jax.devices()[0].device_kind,
         "jax": jax.__version__,

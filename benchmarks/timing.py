@@ -1,9 +1,7 @@
 """Timing helpers shared by the benchmark scripts: synthetic data, and the best seconds
 per epoch of gd-jax's single-run and sweep epochs."""
 
-import platform
 import time
-from pathlib import Path
 
 import jax
 import numpy as np
@@ -100,14 +98,3 @@ def time_sweep(networks, x, labels, epochs, sizes=(784, 30, 10)) -> dict:
         "seconds_per_network_epoch": best / networks,
         "compile_seconds": compile_seconds,
     }
-
-
-def processor_name() -> str:
-    """The CPU's model name where Linux tells it, else the architecture."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()

@@ -12,17 +12,15 @@ dataset-fashion-mnist) and are left out without them.
 
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
 
 from absl import app, flags, logging
 
-from gd_jax import io
+from gd_jax import io, run_folder
 from gd_jax.report import readme
 
 flags.DEFINE_string("fashion_dir", "/usr/share/datasets/fashion-mnist", "Fashion-MNIST IDX files.")
@@ -120,18 +118,8 @@ def keep(name: str, runs_dir: Path, seconds: float | None) -> None:
 
 def machine() -> dict:
     """The machine and versions the runs were made with."""
-    cpu = platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    versions = {name: metadata.version(name) for name in ("jax", "jaxlib", "optax", "numpy")}
-    versions = {"python": platform.python_version(), **versions}
-    return {"date": time.strftime("%Y-%m-%d"), "cpu": cpu, "cores": os.cpu_count(),
-            "versions": versions}  # fmt: skip
+    return {"date": time.strftime("%Y-%m-%d"), "cpu": run_folder.processor_name(),
+            "cores": os.cpu_count(), "versions": run_folder.versions()}  # fmt: skip
 
 
 def main(argv):

@@ -182,16 +182,32 @@ def _grows(old: Any, new: Any) -> bool:
     return isinstance(old, numbers) and isinstance(new, numbers) and new >= old
 
 
-def environment() -> dict:
-    """Library versions and devices, stored beside the flags in ``config.json``."""
-    versions = {"python": platform.python_version()}
+def versions() -> dict:
+    """Python's and the libraries' versions (None for one not installed)."""
+    found = {"python": platform.python_version()}
     for name in ("jax", "jaxlib", "optax", "numpy", "absl-py"):
         try:
-            versions[name] = metadata.version(name)
+            found[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
-            versions[name] = None
+            found[name] = None
+    return found
+
+
+def processor_name() -> str:
+    """The CPU's model name where Linux tells it, else the architecture."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
+def environment() -> dict:
+    """Library versions and devices, stored beside the flags in ``config.json``."""
     return {
-        "versions": versions,
+        "versions": versions(),
         "devices": [str(d) for d in jax.devices()],
         "platform": platform.platform(),
         "command": sys.argv,

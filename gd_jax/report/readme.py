@@ -40,17 +40,16 @@ def machine(results: dict) -> str:
 
 def one_run(results: dict) -> str:
     rows = []
-    for name, data, network in (
-        ("train-digits", "digits (`make demo`)", None),
-        ("train-fashion-30", "Fashion-MNIST (`idx:`)", None),
-        ("train-fashion-16-16", "Fashion-MNIST (`idx:`)", None),
+    for name, data in (
+        ("train-digits", "digits (`make demo`)"),
+        ("train-fashion-30", "Fashion-MNIST (`idx:`)"),
+        ("train-fashion-16-16", "Fashion-MNIST (`idx:`)"),
     ):
         s = results.get(name, {}).get("summary")
         if s is None:
             continue
-        arch = network or "-".join(map(str, s["sizes"]))
         rows.append([
-            data, arch,
+            data, "-".join(map(str, s["sizes"])),
             f"{s['train_examples']:,} / "
             + (f"{s['validation_examples']:,}" if s["validation_examples"] else "—"),
             percent(s["final_test_accuracy"]),

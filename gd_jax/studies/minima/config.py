@@ -46,7 +46,7 @@ class MinimaConfig:
         1,
         "Networks polished together (vmapped). A vmapped L-BFGS step lasts as long as "
         "its slowest network's line search, and every network runs until the last is "
-        "done: one at a time was 1.3× (width 64) to 14× (width 128) faster on a CPU.",
+        "done: one at a time was 1.3× (width 64) to 12× (width 128) faster on a CPU.",
     )
     saturation_threshold: float = option(
         0.01, "A unit's response counts as saturated where its act'(z) is below this."

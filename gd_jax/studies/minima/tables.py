@@ -196,11 +196,10 @@ def verdict(config: TrainConfig, study: MinimaConfig, per_width: list[dict]) -> 
     The spread is that of the learned points; a width with fewer than two has no
     spread and is named apart, with what became of its networks."""
     points = lambda v: f"{100 * v:.2f}"
-    known = [w for w in per_width if w.get("learned", w["seeds"]) >= 2
-             and w["test_accuracy_range"] is not None]  # fmt: skip
+    known = [w for w in per_width if w["learned"] >= 2 and w["test_accuracy_range"] is not None]
     failed = [w for w in per_width if w not in known]
     left_out = "; ".join(
-        f"w={w['width']}, where {w.get('learned', 0)} of {w['seeds']} networks learned; the "
+        f"w={w['width']}, where {w['learned']} of {w['seeds']} networks learned; the "
         f"rest ended at or above 90% of a constant output's cost ({w['plateau']} plateaus)"
         for w in failed
     )
