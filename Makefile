@@ -27,8 +27,10 @@ demo: $(STAMP)
 	  --learning_rate=3.0 --epochs=60 --widths=4,16,64 --seeds=8 --workdir=runs/demo/minima
 	@echo "Reports: runs/demo/{train,toy,lr_sweep,minima}/report.md"
 
+# Two workers, one file each at a time (a file's module fixtures are built once): most
+# tests wait on XLA's single-threaded compiler, so two run side by side on 2 cores.
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
