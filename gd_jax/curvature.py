@@ -13,6 +13,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.linalg
 from jax.flatten_util import ravel_pytree
 
 # Basis dot products at full float32 precision: on GPUs the default matmul precision may
@@ -123,9 +124,19 @@ def lanczos(
 
 
 def ritz_values(alphas: jax.Array, betas: jax.Array) -> jax.Array:
-    """The eigenvalues of the tridiagonal T(α, β), ascending: the Ritz values of A."""
-    t = jnp.diag(alphas) + jnp.diag(betas, 1) + jnp.diag(betas, -1)
-    return jnp.linalg.eigvalsh(t)
+    """The eigenvalues of the tridiagonal T(α, β), ascending: the Ritz values of A.
+
+    By bisection on Sturm sequences (``jax.scipy.linalg.eigh_tridiagonal``), in plain
+    XLA ops, not by LAPACK's ``syevd``. On the CPU, jaxlib runs a batched ``syevd`` (any
+    ``eigh`` under ``vmap``) by splitting the batch over XLA's own thread pool and
+    waiting for the pieces; two such kernels running side by side, as they do in a
+    chunked map whose last, shorter chunk runs beside the others, each hold a worker
+    while they wait, and on a 2-core machine no worker is left to do the pieces: the
+    program waits for ever (see ``tests/test_no_hang.py``). Bisection needs no library
+    call and is as accurate (float32 rounding of the extreme eigenvalues).
+    """
+    ritz = jax.scipy.linalg.eigh_tridiagonal(alphas, betas, eigvals_only=True)
+    return jnp.sort(ritz)
 
 
 def extreme_eigenvalues(
@@ -151,11 +162,32 @@ def extreme_eigenvalues(
     Returns:
       ``(λ_min, λ_max)``, the extreme Ritz values, as scalars.
     """
+    ritz = ritz_values(*hessian_tridiagonal(loss, params, *args, key=key, num_iters=num_iters))
+    return ritz[0], ritz[-1]
+
+
+def hessian_tridiagonal(
+    loss: Callable[..., jax.Array], params: Any, *args, key: jax.Array, num_iters: int = 20
+) -> tuple[jax.Array, jax.Array]:
+    """Lanczos on the Hessian ∇²C at ``params`` from a random unit start drawn from
+    ``key``: the diagonal ``[m]`` and off-diagonal ``[m - 1]`` of T = QᵀHQ, whose
+    eigenvalues (:func:`ritz_values` in a program, :func:`extreme_ritz_values` on the
+    host) approximate H's from both ends."""
     flat, f = _flat_loss(loss, params, args)
     start = jax.random.normal(key, flat.shape, flat.dtype)
-    alphas, betas = lanczos(lambda v: _flat_hvp(f, flat, v), start, num_iters)
-    ritz = ritz_values(alphas, betas)
-    return ritz[0], ritz[-1]
+    return lanczos(lambda v: _flat_hvp(f, flat, v), start, num_iters)
+
+
+def extreme_ritz_values(alphas, betas) -> tuple[np.ndarray, np.ndarray]:
+    """(λ_min, λ_max) of each tridiagonal T(α, β) of a batch ``[..., m]``, on the host in
+    float64; NaN where T holds a NaN (a quantity not measured)."""
+    alphas, betas = np.asarray(alphas, np.float64), np.asarray(betas, np.float64)
+    low, high = np.full(alphas.shape[:-1], np.nan), np.full(alphas.shape[:-1], np.nan)
+    for index in np.ndindex(alphas.shape[:-1]):
+        if np.all(np.isfinite(alphas[index])) and np.all(np.isfinite(betas[index])):
+            found = scipy.linalg.eigvalsh_tridiagonal(alphas[index], betas[index])
+            low[index], high[index] = found[0], found[-1]
+    return low, high
 
 
 def dense_hessian(loss: Callable[..., jax.Array], params: Any, *args) -> jax.Array:
@@ -234,6 +266,9 @@ def spectrum(
     stochastic Lanczos quadrature (Ghorbani, Krishnan and Xiao 2019). The same Ritz
     values hold the extreme eigenvalues, the largest and smallest converging first.
 
+    This part is jittable and returns T; :func:`quadrature` turns T into the nodes and
+    weights on the host, after the compiled program (why: :func:`ritz_values`).
+
     Args:
       loss, params, *args: the cost and where its Hessian is taken.
       key: draws the probes.
@@ -241,8 +276,7 @@ def spectrum(
       num_probes: independent random starts.
 
     Returns:
-      ``{"nodes": [probes, m], "weights": [probes, m]}`` (each probe's weights sum to
-      1), from which :func:`density`, :func:`negative_mass` and the extremes follow.
+      ``{"alphas": [probes, m], "betas": [probes, m - 1]}``: each probe's T.
     """
     flat, f = _flat_loss(loss, params, args)
     return spectrum_of(lambda v: _flat_hvp(f, flat, v), flat.shape[0], flat.dtype, key=key,
@@ -254,13 +288,29 @@ def spectrum_of(matvec, dim: int, dtype, *, key, num_iters: int, num_probes: int
 
     def one(probe_key):
         start = jax.random.normal(probe_key, (dim,), dtype)
-        alphas, betas = lanczos(matvec, start, num_iters)
-        t = jnp.diag(alphas) + jnp.diag(betas, 1) + jnp.diag(betas, -1)
-        nodes, vectors = jnp.linalg.eigh(t)
-        return nodes, jnp.square(vectors[0])
+        return lanczos(matvec, start, num_iters)
 
-    nodes, weights = jax.lax.map(one, jax.random.split(key, num_probes))
-    return {"nodes": nodes, "weights": weights}
+    alphas, betas = jax.lax.map(one, jax.random.split(key, num_probes))
+    return {"alphas": alphas, "betas": betas}
+
+
+def quadrature(alphas, betas) -> tuple[np.ndarray, np.ndarray]:
+    """The nodes θ_k (ascending) and weights τ_k of :func:`spectrum`'s quadrature, on the
+    host in float64, for any leading batch axes.
+
+    Args:
+      alphas: T's diagonals, ``[..., m]``.
+      betas: T's off-diagonals, ``[..., m - 1]``.
+
+    Returns:
+      ``(nodes, weights)``, both ``[..., m]``; each set of weights sums to 1.
+    """
+    alphas, betas = np.asarray(alphas, np.float64), np.asarray(betas, np.float64)
+    nodes, weights = np.empty_like(alphas), np.empty_like(alphas)
+    for index in np.ndindex(alphas.shape[:-1]):
+        found, vectors = scipy.linalg.eigh_tridiagonal(alphas[index], betas[index])
+        nodes[index], weights[index] = found, np.square(vectors[0])
+    return nodes, weights
 
 
 def density(nodes, weights, grid, *, sigma: float) -> np.ndarray:

@@ -60,18 +60,53 @@ def large_constants(dump: Path, limit_bytes: int = 4096) -> list[str]:
     return found
 
 
-def test_no_program_of_any_study_holds_the_data_as_a_constant(tmp_path):
-    dump = tmp_path / "dump"
+LIBRARY_CALL = re.compile(r'custom_call_target="([^"]+)"')
+
+
+def library_calls(dump: Path) -> set[str]:
+    """The library kernels (custom calls) XLA's optimised programs call."""
+    found = set()
+    for path in dump.glob("*after_optimizations.txt"):
+        found.update(LIBRARY_CALL.findall(path.read_text()))
+    return found
+
+
+@pytest.fixture(scope="module")
+def study_programs(tmp_path_factory) -> Path:
+    """XLA's optimised programs of all three studies, run end to end on digits."""
+    out = tmp_path_factory.mktemp("studies")
+    dump = out / "dump"
     env = {**os.environ, "JAX_PLATFORMS": "cpu",
            "XLA_FLAGS": f"--xla_dump_to={dump} --xla_dump_hlo_as_text"}  # fmt: skip
     done = subprocess.run(
-        [sys.executable, "-c", STUDIES, str(tmp_path)], env=env, capture_output=True, text=True
-    )
+        [sys.executable, "-c", STUDIES, str(out)], env=env, capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    programs = list(dump.glob("*after_optimizations.txt"))
+    return dump
+
+
+def test_no_program_of_any_study_holds_the_data_as_a_constant(study_programs):
+    programs = list(study_programs.glob("*after_optimizations.txt"))
     assert len(programs) > 20  # every jitted step of the three studies was seen
     # The digits training set alone is 1,347 × 64 floats (345 KB).
-    assert large_constants(dump) == []
+    assert large_constants(study_programs) == []
+
+
+def test_no_program_of_any_study_calls_a_lapack_kernel(study_programs):
+    # jaxlib's batched LAPACK kernels (eigh's syevd among them) split their batch over
+    # XLA's thread pool and wait for it; two of them side by side in one program starve
+    # a small pool for ever (curvature.ritz_values). The studies' programs use none.
+    assert not {c for c in library_calls(study_programs) if "lapack" in c.lower()}
+
+
+def test_the_scanner_sees_a_lapack_kernel(tmp_path):
+    snippet = "import jax, jax.numpy as jnp\nprint(jax.jit(jnp.linalg.eigvalsh)(jnp.eye(3)))\n"
+    env = {**os.environ, "JAX_PLATFORMS": "cpu",
+           "XLA_FLAGS": f"--xla_dump_to={tmp_path} --xla_dump_hlo_as_text"}  # fmt: skip
+    subprocess.run([sys.executable, "-c", snippet], env=env, check=True, capture_output=True,
+                   timeout=120)  # fmt: skip
+    assert any("syevd" in c for c in library_calls(tmp_path))
 
 
 def test_the_scanner_sees_a_dataset_compiled_into_a_program(tmp_path):
@@ -82,7 +117,8 @@ def test_the_scanner_sees_a_dataset_compiled_into_a_program(tmp_path):
     )
     env = {**os.environ, "JAX_PLATFORMS": "cpu",
            "XLA_FLAGS": f"--xla_dump_to={tmp_path} --xla_dump_hlo_as_text"}  # fmt: skip
-    subprocess.run([sys.executable, "-c", snippet], env=env, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-c", snippet], env=env, check=True, capture_output=True,
+                   timeout=120)  # fmt: skip
     assert any("[300,64]" in c for c in large_constants(tmp_path))
 
 
@@ -101,7 +137,7 @@ def test_a_run_that_asks_for_an_accelerator_it_lacks_stops(tmp_path, platform):
     done = subprocess.run(
         [sys.executable, "-m", "experiments.train", "--dataset=digits", "--epochs=1",
          f"--platform={platform}", f"--workdir={tmp_path}"],
-        capture_output=True, text=True,
+        capture_output=True, text=True, timeout=120,
         env={k: v for k, v in os.environ.items() if k != "JAX_PLATFORMS"},
     )  # fmt: skip
     assert done.returncode == 2, done.stderr[-2000:]

@@ -84,6 +84,9 @@ def full_batch_trace(
     )
     seconds = time.perf_counter() - tic
     column = lambda k: np.asarray(found[k], np.float64).T  # [N, S] -> [S, N]
+    found["lambda_min"], found["lambda_max"] = curvature.extreme_ritz_values(
+        found["alphas"], found["betas"]
+    )
     return TraceResult(
         networks=networks,
         sample_steps=np.arange(steps // every + 1) * every,
@@ -121,12 +124,15 @@ def make_trace(
     def one(params, eta, x, labels, xs, ls):
         def measure(params, alive):
             found = curvature.step_predictions(loss, params, x, labels, learning_rate=eta)
+            # T of the Lanczos run; its extreme eigenvalues are taken on the host, after
+            # the program (cheaper there than bisection inside it, and no LAPACK inside).
             if track_sharpness:
-                found["lambda_min"], found["lambda_max"] = curvature.extreme_eigenvalues(
+                found["alphas"], found["betas"] = curvature.hessian_tridiagonal(
                     loss, params, xs, ls, key=lanczos_key, num_iters=lanczos_iters
                 )
             else:
-                found["lambda_min"] = found["lambda_max"] = nan
+                found["alphas"] = jnp.full((lanczos_iters,), nan)
+                found["betas"] = jnp.full((lanczos_iters - 1,), nan)
             return {k: jnp.where(alive, v, nan) for k, v in found.items()}
 
         def gd(carry, _):
@@ -159,3 +165,22 @@ def make_trace(
 def sharpness_subset(train_xy, examples: int):
     """The first ``examples`` training examples: a fixed subset, the same for every η."""
     return tuple(a[:examples] for a in train_xy)
+
+
+def estimate(study, examples: dict, eval_seconds: float, *, networks: int, per_chunk: int) -> float:
+    """Seconds the full-batch trace of ``networks`` networks will take, roughly (within
+    about 2×), from the seconds one evaluation of ``per_chunk`` of them took.
+
+    Both are full-batch work, counted in passes of one network forward over one example
+    (a gradient costs about 3, a Hessian-vector product about 6): the evaluation is a
+    forward pass over ``examples["train"]`` and ``examples["eval"]`` examples and one
+    gradient over the training set; the trace is ``full_batch_steps`` gradients plus,
+    at each sample, its step predictions (about 10 passes) and ``lanczos_iters``
+    Hessian-vector products on the sharpness examples.
+    """
+    n = examples["train"]
+    evaluation = 4 * n + examples["eval"]
+    samples = study.full_batch_steps // study.sample_every + 1
+    sharp = min(study.sharpness_examples, n) if study.track_sharpness_every else 0
+    trace = 3 * n * study.full_batch_steps + samples * (10 * n + 6 * study.lanczos_iters * sharp)
+    return eval_seconds * trace / evaluation * networks / per_chunk

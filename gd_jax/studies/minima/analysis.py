@@ -74,7 +74,8 @@ def make_measure(model_config: ModelConfig, study: MinimaConfig, chunk: int):
     """``measure(params, key, train_xy, test_xy) -> dict of [N]`` for networks stacked
     on a leading axis: scores, ‖∇C‖, parameter norm, saturation, and the Hessian's
     spectrum on the training set (``study.spectrum_probes`` Lanczos runs of
-    ``study.lanczos_iters`` steps: the extremes and the density's quadrature)."""
+    ``study.lanczos_iters`` steps, as their tridiagonal matrices: :func:`with_quadrature` turns
+    them into the extremes and the density's quadrature on the host)."""
     loss = train.make_loss(model_config)
     evaluate = train.make_evaluate(model_config)
 
@@ -91,8 +92,6 @@ def make_measure(model_config: ModelConfig, study: MinimaConfig, chunk: int):
             num_probes=study.spectrum_probes,
         )  # fmt: skip
         scores.update(found)
-        scores["lambda_min"] = jnp.min(found["nodes"])
-        scores["lambda_max"] = jnp.max(found["nodes"])
         return scores
 
     @jax.jit
@@ -100,6 +99,17 @@ def make_measure(model_config: ModelConfig, study: MinimaConfig, chunk: int):
         return memory.map_in_chunks(lambda p: one(p, key, train_xy, test_xy), params, chunk)
 
     return measure
+
+
+def with_quadrature(measured: dict) -> dict:
+    """``measured`` (from :func:`make_measure`, on the host) with each point's Hessian
+    quadrature (``nodes``, ``weights``: [N, probes, m]) and its extreme Ritz values
+    ``lambda_min``, ``lambda_max`` in place of the Lanczos coefficients."""
+    found = {k: v for k, v in measured.items() if k not in ("alphas", "betas")}
+    found["nodes"], found["weights"] = curvature.quadrature(measured["alphas"], measured["betas"])
+    found["lambda_min"] = found["nodes"].min(axis=(1, 2))
+    found["lambda_max"] = found["nodes"].max(axis=(1, 2))
+    return found
 
 
 def certify(
@@ -125,8 +135,10 @@ def certify(
     loss = train.make_loss(model_config)
     measure = make_measure(model_config, study, chunk)
     key = jax.random.key(seed)
-    before = jax.device_get(measure(jax.tree.map(jnp.asarray, sgd.params), key, train_xy, test_xy))
-    after = jax.device_get(measure(polished["params"], key, train_xy, test_xy))
+    before = with_quadrature(
+        jax.device_get(measure(jax.tree.map(jnp.asarray, sgd.params), key, train_xy, test_xy))
+    )
+    after = with_quadrature(jax.device_get(measure(polished["params"], key, train_xy, test_xy)))
     moved = jax.vmap(lambda a, b: optax.tree.norm(jax.tree.map(jnp.subtract, a, b)))(
         polished["params"], jax.tree.map(jnp.asarray, sgd.params)
     )
