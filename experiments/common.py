@@ -12,6 +12,7 @@ lists every flag it reads.
 import dataclasses
 import functools
 import logging as stdlib_logging
+import math
 import signal
 import sys
 import types
@@ -19,7 +20,7 @@ from typing import Any
 
 from absl import app, flags
 
-from gd_jax import io, memory
+from gd_jax import io, memory, watchdog
 from gd_jax.errors import GdJaxError
 from gd_jax.report import tensorboard
 from gd_jax.sweep import mesh
@@ -79,9 +80,19 @@ def config_from_flags(config_type, *, skip: tuple[str, ...] = ()):
 
 
 def define_workdir_flags(*, resume: bool = True) -> None:
-    """``--workdir`` (required), and ``--resume`` for the studies that can continue."""
+    """``--workdir`` (required), ``--watchdog``, and ``--resume`` for the studies that can
+    continue."""
     _define("string", "workdir", None, "The run folder (required).")
     flags.mark_flag_as_required("workdir")
+    _define(
+        "float",
+        "watchdog",
+        watchdog.DEFAULT_LIMIT_SECONDS,
+        "Seconds without any step, chunk or stage finishing after which the run is "
+        "stalled: it says where, marks summary.json 'stalled', keeps what it finished and "
+        f"exits with status {watchdog.EXIT_STALLED}. Bounds one compiled program, not the "
+        "run; 0 turns it off.",
+    )
     if resume:
         _define(
             "bool", "resume", False, "Continue the run in --workdir; nothing finished is redone."
@@ -160,8 +171,10 @@ def entry_point(*, join: bool = True, resume: bool = True):
                 raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
             quiet_jax()
             io.stop_handled()
-            previous = signal.signal(signal.SIGINT, _interrupt)
+            previous = {s: signal.signal(s, _interrupt) for s in STOP_SIGNALS}
             try:
+                if "watchdog" in FLAGS:
+                    watchdog.set_limit(_watchdog_seconds(FLAGS.watchdog))
                 if join:
                     mesh.join(
                         FLAGS.coordinator_address,
@@ -179,16 +192,24 @@ def entry_point(*, join: bool = True, resume: bool = True):
                 return 2
             except KeyboardInterrupt:
                 io.stop_handled()
-                advice = "rerun with --resume" if resume else "rerun to write it again"
-                print(f"interrupted; what was finished is kept in {FLAGS.workdir}: {advice}.",
-                      file=sys.stderr)  # fmt: skip
-                return 130
+                return interrupted(resume=resume)
             finally:
-                signal.signal(signal.SIGINT, previous)
+                for s, handler in previous.items():
+                    signal.signal(s, handler)
 
         return wrapped
 
     return wrap
+
+
+def interrupted(*, resume: bool = True) -> int:
+    """Says that the run stopped on a signal and what is kept; returns the exit status
+    (128 + the signal's number, as a shell reports a process the signal ended)."""
+    advice = "run the same command again to continue" if resume else "rerun to write it again"
+    name = signal.Signals(_received["signal"]).name
+    print(f"interrupted by {name}; what was finished is kept in {FLAGS.workdir}: {advice}.",
+          file=sys.stderr)  # fmt: skip
+    return 128 + _received["signal"]
 
 
 def _device_ids(text: list[str] | None) -> list[int] | None:
@@ -202,13 +223,31 @@ def _device_ids(text: list[str] | None) -> list[int] | None:
         ) from None
 
 
+# Ctrl-C, and what Slurm (and most schedulers) send before they kill a job.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_received = {"signal": signal.SIGINT}
+
+
 def _interrupt(signum, frame):
-    """Ctrl-C: stop now, and make sure of it. Python drops a KeyboardInterrupt raised
-    inside a callback (JAX's garbage-collection hook, say), so the request is also
-    recorded, and the run's next write raises it again."""
-    del signum, frame
+    """SIGINT or SIGTERM: stop now, and make sure of it. Every file of a run is written
+    atomically and every finished stage is already on disk, so any point is a safe one;
+    waiting for the end of a stage could outlast the scheduler's grace period. Python
+    drops a KeyboardInterrupt raised inside a callback (JAX's garbage-collection hook,
+    say), so the request is also recorded, and the run's next write raises it again."""
+    del frame
+    _received["signal"] = signum
     io.request_stop()
     raise KeyboardInterrupt
+
+
+def _watchdog_seconds(value: float) -> float:
+    if not (math.isfinite(value) and value >= 0):
+        raise GdJaxError(
+            f"--watchdog={value:g} must be a finite number of seconds, at least 0 (0 turns "
+            f"the watchdog off; the default is {watchdog.DEFAULT_LIMIT_SECONDS:g}).",
+            field="watchdog",
+        )
+    return value
 
 
 def quiet_jax() -> None:

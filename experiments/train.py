@@ -39,7 +39,7 @@ def main(argv):
         )
         return 1
     if summary["status"] == run.STATUS_INTERRUPTED:
-        return 130
+        return common.interrupted()
     return 0
 
 

@@ -27,6 +27,7 @@ import jax
 import numpy as np
 from absl import logging
 
+from gd_jax import watchdog
 from gd_jax.errors import GdJaxError
 
 CONFIG = "config.json"
@@ -110,6 +111,7 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     if jax.process_index() == 0:
         with _atomic(Path(path)) as f:
             f.write(data)
+    watchdog.beat(f"wrote {Path(path).name}")
     if _stop_requested:
         raise KeyboardInterrupt
 

@@ -20,12 +20,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import jax
+from absl import logging
 from jax.experimental import multihost_utils
 
-from gd_jax import io
+from gd_jax import io, watchdog
 from gd_jax.errors import GdJaxError
 
 LOCK = ".lock"
+# summary.json's status of a run stopped by a signal (SIGINT, SIGTERM).
+STATUS_INTERRUPTED = "interrupted"
 
 
 class RunFolder:
@@ -38,6 +41,8 @@ class RunFolder:
                 field="workdir",
             )
         self.path = Path(workdir)
+        # Whether the run continues one already here (set by :meth:`check`).
+        self.resumed = False
 
     def __truediv__(self, name: str) -> Path:
         return self.path / name
@@ -98,7 +103,8 @@ class RunFolder:
             )
         if flags is None:
             return True
-        if not resume:
+        stopped = self.stopped()
+        if not resume and stopped is None:
             raise GdJaxError(
                 f"--workdir={self.path} already holds a run ({io.CONFIG} is there). Pass "
                 "--resume to continue it, or choose a new --workdir; nothing was changed."
@@ -117,7 +123,17 @@ class RunFolder:
                 f"--workdir={self.path} holds a different run, so --resume cannot continue "
                 f"it ({listed}). Resume with the same flags{grow}, or choose a new --workdir."
             )
+        self.resumed = True
         return True
+
+    def stopped(self) -> str | None:
+        """``interrupted`` or ``stalled`` if the run here was stopped before its end (its
+        ``summary.json`` says so), so that the same command simply continues it."""
+        try:
+            status = io.read_json(self / io.SUMMARY).get("status")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return status if status in (STATUS_INTERRUPTED, watchdog.STATUS_STALLED) else None
 
     @contextlib.contextmanager
     def claim(self) -> Iterator["RunFolder"]:
@@ -249,9 +265,32 @@ def start_run(
     folder.check(kind, flags, resume=resume, mutable=mutable)  # fail before making anything
     with folder.claim():
         folder.check(kind, flags, resume=resume, mutable=mutable)  # again, as its owner
+        if folder.resumed and not resume:
+            logging.info("%s: the run there was %s; continuing it.", folder.path,
+                         folder.stopped())  # fmt: skip
         if jax.process_count() > 1:  # every process has looked before the first one writes
             multihost_utils.sync_global_devices("gd_jax: run folder checked")
         loaded = load()
         record = {"kind": kind, "flags": flags or {}, **environment()}
         io.write_json(folder / io.CONFIG, record)
-        yield folder, loaded
+        with watchdog.watching(folder.path):
+            try:
+                yield folder, loaded
+            except KeyboardInterrupt:
+                mark_interrupted(folder)
+                raise
+
+
+def mark_interrupted(folder: RunFolder) -> None:
+    """Marks ``summary.json`` ``interrupted`` (a run that stopped on a signal), unless the
+    run already wrote its own interrupted summary; every finished stage stays on disk."""
+    io.stop_handled()
+    if jax.process_index() != 0:
+        return
+    try:
+        if io.read_json(folder / io.SUMMARY).get("status") == STATUS_INTERRUPTED:
+            return
+    except (OSError, ValueError, AttributeError):
+        pass
+    label, _ = watchdog.last()
+    io.write_json(folder / io.SUMMARY, {"status": STATUS_INTERRUPTED, "interrupted_at": label})

@@ -41,6 +41,7 @@ def listed_flags(entry: str) -> dict[str, str | None]:
         capture_output=True,
         text=True,
         check=False,  # absl's --help exits with status 1
+        timeout=120,
     )
     assert "\nflags:\n" in done.stdout, done.stderr[-2000:]
     text = done.stdout.split("Try --helpfull")[0]
@@ -117,6 +118,7 @@ def test_lr_sweep_does_not_take_a_single_learning_rate():
         capture_output=True,
         text=True,
         check=False,
+        timeout=120,
     )
     assert done.returncode != 0 and "learning_rate" in done.stderr
     assert "Traceback" not in done.stderr

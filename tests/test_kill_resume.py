@@ -4,6 +4,7 @@ ends with the same tables as a run never interrupted."""
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +20,7 @@ LR = (
     "experiments.lr_sweep", "--dataset=digits", "--layers=8", "--learning_rates=0.5,3,30",
     "--seeds=1", "--epochs=3", "--chunk_size=1", "--full_batch_steps=40",
     "--track_sharpness_every=20", "--sharpness_examples=200", "--lanczos_iters=4",
-    "--range_steps=40", "--train_size=500",
+    "--range_steps=40", "--train_size=500", "--norounding_check",
 )  # fmt: skip
 MINIMA = (
     "experiments.local_minima", "--dataset=digits", "--layers=8", "--widths=3,5",
@@ -91,6 +92,8 @@ def test_killed_at_random_moments_and_resumed_gives_the_same_tables(
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)
             kills += 1
+        elif kills == 0:  # it finished first: a finished folder would end at once, so
+            shutil.rmtree(workdir)  # the next try starts from nothing again
         process.communicate(timeout=300)
     finish(start(args, workdir, "--resume"))
     assert kills >= 1  # the run was really cut somewhere
@@ -102,3 +105,36 @@ def test_killed_at_random_moments_and_resumed_gives_the_same_tables(
                 np.testing.assert_array_equal(found[key][name], value, err_msg=name)
         else:
             assert found[key] == expected[key], key
+
+
+def wait_for(path, process, timeout=120.0):
+    """Waits until ``path`` exists (the run has finished something) or the run ends."""
+    deadline = time.monotonic() + timeout
+    while not path.exists() and process.poll() is None:
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize(
+    "args, first, tables, stop",
+    [(TRAIN, io.CHECKPOINT, ("metrics.csv",), signal.SIGINT),
+     (LR, "chunks/sweep_000.npz", ("results.csv", "curves.csv", "stability.csv"),
+      signal.SIGTERM)],
+    ids=["train-SIGINT", "lr_sweep-SIGTERM"],
+)  # fmt: skip
+def test_a_signal_stops_cleanly_and_the_same_command_continues(tmp_path, args, first, tables, stop):
+    finish(start(args, tmp_path / "whole"))
+    expected = outputs(tmp_path / "whole", tables)
+    workdir = tmp_path / "stopped"
+    process = start(args, workdir)
+    wait_for(workdir / first, process)
+    assert process.poll() is None, "the run ended before it could be stopped"
+    process.send_signal(stop)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 128 + stop, err[-3000:]
+    assert "Traceback" not in err
+    assert f"interrupted by {signal.Signals(stop).name}" in err
+    assert json.loads((workdir / io.SUMMARY).read_text())["status"] == "interrupted"
+    # The same command, no --resume: the interrupted run goes on to the same numbers.
+    finish(start(args, workdir))
+    assert outputs(workdir, tables) == expected

@@ -165,14 +165,14 @@ def test_a_workdir_holding_a_run_is_never_overwritten(tmp_path, capsys):
 def test_the_entry_point_as_a_command(tmp_path):
     ok = subprocess.run(
         [sys.executable, "-m", "experiments.train", *QUICK, "--epochs=1", f"--workdir={tmp_path}"],
-        capture_output=True, text=True, check=False,
+        capture_output=True, text=True, check=False, timeout=120,
     )  # fmt: skip
     assert ok.returncode == 0, ok.stderr
     assert "epoch 1/1" in ok.stderr  # absl logs one line per epoch to stderr
     bad = subprocess.run(
         [sys.executable, "-m", "experiments.train", "--dataset=digits", "--learning_rate=-1",
          f"--workdir={tmp_path / 'bad'}"],
-        capture_output=True, text=True, check=False,
+        capture_output=True, text=True, check=False, timeout=120,
     )  # fmt: skip
     assert bad.returncode == 2
     assert bad.stderr.startswith("error: --learning_rate=-1.0")

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from gd_jax import memory, optim, train
+from gd_jax import memory, optim, train, watchdog
 from gd_jax.config import ModelConfig, TrainConfig
 from gd_jax.sweep import engine, mesh, results
 from gd_jax.sweep.engine import Networks
@@ -28,7 +28,7 @@ def fit(
     eval_chunk: int = 10_000,
     memory_budget: float = memory.MEMORY_BUDGET_GIB,
     devices: int | None = None,
-    on_epoch: Callable[[int, dict[str, np.ndarray], float], None] | None = None,
+    on_epoch: Callable[[int, dict[str, np.ndarray], float, float], None] | None = None,
 ) -> SweepResult:
     """Trains all ``networks`` for ``epochs`` epochs as one compiled program per epoch.
 
@@ -55,9 +55,10 @@ def fit(
       devices: shard the network axis over this many devices (all visible ones if
         None); the networks are padded with copies of the last one to a multiple of
         the device count, and the copies dropped from the result.
-      on_epoch: called as ``on_epoch(epoch, metrics, seconds)`` after each
-        measurement with its per-network metrics (numpy arrays [N]) and the seconds
-        per epoch of the block, e.g. to log progress.
+      on_epoch: called as ``on_epoch(epoch, metrics, seconds, measure_seconds)`` after
+        each measurement with its per-network metrics (numpy arrays [N]), the seconds
+        per epoch of the block's training and the seconds the measurement took, e.g.
+        to log progress.
 
     Returns:
       A :class:`SweepResult`.
@@ -120,6 +121,7 @@ def _fit_on(
             compiled[count] = block.lower(state, block_keys, x, labels).compile()
         return compiled[count](state, block_keys, x, labels)
 
+    watchdog.beat(f"compiling the epoch of {len(networks)} networks")
     tic = time.perf_counter()
     if starts:
         first_keys = jnp.stack([epoch_keys(e) for e in range(1, 1 + min(eval_every, epochs))])
@@ -162,11 +164,15 @@ def _fit_on(
         avg_cost = jax.block_until_ready(avg_cost)
         seconds.append((time.perf_counter() - tic) / count)
         last = first + count - 1
+        watchdog.beat(f"trained epoch {last} of {n} networks")
+        tic = time.perf_counter()
         scores = record(last, state, avg_cost)
+        measure_seconds = time.perf_counter() - tic
+        watchdog.beat(f"measured epoch {last} of {n} networks")
         diverged_epoch[(diverged_epoch < 0) & ~mesh.host(state.alive)] = last
         state = check_convergence(last, state, scores)
         if on_epoch is not None:
-            on_epoch(last, scores, seconds[-1])
+            on_epoch(last, scores, seconds[-1], measure_seconds)
 
     return SweepResult(
         networks=networks,

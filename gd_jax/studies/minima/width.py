@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from gd_jax import io, run_folder, train
+from gd_jax import io, run_folder, train, watchdog
 from gd_jax.config import ModelConfig, TrainConfig
 from gd_jax.report.format import nan_quiet
 from gd_jax.studies.minima import analysis, pairs
@@ -42,13 +42,16 @@ def analysed(
                         devices=devices, budget=budget)  # fmt: skip
     polished = polished_width(folder, model_config, study, sgd, train_xy, chunk=chunk)
     evaluate = train.make_evaluate(model_config)
+    watchdog.beat(f"width {width}: certifying the points begun")
     rows, spectra = analysis.certify(
         model_config, study, sgd, polished, train_xy, test_xy, bar, seed=config.seed, chunk=chunk
     )
+    watchdog.beat(f"width {width}: paths from initialisation begun")
     paths = analysis.init_paths(model_config, study, sgd, polished["params"], train_xy, evaluate,
                                 chunk=chunk)  # fmt: skip
     for row, path in zip(rows, paths, strict=True):
         row["init_path_monotone"], row["init_path_max_rise"] = path["monotone"], path["max_rise"]
+    watchdog.beat(f"width {width}: pairs of points begun")
     found_pairs, example = pairs.compare_pairs(
         model_config, study, polished["params"], rows, train_xy, test_xy, evaluate,
         seed=config.seed, chunk=chunk,
@@ -106,6 +109,7 @@ def polished_width(folder, model_config, study, sgd: results.SweepResult, train_
     if stored is not None:
         logging.info("Width %d: polished points already on disk, kept.", width)
         return stored
+    watchdog.beat(f"width {width}: polish begun")
     polish = make_polish(model_config, chunk=min(chunk, study.polish_batch))
     params, steps, grad_norm = polish(
         jax.tree.map(jnp.asarray, sgd.params), *train_xy, study.polish_steps, study.polish_tol
@@ -154,7 +158,8 @@ def trained_width(
         return stored
     networks = engine.Networks(np.full(len(seeds), config.learning_rate), seeds)
 
-    def progress(epoch, scores, seconds):
+    def progress(epoch, scores, seconds, measure_seconds):
+        del measure_seconds
         converged = np.sum(scores["grad_norm"] < study.grad_tol)
         with nan_quiet():
             median = np.nanmedian(scores["train_cost"])

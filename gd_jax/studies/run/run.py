@@ -20,7 +20,7 @@ from gd_jax.studies.run.tables import summarize
 
 STATUS_COMPLETED = "completed"
 STATUS_DIVERGED = "diverged"
-STATUS_INTERRUPTED = "interrupted"
+STATUS_INTERRUPTED = run_folder.STATUS_INTERRUPTED
 
 
 def train_run(
@@ -41,8 +41,9 @@ def train_run(
 
     Returns:
       The summary, as written to ``summary.json``. Its ``status`` is ``completed``,
-      ``diverged`` (a non-finite cost; training stopped) or ``interrupted`` (Ctrl-C; the
-      last checkpoint is consistent and ``resume=True`` continues it).
+      ``diverged`` (a non-finite cost; training stopped) or ``interrupted`` (Ctrl-C or
+      SIGTERM; the last checkpoint is consistent, and the same call again, with or
+      without ``resume``, continues it).
 
     Raises:
       GdJaxError: bad input (flags, data files, a workdir holding another run); the
@@ -50,21 +51,41 @@ def train_run(
     """
     with (
         run_folder.start_run(
-            workdir, "train", config.flags(), resume=resume, load=lambda: data.load_for(config)
+            workdir, "train", config.flags(), resume=resume, load=lambda: _load(workdir, config)
         ) as (folder, dataset),
         jax.default_matmul_precision(config.matmul_precision),
     ):
-        return _train(folder, dataset, config, resume=resume, tensorboard=tensorboard)
+        return _train(folder, dataset, config, tensorboard=tensorboard)
 
 
-def _train(folder, dataset: data.Dataset, config: TrainConfig, *, resume, tensorboard):
+def _load(workdir: str, config: TrainConfig) -> data.Dataset:
+    """The data, once the folder is known to hold a checkpoint for every trained epoch
+    it records (checked here, before ``config.json`` is written again).
+
+    Raises:
+      GdJaxError: ``metrics.jsonl`` records trained epochs and ``checkpoint.npz`` is gone.
+    """
+    folder = run_folder.RunFolder(workdir)
+    trained = [m for m in folder.metrics() if m.get("epoch", 0) > 0]
+    if trained and not (folder / io.CHECKPOINT).exists():  # epoch 0 alone is redone exactly
+        raise GdJaxError(
+            f"{folder / io.METRICS} records {len(trained)} trained epochs, but "
+            f"{folder / io.CHECKPOINT} is missing, so the run cannot go on from where it "
+            "ended, and training it again would overwrite those records. Restore the "
+            f"checkpoint, move {io.METRICS} away to train from the start, or choose a new "
+            "--workdir; nothing was changed."
+        )
+    return data.load_for(config)
+
+
+def _train(folder, dataset: data.Dataset, config: TrainConfig, *, tensorboard):
     model_config = config.model_config(dataset.train.x.shape[1], dataset.num_classes)
     init_key, data_key = jax.random.split(jax.random.key(config.seed))
     tx = optim.make(config.optimizer, config.learning_rate, config.momentum)
     initial = train.init_state(model_config.init_params(init_key), tx)
 
     state, start_epoch, history = initial, 0, []
-    if resume and (folder / io.CHECKPOINT).exists():
+    if folder.resumed and (folder / io.CHECKPOINT).exists():
         state, meta = io.load_checkpoint(folder / io.CHECKPOINT, like=initial)
         start_epoch = int(meta["epoch"])
         history = resumed_history(folder, start_epoch)
