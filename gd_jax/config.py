@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from gd_jax import costs, model, optim
+from gd_jax import costs, memory, model, optim
 from gd_jax.errors import GdJaxError
 
 # Values of jax_default_matmul_precision a run may ask for, most exact first.
@@ -249,3 +249,45 @@ def check_against_data(config: TrainConfig, num_train: int) -> None:
             "full mini-batch can be drawn. Use a smaller --batch_size, or --batch_size=0 "
             "for full-batch gradient descent."
         )
+
+
+def check_memory(
+    config: TrainConfig,
+    *,
+    num_inputs: int,
+    num_classes: int,
+    examples: int,
+    widths: tuple[int, ...] | None = None,
+    memory_budget: float | None = None,
+) -> None:
+    """Refuses, before anything is compiled, a network that alone cannot fit in memory.
+
+    The network checked is the widest the run builds: that of ``config.layers``, or with
+    ``widths`` (the local-minima study) the one whose hidden layers all have
+    ``max(widths)`` units. Its need is ``memory.network_bytes`` on ``examples`` examples.
+
+    Args:
+      config: the run.
+      num_inputs, num_classes: the data's input size and number of classes.
+      examples: the most examples a network works on at once (its largest split).
+      widths: the widths that replace every hidden layer's size, if any.
+      memory_budget: ``--memory_budget`` in GiB; None (a single run, which has no such
+        flag) takes the memory free now (``memory.available_gib``).
+
+    Raises:
+      GdJaxError: a bad ``memory_budget``, or a network that needs more than it.
+    """
+    if memory_budget is None:
+        budget, source = memory.available_gib()
+    else:
+        budget = memory.check_budget(memory_budget)
+        source = f"--memory_budget={budget:g}"
+    if widths:
+        field, value = "widths", show_ints(widths)
+        model_config = config.model_config(num_inputs, num_classes, width=max(widths))
+    else:
+        field, value = "layers", show_ints(config.layers)
+        model_config = config.model_config(num_inputs, num_classes)
+    memory.check_fits(
+        model_config.sizes, examples, budget, field=field, value=value, budget_from=source
+    )

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gd_jax.config import TrainConfig, check_against_data
+from gd_jax.config import TrainConfig, check_against_data, check_memory
 from gd_jax.errors import GdJaxError
 
 _NUM_CLASSES = 10
@@ -104,8 +104,8 @@ def load(
       The dataset.
 
     Raises:
-      DataError: for an unknown name, unreadable files, a failed download or sizes
-        out of range.
+      DataError: for an unknown name, unreadable files, a failed download, sizes
+        out of range, or a training set of a single class.
     """
     if name == "digits":
         train, test, image_shape = _load_digits()
@@ -134,6 +134,9 @@ def load(
             f"left after validation_size={validation_size}, so it must be between 1 and {rest}.",
             field="train_size",
         )
+    _check_classes(
+        name, train.labels[:keep], train_size=train_size, validation_size=validation_size
+    )
     return Dataset(
         name=name,
         train=_split(train.x[:keep], train.labels[:keep]),
@@ -144,8 +147,47 @@ def load(
     )
 
 
-def load_for(config: TrainConfig) -> Dataset:
-    """The dataset ``config`` names, split as it asks, checked against its batch size."""
+def _check_classes(name: str, labels: np.ndarray, *, train_size, validation_size) -> None:
+    """Refuses a training set of one class: a network then learns to ignore its input,
+    and any network that does scores 100%."""
+    classes = np.unique(labels)
+    if len(classes) >= 2:
+        return
+    if train_size is not None:
+        field, cut = "train_size", f"its first {len(labels):,} training example(s) (--train_size)"
+        fix = "Use a larger --train_size, or leave it out to keep them all."
+    elif validation_size:
+        field, cut = "validation_size", "the training examples left after --validation_size"
+        fix = "Use a smaller --validation_size."
+    else:
+        field, cut = "dataset", "its training set"
+        fix = "Check its label file, or pick another --dataset."
+    raise DataError(
+        f"--dataset={name} has only class {int(classes[0])} in {cut}: a classifier needs "
+        "examples of at least two classes, or every network learns to ignore its input "
+        f"and scores 100%. {fix}",
+        field=field,
+    )
+
+
+def load_for(
+    config: TrainConfig,
+    *,
+    widths: tuple[int, ...] | None = None,
+    memory_budget: float | None = None,
+) -> Dataset:
+    """The dataset ``config`` names, split as it asks, checked against its batch size
+    and against the memory of the widest network to be built (``config.check_memory``).
+
+    Args:
+      config: the run.
+      widths: the widths that replace every hidden layer's size (local-minima study).
+      memory_budget: ``--memory_budget`` (GiB) of a study; None: the memory free now.
+
+    Raises:
+      GdJaxError: the data cannot be loaded or split as asked, the batch is larger than
+        the training set, or the widest network needs more memory than the budget.
+    """
     dataset = load(
         config.dataset,
         data_dir=config.data_dir,
@@ -154,6 +196,15 @@ def load_for(config: TrainConfig) -> Dataset:
         tfds_manual_dir=config.tfds_manual_dir,
     )
     check_against_data(config, len(dataset.train.labels))
+    splits = (dataset.train, dataset.validation, dataset.test)
+    check_memory(
+        config,
+        num_inputs=dataset.train.x.shape[1],
+        num_classes=dataset.num_classes,
+        examples=max(len(split.labels) for split in splits),
+        widths=widths,
+        memory_budget=memory_budget,
+    )
     return dataset
 
 

@@ -7,8 +7,12 @@ activations stay under a budget; beyond one chunk, peak memory does not grow wit
 """
 
 import itertools
+import math
+import os
 
 import jax
+
+from gd_jax.errors import GdJaxError
 
 # The default budget, in GiB, for the activations of one chunk (per device).
 MEMORY_BUDGET_GIB = 2.0
@@ -16,21 +20,123 @@ MEMORY_BUDGET_GIB = 2.0
 # Copies of one network's activations a computation holds at once: the forward pass,
 # the backward pass and, for Hessian-vector products, their tangents.
 COPIES = 8
+# Bytes of a float32, the type of every parameter and activation.
+FLOAT_BYTES = 4
+
+
+def network_bytes(sizes, examples: int) -> int:
+    """The memory one network of layer widths ``sizes`` takes while it works on
+    ``examples`` examples at once, in bytes.
+
+    With L layers of widths n_0 (the input) to n_L, the network has
+    P = Σ_l (n_{l-1} + 1)·n_l parameters and U = Σ_{l≥1} n_l units, so its activations
+    on E examples are E·U numbers. A computation holds ``COPIES`` copies of both (the
+    parameters, their gradient, the optimiser's state, the forward and backward pass
+    and their tangents), each number a float32:
+
+        bytes = COPIES · 4 · (E·U + P)
+
+    Args:
+      sizes: the network's layer widths, input first.
+      examples: examples it sees at once (a mini-batch, or a whole split scored).
+    """
+    units = sum(sizes[1:])
+    params = sum((a + 1) * b for a, b in itertools.pairwise(sizes))
+    return COPIES * FLOAT_BYTES * (examples * units + params)
 
 
 def chunk_for(sizes, examples: int, budget_gib: float = MEMORY_BUDGET_GIB) -> int:
     """How many networks of layer widths ``sizes`` can be worked on ``examples``
-    examples at once within ``budget_gib`` GiB (at least 1).
+    examples at once within ``budget_gib`` GiB (at least 1; see :func:`network_bytes`).
 
     Args:
       sizes: the network's layer widths, input first.
       examples: examples each network sees at once.
       budget_gib: the memory the chunk's activations may take.
     """
-    units = sum(sizes[1:])
+    return max(1, int(budget_gib * 2**30 // network_bytes(sizes, examples)))
+
+
+def check_budget(value: float) -> float:
+    """``--memory_budget`` checked: a finite positive number of GiB, returned as a float.
+
+    Raises:
+      GdJaxError: zero, a negative number, NaN or infinity (no chunk can be sized
+        from them).
+    """
+    try:
+        budget = float(value)
+    except (TypeError, ValueError):
+        budget = math.nan
+    if not (math.isfinite(budget) and budget > 0):
+        raise GdJaxError(
+            f"--memory_budget={value} must be a finite positive number of GiB: it is the "
+            "memory (per device) the networks worked on at once may take, and the chunks "
+            f"of networks are sized to fit it. Give e.g. --memory_budget={MEMORY_BUDGET_GIB:g} "
+            "(the default), or more where the device has the memory.",
+            field="memory_budget",
+        )
+    return budget
+
+
+def available_gib() -> tuple[float, str]:
+    """The memory free for a computation now, in GiB, and where the number comes from.
+
+    An accelerator that reports its memory (``memory_stats``: a GPU) gives its limit
+    less what is in use; otherwise (a CPU) the host's ``MemAvailable`` in
+    ``/proc/meminfo``, or where there is none the free pages ``os.sysconf`` counts.
+    """
+    device = jax.local_devices()[0]
+    stats = device.memory_stats() or {}
+    if "bytes_limit" in stats:
+        free = stats["bytes_limit"] - stats.get("bytes_in_use", 0)
+        return free / 2**30, f"the free memory of {device.device_kind}"
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    kib = int(line.split()[1])
+                    return kib / 2**20, "the machine's available memory (MemAvailable)"
+    except (OSError, ValueError, IndexError):
+        pass
+    pages = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return pages / 2**30, "the machine's free memory"
+
+
+def check_fits(
+    sizes, examples: int, budget_gib: float, *, field: str, value: str, budget_from: str
+) -> None:
+    """Refuses a network that alone needs more than ``budget_gib`` GiB
+    (:func:`network_bytes`): chunks of networks cannot be smaller than one network.
+
+    Args:
+      sizes: the network's layer widths, input first.
+      examples: examples it sees at once.
+      budget_gib: the memory it may take.
+      field, value: the flag that made it so wide and its value as a command line
+        spells it (``"layers"``, ``"100000,100000"``).
+      budget_from: where the budget comes from, for the message (``--memory_budget``).
+
+    Raises:
+      GdJaxError: the network does not fit.
+    """
+    needed = network_bytes(sizes, examples) / 2**30
+    if needed <= budget_gib:
+        return
     params = sum((a + 1) * b for a, b in itertools.pairwise(sizes))
-    per_network = COPIES * 4 * (examples * units + params)
-    return max(1, int(budget_gib * 2**30 // per_network))
+    larger = (
+        ", or a larger --memory_budget if the device has it"
+        if "--memory_budget" in budget_from
+        else ""
+    )
+    raise GdJaxError(
+        f"--{field}={value} makes a {'-'.join(map(str, sizes))} network of {params:,} parameters; "
+        f"working on {examples:,} examples at once it needs about {needed:,.1f} GiB "
+        f"({COPIES} float32 copies of its parameters and activations), more than the "
+        f"{budget_gib:,.1f} GiB of {budget_from}, so it would run out of memory. Use "
+        f"narrower hidden layers or fewer training examples (--train_size){larger}.",
+        field=field,
+    )
 
 
 def map_in_chunks(fn, tree, chunk: int):

@@ -40,6 +40,24 @@ def finite_max(values) -> float | None:
     return float(finite.max()) if finite.size else None
 
 
+def distinct_digits(values, digits: int) -> list[str]:
+    """``values`` spelt with the fewest significant digits, ``digits`` or more, that keep
+    distinct values distinct (``%g``, so 3.0 is ``3``); equal values get equal spellings.
+    Where 16 digits do not tell two apart, each value gets its exact shortest spelling.
+
+    Args:
+      values: numbers, e.g. learning rates.
+      digits: the fewest significant digits to try.
+    """
+    values = [float(v) for v in values]
+    wanted = len(set(values))
+    for d in range(digits, 17):
+        spelt = [f"{v:.{d}g}" for v in values]
+        if len(set(spelt)) == wanted:
+            return spelt
+    return [repr(v) for v in values]
+
+
 def percent(value: float | None) -> str:
     """A fraction as a percentage with two decimals; "—" when missing or not finite."""
     return "—" if value is None or not math.isfinite(value) else f"{100 * value:.2f}%"

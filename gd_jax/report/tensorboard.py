@@ -14,6 +14,8 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from gd_jax.report.format import distinct_digits
+
 DIR = "tensorboard"
 # Written unless asked not to: a run's scalars cost about 0.5 ms an epoch, 0.25% of an
 # MNIST epoch of 784-16-16-10 at batch 10 (README, TensorBoard).
@@ -51,6 +53,26 @@ class Scalars:
 def run_dir(folder) -> Path:
     """The event files of a single run."""
     return Path(folder / DIR)
+
+
+# Significant digits of η in a run name, at least (``%g``'s).
+NAME_DIGITS = 6
+
+
+def network_names(etas, seeds) -> list[str]:
+    """The run name of each network of a learning-rate sweep, ``eta=…,seed=…``.
+
+    η has ``NAME_DIGITS`` significant digits, or as many more as tell the sweep's
+    learning rates apart (``distinct_digits``): two networks of different η or
+    seed never share a name, so one's event file never overwrites the other's.
+
+    Args:
+      etas: ``[N]`` learning rate of each network.
+      seeds: ``[N]`` seed of each network.
+    """
+    seeds = [int(s) for s in seeds]
+    labels = distinct_digits(etas, NAME_DIGITS)
+    return [f"eta={eta},seed={seed}" for eta, seed in zip(labels, seeds, strict=True)]
 
 
 def sweep_runs(names: list[str], epochs, metrics: dict[str, np.ndarray]):

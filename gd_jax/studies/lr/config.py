@@ -1,6 +1,7 @@
 """What the learning-rate study sweeps and measures, beside the shared TrainConfig."""
 
 import dataclasses
+import itertools
 import math
 import re
 
@@ -8,6 +9,7 @@ import numpy as np
 
 from gd_jax.config import option
 from gd_jax.errors import GdJaxError
+from gd_jax.report.format import distinct_digits
 
 
 def parse_learning_rates(text: str) -> tuple[float, ...]:
@@ -20,7 +22,7 @@ def parse_learning_rates(text: str) -> tuple[float, ...]:
             if not (0 < low < high < math.inf and count >= 2):
                 raise ValueError
             with np.errstate(over="ignore"):  # ends near the float limit: caught below
-                values = tuple(float(f"{v:.4g}") for v in np.geomspace(low, high, count))
+                values = rounded_distinct(np.geomspace(low, high, count))
             if not all(math.isfinite(v) for v in values):
                 raise ValueError
             return values
@@ -37,9 +39,44 @@ def parse_learning_rates(text: str) -> tuple[float, ...]:
         ) from None
 
 
+# Significant digits a log range is rounded to, at least: 0.02154, not 0.021544346900318846.
+LOGSPACE_DIGITS = 4
+# Values a message lists before it says how many more there are.
+SHOWN = 5
+
+
+def rounded_distinct(values, digits: int = LOGSPACE_DIGITS) -> tuple[float, ...]:
+    """``values`` rounded to the fewest significant digits, ``digits`` or more, that keep
+    distinct values distinct (``distinct_digits``; exact if no fewer do): a fine
+    log range such as ``logspace:1:2:2000`` needs 5, where 4 would merge neighbours."""
+    return tuple(float(v) for v in distinct_digits(values, digits))
+
+
+def _spell(value: float) -> str:
+    """``3`` for 3.0 and ``0.1`` for 0.1, as ``%g`` does, but every digit where ``%g``'s
+    six would round the value."""
+    short = f"{value:g}"
+    return short if float(short) == value else repr(value)
+
+
 def show_floats(values: tuple[float, ...]) -> str:
-    """Learning rates as ``--learning_rates`` spells a list of them."""
-    return ",".join(f"{v:g}" for v in values)
+    """Learning rates as ``--learning_rates`` spells a list of them (exactly)."""
+    return ",".join(_spell(v) for v in values)
+
+
+def show_some(values, limit: int = SHOWN) -> str:
+    """The first ``limit`` values as :func:`show_floats` spells them, then how many more:
+    a message stays a paragraph for a grid of thousands."""
+    values = tuple(values)
+    more = f" and {len(values) - limit:,} more" if len(values) > limit else ""
+    return show_floats(values[:limit]) + more
+
+
+def repeated(values) -> list[float]:
+    """The values that occur more than once, in order, found by sorting (O(n log n))."""
+    ordered = sorted(values)
+    twice = {a for a, b in itertools.pairwise(ordered) if a == b}
+    return sorted(twice)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,24 +101,40 @@ class LrConfig:
     first_order_check: bool = option(
         True, "Record measured ΔC against its predictions in the trace."
     )
+    rounding_check: bool = option(
+        True,
+        "Train the first seed of every η once more from initial weights nudged by 1e-7 "
+        "(float32 rounding) and flag the η whose final cost the nudge moves by more than "
+        "1e-4: results there depend on rounding (chunk size, device, library version).",
+    )
     range_test: bool = option(True, "Run the learning-rate range test.")
     range_steps: int = option(500, "Steps of the range test.")
     range_min: float = option(1e-4, "First η of the range test.")
     range_max: float = option(100.0, "Last η of the range test.")
 
     def __post_init__(self):
-        def fail(message):
-            raise GdJaxError(message)
+        def fail(message, field=None):
+            raise GdJaxError(message, field=field)
 
         etas = self.learning_rates
         if not etas or not all(eta > 0 and math.isfinite(eta) for eta in etas):
-            fail(f"--learning_rates={show_floats(etas)} must all be positive finite numbers.")
-        if len(set(etas)) < len(etas):
-            twice = sorted({eta for eta in etas if etas.count(eta) > 1})
+            bad = [eta for eta in etas if not (eta > 0 and math.isfinite(eta))]
             fail(
-                f"--learning_rates={show_floats(etas)} names {show_floats(tuple(twice))} more "
-                "than once; each η is one set of networks, so give each once."
+                f"--learning_rates holds {show_some(bad) or 'no value'}: every η must be a "
+                "positive finite number.",
+                "learning_rates",
             )
+        twice = repeated(etas)
+        once = "each η is one set of networks, so give each once."
+        if len(twice) > SHOWN:
+            fail(
+                f"--learning_rates names {len(twice):,} values more than once "
+                f"({show_some(twice)}); {once}",
+                "learning_rates",
+            )
+        if twice:
+            fail(f"--learning_rates names {show_floats(twice)} more than once; {once}",
+                 "learning_rates")  # fmt: skip
         if self.seeds < 1:
             fail(f"--seeds={self.seeds} must be at least 1 (initialisations per η).")
         if self.chunk_size < 1:

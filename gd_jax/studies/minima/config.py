@@ -2,9 +2,16 @@
 
 import dataclasses
 import math
+from typing import TYPE_CHECKING, NamedTuple
 
-from gd_jax.config import option, parse_int_list, show_ints
+from absl import logging
+
+from gd_jax import memory
+from gd_jax.config import TrainConfig, option, parse_int_list, show_ints
 from gd_jax.errors import GdJaxError
+
+if TYPE_CHECKING:
+    from gd_jax import data
 
 
 def parse_widths(text: str) -> tuple[int, ...]:
@@ -120,3 +127,116 @@ class MinimaConfig:
         values = dataclasses.asdict(self)
         values["widths"] = list(self.widths)
         return values
+
+
+class StudyCost(NamedTuple):
+    """What a local-minima study holds in memory, from its flags and the data's shape.
+
+    Attributes:
+      networks: networks trained in all, ``len(widths) × seeds``.
+      params: parameters of one network, per width (in the order of ``widths``).
+      widest: the largest width, whose networks take the most memory.
+      stacked_gib: GiB per device the parameters of that width's networks take: a width's
+        seeds are trained as one program, so they are all held at once.
+      training_gib: GiB per device that training them together takes
+        (``memory.network_bytes`` on a mini-batch, each network); this part is not
+        worked on in chunks.
+    """
+
+    networks: int
+    params: tuple[int, ...]
+    widest: int
+    stacked_gib: float
+    training_gib: float
+
+
+def study_cost(
+    config: TrainConfig,
+    study: MinimaConfig,
+    *,
+    num_inputs: int,
+    num_classes: int,
+    num_train: int,
+    devices: int = 1,
+) -> StudyCost:
+    """The memory a study will take (see :class:`StudyCost`), before anything is built.
+
+    Per device, a width of P parameters per network and S seeds spread over D devices
+    holds ⌈S/D⌉·4·P bytes of parameters, and trains them on B examples at a time (B the
+    mini-batch, or the training set for ``batch_size=0``) in ⌈S/D⌉ · network_bytes.
+
+    Args:
+      config: the model, data and training.
+      study: the widths and seeds.
+      num_inputs, num_classes, num_train: the data's input size, classes and training
+        examples.
+      devices: the devices the networks of a width are sharded over.
+    """
+    per_device = -(-study.seeds // devices)
+    batch = config.batch_size or num_train
+    models = [config.model_config(num_inputs, num_classes, width=w) for w in study.widths]
+    widest = config.model_config(num_inputs, num_classes, width=max(study.widths))
+    return StudyCost(
+        networks=len(study.widths) * study.seeds,
+        params=tuple(m.num_params for m in models),
+        widest=max(study.widths),
+        stacked_gib=per_device * memory.FLOAT_BYTES * widest.num_params / 2**30,
+        training_gib=per_device * memory.network_bytes(widest.sizes, batch) / 2**30,
+    )
+
+
+def check_cost(
+    config: TrainConfig,
+    study: MinimaConfig,
+    dataset: "data.Dataset",
+    *,
+    memory_budget: float = memory.MEMORY_BUDGET_GIB,
+    devices: int = 1,
+) -> StudyCost:
+    """Logs what the study will cost before it starts, or refuses one that cannot fit.
+
+    Args:
+      config: the model, data and training.
+      study: the widths and seeds.
+      dataset: the loaded data (only its shape is read).
+      memory_budget: ``--memory_budget``, GiB per device.
+      devices: the devices the networks of a width are sharded over.
+
+    Returns:
+      The :class:`StudyCost`.
+
+    Raises:
+      GdJaxError: a bad ``memory_budget``, or a width whose networks' parameters alone
+        exceed it (the least a width's training holds at once).
+    """
+    budget = memory.check_budget(memory_budget)
+    cost = study_cost(
+        config, study, num_inputs=dataset.train.x.shape[1], num_classes=dataset.num_classes,
+        num_train=len(dataset.train.labels), devices=devices,
+    )  # fmt: skip
+    widths = show_ints(study.widths)
+    if cost.stacked_gib > budget:
+        fit = int(budget * 2**30 // (memory.FLOAT_BYTES * max(cost.params))) * devices
+        raise GdJaxError(
+            f"--seeds={study.seeds} with --widths={widths}: the seeds of a width are "
+            f"trained together, and the parameters alone of the widest "
+            f"({max(cost.params):,} each) take {cost.stacked_gib:,.1f} GiB per device, more "
+            f"than the {budget:g} GiB of --memory_budget. Use at most --seeds={fit} "
+            "here, narrower --widths, more --devices, or a larger --memory_budget if the "
+            "device has the memory.",
+            field="seeds",
+        )
+    logging.info(
+        "Local-minima study: %s widths × %s seeds = %s networks of %s parameters; "
+        "training a width takes about %.2f GiB per device (width %d).",
+        len(study.widths), f"{study.seeds:,}", f"{cost.networks:,}",
+        "/".join(f"{p:,}" for p in cost.params), cost.training_gib, cost.widest,
+    )  # fmt: skip
+    if cost.training_gib > budget:
+        logging.warning(
+            "Training the %s networks of width %d together may take %.1f GiB per device, "
+            "more than --memory_budget=%g: a width's training is not worked on in chunks. "
+            "Fewer --seeds or a smaller --batch_size take less.",
+            f"{study.seeds:,}", cost.widest, cost.training_gib, budget,
+        )  # fmt: skip
+    return cost

@@ -13,6 +13,10 @@ from gd_jax.studies.minima.analysis import network
 from gd_jax.studies.minima.config import MinimaConfig
 from gd_jax.studies.minima.curves import bezier, make_fit
 
+# Examples per step of a curve's training: a mini-batch drawn without replacement, so
+# a training set of fewer gives all of its examples to every step.
+CURVE_BATCH = 100
+
 
 def compare_pairs(
     model_config: ModelConfig,
@@ -103,7 +107,8 @@ def fit_curves(model_config, study, matched_pairs, train_xy, evaluate, *, seed, 
     ends_b = [other for _, b, matched in matched_pairs for other in (b, matched)]
     stack = lambda trees: jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
     a, b = stack(ends_a), stack(ends_b)
-    fit = make_fit(model_config, steps=study.curve_steps, batch_size=100,
+    batch_size = min(CURVE_BATCH, train_xy[0].shape[0])
+    fit = make_fit(model_config, steps=study.curve_steps, batch_size=batch_size,
                    learning_rate=study.curve_learning_rate, chunk=chunk)  # fmt: skip
     c = fit(a, b, *train_xy, jax.random.key(seed))
     ts = jnp.linspace(0.0, 1.0, study.path_points)

@@ -23,7 +23,7 @@ from gd_jax.report import tensorboard as tensorboard_writer
 from gd_jax.studies.minima import figures, spectrum_figures, tables
 from gd_jax.studies.minima import width as width_study
 from gd_jax.studies.minima.analysis import MINIMUM, network
-from gd_jax.studies.minima.config import MinimaConfig
+from gd_jax.studies.minima.config import MinimaConfig, check_cost
 from gd_jax.studies.minima.report import report
 from gd_jax.sweep import mesh, results
 
@@ -62,6 +62,7 @@ def run(
     Raises:
       GdJaxError: bad input; the folder is left as it was.
     """
+    memory_budget = memory.check_budget(memory_budget)
     check(config, study)
     mesh.network_mesh(devices)  # a bad device count fails before the folder is made
     with (
@@ -70,7 +71,7 @@ def run(
             "local_minima",
             study_flags(config, study),
             resume=resume,
-            load=lambda: data.load_for(config),
+            load=lambda: _load(config, study, memory_budget, devices),
             mutable=(),
         ) as (folder, dataset),
         jax.default_matmul_precision(config.matmul_precision),
@@ -79,6 +80,14 @@ def run(
             folder, dataset, config, study, devices=devices, budget=memory_budget,
             tensorboard=tensorboard,
         )  # fmt: skip
+
+
+def _load(config: TrainConfig, study: MinimaConfig, memory_budget: float, devices):
+    """The data, once the study's networks are known to fit (what it costs is logged)."""
+    dataset = data.load_for(config, widths=study.widths, memory_budget=memory_budget)
+    check_cost(config, study, dataset, memory_budget=memory_budget,
+               devices=mesh.network_mesh(devices).devices.size)  # fmt: skip
+    return dataset
 
 
 def check(config: TrainConfig, study: MinimaConfig) -> None:
