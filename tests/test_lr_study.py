@@ -3,6 +3,7 @@ answers, and its CLI."""
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -122,7 +123,8 @@ def test_the_cli_writes_every_table_and_plot(tmp_path):
 
 def test_a_killed_sweep_resumes_computing_only_what_is_missing(tmp_path, monkeypatch):
     assert cli(lr_cli, *SMALL, "--nofirst_order_check", "--track_sharpness_every=0",
-               "--norange_test", f"--workdir={tmp_path / 'whole'}") == 0  # fmt: skip
+               "--norange_test", "--norounding_check",
+               f"--workdir={tmp_path / 'whole'}") == 0  # fmt: skip
     fit = trainer.fit
     calls = []
 
@@ -132,7 +134,8 @@ def test_a_killed_sweep_resumes_computing_only_what_is_missing(tmp_path, monkeyp
             raise KeyboardInterrupt
         return fit(*args, **kwargs)
 
-    args = (*SMALL, "--nofirst_order_check", "--track_sharpness_every=0", "--norange_test")
+    args = (*SMALL, "--nofirst_order_check", "--track_sharpness_every=0", "--norange_test",
+            "--norounding_check")  # fmt: skip
     workdir = tmp_path / "killed"
     monkeypatch.setattr(trainer, "fit", killed_on_the_second_chunk)
     assert cli(lr_cli, *args, f"--workdir={workdir}") == 130
@@ -164,7 +167,8 @@ def test_two_processes_joined_by_jax_distributed_give_one_processs_results(tmp_p
             "--learning_rates=0.3,3,30", "--seeds=3", "--epochs=2", "--chunk_size=9",
             "--full_batch_steps=0", "--norange_test"]  # fmt: skip
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    one = subprocess.run([*args, f"--workdir={tmp_path / 'one'}"], env=env, capture_output=True)
+    one = subprocess.run([*args, f"--workdir={tmp_path / 'one'}"], env=env, capture_output=True,
+                         timeout=300)  # fmt: skip
     assert one.returncode == 0, one.stderr[-2000:]
     joined = [*args, "--num_processes=2", f"--coordinator_address=127.0.0.1:{free_port()}"]
     # Each process is given its own folder: only process 0 may write one.
@@ -242,3 +246,82 @@ def test_a_partial_slurm_environment_runs_alone_and_says_why(tmp_path, monkeypat
     monkeypatch.setenv("SLURM_NTASKS", "1")
     assert mesh.join() == 1  # a one-task step has nothing to join
     assert mesh.join(num_processes=1) == 1
+
+
+def test_the_trace_estimate_counts_its_work():
+    from gd_jax.studies.lr.config import LrConfig
+    from gd_jax.studies.lr.trace import estimate as trace_estimate
+
+    examples = {"train": 1000, "eval": 1000}
+    study = LrConfig(full_batch_steps=100, track_sharpness_every=0)
+    one = trace_estimate(study, examples, 1.0, networks=10, per_chunk=10)
+    # 100 gradients (3 passes each) and 21 samples (one every 5 steps, 10 passes each) of
+    # 1,000 examples, against an evaluation of 4 × 1,000 + 1,000 passes that took 1 s.
+    assert one == pytest.approx((300 + 210) / 5)
+    assert trace_estimate(study, examples, 1.0, networks=40, per_chunk=10) == 4 * one
+    sharp = LrConfig(full_batch_steps=100, track_sharpness_every=10, sharpness_examples=500)
+    assert trace_estimate(sharp, examples, 1.0, networks=10, per_chunk=10) > one
+
+
+def test_the_progress_line_counts_the_trace_still_to_come(tmp_path, caplog, monkeypatch):
+    from gd_jax.studies.lr import run as lr_run
+
+    caplog.set_level("INFO")
+    monkeypatch.setattr(lr_run, "trace_estimate", lambda *a, **k: 3600.0)
+    assert cli(lr_cli, *SMALL, "--norange_test", f"--workdir={tmp_path}") == 0
+    lines = [r.getMessage() for r in caplog.records if "ETA" in r.getMessage()]
+    last_of_sweep = [line for line in lines if line.startswith("sweep chunk 2/2 epoch 2/2")]
+    # The trace's hour still to come, and the rounding check's few seconds.
+    assert len(last_of_sweep) == 1 and re.search(r"ETA 60m0\ds$", last_of_sweep[0])
+    assert lines[-1].startswith("rounding chunk 1/1 epoch 2/2")
+
+
+def test_rounding_rows_flag_a_change_past_the_limit():
+    from gd_jax.sweep.results import SweepResult
+
+    rows = [{"learning_rate": eta, "seed": 0, "final_train_cost": 0.1} for eta in (1.0, 10.0, 30.0)]
+    twin_cost = np.array([[np.nan, np.nan, np.nan], [0.1 * (1 + 1e-6), 0.1 * 1.5, np.nan]])
+    nudged = SweepResult(
+        networks=Networks(np.array([1.0, 10.0, 30.0]), np.zeros(3, int)),
+        epochs=np.array([0, 1]), metrics={"train_cost": twin_cost}, params=[],
+        diverged_step=np.full(3, -1), diverged_epoch=np.full(3, -1),
+        converged_epoch=np.full(3, -1), seconds_per_epoch=1.0, compile_seconds=1.0,
+    )  # fmt: skip
+    found = tables.rounding_rows(rows, nudged)
+    assert [r["sensitive_to_rounding"] for r in found] == [False, True, True]
+    assert found[0]["relative_change"] == pytest.approx(1e-6, rel=1e-6)
+    assert found[1]["relative_change"] == pytest.approx(0.5)
+    assert found[2]["relative_change"] is None  # the twin failed where the run did not
+
+
+def test_a_nudge_of_rounding_size_is_flagged_where_training_is_chaotic(tmp_path):
+    # Digits, batch 10: at η = 10 a 1e-7 difference grows about 300-fold an epoch, at
+    # η = 1 it barely grows.
+    args = ("--dataset=digits", "--layers=16,16", "--learning_rates=1,10", "--seeds=1",
+            "--epochs=8", "--full_batch_steps=0", "--norange_test", "--notensorboard")  # fmt: skip
+    assert cli(lr_cli, *args, f"--workdir={tmp_path}") == 0
+    rows = {float(r["learning_rate"]): r for r in io.read_csv(tmp_path / "rounding.csv")}
+    assert rows[1.0]["sensitive_to_rounding"] == "False"
+    assert float(rows[1.0]["relative_change"]) < 1e-5
+    assert rows[10.0]["sensitive_to_rounding"] == "True"
+    summary = json.loads((tmp_path / io.SUMMARY).read_text())
+    assert [r["learning_rate"] for r in summary["sensitive_to_rounding"]] == [10.0]
+    assert "**Sensitive to rounding**" in (tmp_path / "report.md").read_text()
+
+
+def test_a_network_does_not_depend_on_its_neighbours_where_training_is_not_chaotic():
+    from gd_jax import data
+    from gd_jax.config import TrainConfig
+
+    config = TrainConfig(dataset="digits", layers=(16, 16), epochs=5)
+    dataset = data.load_for(config)
+    model_config = config.model_config(dataset.train.x.shape[1], dataset.num_classes)
+    train_xy = data.on_device(dataset.train)
+    evals = {"test": data.on_device(dataset.test)}
+    networks = Networks(np.array([0.5, 3.0, 1.0]), np.array([0, 1, 2]))
+    together = trainer.fit(networks, model_config, config, train_xy, evals)
+    for i in range(3):
+        alone = trainer.fit(networks.take([i]), model_config, config, train_xy, evals)
+        np.testing.assert_allclose(
+            alone.metrics["train_cost"][-1, 0], together.metrics["train_cost"][-1, i], rtol=1e-6
+        )

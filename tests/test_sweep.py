@@ -55,7 +55,7 @@ def alone(eta, seed, *, optimizer="gd", batch_size=10, epochs=3, order_seed=None
 def test_each_network_trains_exactly_as_it_would_alone(optimizer, batch_size):
     networks = engine.Networks(np.array([0.05, 0.5, 3.0]), np.array([0, 7, 7]))
     result = run(networks, optimizer=optimizer, batch_size=batch_size)
-    for i, (eta, seed) in enumerate(zip(*networks, strict=True)):
+    for i, (eta, seed) in enumerate(networks.settings()):
         single = alone(eta, int(seed), optimizer=optimizer, batch_size=batch_size)
         # Batched matmuls may sum in another order: equal to float32 rounding.
         assert_trees_close(network(result.params, i), single.state.params, rtol=1e-4, atol=1e-5)
@@ -70,7 +70,7 @@ def test_each_network_trains_exactly_as_it_would_alone(optimizer, batch_size):
 def test_a_shared_order_is_the_order_of_the_order_seed():
     networks = engine.grid([0.5, 3.0], [4, 9])
     result = run(networks, shared_order=True, order_seed=9)
-    for i, (eta, seed) in enumerate(zip(*networks, strict=True)):
+    for i, (eta, seed) in enumerate(networks.settings()):
         single = alone(eta, int(seed), order_seed=9)
         assert_trees_close(network(result.params, i), single.state.params, rtol=1e-5, atol=1e-6)
         assert result.metrics["train_cost"][-1, i] == pytest.approx(
@@ -281,7 +281,12 @@ def test_a_sweep_sharded_over_four_devices_equals_one_device():
     # The device count is fixed when JAX starts, so this runs in a fresh process.
     env = {**os.environ, "JAX_NUM_CPU_DEVICES": "4", "JAX_PLATFORMS": "cpu"}
     done = subprocess.run(
-        [sys.executable, "-c", SHARDED], env=env, capture_output=True, text=True, check=False
+        [sys.executable, "-c", SHARDED],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "sharded ok" in done.stdout

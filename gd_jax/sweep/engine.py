@@ -28,12 +28,20 @@ class Networks(NamedTuple):
 
     learning_rate: np.ndarray  # float [N]
     seed: np.ndarray  # int [N]
+    # Relative size of a random nudge to the initial parameters (None: none), to see how
+    # far rounding-sized differences grow in training (``nudged``).
+    nudge: np.ndarray | None = None  # float [N]
 
     def __len__(self) -> int:
         return len(self.learning_rate)
 
+    def settings(self):
+        """``(η, seed)`` of each network, in order."""
+        return zip(self.learning_rate, self.seed, strict=True)
+
     def take(self, index) -> "Networks":
-        return Networks(self.learning_rate[index], self.seed[index])
+        nudge = None if self.nudge is None else self.nudge[index]
+        return Networks(self.learning_rate[index], self.seed[index], nudge)
 
 
 def grid(learning_rates, seeds) -> Networks:
@@ -55,12 +63,23 @@ def keys(seeds) -> tuple[jax.Array, jax.Array]:
     return pairs[:, 0], pairs[:, 1]
 
 
+def twins(networks: Networks, seed: int, nudge: float) -> Networks:
+    """The networks of seed ``seed``, their initial parameters to be nudged by a relative
+    ``nudge`` (:func:`nudged`): how far a rounding-sized change grows in training tells
+    whether their results are reproducible beyond rounding."""
+    index = np.flatnonzero(networks.seed == seed)
+    # Not _replace: Networks' __len__ (its networks) is not its number of fields.
+    return Networks(networks.learning_rate[index], networks.seed[index], np.full(len(index), nudge))
+
+
 def init(networks: Networks, model_config: ModelConfig, tx) -> SweepState:
     """Fresh states for all networks, η of network *i* in its optimiser state."""
     # Eager on purpose: XLA compiles the vmapped random draws slowly (seconds), while
     # eager ops compile once per shape and are then cached for every later sweep.
     init_keys, _ = keys(networks.seed)
     params = jax.vmap(model_config.init_params)(init_keys)
+    if networks.nudge is not None:
+        params = nudged(params, init_keys, jnp.asarray(networks.nudge, jnp.float32))
     opt_state = jax.vmap(tx.init)(params)
     opt_state = optim.set_learning_rate(opt_state, jnp.asarray(networks.learning_rate))
     n = len(networks)
@@ -68,6 +87,21 @@ def init(networks: Networks, model_config: ModelConfig, tx) -> SweepState:
     alive = jnp.ones((n,), bool)
     state = train.TrainState(params, opt_state, step)
     return SweepState(state, alive, -jnp.ones((n,), jnp.int32), jnp.zeros((n,), bool))
+
+
+def nudged(params, init_keys, nudge):
+    """Network *i*'s parameters θ made θ ⊙ (1 + ``nudge[i]`` · z), z ~ N(0, 1) drawn
+    from its initialisation key (folded with 1, so not the draw θ came from): a change
+    of the size of float32 rounding when ``nudge`` is 1e-7."""
+
+    def one(p, key, size):
+        leaves, treedef = jax.tree.flatten(p)
+        draws = jax.random.split(jax.random.fold_in(key, 1), len(leaves))
+        moved = [w * (1 + size * jax.random.normal(k, w.shape, w.dtype))
+                 for w, k in zip(leaves, draws, strict=True)]  # fmt: skip
+        return jax.tree.unflatten(treedef, moved)
+
+    return jax.vmap(one)(params, init_keys, nudge)
 
 
 def all_finite(tree) -> jax.Array:

@@ -83,7 +83,9 @@ def concatenate(parts: list[SweepResult]) -> SweepResult:
     epochs = max((p.epochs for p in parts), key=len)
     pad = lambda v: np.concatenate([v, np.full((len(epochs) - len(v), *v.shape[1:]), np.nan)])
     return SweepResult(
-        networks=Networks(*(cat(*f) for f in zip(*(p.networks for p in parts), strict=True))),
+        networks=Networks(
+            cat(*(p.networks.learning_rate for p in parts)), cat(*(p.networks.seed for p in parts))
+        ),
         epochs=epochs,
         metrics={
             k: np.concatenate([pad(p.metrics[k]) for p in parts], axis=1) for k in parts[0].metrics

@@ -5,6 +5,7 @@ from gd_jax.config import TrainConfig
 from gd_jax.report.document import figure_sections
 from gd_jax.report.format import format_value, markdown_table, percent
 from gd_jax.studies.lr.config import LrConfig
+from gd_jax.studies.lr.tables import SENSITIVE_CHANGE
 
 
 def _mean_sd(row) -> str:
@@ -119,6 +120,33 @@ def notes(config, study, summary) -> list[str]:
             f"{study.lanczos_iters} Lanczos steps on the first "
             f"{summary['sharpness_examples']:,} training examples; ΔC uses all of them."
         )
+    if "sensitive_to_rounding" in summary:
+        found.append(rounding_note(summary))
     if config.batch_size:
         found.append("Each epoch drops the final partial mini-batch of its permutation.")
     return found
+
+
+def rounding_note(summary: dict) -> str:
+    """Which η's results are sensitive to rounding, with the measured size."""
+    nudge = f"{summary['rounding_nudge']:g}"
+    head = (f"Rounding check (`rounding.csv`): the first seed of every η trained again "
+            f"from initial weights nudged by a relative {nudge}, the size of float32 "
+            "rounding.")  # fmt: skip
+    flagged, limit = summary["sensitive_to_rounding"], f"{SENSITIVE_CHANGE:g}"
+    if not flagged:
+        return f"{head} No η changed its final training cost by more than {limit} of it."
+    listed = ", ".join(
+        f"η = {format_value(r['learning_rate'])} ({_change(r['relative_change'])})" for r in flagged
+    )
+    return (
+        f"{head} **Sensitive to rounding** (the final training cost moved by more than "
+        f"{limit} of it): {listed}. There training amplifies a rounding-sized difference "
+        "until it is as large as the result, so another chunk size, device or library "
+        "version gives another number: read those η through the spread over seeds, not "
+        "one run."
+    )
+
+
+def _change(change) -> str:
+    return "one of the two runs failed" if change is None else f"{100 * change:.2g}%"

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from gd_jax import costs, data, io, memory, optim, run_folder, train
+from gd_jax import costs, data, io, memory, optim, run_folder, train, watchdog
 from gd_jax.config import ModelConfig, TrainConfig, check_seed_range
 from gd_jax.errors import GdJaxError
 from gd_jax.report import document
@@ -31,6 +31,7 @@ from gd_jax.studies.lr import figures, range_test, tables
 from gd_jax.studies.lr.config import LrConfig
 from gd_jax.studies.lr.report import report
 from gd_jax.studies.lr.trace import TraceResult, full_batch_trace, sharpness_subset
+from gd_jax.studies.lr.trace import estimate as trace_estimate
 from gd_jax.sweep import engine, mesh, results, trainer
 
 
@@ -69,6 +70,7 @@ def run(
     Raises:
       GdJaxError: bad input; the folder is left as it was.
     """
+    memory_budget = memory.check_budget(memory_budget)
     check(config, study)
     mesh.network_mesh(devices)  # a bad device count fails before the folder is made
     with (
@@ -77,7 +79,7 @@ def run(
             "lr_sweep",
             study_flags(config, study),
             resume=resume,
-            load=lambda: data.load_for(config),
+            load=lambda: data.load_for(config, memory_budget=memory_budget),
             mutable=(),
         ) as (folder, dataset),
         jax.default_matmul_precision(config.matmul_precision),
@@ -119,6 +121,14 @@ def _study(folder, dataset, config, study, *, devices, budget, tensorboard):
     sweep = sweep_in_chunks(
         folder, model_config, config, study, networks, *placed, devices=devices, budget=budget
     )
+    rounding = None
+    if study.rounding_check:
+        logging.info("Rounding check: the first seed of each η again, nudged by %g.", NUDGE)
+        twins = engine.twins(networks, config.seed, NUDGE)
+        rounding = sweep_in_chunks(
+            folder, model_config, config, study, twins, *placed,
+            devices=devices, budget=budget, name="rounding",
+        )  # fmt: skip
     trace = None
     if study.tracing:
         trace = cached_trace(folder, model_config, study, networks, train_xy, budget=budget)
@@ -149,9 +159,18 @@ def _study(folder, dataset, config, study, *, devices, budget, tensorboard):
         networks=len(networks),
     )
     summary["sharpness_examples"] = min(study.sharpness_examples, len(train_xy[1]))
+    if rounding is not None:
+        rounding_rows = tables.rounding_rows(rows, rounding)
+        io.write_csv(folder / "rounding.csv", rounding_rows)
+        summary["rounding_nudge"] = NUDGE
+        summary["sensitive_to_rounding"] = [
+            {"learning_rate": r["learning_rate"], "relative_change": r["relative_change"]}
+            for r in rounding_rows
+            if r["sensitive_to_rounding"]
+        ]
     io.write_json(folder / io.SUMMARY, summary)
     if tensorboard:
-        names = [f"eta={eta:g},seed={seed}" for eta, seed in zip(*sweep.networks, strict=True)]
+        names = tensorboard_writer.network_names(sweep.networks.learning_rate, sweep.networks.seed)
         tensorboard_writer.write_runs(
             folder, tensorboard_writer.sweep_runs(names, sweep.epochs, sweep.metrics)
         )
@@ -171,8 +190,8 @@ def _study(folder, dataset, config, study, *, devices, budget, tensorboard):
 XY = tuple[jax.Array, jax.Array]  # (inputs, labels) of a split, on the device
 
 
-def _chunk_path(folder: run_folder.RunFolder, index: int):
-    return folder / "chunks" / f"sweep_{index:03d}.npz"
+def _chunk_path(folder: run_folder.RunFolder, index: int, name: str = "sweep"):
+    return folder / "chunks" / f"{name}_{index:03d}.npz"
 
 
 def sweep_in_chunks(
@@ -186,8 +205,10 @@ def sweep_in_chunks(
     *,
     devices: int | None,
     budget: float,
+    name: str = "sweep",
 ) -> results.SweepResult:
-    """The sweep, ``chunk_size`` networks at a time, each chunk saved when it is done.
+    """The sweep, ``chunk_size`` networks at a time, each chunk saved when it is done
+    (``chunks/{name}_NNN.npz``).
 
     The last chunk is padded with copies of its last network so every chunk has the
     same shape and reuses one compiled program; the copies are dropped.
@@ -195,9 +216,15 @@ def sweep_in_chunks(
     size = min(study.chunk_size, len(networks))
     count = -(-len(networks) // size)
     parts = []
-    timing = {"epoch_seconds": [], "start": time.perf_counter()}
+    # Wall seconds of each epoch (its measurement included), and of its measurement.
+    timing = {"epoch_seconds": [], "eval_seconds": [], "last": time.perf_counter()}
+    # The trace still to come is of every network of the study (the rounding check's
+    # twins are one seed of each η).
+    traced = len(networks) * (study.seeds if name == "rounding" else 1)
+    examples = {"train": int(train_xy[1].shape[0]),
+                "eval": sum(int(labels.shape[0]) for _, labels in evals.values())}  # fmt: skip
     for index in range(count):
-        path = _chunk_path(folder, index)
+        path = _chunk_path(folder, index, name)
         members = np.arange(index * size, min((index + 1) * size, len(networks)))
         stored = io.read_cache(path, _chunk_reader(networks.take(members), config.epochs))
         if stored is not None:
@@ -206,20 +233,33 @@ def sweep_in_chunks(
             continue
         padded = np.concatenate([members, np.full(size - len(members), members[-1])])
 
-        def progress(epoch, scores, seconds, index=index):
-            timing["epoch_seconds"].append(seconds)
+        def progress(epoch, scores, seconds, measure_seconds, index=index):
+            now = time.perf_counter()
+            wall, timing["last"] = now - timing["last"], now
+            timing["epoch_seconds"].append(wall)
+            timing["eval_seconds"].append(measure_seconds)
             left = (count - index - 1) * config.epochs + config.epochs - epoch
-            eta_seconds = left * float(np.median(timing["epoch_seconds"]))
+            epoch_seconds = float(np.median(timing["epoch_seconds"]))
+            eta_seconds = left * epoch_seconds
+            if name == "sweep" and study.rounding_check:  # one twin per η, still to train
+                twins = len(networks) // study.seeds
+                eta_seconds += twins / size * config.epochs * epoch_seconds
+            if study.tracing and not (folder / TRACE).exists():
+                eta_seconds += trace_estimate(
+                    study, examples, float(np.median(timing["eval_seconds"])),
+                    networks=traced, per_chunk=size,
+                )  # fmt: skip
             alive = np.isfinite(scores["train_cost"])
             logging.info(
-                "chunk %d/%d epoch %d/%d: %d networks, %d finite, lowest avg cost %.4f, "
+                "%s chunk %d/%d epoch %d/%d: %d networks, %d finite, lowest avg cost %.4f, "
                 "best test accuracy %.2f%%, %.2f s/epoch, ETA %s",
-                index + 1, count, epoch, config.epochs, size, alive.sum(),
+                name, index + 1, count, epoch, config.epochs, size, alive.sum(),
                 np.nanmin(scores["avg_train_cost"], initial=np.inf),
                 100 * np.nanmax(scores["test_accuracy"], initial=0), seconds,
                 duration(eta_seconds),
             )  # fmt: skip
 
+        timing["last"] = time.perf_counter()  # the epoch's clock starts with the chunk
         part = trainer.fit(
             networks.take(padded),
             model_config,
@@ -235,6 +275,11 @@ def sweep_in_chunks(
         results.save(path, part)
         parts.append(part)
     return results.concatenate(parts)
+
+
+TRACE = "trace.npz"
+# The rounding check's relative nudge: the size of float32 rounding (2⁻²³ ≈ 1.2e-7).
+NUDGE = 1e-7
 
 
 def _chunk_reader(networks: engine.Networks, epochs: int):
@@ -268,7 +313,7 @@ def cached_trace(
     budget: float,
 ) -> TraceResult:
     """The full-batch trace of every network, or its copy in ``trace.npz``."""
-    path = folder / "trace.npz"
+    path = folder / TRACE
 
     def read(path):
         stored = io.load_arrays(path)
@@ -293,6 +338,7 @@ def cached_trace(
         study.sample_every,
         " with λ_max" if study.track_sharpness_every else "",
     )
+    watchdog.beat(f"full-batch trace of {len(networks)} networks begun")
     trace = full_batch_trace(
         networks,
         model_config,
@@ -333,6 +379,7 @@ def cached_range_test(
     stored = io.read_cache(path, read)
     if stored is not None:
         return stored
+    watchdog.beat("range test begun")
     init_key, data_key = jax.random.split(jax.random.key(config.seed))
     tx = optim.make(config.optimizer, study.range_min, config.momentum)
     state = train.init_state(model_config.init_params(init_key), tx)

@@ -26,7 +26,7 @@ def result_rows(result: SweepResult, baseline: float) -> list[dict]:
     last = {k: v[-1] for k, v in result.metrics.items()}
     ok = trained(last["train_cost"], baseline)
     rows = []
-    for i, (eta, seed) in enumerate(zip(*result.networks, strict=True)):
+    for i, (eta, seed) in enumerate(result.networks.settings()):
         row = {
             "learning_rate": float(eta),
             "seed": int(seed),
@@ -48,6 +48,33 @@ def result_rows(result: SweepResult, baseline: float) -> list[dict]:
     return rows
 
 
+# A final cost moved by more than this share by a nudge of 1e-7: the nudge grew 1,000-fold
+# or more. Where training is not chaotic it grows ×1.05–1.1 an epoch (digits, batch 10,
+# η ≤ 4: under 1e-6 after 30 epochs); where it is, ×300 an epoch (η = 10).
+SENSITIVE_CHANGE = 1e-4
+
+
+def rounding_rows(rows: list[dict], nudged: SweepResult) -> list[dict]:
+    """Per η, the final training cost of one network and of its nudged twin
+    (``engine.twins``), the relative change, and whether the η is sensitive to
+    rounding: its single runs are then a draw from a distribution, not a number that
+    another machine, chunk size or library version would reproduce."""
+    final = {(r["learning_rate"], r["seed"]): r["final_train_cost"] for r in rows}
+    twin_cost = nudged.metrics["train_cost"][-1]
+    found = []
+    for i, (eta, seed) in enumerate(nudged.networks.settings()):
+        cost, twin = final[(float(eta), int(seed))], number(twin_cost[i])
+        both = cost is not None and twin is not None
+        change = abs(twin - cost) / max(abs(cost), np.finfo(np.float32).tiny) if both else None
+        sensitive = (cost is None) != (twin is None) or (both and change > SENSITIVE_CHANGE)
+        found.append({
+            "learning_rate": float(eta), "seed": int(seed), "final_train_cost": cost,
+            "nudged_final_train_cost": twin, "relative_change": change,
+            "sensitive_to_rounding": bool(sensitive),
+        })  # fmt: skip
+    return found
+
+
 def curve_rows(result: SweepResult) -> list[dict]:
     """Long format: one row per network and epoch, every metric as a column."""
     names = list(result.metrics)
@@ -58,7 +85,7 @@ def curve_rows(result: SweepResult) -> list[dict]:
             "epoch": int(epoch),
             **{k: number(result.metrics[k][r, i]) for k in names},
         }
-        for i, (eta, seed) in enumerate(zip(*result.networks, strict=True))
+        for i, (eta, seed) in enumerate(result.networks.settings())
         for r, epoch in enumerate(result.epochs)
     ]
 
@@ -115,7 +142,7 @@ def stability_rows(rows: list[dict], trace: TraceResult | None, baseline: float)
 def first_order_rows(trace: TraceResult) -> list[dict]:
     """One row per network and sample step: measured ΔC and both predictions."""
     rows = []
-    for i, (eta, seed) in enumerate(zip(*trace.networks, strict=True)):
+    for i, (eta, seed) in enumerate(trace.networks.settings()):
         for s, step in enumerate(trace.sample_steps[:-1]):  # the last sample takes no step
             measured, first, second = (
                 trace.measured[s, i],
