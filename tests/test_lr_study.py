@@ -25,6 +25,7 @@ SMALL = (
     "--dataset=digits", "--layers=8", "--learning_rates=0.3,3,30", "--seeds=2", "--epochs=2",
     "--chunk_size=4", "--full_batch_steps=20", "--track_sharpness_every=10",
     "--sharpness_examples=300", "--lanczos_iters=8", "--range_steps=60",
+    "--norounding_check",  # tested on its own below
 )  # fmt: skip
 
 
@@ -165,7 +166,7 @@ def free_port() -> int:
 def test_two_processes_joined_by_jax_distributed_give_one_processs_results(tmp_path):
     args = [sys.executable, "-m", "experiments.lr_sweep", "--dataset=digits", "--layers=8",
             "--learning_rates=0.3,3,30", "--seeds=3", "--epochs=2", "--chunk_size=9",
-            "--full_batch_steps=0", "--norange_test"]  # fmt: skip
+            "--full_batch_steps=0", "--norange_test", "--norounding_check"]  # fmt: skip
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     one = subprocess.run([*args, f"--workdir={tmp_path / 'one'}"], env=env, capture_output=True,
                          timeout=300)  # fmt: skip
@@ -205,7 +206,7 @@ def test_a_simulated_slurm_job_joins_with_no_flags(tmp_path):
     """srun's environment alone (the variables JAX reads) joins the two processes."""
     args = [sys.executable, "-m", "experiments.lr_sweep", "--dataset=digits", "--layers=8",
             "--learning_rates=0.3,3,30", "--seeds=3", "--epochs=2", "--chunk_size=9",
-            "--full_batch_steps=0", "--norange_test"]  # fmt: skip
+            "--full_batch_steps=0", "--norange_test", "--norounding_check"]  # fmt: skip
     port = str(free_port())
     procs = []
     for rank in (0, 1):
@@ -268,7 +269,7 @@ def test_the_progress_line_counts_the_trace_still_to_come(tmp_path, caplog, monk
 
     caplog.set_level("INFO")
     monkeypatch.setattr(lr_run, "trace_estimate", lambda *a, **k: 3600.0)
-    assert cli(lr_cli, *SMALL, "--norange_test", f"--workdir={tmp_path}") == 0
+    assert cli(lr_cli, *SMALL, "--rounding_check", "--norange_test", f"--workdir={tmp_path}") == 0
     lines = [r.getMessage() for r in caplog.records if "ETA" in r.getMessage()]
     last_of_sweep = [line for line in lines if line.startswith("sweep chunk 2/2 epoch 2/2")]
     # The trace's hour still to come, and the rounding check's few seconds.
