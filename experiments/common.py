@@ -172,6 +172,7 @@ def entry_point(*, join: bool = True, resume: bool = True):
             quiet_jax()
             io.stop_handled()
             previous = {s: signal.signal(s, _interrupt) for s in STOP_SIGNALS}
+            unraisable, sys.unraisablehook = sys.unraisablehook, _quiet_stop(sys.unraisablehook)
             try:
                 if "watchdog" in FLAGS:
                     watchdog.set_limit(_watchdog_seconds(FLAGS.watchdog))
@@ -196,6 +197,7 @@ def entry_point(*, join: bool = True, resume: bool = True):
             finally:
                 for s, handler in previous.items():
                     signal.signal(s, handler)
+                sys.unraisablehook = unraisable
 
         return wrapped
 
@@ -238,6 +240,17 @@ def _interrupt(signum, frame):
     _received["signal"] = signum
     io.request_stop()
     raise KeyboardInterrupt
+
+
+def _quiet_stop(hook):
+    """``sys.unraisablehook`` that drops the stop a callback swallowed (Python would
+    print it as a traceback): it is recorded, and the run's next write raises it again."""
+
+    def quiet(unraisable):
+        if not issubclass(unraisable.exc_type, KeyboardInterrupt):
+            hook(unraisable)
+
+    return quiet
 
 
 def _watchdog_seconds(value: float) -> float:

@@ -14,7 +14,6 @@ summary.json with the verdict, PNG plots and report.md. A killed study rerun wit
 from absl import app, flags, logging
 
 from experiments import common
-from gd_jax import memory
 from gd_jax.config import TrainConfig
 from gd_jax.studies.minima import run
 from gd_jax.studies.minima.config import MinimaConfig
@@ -38,7 +37,7 @@ def main(argv):
         FLAGS.workdir,
         resume=FLAGS.resume,
         devices=FLAGS.devices,
-        memory_budget=memory.check_budget(FLAGS.memory_budget),
+        memory_budget=FLAGS.memory_budget,
         tensorboard=FLAGS.tensorboard,
     )
     logging.info("%s Report: %s/report.md", summary["verdict"], FLAGS.workdir)

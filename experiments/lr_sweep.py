@@ -12,7 +12,6 @@ A killed study rerun with --resume computes only what is missing.
 from absl import app, flags, logging
 
 from experiments import common
-from gd_jax import memory
 from gd_jax.config import TrainConfig
 from gd_jax.studies.lr import run
 from gd_jax.studies.lr.config import LrConfig
@@ -36,7 +35,7 @@ def main(argv):
         FLAGS.workdir,
         resume=FLAGS.resume,
         devices=FLAGS.devices,
-        memory_budget=memory.check_budget(FLAGS.memory_budget),
+        memory_budget=FLAGS.memory_budget,
         tensorboard=FLAGS.tensorboard,
     )
     logging.info("Best η %s; report: %s/report.md", summary["best_learning_rate"], FLAGS.workdir)
