@@ -22,7 +22,7 @@ from absl import app, flags
 
 from gd_jax import memory, optim
 from gd_jax.config import TrainConfig
-from gd_jax.studies.lr.trace import full_batch_trace
+from gd_jax.studies.lr.trace import TraceOptions, full_batch_trace
 from gd_jax.studies.minima import analysis
 from gd_jax.studies.minima.config import MinimaConfig
 from gd_jax.sweep import engine
@@ -49,7 +49,7 @@ def main(argv):
 
     def trace():
         found = full_batch_trace(networks, model_config, (x, labels), (x[:1000], labels[:1000]),
-                                 steps=20, every=10, memory_budget=budget)  # fmt: skip
+                                 TraceOptions(20, 10, memory_budget=budget))  # fmt: skip
         return float(np.nanmax(found.lambda_max))
 
     study = MinimaConfig()

@@ -66,7 +66,9 @@ def timed(epoch, state, x, labels, epochs: int) -> dict:
 def single(sizes, batch_size: int, fast: bool, x, labels, epochs: int) -> dict:
     tx = optim.make("gd", 3.0)
     state = train.init_state(mlp(sizes).init_params(jax.random.key(0)), tx)
-    epoch = fast_gd.build_epoch(mlp(sizes), "gd", tx, batch_size, fast=fast)
+    epoch = fast_gd.build_epoch(
+        mlp(sizes), "gd", tx, batch_size, learning_rate=3.0, fast_paths=fast
+    )
     return timed(epoch, state, x, labels, epochs)
 
 
@@ -74,7 +76,7 @@ def sweep(networks: int, sizes, fast: bool, x, labels, epochs: int) -> dict:
     tx = optim.make("gd", 1.0)
     grid = engine.Networks(np.geomspace(0.1, 10, networks), np.arange(networks))
     state = engine.init(grid, mlp(sizes), tx)
-    epoch = engine.build_epoch(mlp(sizes), "gd", tx, 10, shared_order=True, fast=fast)
+    epoch = engine.build_epoch(mlp(sizes), "gd", tx, 10, shared_order=True, fast_paths=fast)
     return timed(epoch, state, x, labels, epochs)
 
 

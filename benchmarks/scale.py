@@ -29,7 +29,7 @@ from absl import app, flags
 from benchmarks.rss import GIB, device_memory, reset_peak, status_kib
 from gd_jax import memory
 from gd_jax.config import ModelConfig, TrainConfig
-from gd_jax.studies.lr.trace import full_batch_trace, make_trace
+from gd_jax.studies.lr.trace import TraceOptions, full_batch_trace, make_trace
 from gd_jax.sweep import engine, results, trainer
 
 flags.DEFINE_integer("networks", 1024, "Networks in the study.")
@@ -74,14 +74,21 @@ def run_study(networks: int, examples: int, chunk_size: int, steps: int, budget:
     for first in range(0, len(grid), chunk_size):
         chunk = grid.take(np.arange(first, min(first + chunk_size, len(grid))))
         parts.append(
-            trainer.fit(chunk, mlp(SEED_NETWORK), config, train_xy, evals, memory_budget=budget)
+            trainer.fit(
+                chunk,
+                mlp(SEED_NETWORK),
+                config,
+                train_xy,
+                evals,
+                trainer.FitOptions(memory_budget=budget),
+            )
         )
     swept = results.concatenate(parts)
     phase("sweep", seconds=time.perf_counter() - tic, networks=len(swept.networks))
     tic = time.perf_counter()
     trace = full_batch_trace(
         grid, mlp(SEED_NETWORK), train_xy, tuple(a[:5000] for a in train_xy),
-        steps=steps, every=steps, lanczos_iters=4, memory_budget=budget,
+        TraceOptions(steps, steps, lanczos_iters=4, memory_budget=budget),
     )  # fmt: skip
     phase("trace", seconds=time.perf_counter() - tic, samples=len(trace.sample_steps))
     return {

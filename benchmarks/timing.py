@@ -53,7 +53,7 @@ def single_epoch(sizes, batch_size, path: str = "library"):
     tx = optim.make("gd", 3.0)
     state = train.init_state(mlp(sizes).init_params(jax.random.key(0)), tx)
     if path == "library":
-        return fast_gd.build_epoch(mlp(sizes), "gd", tx, batch_size), state
+        return fast_gd.build_epoch(mlp(sizes), "gd", tx, batch_size, learning_rate=3.0), state
     return train.make_epoch(train.make_loss(mlp(sizes)), tx, batch_size), state
 
 

@@ -46,13 +46,27 @@ HeadLoss = Callable[[jax.Array, list, jax.Array], jax.Array]
 # The backends these paths were measured faster on (benchmarks/README.md); elsewhere,
 # e.g. on a GPU until benchmarks/gpu_check.sh has measured them there, the plain XLA
 # path of train.make_epoch (and the sweep's vmap) is taken.
-FAST_BACKENDS = ("cpu",)
+TUNED_BACKENDS = ("cpu",)
+
+# The epoch a run trains with, as its summary names it (``epoch_path``).
+DELAYED = "delayed first-layer updates"
+COLUMN_LAYOUT = "column-layout full batch"
+PLAIN = "plain scan"
 
 
-def fast_here(fast: bool | None = None) -> bool:
-    """Whether to take the fast paths: ``fast`` if given, else whether JAX's default
-    backend is one of ``FAST_BACKENDS``."""
-    return jax.default_backend() in FAST_BACKENDS if fast is None else fast
+def tuned_for_backend(fast_paths: bool | None = None) -> bool:
+    """Whether to take the fast paths: ``fast_paths`` if given, else whether JAX's
+    default backend is one of ``TUNED_BACKENDS``."""
+    return jax.default_backend() in TUNED_BACKENDS if fast_paths is None else fast_paths
+
+
+def epoch_path(optimizer: str, batch_size: int, fast_paths: bool | None = None) -> str:
+    """Which epoch :func:`build_epoch` builds: :data:`DELAYED` for plain gradient
+    descent on mini-batches, :data:`COLUMN_LAYOUT` for full-batch gradient descent,
+    :data:`PLAIN` for every other optimiser or where the fast paths are not taken."""
+    if optimizer != "gd" or not tuned_for_backend(fast_paths):
+        return PLAIN
+    return COLUMN_LAYOUT if batch_size == 0 else DELAYED
 
 
 # Steps per block whose first-layer updates are held back and applied together. Larger
@@ -152,23 +166,25 @@ def run(params, eta: jax.Array, batch, order: jax.Array, head_loss: HeadLoss, *,
     return [(w1, b1), *rest], costs
 
 
-def delayed_steps(state: train.TrainState, batch, order: jax.Array, head_loss, *, full: bool):
+def delayed_steps(
+    state: train.TrainState, eta: jax.Array, batch, order: jax.Array, head_loss, *, full: bool
+):
     """Plain gradient descent for N networks stacked on a leading axis, on batches they
-    share, by :func:`run`; each network's η is read from its optimiser state.
+    share, by :func:`run`, network *i* with learning rate ``eta[i]``.
 
     Returns:
       ``(state, costs)``: the state after all steps (step and optimiser count advanced
       by their number) and each step's cost before its update, ``[steps, N]``.
     """
-    eta = state.opt_state.hyperparams["learning_rate"]  # [N]
     params, costs = run(state.params, eta, batch, order, head_loss, full=full)
     steps = costs.shape[0]
     opt_state = state.opt_state._replace(count=state.opt_state.count + steps)
     return train.TrainState(params, opt_state, state.step + steps), costs
 
 
-def full_batch_step(head_loss: HeadLoss):
-    """One gradient-descent step on the whole training set, its first layer worked in
+def full_batch_step(head_loss: HeadLoss, learning_rate: float):
+    """One gradient-descent step of size ``learning_rate`` on the whole training set,
+    its first layer worked in
     the textbook's column layout: pre-activations ``W₁ᵀ xᵀ`` and errors ``δᵀ`` of shape
     ``[H, n]``, weight gradient ``(δᵀ x)ᵀ``.
 
@@ -182,6 +198,7 @@ def full_batch_step(head_loss: HeadLoss):
       ``epoch(state, x, labels, key) -> (state, cost before the step)``.
     """
     pin = jax.lax.optimization_barrier
+    eta = jnp.float32(learning_rate)
 
     def epoch(state: train.TrainState, x: jax.Array, labels: jax.Array, key: jax.Array):
         del key  # one step on the whole set: nothing to order
@@ -193,7 +210,6 @@ def full_batch_step(head_loss: HeadLoss):
 
         value, (dz1t, db1, grest) = jax.value_and_grad(cost_of, argnums=(0, 1, 2))(z1t, b1, rest)
         grads = [(pin(pin(dz1t) @ x).T, db1), *grest]
-        eta = state.opt_state.hyperparams["learning_rate"]
         opt_state = state.opt_state._replace(count=state.opt_state.count + 1)
         new_params = optim.gd_step(state.params, grads, eta)
         return train.TrainState(new_params, opt_state, state.step + 1), value
@@ -207,7 +223,8 @@ def build_epoch(
     tx: optax.GradientTransformation,
     batch_size: int,
     *,
-    fast: bool | None = None,
+    learning_rate: float,
+    fast_paths: bool | None = None,
 ):
     """The fastest correct epoch for a run: ``train.make_epoch``'s contract and results.
 
@@ -218,27 +235,33 @@ def build_epoch(
     ``train.make_head_loss``, so a change to the model or the cost reaches every path;
     a change to ``train.make_step`` or ``train.make_loss`` alone reaches only the
     plain one (train with another optimiser, or call ``train.make_epoch``, to use it).
+    :func:`epoch_path` names the one taken.
 
     The fast paths are tuned for a CPU: on other backends the plain scan is taken
-    unless ``fast=True`` (see :func:`fast_here`).
+    unless ``fast_paths=True`` (see :func:`tuned_for_backend`).
 
     Args:
       model_config: the network.
       optimizer: the name ``tx`` was made from (``optim.make``).
       tx, batch_size: as for ``train.make_epoch``.
-      fast: take the fast paths (True), never (False), or where measured faster (None).
+      learning_rate: the run's η: the fast paths of gradient descent step by it, the
+        plain scan by ``tx`` (made with the same η).
+      fast_paths: take the fast paths (True), never (False), or where measured
+        faster (None).
     """
-    if optimizer != "gd" or not fast_here(fast):
+    path = epoch_path(optimizer, batch_size, fast_paths)
+    if path == PLAIN:
         return train.make_epoch(train.make_loss(model_config), tx, batch_size)
     head_loss = train.make_head_loss(model_config)
-    if batch_size == 0:
-        return full_batch_step(head_loss)
+    if path == COLUMN_LAYOUT:
+        return full_batch_step(head_loss, learning_rate)
+    eta = jnp.full((1,), learning_rate, jnp.float32)  # a sweep of one network
 
     def epoch(state: train.TrainState, x: jax.Array, labels: jax.Array, key: jax.Array):
         order = train.batch_order(key, x.shape[0], batch_size)
         batch = lambda idx: (x[idx], labels[idx])
-        stacked = jax.tree.map(lambda a: a[None], state)  # a sweep of one network
-        stacked, batch_costs = delayed_steps(stacked, batch, order, head_loss, full=False)
+        stacked = jax.tree.map(lambda a: a[None], state)
+        stacked, batch_costs = delayed_steps(stacked, eta, batch, order, head_loss, full=False)
         return jax.tree.map(lambda a: a[0], stacked), jnp.mean(batch_costs)
 
     return epoch

@@ -8,8 +8,8 @@ stopped between the two has metrics one epoch ahead of its checkpoint, and ``--r
 simply recomputes that epoch.
 
 Reading back is checked: a damaged record (a checkpoint, the metrics) raises a
-:class:`GdJaxError` naming the file, and a damaged cache of results is reported by
-:func:`read_cache` so that it is computed again.
+:class:`GdJaxError` naming the file; a study's stage whose file is damaged is computed
+again (``gd_jax.stage``).
 """
 
 import contextlib
@@ -19,13 +19,12 @@ import json
 import os
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import jax
 import numpy as np
-from absl import logging
 
 from gd_jax import watchdog
 from gd_jax.errors import GdJaxError
@@ -201,25 +200,6 @@ def load_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
     # From bytes: np.load leaves the file open when it is not a zip at all.
     with np.load(io.BytesIO(Path(path).read_bytes())) as f:
         return {k: f[k] for k in f.files}
-
-
-T = TypeVar("T")
-
-
-def read_cache(path: Path, read: Callable[[Path], T]) -> T | None:
-    """A result cached in ``path``, or None when there is none or it is damaged.
-
-    ``read`` loads the file and checks it (raising one of ``DAMAGED``, e.g. a
-    ``ValueError``, when it does not fit the run); a damaged cache is logged and the
-    caller computes it again, and overwrites it.
-    """
-    if not path.exists():
-        return None
-    try:
-        return read(path)
-    except DAMAGED as e:
-        logging.warning("%s is damaged (%s: %s); computing it again.", path, type(e).__name__, e)
-        return None
 
 
 def _flatten(tree) -> dict[str, np.ndarray]:

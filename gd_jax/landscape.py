@@ -257,8 +257,11 @@ def unit_normalized_direction(key: jax.Array, params: model.Params) -> model.Par
     return direction
 
 
-@functools.partial(jax.jit, static_argnums=(0, 8))
-def _surface_scores(evaluate, params, d1, d2, x, labels, a, b, chunk):
+@functools.partial(jax.jit, static_argnums=(0, 5))
+def _surface_scores(evaluate, params, directions, xy, axes, chunk):
+    """C(θ + s·d₁ + t·d₂) at every (s, t) of ``axes`` = (a, b), ``chunk`` points at a time."""
+    (d1, d2), (x, labels), (a, b) = directions, xy, axes
+
     def at(st):
         s, t = st
         moved = jax.tree.map(lambda p, u, v: p + s * u + t * v, params, d1, d2)
@@ -293,7 +296,7 @@ def surface(
     d2 = unit_normalized_direction(k2, params)
     grid = jnp.asarray(np.linspace(-extent, extent, num), jnp.float32)
     chunk = num * num if chunk is None else chunk
-    cost = _surface_scores(evaluate, params, d1, d2, x, labels, grid, grid, chunk)
+    cost = _surface_scores(evaluate, params, (d1, d2), (x, labels), (grid, grid), chunk)
     return {"s": np.asarray(grid), "t": np.asarray(grid), "cost": np.asarray(cost)}
 
 

@@ -81,7 +81,7 @@ def from_first_layer(
     """The network's output from its first layer's pre-activations ``z = x W + b``.
 
     ``predict`` is this after one matmul; the fast gradient-descent path
-    (``gd_jax.delayed``) computes ``z`` its own way and then shares this code.
+    (``gd_jax.fast_gd``) computes ``z`` its own way and then shares this code.
 
     Args:
       z: pre-activations of the first layer, ``[n, fan_out]``.

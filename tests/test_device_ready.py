@@ -193,7 +193,7 @@ def surface_memory(num: int, chunk: int) -> int:
     params = [tuple(jax.ShapeDtypeStruct(a.shape[1:], a.dtype) for a in layer) for layer in one]
     grid = jax.ShapeDtypeStruct((num,), jnp.float32)
     fn = lambda p, d1, d2, x, labels, a, b: landscape._surface_scores(
-        evaluate, p, d1, d2, x, labels, a, b, chunk
+        evaluate, p, (d1, d2), (x, labels), (a, b), chunk
     )
     return temp_bytes(fn, params, params, params, *DATA, grid, grid)
 

@@ -1,6 +1,7 @@
 """The fast paths of plain gradient descent: each equals the plain scan of train.make_step."""
 
 import jax
+import jax.numpy as jnp
 import pytest
 from conftest import assert_trees_close, assert_trees_equal, fresh_state, mlp, tiny_data
 
@@ -29,7 +30,7 @@ def test_the_fast_gd_epoch_equals_the_plain_scan(cost, activation, sizes, batch_
     state = train.init_state(model.init_params(jax.random.key(1), sizes), tx)
     key = jax.random.key(5)
     plain = jax.jit(train.make_epoch(train.make_loss(model_config), tx, batch_size))
-    fast = jax.jit(fast_gd.build_epoch(model_config, "gd", tx, batch_size))
+    fast = jax.jit(fast_gd.build_epoch(model_config, "gd", tx, batch_size, learning_rate=2.0))
     (a, cost_a), (b, cost_b) = plain(state, x, labels, key), fast(state, x, labels, key)
     assert_trees_close(a.params, b.params, rtol=1e-4, atol=1e-5)
     assert float(cost_b) == pytest.approx(float(cost_a), rel=1e-5)
@@ -53,7 +54,7 @@ def test_the_fast_full_batch_step_equals_the_plain_one(cost, activation, sizes):
     state = train.init_state(model.init_params(jax.random.key(2), sizes), tx)
     key = jax.random.key(0)
     plain = jax.jit(train.make_epoch(train.make_loss(model_config), tx, 0))
-    fast = jax.jit(fast_gd.build_epoch(model_config, "gd", tx, 0))
+    fast = jax.jit(fast_gd.build_epoch(model_config, "gd", tx, 0, learning_rate=0.7))
     for _ in range(3):  # three epochs, each one step
         (a, cost_a), (b, cost_b) = plain(state, x, labels, key), fast(state, x, labels, key)
         assert_trees_close(a, b, rtol=1e-5, atol=1e-6)
@@ -68,7 +69,7 @@ def test_build_epoch_takes_the_plain_scan_for_other_optimisers():
     for name, batch_size in (("adam", 10), ("sgd", 10), ("rmsprop", 0)):
         tx = optim.make(name, 0.1)
         plain = jax.jit(train.make_epoch(train.make_loss(MODEL), tx, batch_size))
-        built = jax.jit(fast_gd.build_epoch(MODEL, name, tx, batch_size))
+        built = jax.jit(fast_gd.build_epoch(MODEL, name, tx, batch_size, learning_rate=0.1))
         a, b = (
             plain(fresh_state(tx, SIZES), x, labels, key),
             built(fresh_state(tx, SIZES), x, labels, key),
@@ -80,8 +81,10 @@ def test_sgd_without_momentum_is_gd_through_the_plain_scan():
     x, labels = data()
     gd, sgd = optim.make("gd", 1.0), optim.make("sgd", 1.0, momentum=0.0)
     key = jax.random.key(3)
-    a, _ = jax.jit(fast_gd.build_epoch(MODEL, "gd", gd, 10))(fresh_state(gd, SIZES), x, labels, key)
-    b, _ = jax.jit(fast_gd.build_epoch(MODEL, "sgd", sgd, 10))(
+    a, _ = jax.jit(fast_gd.build_epoch(MODEL, "gd", gd, 10, learning_rate=1.0))(
+        fresh_state(gd, SIZES), x, labels, key
+    )
+    b, _ = jax.jit(fast_gd.build_epoch(MODEL, "sgd", sgd, 10, learning_rate=1.0))(
         fresh_state(sgd, SIZES), x, labels, key
     )
     assert_trees_close(a.params, b.params, rtol=1e-5, atol=1e-6)
@@ -92,7 +95,7 @@ def test_fit_with_the_optimiser_named_takes_the_fast_path_to_the_same_run():
     tx = optim.make("gd", 3.0)
     epoch_fns = {
         None: train.make_epoch(train.make_loss(MODEL), tx, 7),
-        "gd": fast_gd.build_epoch(MODEL, "gd", tx, 7),
+        "gd": fast_gd.build_epoch(MODEL, "gd", tx, 7, learning_rate=3.0),
     }
     runs = {}
     for optimizer, epoch_fn in epoch_fns.items():
@@ -107,24 +110,66 @@ def test_fit_with_the_optimiser_named_takes_the_fast_path_to_the_same_run():
         assert_trees_close(slow.state.params, fast.state.params, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("backend, fast", [("cpu", True), ("gpu", False), ("tpu", False)])
-def test_the_fast_paths_are_taken_on_the_backends_they_were_measured_on(monkeypatch, backend, fast):
+@pytest.mark.parametrize("backend, tuned", [("cpu", True), ("gpu", False), ("tpu", False)])
+def test_the_fast_paths_are_taken_on_the_backends_they_were_measured_on(
+    monkeypatch, backend, tuned
+):
     monkeypatch.setattr(jax, "default_backend", lambda: backend)
-    tx = optim.make("gd", 1.0)
+    expected = {10: fast_gd.DELAYED, 0: fast_gd.COLUMN_LAYOUT} if tuned else {}
     for batch_size in (10, 0):
-        epoch = fast_gd.build_epoch(MODEL, "gd", tx, batch_size)
-        assert epoch.__qualname__.startswith("make_epoch") is not fast, (backend, batch_size)
-    calls = []
-    monkeypatch.setattr(fast_gd, "delayed_steps", lambda *a, **k: calls.append(1) or 1 / 0)
-    stacked = engine.build_epoch(MODEL, "gd", tx, 10, shared_order=True)
-    state = engine.init(engine.grid([0.5], [0]), MODEL, tx)
+        path = expected.get(batch_size, fast_gd.PLAIN)
+        assert fast_gd.epoch_path("gd", batch_size) == path, (backend, batch_size)
+        assert engine.epoch_path("gd", batch_size, shared_order=True) == path
+        # Asked for explicitly, a path is taken wherever the program runs.
+        assert fast_gd.epoch_path("gd", batch_size, fast_paths=True) != fast_gd.PLAIN
+        assert fast_gd.epoch_path("gd", batch_size, fast_paths=False) == fast_gd.PLAIN
+    for optimizer in ("sgd", "momentum", "adam"):
+        assert fast_gd.epoch_path(optimizer, 10, fast_paths=True) == fast_gd.PLAIN
+    assert engine.epoch_path("gd", 10, shared_order=False, fast_paths=True) == fast_gd.PLAIN
+
+
+@pytest.mark.parametrize("fast_paths", [True, False])
+@pytest.mark.parametrize("batch_size", [10, 0])
+def test_the_path_named_is_the_path_that_runs(monkeypatch, fast_paths, batch_size):
+    # The fast paths are the only callers of these two; the plain scan calls neither.
+    taken = []
+    for name in ("delayed_steps", "full_batch_step"):
+        original = getattr(fast_gd, name)
+        monkeypatch.setattr(
+            fast_gd, name, lambda *a, _f=original, _n=name, **k: taken.append(_n) or _f(*a, **k)
+        )
+    tx = optim.make("gd", 0.5)
     x, labels = data()
-    if fast:
-        with pytest.raises(ZeroDivisionError):
-            stacked(state, x, labels, jax.random.key(0))
-    else:
-        stacked(state, x, labels, jax.random.key(0))
-    assert len(calls) == int(fast)
-    # Asked for explicitly, a path is taken wherever the program runs.
-    assert not fast_gd.build_epoch(MODEL, "gd", tx, 10, fast=True).__qualname__.startswith("make")
-    assert fast_gd.build_epoch(MODEL, "gd", tx, 10, fast=False).__qualname__.startswith("make")
+    epoch = fast_gd.build_epoch(MODEL, "gd", tx, batch_size, learning_rate=0.5,
+                                fast_paths=fast_paths)  # fmt: skip
+    jax.jit(epoch)(fresh_state(tx, SIZES), x, labels, jax.random.key(0))
+    sweep = engine.build_epoch(MODEL, "gd", tx, batch_size, shared_order=True,
+                               fast_paths=fast_paths)  # fmt: skip
+    jax.jit(sweep)(engine.init(engine.grid([0.5], [0]), MODEL, tx), x, labels, jax.random.key(0))
+    path = fast_gd.epoch_path("gd", batch_size, fast_paths)
+    expected = {fast_gd.PLAIN: [], fast_gd.DELAYED: ["delayed_steps"] * 2,
+                fast_gd.COLUMN_LAYOUT: ["full_batch_step", "delayed_steps"]}[path]  # fmt: skip
+    assert taken == expected
+
+
+def test_the_fast_path_steps_by_the_runs_learning_rate_not_the_optimisers_state():
+    # A state whose optimiser was made with η = 0.5, stepped by the fast path told
+    # η = 2.0, lands where the plain scan of an optimiser made with η = 2.0 does.
+    x, labels = data()
+    key = jax.random.key(1)
+    held, meant = optim.make("gd", 0.5), optim.make("gd", 2.0)
+    for batch_size in (10, 0):
+        plain = jax.jit(train.make_epoch(train.make_loss(MODEL), meant, batch_size))
+        fast = jax.jit(fast_gd.build_epoch(MODEL, "gd", held, batch_size, learning_rate=2.0,
+                                           fast_paths=True))  # fmt: skip
+        (a, _), (b, _) = (
+            plain(fresh_state(meant, SIZES), x, labels, key),
+            fast(fresh_state(held, SIZES), x, labels, key),
+        )
+        assert_trees_close(a.params, b.params, rtol=1e-4, atol=1e-5)
+        (c, _) = jax.jit(train.make_epoch(train.make_loss(MODEL), held, batch_size))(
+            fresh_state(held, SIZES), x, labels, key
+        )
+        gaps = jax.tree.map(lambda u, v: float(jnp.max(jnp.abs(u - v))), a.params, c.params)
+        far = max(jax.tree.leaves(gaps))
+        assert far > 1e-2  # and η = 0.5 would have landed elsewhere

@@ -45,3 +45,40 @@ def test_the_checks_see_every_study():
     studies = {p.relative_to(ROOT).parts[1] for p in MODULES if p.parts[-3] == "studies"}
     assert studies == {"run", "lr", "minima", "toy"}
     assert study_of("gd_jax.studies.lr.tables") == "lr" and study_of("gd_jax.train") is None
+
+
+# More than this many parameters is a bundle that should travel as one record (a
+# config, a context, options): the studies' shape, not a matter of taste.
+MAX_PARAMETERS = 8
+
+
+def parameters(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> list[str]:
+    """The names a function takes, ``self`` and ``cls`` of a method not counted."""
+    args = node.args
+    names = [a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)]
+    names += [f"*{a.arg}" for a in (args.vararg, args.kwarg) if a is not None]
+    return names[1:] if names[:1] in (["self"], ["cls"]) else names
+
+
+def test_no_function_takes_more_than_eight_parameters():
+    crowded = [
+        f"{path.relative_to(ROOT)}:{node.lineno} {getattr(node, 'name', 'lambda')} "
+        f"({len(parameters(node))})"
+        for path in MODULES
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
+        and len(parameters(node)) > MAX_PARAMETERS
+    ]
+    assert not crowded, crowded
+
+
+def test_the_parameter_count_sees_every_kind_of_parameter():
+    (node,) = ast.parse("def f(self, a, /, b, *c, d, **e): pass").body
+    assert parameters(node) == ["a", "b", "d", "*c", "*e"]
+    (node,) = ast.parse("def f(a, b=1, *, c): pass").body
+    assert parameters(node) == ["a", "b", "c"]
+
+
+def test_the_fast_path_keeps_out_of_optaxs_state():
+    # Its learning rate is the run's (config, Networks), not an optimiser's internals.
+    assert "hyperparams" not in (ROOT / "fast_gd.py").read_text()

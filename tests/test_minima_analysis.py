@@ -12,18 +12,20 @@ CERTIFY = {"grad_tol": 1e-3, "negative_tol": 1e-2, "bar": 0.4}
 
 
 def test_the_dense_spectrum_turns_a_minimum_with_negative_eigenvalues_into_a_saddle():
-    minimum = analysis.classify(1e-4, -1e-4, 1.0, 0.1, **CERTIFY)
+    minimum = analysis.classify(1e-4, -1e-4, 1.0, 0.1, analysis.Thresholds(**CERTIFY))
     assert minimum == analysis.MINIMUM  # λ_min above −1% of λ_max: no clear descent
     for count, expected in ((None, analysis.MINIMUM), (0, analysis.MINIMUM), (2, analysis.SADDLE)):
-        found = analysis.classify(1e-4, -1e-4, 1.0, 0.1, **CERTIFY, negative_eigenvalues=count)
+        found = analysis.classify(
+            1e-4, -1e-4, 1.0, 0.1, analysis.Thresholds(**CERTIFY), negative_eigenvalues=count
+        )
         assert found == expected
     # The rule only refines minima: a point not critical, or not learned, stays so.
-    assert analysis.classify(1e-2, -1e-4, 1.0, 0.1, **CERTIFY, negative_eigenvalues=5) == (
-        analysis.UNCONVERGED
-    )
-    assert analysis.classify(1e-4, -1e-4, 1.0, 0.5, **CERTIFY, negative_eigenvalues=5) == (
-        analysis.PLATEAU
-    )
+    assert analysis.classify(
+        1e-2, -1e-4, 1.0, 0.1, analysis.Thresholds(**CERTIFY), negative_eigenvalues=5
+    ) == (analysis.UNCONVERGED)
+    assert analysis.classify(
+        1e-4, -1e-4, 1.0, 0.5, analysis.Thresholds(**CERTIFY), negative_eigenvalues=5
+    ) == (analysis.PLATEAU)
 
 
 @pytest.mark.parametrize(

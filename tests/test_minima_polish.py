@@ -62,10 +62,19 @@ def test_a_point_flattened_into_saturation_is_not_a_minimum():
     assert not analysis.flattened(before, {"lambda_max": 0.02, "saturation": 0.9}, ratio=0.1)
     kw = {"grad_tol": 1e-4, "negative_tol": 1e-2, "bar": 0.4}
     # Saturated comes after unconverged and plateau, before saddle and minimum.
-    assert analysis.classify(1e-5, -1.0, 1.0, 0.1, **kw, flattened=True) == analysis.SATURATED
-    assert analysis.classify(1e-3, 0.0, 1.0, 0.1, **kw, flattened=True) == analysis.UNCONVERGED
-    assert analysis.classify(1e-5, 0.0, 1.0, 0.5, **kw, flattened=True) == analysis.PLATEAU
-    assert analysis.classify(1e-5, 0.0, 1.0, 0.1, **kw) == analysis.MINIMUM
+    assert (
+        analysis.classify(1e-5, -1.0, 1.0, 0.1, analysis.Thresholds(**kw), flattened=True)
+        == analysis.SATURATED
+    )
+    assert (
+        analysis.classify(1e-3, 0.0, 1.0, 0.1, analysis.Thresholds(**kw), flattened=True)
+        == analysis.UNCONVERGED
+    )
+    assert (
+        analysis.classify(1e-5, 0.0, 1.0, 0.5, analysis.Thresholds(**kw), flattened=True)
+        == analysis.PLATEAU
+    )
+    assert analysis.classify(1e-5, 0.0, 1.0, 0.1, analysis.Thresholds(**kw)) == analysis.MINIMUM
 
 
 def test_a_bezier_curve_joins_its_ends_and_bends_toward_its_control_point():

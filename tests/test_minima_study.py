@@ -29,7 +29,9 @@ def certify(f, point):
     grad_norm = float(jnp.linalg.norm(jax.grad(f)(v)))
     low, high = curvature.extreme_eigenvalues(lambda p: f(p), v, key=jax.random.key(0), num_iters=4)
     kw = {"grad_tol": 1e-3, "negative_tol": 1e-2, "bar": 1.0}
-    return analysis.classify(grad_norm, float(low), float(high), float(f(v)), **kw)
+    return analysis.classify(
+        grad_norm, float(low), float(high), float(f(v)), analysis.Thresholds(**kw)
+    )
 
 
 def test_certification_of_known_critical_points():

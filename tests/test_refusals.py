@@ -22,6 +22,7 @@ from gd_jax.report import tensorboard
 from gd_jax.studies.lr.config import LrConfig, parse_learning_rates, show_floats
 from gd_jax.studies.minima import pairs
 from gd_jax.studies.minima.config import MinimaConfig, check_cost
+from gd_jax.studies.minima.context import Width
 
 
 def test_network_bytes_is_the_documented_formula():
@@ -80,9 +81,9 @@ def test_curves_train_on_a_training_set_smaller_than_their_batch():
     ends = [model.init_params(jax.random.key(k), model_config.sizes) for k in range(3)]
     study = MinimaConfig(curve_steps=2, path_points=3)
     evaluate = train.make_evaluate(model_config)
-    (naive, matched), = pairs.fit_curves(
-        model_config, study, [tuple(ends)], (x, labels), evaluate, seed=0, chunk=2
-    )  # fmt: skip
+    context = Width(model_config, TrainConfig(), study, (x, labels), (x, labels),
+                    bar=1.0, devices=None, budget=1.0, chunk=2)  # fmt: skip
+    ((naive, matched),) = pairs.fit_curves(context, [tuple(ends)], evaluate)
     assert naive.shape == matched.shape == (3,)
     assert np.all(np.isfinite(naive)) and np.all(np.isfinite(matched))
 

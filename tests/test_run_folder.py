@@ -146,13 +146,3 @@ def test_a_stop_requested_is_raised_after_the_next_write(tmp_path):
     finally:
         io.stop_handled()
     io.write_text(tmp_path / "c.txt", "x")
-
-
-def test_a_damaged_cache_is_read_as_none(tmp_path, caplog):
-    path = tmp_path / "cache.npz"
-    path.write_bytes(b"PK\x03\x04 cut")
-    assert io.read_cache(path, io.load_arrays) is None
-    assert "cache.npz is damaged" in caplog.text
-    assert io.read_cache(tmp_path / "absent.npz", io.load_arrays) is None
-    io.save_arrays(path, a=[1, 2])
-    assert io.read_cache(path, io.load_arrays)["a"].tolist() == [1, 2]

@@ -14,7 +14,7 @@ from gd_jax import curvature, io, optim, train
 from gd_jax import data as datasets
 from gd_jax.config import TrainConfig
 from gd_jax.errors import GdJaxError
-from gd_jax.studies.lr.trace import full_batch_trace
+from gd_jax.studies.lr.trace import TraceOptions, full_batch_trace
 from gd_jax.sweep import engine, mesh, trainer
 
 SIZES = (12, 8, 4)
@@ -31,7 +31,7 @@ def run(networks, *, cost="mse", activation="sigmoid", optimizer="gd", batch_siz
     )
     return trainer.fit(
         networks, mlp(SIZES, activation, cost), config, data(), {"test": data(30, seed=1)},
-        shared_order=shared_order, **kw,
+        trainer.FitOptions(shared_order=shared_order, **kw),
     )  # fmt: skip
 
 
@@ -91,7 +91,7 @@ def test_a_network_of_a_sweep_ends_as_experiments_train_run_alone(tmp_path, shar
     evals = {"test": datasets.on_device(dataset.test)}
     result = trainer.fit(
         networks, model_config, config, datasets.on_device(dataset.train), evals,
-        shared_order=shared_order,
+        trainer.FitOptions(shared_order=shared_order),
     )  # fmt: skip
     # With a shared order, only the networks whose seed orders the batches (3) are runs
     # of experiments.train; with their own orders, all of them are.
@@ -160,7 +160,7 @@ def trace(networks, *, cost="mse", activation="sigmoid", steps=12, every=4, **kw
     x, labels = data()
     return full_batch_trace(
         networks, mlp(SIZES, activation, cost), (x, labels), (x[:40], labels[:40]),
-        steps=steps, every=every, lanczos_iters=12, **kw,
+        TraceOptions(steps=steps, every=every, lanczos_iters=12, **kw),
     )  # fmt: skip
 
 
@@ -266,8 +266,8 @@ mc = ModelConfig((12, 8, 4), "sigmoid", "mse", "normal")
 for opt, shared in (("gd", True), ("adam", False)):
     config = TrainConfig(optimizer=opt, momentum=None, batch_size=10, epochs=3, seed=0)
     args = (nets, mc, config, (x, labels), {"test": (x[:20], labels[:20])})
-    one = trainer.fit(*args, shared_order=shared, devices=1)
-    four = trainer.fit(*args, shared_order=shared, devices=4)
+    one = trainer.fit(*args, trainer.FitOptions(shared_order=shared, devices=1))
+    four = trainer.fit(*args, trainer.FitOptions(shared_order=shared, devices=4))
     assert len(four.networks) == 5
     for a, b in zip(jax.tree.leaves(one.params), jax.tree.leaves(four.params), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)

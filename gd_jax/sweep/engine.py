@@ -1,11 +1,11 @@
 """Many networks trained as one program: ``train``'s epoch, vmapped over a network axis.
 
 Every leaf of the state carries a leading axis of N networks, each with its own learning
-rate (held in its optimiser state), initialisation seed and, unless they share one, data
-order. The dataset is an unbatched argument: stored once, read by all. A network whose
-cost stops being finite is frozen at the start of the epoch in which it failed and
-flagged with that epoch and step; the others go on untouched, because no operation
-mixes networks.
+rate (``SweepState.learning_rate``, and in its optimiser state), initialisation seed
+and, unless they share one, data order. The dataset is an unbatched argument: stored
+once, read by all. A network whose cost stops being finite is frozen at the start of
+the epoch in which it failed and flagged with that epoch and step; the others go on
+untouched, because no operation mixes networks.
 
 Networks follow the same key discipline as a single run (``studies.run``):
 ``init_key, data_key = split(key(seed))``, so network *i* of a sweep trains exactly as
@@ -55,6 +55,9 @@ class SweepState(NamedTuple):
     alive: jax.Array  # bool [N]: still finite
     diverged_step: jax.Array  # int32 [N]: the first step with a non-finite cost; -1 if none
     converged: jax.Array  # bool [N]: stopped because it met the gradient tolerance
+    # float32 [N]: each network's η, from its Networks (the fast path steps by it; the
+    # optimiser state holds the same for the vmapped step).
+    learning_rate: jax.Array
 
 
 def keys(seeds) -> tuple[jax.Array, jax.Array]:
@@ -86,7 +89,8 @@ def init(networks: Networks, model_config: ModelConfig, tx) -> SweepState:
     step = jnp.zeros((n,), jnp.int32)
     alive = jnp.ones((n,), bool)
     state = train.TrainState(params, opt_state, step)
-    return SweepState(state, alive, -jnp.ones((n,), jnp.int32), jnp.zeros((n,), bool))
+    eta = jnp.asarray(networks.learning_rate, jnp.float32)
+    return SweepState(state, alive, -jnp.ones((n,), jnp.int32), jnp.zeros((n,), bool), eta)
 
 
 def nudged(params, init_keys, nudge):
@@ -108,7 +112,7 @@ def all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]))
 
 
-def make_epoch(loss: train.Loss, tx, batch_size: int, *, shared_order: bool, fast=None):
+def make_epoch(loss: train.Loss, tx, batch_size: int, *, shared_order: bool, stacked=None):
     """The vmapped epoch: ``epoch(state, x, labels, keys) -> (state, avg cost [N])``.
 
     ``keys`` is one key when ``shared_order`` (the permutation, and each batch's gather,
@@ -123,9 +127,9 @@ def make_epoch(loss: train.Loss, tx, batch_size: int, *, shared_order: bool, fas
 
     Args:
       loss, tx, batch_size, shared_order: as for a single run.
-      fast: the network's :class:`ModelConfig`, to train plain gradient descent with a
-        shared order through ``gd_jax.fast_gd`` (one matmul meets every network);
-        ``None`` for the general vmapped step.
+      stacked: the network's :class:`ModelConfig`, to train plain gradient descent
+        with a shared order through ``gd_jax.fast_gd`` (one matmul meets every
+        network); ``None`` for the general vmapped step.
     """
     step = train.make_step(loss, tx)
 
@@ -139,10 +143,10 @@ def make_epoch(loss: train.Loss, tx, batch_size: int, *, shared_order: bool, fas
         else:
             batches = lambda k: train.batch_order(k, n, batch_size)
             order = (batches if shared_order else jax.vmap(batches))(keys)
-        if fast is not None:
-            head_loss = train.make_head_loss(fast)
+        if stacked is not None:
+            head_loss = train.make_head_loss(stacked)
             trained, costs = fast_gd.delayed_steps(
-                state.train, batch, order, head_loss, full=batch_size == 0
+                state.train, state.learning_rate, batch, order, head_loss, full=batch_size == 0
             )
         else:
             body = lambda train_state, idx: step(train_state, *batch(idx))
@@ -154,6 +158,18 @@ def make_epoch(loss: train.Loss, tx, batch_size: int, *, shared_order: bool, fas
     return epoch
 
 
+def epoch_path(optimizer: str, batch_size: int, *, shared_order: bool, fast_paths=None) -> str:
+    """Which epoch :func:`build_epoch` builds, as a summary names it: the stacked path
+    of plain gradient descent on batches every network shares (``fast_gd``'s
+    ``DELAYED``, or its ``COLUMN_LAYOUT`` for full batches: one matmul meets all
+    networks) where ``fast_gd.tuned_for_backend(fast_paths)``, else ``fast_gd.PLAIN``
+    (the vmapped single-network step: other optimisers, per-network orders, other
+    backends)."""
+    if not (shared_order or batch_size == 0):
+        return fast_gd.PLAIN
+    return fast_gd.epoch_path(optimizer, batch_size, fast_paths)
+
+
 def build_epoch(
     model_config: ModelConfig,
     optimizer: str,
@@ -161,16 +177,13 @@ def build_epoch(
     batch_size: int,
     *,
     shared_order: bool,
-    fast: bool | None = None,
+    fast_paths: bool | None = None,
 ):
-    """The fastest correct epoch for a sweep: plain gradient descent on batches every
-    network shares takes the stacked path (one matmul meets all networks) where
-    ``fast_gd.fast_here(fast)``; anything else (other optimisers, per-network orders,
-    other backends) the vmapped single-network step."""
+    """The fastest correct epoch for a sweep (:func:`epoch_path` names it)."""
     loss = train.make_loss(model_config)
-    stacked = optimizer == "gd" and (shared_order or batch_size == 0) and fast_gd.fast_here(fast)
-    fast = model_config if stacked else None
-    return make_epoch(loss, tx, batch_size, shared_order=shared_order, fast=fast)
+    path = epoch_path(optimizer, batch_size, shared_order=shared_order, fast_paths=fast_paths)
+    stacked = None if path == fast_gd.PLAIN else model_config
+    return make_epoch(loss, tx, batch_size, shared_order=shared_order, stacked=stacked)
 
 
 def settle(state: SweepState, trained: train.TrainState, costs: jax.Array):

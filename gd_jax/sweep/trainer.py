@@ -1,5 +1,6 @@
 """Training a sweep: all networks for all epochs, measured between blocks of epochs."""
 
+import dataclasses
 import time
 from collections.abc import Callable
 
@@ -14,6 +15,40 @@ from gd_jax.sweep import engine, mesh, results
 from gd_jax.sweep.engine import Networks
 from gd_jax.sweep.results import SweepResult
 
+# Examples scored at a time when a sweep is measured.
+EVAL_CHUNK = 10_000
+
+OnEpoch = Callable[[int, dict[str, np.ndarray], float, float], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class FitOptions:
+    """How a sweep trains, beyond what each network is.
+
+    Attributes:
+      shared_order: all networks see the same mini-batches, drawn from the data key
+        of ``config.seed`` (so the network with that seed matches a single run);
+        otherwise each network draws from its own seed's data key.
+      eval_every: epochs run as one compiled block between two measurements (and
+        host syncs); full-batch runs of thousands of steps want more than 1.
+      grad_tol: a network whose ‖∇C‖ on the training set falls below this at a
+        measurement stops training there (``converged_epoch``); the sweep ends when
+        every network has converged or diverged. ``None`` trains every epoch.
+      eval_chunk: examples scored at a time.
+      memory_budget: GiB the activations of the networks scored at once may take
+        (``gd_jax.memory``).
+      devices: shard the network axis over this many devices (all visible ones if
+        None); the networks are padded with copies of the last one to a multiple of
+        the device count, and the copies dropped from the result.
+    """
+
+    shared_order: bool = True
+    eval_every: int = 1
+    grad_tol: float | None = None
+    eval_chunk: int = EVAL_CHUNK
+    memory_budget: float = memory.MEMORY_BUDGET_GIB
+    devices: int | None = None
+
 
 def fit(
     networks: Networks,
@@ -21,14 +56,9 @@ def fit(
     config: TrainConfig,
     train_xy: tuple[jax.Array, jax.Array],
     evals: dict[str, tuple[jax.Array, jax.Array]],
+    options: FitOptions = FitOptions(),
     *,
-    shared_order: bool = True,
-    eval_every: int = 1,
-    grad_tol: float | None = None,
-    eval_chunk: int = 10_000,
-    memory_budget: float = memory.MEMORY_BUDGET_GIB,
-    devices: int | None = None,
-    on_epoch: Callable[[int, dict[str, np.ndarray], float, float], None] | None = None,
+    on_epoch: OnEpoch | None = None,
 ) -> SweepResult:
     """Trains all ``networks`` for ``epochs`` epochs as one compiled program per epoch.
 
@@ -41,20 +71,8 @@ def fit(
         network has its own.
       train_xy: the training ``(x, labels)``, on the device, shared by all networks.
       evals: other splits to score each epoch; empty splits are skipped.
-      shared_order: all networks see the same mini-batches, drawn from the data key
-        of ``config.seed`` (so the network with that seed matches a single run);
-        otherwise each network draws from its own seed's data key.
-      eval_chunk: examples scored at a time.
-      memory_budget: GiB the activations of the networks scored at once may take
-        (``gd_jax.memory``).
-      eval_every: epochs run as one compiled block between two measurements (and
-        host syncs); full-batch runs of thousands of steps want more than 1.
-      grad_tol: a network whose ‖∇C‖ on the training set falls below this at a
-        measurement stops training there (``converged_epoch``); the sweep ends when
-        every network has converged or diverged. ``None`` trains every epoch.
-      devices: shard the network axis over this many devices (all visible ones if
-        None); the networks are padded with copies of the last one to a multiple of
-        the device count, and the copies dropped from the result.
+      options: the order of batches, measurements, convergence, memory and devices
+        (:class:`FitOptions`).
       on_epoch: called as ``on_epoch(epoch, metrics, seconds, measure_seconds)`` after
         each measurement with its per-network metrics (numpy arrays [N]), the seconds
         per epoch of the block's training and the seconds the measurement took, e.g.
@@ -63,22 +81,23 @@ def fit(
     Returns:
       A :class:`SweepResult`.
     """
-    network_mesh = mesh.network_mesh(devices)
+    network_mesh = mesh.network_mesh(options.devices)
     count = network_mesh.devices.size
     n = len(networks)
     padded = np.concatenate([np.arange(n), np.full(-n % count, n - 1)])
     result = _fit_on(
-        network_mesh, networks.take(padded), model_config, config, train_xy, evals,
-        shared_order=shared_order, eval_every=eval_every, grad_tol=grad_tol,
-        eval_chunk=eval_chunk, memory_budget=memory_budget, on_epoch=on_epoch,
+        network_mesh, networks.take(padded), model_config, config, (train_xy, evals),
+        options, on_epoch,
     )  # fmt: skip
     return result if len(padded) == n else results.take(result, np.arange(n))
 
 
 def _fit_on(
-    network_mesh, networks, model_config, config, train_xy, evals, *,
-    shared_order, eval_every, grad_tol, eval_chunk, memory_budget, on_epoch,
-) -> SweepResult:  # fmt: skip
+    network_mesh, networks, model_config, config, data, options: FitOptions, on_epoch
+) -> SweepResult:
+    train_xy, evals = data
+    shared_order, eval_every, grad_tol = options.shared_order, options.eval_every, options.grad_tol
+    eval_chunk, memory_budget = options.eval_chunk, options.memory_budget
     optimizer, batch_size, epochs = config.optimizer, config.batch_size, config.epochs
     tx = optim.make(optimizer, 1.0, config.momentum)
     by_network = NamedSharding(network_mesh, PartitionSpec("networks"))

@@ -50,6 +50,11 @@ def range_test(
     return costs
 
 
+# The first tenth of the steps is left out of the search for the steepest fall: the
+# moving average still mostly remembers where it started there.
+WARMUP_SHARE = 10
+
+
 def analysis(rows: list[dict], stop_factor: float = 4.0, beta: float = 0.98) -> dict:
     """Smooths the range test's costs and finds its landmarks.
 
@@ -70,7 +75,7 @@ def analysis(rows: list[dict], stop_factor: float = 4.0, beta: float = 0.98) -> 
     stop = int(over[0]) if over.size else len(costs)
     lowest = int(np.argmin(smooth[:stop]))
     slope = np.gradient(smooth[:stop], np.log(etas[:stop]))
-    skip = max(1, stop // 10)  # the first steps' average is still mostly its start
+    skip = max(1, stop // WARMUP_SHARE)
     steepest = skip + int(np.argmin(slope[skip:])) if stop > skip + 1 else lowest
     return {
         "smoothed": smooth,

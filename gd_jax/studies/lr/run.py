@@ -1,7 +1,7 @@
 """The learning-rate study, run into its folder.
 
-Three measurements, each cached in the run folder so a killed study rerun with
-``resume`` computes only what is missing:
+Three measurements, each a stage (``gd_jax.stage``, ``stages.py``) cached in the run
+folder, so a killed study rerun with ``resume`` computes only what is missing:
 
 1. The sweep: every η with every seed, mini-batch training as in a single run, in
    chunks of networks (one compiled program each); ``chunks/sweep_NNN.npz`` per chunk.
@@ -9,30 +9,30 @@ Three measurements, each cached in the run folder so a killed study rerun with
    for the measured ΔC against its first- and second-order predictions and for the
    sharpness λ_max against 2/η; ``trace.npz``.
 3. The range test: one network with η rising exponentially step by step;
-   ``range_test.csv``.
+   ``range_test.npz``.
 
 Then the tables, the figures and the report.
 """
 
+import dataclasses
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from gd_jax import costs, data, io, memory, optim, run_folder, train, watchdog
-from gd_jax.config import ModelConfig, TrainConfig, check_seed_range
+from gd_jax import costs, data, io, memory, run_folder, stage
+from gd_jax.config import TrainConfig, check_seed_range
 from gd_jax.errors import GdJaxError
 from gd_jax.report import document
 from gd_jax.report import tensorboard as tensorboard_writer
 from gd_jax.report.format import duration
-from gd_jax.studies.lr import figures, range_test, tables
+from gd_jax.studies.lr import figures, stages, tables
 from gd_jax.studies.lr.config import LrConfig
 from gd_jax.studies.lr.report import report
-from gd_jax.studies.lr.trace import TraceResult, full_batch_trace, sharpness_subset
+from gd_jax.studies.lr.trace import TraceResult
 from gd_jax.studies.lr.trace import estimate as trace_estimate
-from gd_jax.sweep import engine, mesh, results, trainer
+from gd_jax.sweep import engine, mesh, results
 
 
 def study_flags(config: TrainConfig, study: LrConfig) -> dict:
@@ -106,61 +106,83 @@ def check(config: TrainConfig, study: LrConfig) -> None:
 
 
 def _study(folder, dataset, config, study, *, devices, budget, tensorboard):
-    model_config = config.model_config(dataset.train.x.shape[1], dataset.num_classes)
-    seeds = config.seed + np.arange(study.seeds)
-    networks = engine.grid(study.learning_rates, seeds)
+    """The study as its stages, then its tables, figures and report."""
     train_xy = data.on_device(dataset.train)
-    evals = {
-        "validation": data.on_device(dataset.validation),
-        "test": data.on_device(dataset.test),
-    }
+    evals = {"validation": data.on_device(dataset.validation),
+             "test": data.on_device(dataset.test)}  # fmt: skip
     # On the sweep's devices once for the whole study, not once per chunk.
-    placed = mesh.replicate((train_xy, evals), mesh.network_mesh(devices))
-    baseline = costs.constant_cost(config.cost, dataset.train.labels, dataset.num_classes)
+    train_xy, evals = mesh.replicate((train_xy, evals), mesh.network_mesh(devices))
+    model_config = config.model_config(dataset.train.x.shape[1], dataset.num_classes)
+    context = stages.Context(config, study, model_config, train_xy, evals, devices, budget)
+    flags = study_flags(config, study)
+    networks = engine.grid(study.learning_rates, config.seed + np.arange(study.seeds))
 
-    sweep = sweep_in_chunks(
-        folder, model_config, config, study, networks, *placed, devices=devices, budget=budget
-    )
+    sweep = sweep_in_chunks(folder, context, flags, networks)
     rounding = None
     if study.rounding_check:
         logging.info("Rounding check: the first seed of each η again, nudged by %g.", NUDGE)
         twins = engine.twins(networks, config.seed, NUDGE)
-        rounding = sweep_in_chunks(
-            folder, model_config, config, study, twins, *placed,
-            devices=devices, budget=budget, name="rounding",
-        )  # fmt: skip
+        rounding = sweep_in_chunks(folder, context, flags, twins, name="rounding")
     trace = None
     if study.tracing:
-        trace = cached_trace(folder, model_config, study, networks, train_xy, budget=budget)
+        trace = stage.run(folder, stages.TRACE, stages.Trace(flags, networks, context))
     range_rows = None
     if study.range_test:
-        range_rows = cached_range_test(folder, model_config, config, study, train_xy)
+        range_rows = stage.run(folder, stages.RANGE_TEST, stages.Range(flags, context)).rows()
 
-    rows = tables.result_rows(sweep, baseline)
+    baseline = costs.constant_cost(config.cost, dataset.train.labels, dataset.num_classes)
+    found = Found(sweep, rounding, trace, range_rows, baseline)
+    summary = write_tables(folder, context, found, networks=len(networks))
+    if tensorboard:
+        names = tensorboard_writer.network_names(sweep.networks.learning_rate, sweep.networks.seed)
+        tensorboard_writer.write_runs(
+            folder, tensorboard_writer.sweep_runs(names, sweep.epochs, sweep.metrics)
+        )
+    shown = figures.study_figures(
+        study, summary, sweep=sweep, rows=found.rows, trace=trace,
+        first_order=found.first_order, range_rows=range_rows,
+    )  # fmt: skip
+    document.write(folder, shown, lambda captions: report(config, study, summary, captions))
+    return summary
+
+
+@dataclasses.dataclass
+class Found:
+    """What the stages found, and the tables made from it (filled by :func:`write_tables`)."""
+
+    sweep: results.SweepResult
+    rounding: results.SweepResult | None
+    trace: TraceResult | None
+    range_rows: list[dict] | None
+    baseline: float  # the cost of the best constant output
+    rows: list[dict] = dataclasses.field(default_factory=list)
+    first_order: list[dict] = dataclasses.field(default_factory=list)
+
+
+def write_tables(folder, context: stages.Context, found: Found, *, networks: int) -> dict:
+    """The study's CSV tables and ``summary.json``; returns the summary."""
+    sweep, trace, baseline = found.sweep, found.trace, found.baseline
+    found.rows = rows = tables.result_rows(sweep, baseline)
     io.write_csv(folder / "results.csv", rows)
     io.write_csv(folder / "curves.csv", tables.curve_rows(sweep))
     stability = tables.stability_rows(rows, trace, baseline)
     io.write_csv(folder / "stability.csv", stability)
-    first_order = tables.first_order_rows(trace) if trace is not None else []
+    found.first_order = first_order = tables.first_order_rows(trace) if trace is not None else []
     if first_order:
         io.write_csv(folder / "first_order.csv", first_order)
+    if found.range_rows:
+        io.write_csv(folder / "range_test.csv", found.range_rows)
     summary = tables.summarize(
-        rows,
-        stability=stability,
-        first_order=first_order,
-        range_rows=range_rows,
-        trace=trace,
-        baseline=baseline,
-        sweep=sweep,
-    )
+        rows, stability=stability, first_order=first_order, range_rows=found.range_rows,
+        trace=trace, baseline=baseline, sweep=sweep,
+    )  # fmt: skip
+    model_config, study = context.model_config, context.study
     summary.update(
-        sizes=list(model_config.sizes),
-        num_params=model_config.num_params,
-        networks=len(networks),
+        sizes=list(model_config.sizes), num_params=model_config.num_params, networks=networks
     )
-    summary["sharpness_examples"] = min(study.sharpness_examples, len(train_xy[1]))
-    if rounding is not None:
-        rounding_rows = tables.rounding_rows(rows, rounding)
+    summary["sharpness_examples"] = min(study.sharpness_examples, len(context.train_xy[1]))
+    if found.rounding is not None:
+        rounding_rows = tables.rounding_rows(rows, found.rounding)
         io.write_csv(folder / "rounding.csv", rounding_rows)
         summary["rounding_nudge"] = NUDGE
         summary["sensitive_to_rounding"] = [
@@ -169,229 +191,87 @@ def _study(folder, dataset, config, study, *, devices, budget, tensorboard):
             if r["sensitive_to_rounding"]
         ]
     io.write_json(folder / io.SUMMARY, summary)
-    if tensorboard:
-        names = tensorboard_writer.network_names(sweep.networks.learning_rate, sweep.networks.seed)
-        tensorboard_writer.write_runs(
-            folder, tensorboard_writer.sweep_runs(names, sweep.epochs, sweep.metrics)
-        )
-    shown = figures.study_figures(
-        study,
-        summary,
-        sweep=sweep,
-        rows=rows,
-        trace=trace,
-        first_order=first_order,
-        range_rows=range_rows,
-    )
-    document.write(folder, shown, lambda captions: report(config, study, summary, captions))
     return summary
 
 
-XY = tuple[jax.Array, jax.Array]  # (inputs, labels) of a split, on the device
-
-
-def _chunk_path(folder: run_folder.RunFolder, index: int, name: str = "sweep"):
-    return folder / "chunks" / f"{name}_{index:03d}.npz"
-
-
-def sweep_in_chunks(
-    folder: run_folder.RunFolder,
-    model_config: ModelConfig,
-    config: TrainConfig,
-    study: LrConfig,
-    networks: engine.Networks,
-    train_xy: XY,
-    evals: dict[str, XY],
-    *,
-    devices: int | None,
-    budget: float,
-    name: str = "sweep",
-) -> results.SweepResult:
-    """The sweep, ``chunk_size`` networks at a time, each chunk saved when it is done
-    (``chunks/{name}_NNN.npz``).
-
-    The last chunk is padded with copies of its last network so every chunk has the
-    same shape and reuses one compiled program; the copies are dropped.
-    """
-    size = min(study.chunk_size, len(networks))
-    count = -(-len(networks) // size)
-    parts = []
-    # Wall seconds of each epoch (its measurement included), and of its measurement.
-    timing = {"epoch_seconds": [], "eval_seconds": [], "last": time.perf_counter()}
-    # The trace still to come is of every network of the study (the rounding check's
-    # twins are one seed of each η).
-    traced = len(networks) * (study.seeds if name == "rounding" else 1)
-    examples = {"train": int(train_xy[1].shape[0]),
-                "eval": sum(int(labels.shape[0]) for _, labels in evals.values())}  # fmt: skip
-    for index in range(count):
-        path = _chunk_path(folder, index, name)
-        members = np.arange(index * size, min((index + 1) * size, len(networks)))
-        stored = io.read_cache(path, _chunk_reader(networks.take(members), config.epochs))
-        if stored is not None:
-            parts.append(stored)
-            logging.info("Chunk %d/%d: already on disk, kept.", index + 1, count)
-            continue
-        padded = np.concatenate([members, np.full(size - len(members), members[-1])])
-
-        def progress(epoch, scores, seconds, measure_seconds, index=index):
-            now = time.perf_counter()
-            wall, timing["last"] = now - timing["last"], now
-            timing["epoch_seconds"].append(wall)
-            timing["eval_seconds"].append(measure_seconds)
-            left = (count - index - 1) * config.epochs + config.epochs - epoch
-            epoch_seconds = float(np.median(timing["epoch_seconds"]))
-            eta_seconds = left * epoch_seconds
-            if name == "sweep" and study.rounding_check:  # one twin per η, still to train
-                twins = len(networks) // study.seeds
-                eta_seconds += twins / size * config.epochs * epoch_seconds
-            if study.tracing and not (folder / TRACE).exists():
-                eta_seconds += trace_estimate(
-                    study, examples, float(np.median(timing["eval_seconds"])),
-                    networks=traced, per_chunk=size,
-                )  # fmt: skip
-            alive = np.isfinite(scores["train_cost"])
-            logging.info(
-                "%s chunk %d/%d epoch %d/%d: %d networks, %d finite, lowest avg cost %.4f, "
-                "best test accuracy %.2f%%, %.2f s/epoch, ETA %s",
-                name, index + 1, count, epoch, config.epochs, size, alive.sum(),
-                np.nanmin(scores["avg_train_cost"], initial=np.inf),
-                100 * np.nanmax(scores["test_accuracy"], initial=0), seconds,
-                duration(eta_seconds),
-            )  # fmt: skip
-
-        timing["last"] = time.perf_counter()  # the epoch's clock starts with the chunk
-        part = trainer.fit(
-            networks.take(padded),
-            model_config,
-            config,
-            train_xy,
-            evals,
-            shared_order=study.shared_order,
-            devices=devices,
-            memory_budget=budget,
-            on_epoch=progress,
-        )
-        part = results.take(part, np.arange(len(members)))
-        results.save(path, part)
-        parts.append(part)
-    return results.concatenate(parts)
-
-
-TRACE = "trace.npz"
 # The rounding check's relative nudge: the size of float32 rounding (2⁻²³ ≈ 1.2e-7).
 NUDGE = 1e-7
 
 
-def _chunk_reader(networks: engine.Networks, epochs: int):
-    """Reads a stored chunk, checked to hold these networks' training."""
-
-    def read(path):
-        part = results.load(path)
-        _same_networks(part.networks, networks)
-        if not (part.epochs[0] == 0 and part.epochs[-1] <= epochs):
-            raise ValueError(f"it records epochs {part.epochs[0]}..{part.epochs[-1]}")
-        return part
-
-    return read
-
-
-def _same_networks(found: engine.Networks, expected: engine.Networks) -> None:
-    if not (
-        np.array_equal(found.learning_rate, expected.learning_rate)
-        and np.array_equal(found.seed, expected.seed)
-    ):
-        raise ValueError("it holds other networks than this study's")
-
-
-def cached_trace(
+def sweep_in_chunks(
     folder: run_folder.RunFolder,
-    model_config: ModelConfig,
-    study: LrConfig,
+    context: stages.Context,
+    flags: dict,
     networks: engine.Networks,
-    train_xy: XY,
     *,
-    budget: float,
-) -> TraceResult:
-    """The full-batch trace of every network, or its copy in ``trace.npz``."""
-    path = folder / TRACE
-
-    def read(path):
-        stored = io.load_arrays(path)
-        trace = TraceResult(
-            networks=engine.Networks(stored["learning_rate"], stored["seed"]),
-            seconds=float(stored["seconds"]),
-            **{k: stored[k] for k in TraceResult._fields if k not in ("networks", "seconds")},
-        )
-        _same_networks(trace.networks, networks)
-        samples = study.full_batch_steps // study.sample_every + 1
-        if trace.cost.shape != (samples, len(networks)):
-            raise ValueError(f"its costs are {trace.cost.shape}, not {samples} samples")
-        return trace
-
-    stored = io.read_cache(path, read)
-    if stored is not None:
-        return stored
-    logging.info(
-        "Full-batch trace: %d networks, %d steps, sampled every %d steps%s.",
-        len(networks),
-        study.full_batch_steps,
-        study.sample_every,
-        " with λ_max" if study.track_sharpness_every else "",
-    )
-    watchdog.beat(f"full-batch trace of {len(networks)} networks begun")
-    trace = full_batch_trace(
-        networks,
-        model_config,
-        train_xy,
-        sharpness_subset(train_xy, study.sharpness_examples),
-        steps=study.full_batch_steps,
-        every=study.sample_every,
-        track_sharpness=study.track_sharpness_every > 0,
-        lanczos_iters=study.lanczos_iters,
-        memory_budget=budget,
-    )
-    logging.info("Full-batch trace done in %.1f s.", trace.seconds)
-    arrays = {k: v for k, v in trace._asdict().items() if k != "networks"}
-    io.save_arrays(path, learning_rate=networks.learning_rate, seed=networks.seed, **arrays)
-    return trace
+    name: str = "sweep",
+) -> results.SweepResult:
+    """The sweep, ``chunk_size`` networks at a time, each chunk a stage
+    (``chunks/{name}_NNN.npz``), its progress logged with an ETA."""
+    study = context.study
+    size = min(study.chunk_size, len(networks))
+    count = -(-len(networks) // size)
+    eta = _Eta(folder, context, networks, name=name, chunks=(count, size))
+    parts = []
+    for index in range(count):
+        members = networks.take(np.arange(index * size, min((index + 1) * size, len(networks))))
+        chunk = stages.Chunk(flags, members, size, context, on_epoch=eta.progress(index))
+        eta.restart()  # the epoch's clock starts with the chunk
+        parts.append(stage.run(folder, stages.chunk_stage(name, index), chunk))
+    return results.concatenate(parts)
 
 
-def cached_range_test(
-    folder: run_folder.RunFolder,
-    model_config: ModelConfig,
-    config: TrainConfig,
-    study: LrConfig,
-    train_xy: XY,
-) -> list[dict]:
-    """The range test's cost at every step, or its copy in ``range_test.csv``."""
-    path = folder / "range_test.csv"
-    etas = jnp.geomspace(study.range_min, study.range_max, study.range_steps)
+class _Eta:
+    """The progress of a sweep's chunks, logged each epoch with what is left of the
+    study: the chunks' epochs, the rounding check and the trace still to come."""
 
-    def read(path):
-        rows = [{k: float(v) for k, v in row.items()} for row in io.read_csv(path)]
-        steps = [row["step"] for row in rows]
-        if steps != list(range(study.range_steps)) or not np.allclose(
-            [row["learning_rate"] for row in rows], np.asarray(etas), rtol=1e-6
-        ):
-            raise ValueError(f"it holds {len(rows)} of the {study.range_steps} steps")
-        return rows
+    def __init__(self, folder, context: stages.Context, networks, *, name: str, chunks):
+        self.folder, self.context, self.name = folder, context, name
+        self.count, self.size = chunks
+        self.networks = len(networks)
+        # Wall seconds of each epoch (its measurement included), and of its measurement.
+        self.epoch_seconds, self.eval_seconds = [], []
+        self.last = time.perf_counter()
+        train_xy, evals = context.train_xy, context.evals
+        evaluated = sum(int(labels.shape[0]) for _, labels in evals.values())
+        self.examples = {"train": int(train_xy[1].shape[0]), "eval": evaluated}
 
-    stored = io.read_cache(path, read)
-    if stored is not None:
-        return stored
-    watchdog.beat("range test begun")
-    init_key, data_key = jax.random.split(jax.random.key(config.seed))
-    tx = optim.make(config.optimizer, study.range_min, config.momentum)
-    state = train.init_state(model_config.init_params(init_key), tx)
-    loss = train.make_loss(model_config)
-    step_costs = jax.jit(
-        lambda s, k, xy, etas: range_test.range_test(
-            s, xy, loss=loss, tx=tx, batch_size=config.batch_size, learning_rates=etas, key=k
-        )
-    )(state, data_key, train_xy, etas)
-    rows = [
-        {"step": i, "learning_rate": float(e), "cost": float(c)}
-        for i, (e, c) in enumerate(zip(np.asarray(etas), np.asarray(step_costs), strict=True))
-    ]
-    io.write_csv(path, rows)
-    return rows
+    def restart(self) -> None:
+        self.last = time.perf_counter()
+
+    def progress(self, index: int):
+        def on_epoch(epoch, scores, seconds, measure_seconds):
+            self._log(index, epoch, scores, (seconds, measure_seconds))
+
+        return on_epoch
+
+    def _log(self, index, epoch, scores, timing) -> None:
+        config, study = self.context.config, self.context.study
+        seconds, measure_seconds = timing
+        now = time.perf_counter()
+        wall, self.last = now - self.last, now
+        self.epoch_seconds.append(wall)
+        self.eval_seconds.append(measure_seconds)
+        left = (self.count - index - 1) * config.epochs + config.epochs - epoch
+        epoch_seconds = float(np.median(self.epoch_seconds))
+        eta_seconds = left * epoch_seconds
+        if self.name == "sweep" and study.rounding_check:  # one twin per η, still to train
+            twins = self.networks // study.seeds
+            eta_seconds += twins / self.size * config.epochs * epoch_seconds
+        if study.tracing and not stages.TRACE.path(self.folder).exists():
+            # The trace is of every network of the study (the rounding check's twins
+            # are one seed of each η).
+            traced = self.networks * (study.seeds if self.name == "rounding" else 1)
+            eta_seconds += trace_estimate(
+                study, self.examples, float(np.median(self.eval_seconds)),
+                networks=traced, per_chunk=self.size,
+            )  # fmt: skip
+        alive = np.isfinite(scores["train_cost"])
+        logging.info(
+            "%s chunk %d/%d epoch %d/%d: %d networks, %d finite, lowest avg cost %.4f, "
+            "best test accuracy %.2f%%, %.2f s/epoch, ETA %s",
+            self.name, index + 1, self.count, epoch, config.epochs, self.size, alive.sum(),
+            np.nanmin(scores["avg_train_cost"], initial=np.inf),
+            100 * np.nanmax(scores["test_accuracy"], initial=0), seconds,
+            duration(eta_seconds),
+        )  # fmt: skip

@@ -2,6 +2,7 @@
 measured ΔC against its first- and second-order predictions, and the sharpness λ_max
 against 2/η."""
 
+import dataclasses
 import time
 from typing import NamedTuple
 
@@ -37,44 +38,53 @@ class TraceResult(NamedTuple):
     seconds: float
 
 
+@dataclasses.dataclass(frozen=True)
+class TraceOptions:
+    """How the trace runs: ``steps`` full-batch steps, sampled every ``every``; with
+    ``track_sharpness``, λ_min and λ_max by ``lanczos_iters`` Lanczos steps from the
+    start vector of ``lanczos_seed``; networks worked ``memory.chunk_for`` of them at a
+    time, so that their activations on the training set stay within
+    ``memory_budget`` GiB."""
+
+    steps: int
+    every: int
+    track_sharpness: bool = True
+    lanczos_iters: int = 20
+    lanczos_seed: int = 0
+    memory_budget: float = memory.MEMORY_BUDGET_GIB
+
+
 def full_batch_trace(
     networks: Networks,
     model_config: ModelConfig,
     train_xy: tuple[jax.Array, jax.Array],
     sharpness_xy: tuple[jax.Array, jax.Array],
-    *,
-    steps: int,
-    every: int,
-    track_sharpness: bool = True,
-    lanczos_iters: int = 20,
-    lanczos_seed: int = 0,
-    memory_budget: float = memory.MEMORY_BUDGET_GIB,
+    options: TraceOptions,
 ) -> TraceResult:
-    """Full-batch gradient descent Δv = −η∇C for all networks, measured every ``every`` steps.
+    """Full-batch gradient descent Δv = −η∇C for all networks, measured every
+    ``options.every`` steps.
 
     At each sample step t the trace records the cost, the next update's measured ΔC
     and its first- and second-order predictions (one Hessian-vector product), and,
     with ``track_sharpness``, the extreme Hessian eigenvalues λ_min and λ_max of the
-    cost on ``sharpness_xy`` (Lanczos, ``lanczos_iters`` products). Gradient descent on
-    a quadratic is stable only for η < 2/λ_max, which these numbers put to the test.
-    The whole trace is one compiled program: a scan over samples of a scan over steps.
-
-    Networks are traced ``memory.chunk_for`` of them at a time, so that their
-    activations on the whole training set stay within ``memory_budget`` GiB.
+    cost on ``sharpness_xy`` (Lanczos). Gradient descent on a quadratic is stable only
+    for η < 2/λ_max, which these numbers put to the test. The whole trace is one
+    compiled program: a scan over samples of a scan over steps.
 
     Returns:
       A :class:`TraceResult` with ``steps // every + 1`` samples (the last one after
       the final update).
     """
+    steps, every = options.steps, options.every
     state = engine.init(networks, model_config, optim.make("gd", 1.0))
-    chunk = memory.chunk_for(model_config.sizes, train_xy[0].shape[0], memory_budget)
+    chunk = memory.chunk_for(model_config.sizes, train_xy[0].shape[0], options.memory_budget)
     run = make_trace(
         model_config,
         steps=steps,
         every=every,
-        track_sharpness=track_sharpness,
-        lanczos_iters=lanczos_iters,
-        lanczos_seed=lanczos_seed,
+        track_sharpness=options.track_sharpness,
+        lanczos_iters=options.lanczos_iters,
+        lanczos_seed=options.lanczos_seed,
         chunk=chunk,
     )
     eta = jnp.asarray(networks.learning_rate, jnp.float32)
@@ -167,6 +177,11 @@ def sharpness_subset(train_xy, examples: int):
     return tuple(a[:examples] for a in train_xy)
 
 
+# Work counted in passes of one network forward over one example: a gradient is about
+# 3 of them, a Hessian-vector product about 6, a sample's step predictions about 10.
+GRADIENT_PASSES, HVP_PASSES, PREDICTION_PASSES = 3, 6, 10
+
+
 def estimate(study, examples: dict, eval_seconds: float, *, networks: int, per_chunk: int) -> float:
     """Seconds the full-batch trace of ``networks`` networks will take, roughly (within
     about 2×), from the seconds one evaluation of ``per_chunk`` of them took.
@@ -179,8 +194,11 @@ def estimate(study, examples: dict, eval_seconds: float, *, networks: int, per_c
     Hessian-vector products on the sharpness examples.
     """
     n = examples["train"]
-    evaluation = 4 * n + examples["eval"]
+    evaluation = (1 + GRADIENT_PASSES) * n + examples["eval"]
     samples = study.full_batch_steps // study.sample_every + 1
     sharp = min(study.sharpness_examples, n) if study.track_sharpness_every else 0
-    trace = 3 * n * study.full_batch_steps + samples * (10 * n + 6 * study.lanczos_iters * sharp)
+    lanczos = HVP_PASSES * study.lanczos_iters * sharp
+    trace = GRADIENT_PASSES * n * study.full_batch_steps + samples * (
+        PREDICTION_PASSES * n + lanczos
+    )
     return eval_seconds * trace / evaluation * networks / per_chunk

@@ -2,6 +2,7 @@
 certified from the gradient and the Hessian and classified."""
 
 import math
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -12,7 +13,8 @@ from gd_jax import curvature, landscape, memory, train
 from gd_jax.config import ModelConfig
 from gd_jax.report.format import number
 from gd_jax.studies.minima.config import MinimaConfig
-from gd_jax.studies.minima.polish import saturation
+from gd_jax.studies.minima.context import Width
+from gd_jax.studies.minima.polish import Polished, saturation
 from gd_jax.sweep import engine
 from gd_jax.sweep.results import SweepResult
 
@@ -21,8 +23,17 @@ SATURATED, UNCONVERGED = "saturated", "unconverged"
 CLASSES = (MINIMUM, SADDLE, PLATEAU, SATURATED, UNCONVERGED)
 
 
+class Thresholds(NamedTuple):
+    """What separates the classes: ``grad_tol`` for ‖∇C‖, ``negative_tol`` for λ_min
+    relative to λ_max, and ``bar`` for the cost of a point that learned something."""
+
+    grad_tol: float
+    negative_tol: float
+    bar: float
+
+
 def classify(
-    grad_norm, lambda_min, lambda_max, cost, *, grad_tol, negative_tol, bar,
+    grad_norm, lambda_min, lambda_max, cost, thresholds: Thresholds, *,
     negative_eigenvalues: int | None = None, flattened: bool = False,
 ) -> str:  # fmt: skip
     """The kind of critical point a point is, by the numbers that certify it. The first
@@ -39,6 +50,7 @@ def classify(
       eigenvalue that clearly negative (``negative_eigenvalues``), which Lanczos can miss.
     * ``minimum``: critical, learned, and no clearly negative curvature.
     """
+    grad_tol, negative_tol, bar = thresholds
     if not grad_norm < grad_tol:
         return UNCONVERGED
     if not cost < bar:
@@ -58,11 +70,17 @@ def flattened(before: dict, after: dict, *, ratio: float) -> bool:
     )
 
 
+# A rise along a path smaller than this share of its first cost is float32 rounding of
+# costs summed over thousands of examples, not a barrier.
+ROUNDING_RISE = 1e-6
+
+
 def path_rise(costs) -> tuple[bool, float]:
-    """Whether costs along a path only fall (a rise of 10⁻⁶ of the first cost is
-    rounding), and the largest rise from one point to the next (0 if none)."""
+    """Whether costs along a path only fall (a rise of ``ROUNDING_RISE`` of the first
+    cost is rounding), and the largest rise from one point to the next (0 if none)."""
     rises = np.diff(np.asarray(costs))
-    return bool(np.all(rises <= 1e-6 * abs(costs[0]))), float(max(0.0, rises.max()))
+    monotone = np.all(rises <= ROUNDING_RISE * abs(costs[0]))
+    return bool(monotone), float(max(0.0, rises.max()))
 
 
 def network(params, i):
@@ -112,18 +130,7 @@ def with_quadrature(measured: dict) -> dict:
     return found
 
 
-def certify(
-    model_config: ModelConfig,
-    study: MinimaConfig,
-    sgd: SweepResult,
-    polished: dict,
-    train_xy,
-    test_xy,
-    bar: float,
-    *,
-    seed: int,
-    chunk: int,
-) -> tuple[list[dict], list[dict]]:
+def certify(context: Width, sgd: SweepResult, polished: Polished) -> tuple[list[dict], list[dict]]:
     """One row per network: its SGD endpoint and its polished point, each measured and
     classified, and what the polish did (steps, distance).
 
@@ -131,16 +138,18 @@ def certify(
       ``(rows, spectra)``: the rows, and per network the polished point's Hessian
       quadrature (``nodes``, ``weights``) for the density.
     """
+    model_config, study, bar = context.model_config, context.study, context.bar
+    train_xy, test_xy = context.train_xy, context.test_xy
     width, seeds = model_config.sizes[1], sgd.networks.seed
     loss = train.make_loss(model_config)
-    measure = make_measure(model_config, study, chunk)
-    key = jax.random.key(seed)
+    measure = make_measure(model_config, study, context.chunk)
+    key = jax.random.key(context.config.seed)
     before = with_quadrature(
         jax.device_get(measure(jax.tree.map(jnp.asarray, sgd.params), key, train_xy, test_xy))
     )
-    after = with_quadrature(jax.device_get(measure(polished["params"], key, train_xy, test_xy)))
+    after = with_quadrature(jax.device_get(measure(polished.params, key, train_xy, test_xy)))
     moved = jax.vmap(lambda a, b: optax.tree.norm(jax.tree.map(jnp.subtract, a, b)))(
-        polished["params"], jax.tree.map(jnp.asarray, sgd.params)
+        polished.params, jax.tree.map(jnp.asarray, sgd.params)
     )
     dense = model_config.num_params <= study.dense_max_params
     hessian = jax.jit(lambda p, x, labels: curvature.dense_hessian(loss, p, x, labels))
@@ -159,11 +168,11 @@ def certify(
             after["nodes"][i], after["weights"][i], rtol=study.negative_tol
         )
         row["converged_epoch"] = int(sgd.converged_epoch[i])
-        row["polish_steps"] = int(polished["steps"][i])
+        row["polish_steps"] = int(polished.steps[i])
         row["distance_moved"] = float(moved[i])
         row["negative_eigenvalues"] = None
         if dense:
-            p = network(polished["params"], i)
+            p = network(polished.params, i)
             row["negative_eigenvalues"] = curvature.negative_eigenvalue_count(
                 hessian(p, *train_xy), rtol=study.negative_tol
             )
@@ -190,20 +199,26 @@ def _classify(
     finite = lambda v: v if math.isfinite(v) else math.inf
     return classify(
         finite(point["grad_norm"]), point["lambda_min"], point["lambda_max"],
-        finite(point["train_cost"]), grad_tol=tol, negative_tol=study.negative_tol, bar=bar,
+        finite(point["train_cost"]), Thresholds(tol, study.negative_tol, bar),
         negative_eigenvalues=negative, flattened=flat,
     )  # fmt: skip
 
 
-def init_paths(model_config, study, sgd: SweepResult, polished, train_xy, evaluate, *, chunk):
+def init_paths(context: Width, sgd: SweepResult, polished, evaluate):
     """Per network, the cost along the straight path from its initialisation to its
-    polished point, and whether it only falls."""
+    polished point (``polished``: stacked parameters), and whether it only falls."""
+    model_config, study, train_xy = context.model_config, context.study, context.train_xy
     init_keys, _ = engine.keys(sgd.networks.seed)
     found = []
     for i in range(len(sgd.networks.seed)):
         init = model_config.init_params(init_keys[i])
         to_end = landscape.path(
-            evaluate, init, network(polished, i), *train_xy, num=study.path_points, chunk=chunk
+            evaluate,
+            init,
+            network(polished, i),
+            *train_xy,
+            num=study.path_points,
+            chunk=context.chunk,
         )
         monotone, rise = path_rise(to_end["cost"])
         found.append({"monotone": monotone, "max_rise": rise, "costs": to_end["cost"].tolist()})

@@ -10,7 +10,7 @@ import numpy as np
 from gd_jax import landscape
 from gd_jax.config import ModelConfig
 from gd_jax.studies.minima.analysis import network
-from gd_jax.studies.minima.config import MinimaConfig
+from gd_jax.studies.minima.context import Width
 from gd_jax.studies.minima.curves import bezier, make_fit
 
 # Examples per step of a curve's training: a mini-batch drawn without replacement, so
@@ -18,27 +18,18 @@ from gd_jax.studies.minima.curves import bezier, make_fit
 CURVE_BATCH = 100
 
 
-def compare_pairs(
-    model_config: ModelConfig,
-    study: MinimaConfig,
-    params,
-    rows: list[dict],
-    train_xy,
-    test_xy,
-    evaluate,
-    *,
-    seed: int,
-    chunk: int,
-) -> tuple[list[dict], dict]:
-    """One row per pair of polished points (up to ``study.max_pairs``): the barrier of
-    the straight path between them as they are, after the one-pass alignment and after
-    weight matching; for the first ``study.curve_pairs`` pairs also the barrier of a
-    trained Bézier curve, between them as they are and after matching; distances and
-    disagreement.
+def compare_pairs(context: Width, params, rows: list[dict], evaluate) -> tuple[list[dict], dict]:
+    """One row per pair of polished points (``params``, stacked; up to
+    ``study.max_pairs``): the barrier of the straight path between them as they are,
+    after the one-pass alignment and after weight matching; for the first
+    ``study.curve_pairs`` pairs also the barrier of a trained Bézier curve, between them
+    as they are and after matching; distances and disagreement.
 
     Returns:
       ``(pairs, example)``: the rows, and the first pair's paths for the figures.
     """
+    model_config, study, chunk = context.model_config, context.study, context.chunk
+    train_xy, test_xy, seed = context.train_xy, context.test_xy, context.config.seed
     width = model_config.sizes[1]
     seeds = [row["seed"] for row in rows]
     points = study.path_points
@@ -91,8 +82,7 @@ def compare_pairs(
                 "matched": matched_path["cost"].tolist(),
             }
     if matched_pairs:
-        curves = fit_curves(model_config, study, matched_pairs, train_xy, evaluate, seed=seed,
-                            chunk=chunk)  # fmt: skip
+        curves = fit_curves(context, matched_pairs, evaluate)
         for row, (naive, matched) in zip(pairs, curves, strict=False):
             row["curve_barrier"] = landscape.barrier(np.asarray(naive))
             row["matched_curve_barrier"] = landscape.barrier(np.asarray(matched))
@@ -100,9 +90,11 @@ def compare_pairs(
     return pairs, example
 
 
-def fit_curves(model_config, study, matched_pairs, train_xy, evaluate, *, seed, chunk):
+def fit_curves(context: Width, matched_pairs, evaluate):
     """For each ``(A, B, matched B)``: the costs along a trained Bézier curve from A to
     B and from A to matched B, at ``study.path_points`` points (whole training set)."""
+    model_config, study, train_xy = context.model_config, context.study, context.train_xy
+    seed, chunk = context.config.seed, context.chunk
     ends_a = [a for a, _, _ in matched_pairs for _ in range(2)]
     ends_b = [other for _, b, matched in matched_pairs for other in (b, matched)]
     stack = lambda trees: jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)

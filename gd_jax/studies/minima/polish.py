@@ -14,12 +14,23 @@ whole Hessian vanish together. Such a point is critical but flat, not a minimum;
 recognised by what the polish did to it (:func:`saturation`, λ_max, the norm).
 """
 
+from typing import Any, NamedTuple
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from gd_jax import memory, model, train
 from gd_jax.config import ModelConfig
+
+
+class Polished(NamedTuple):
+    """A width's SGD endpoints refined by L-BFGS."""
+
+    params: Any  # stacked layers [(w [N, ...], b [N, ...]), ...]
+    steps: np.ndarray  # int [N]: L-BFGS steps taken
+    grad_norm: np.ndarray  # [N]: ‖∇C‖ where it stopped
 
 
 def make_polish(model_config: ModelConfig, *, chunk: int, memory_size: int = 30):

@@ -7,25 +7,27 @@ tabled per width; pairs of endpoints are joined by straight lines, before and af
 aligning their hidden units (permutations and sign flips), to see whether they are
 different minima or one minimum seen through the network's symmetries.
 
-Each width's training is saved as it finishes (``widths/width_W.npz``) and so is its
-analysis (``widths/analysis_W.json``): a killed study rerun with ``resume`` redoes
-only what is missing.
+Each width's training, polish and analysis is a stage (``stages.py``), saved as it
+finishes (``widths/width_W.npz``, ``widths/polished_W.npz``,
+``widths/analysis_W.json``): a killed study rerun with ``resume`` redoes only what is
+missing.
 """
+
+from dataclasses import replace
 
 import jax
 import numpy as np
 
-from gd_jax import costs, data, io, landscape, memory, run_folder, train
-from gd_jax.config import ModelConfig, TrainConfig, check_seed_range
+from gd_jax import costs, data, io, memory, run_folder, stage
+from gd_jax.config import TrainConfig, check_seed_range
 from gd_jax.errors import GdJaxError
 from gd_jax.report import document
 from gd_jax.report import tensorboard as tensorboard_writer
-from gd_jax.studies.minima import figures, spectrum_figures, tables
-from gd_jax.studies.minima import width as width_study
-from gd_jax.studies.minima.analysis import MINIMUM, network
+from gd_jax.studies.minima import figures, spectrum_figures, stages, tables
 from gd_jax.studies.minima.config import MinimaConfig, check_cost
+from gd_jax.studies.minima.context import Width
 from gd_jax.studies.minima.report import report
-from gd_jax.sweep import mesh, results
+from gd_jax.sweep import mesh
 
 
 def study_flags(config: TrainConfig, study: MinimaConfig) -> dict:
@@ -108,31 +110,50 @@ def check(config: TrainConfig, study: MinimaConfig) -> None:
 
 
 def _study(folder, dataset, config, study, *, devices, budget, tensorboard):
+    """The study as its stages, width by width, then its tables, figures and report."""
     train_xy, test_xy = data.on_device(dataset.train), data.on_device(dataset.test)
     baseline = costs.constant_cost(config.cost, dataset.train.labels, dataset.num_classes)
     bar = costs.learned_bar(baseline)
+    flags, seeds = study_flags(config, study), config.seed + np.arange(study.seeds)
 
-    rows, pairs, examples, ensembles, spectra = [], [], {}, [], {}
-    for width in study.widths:
+    def context_of(width):
         model_config = config.model_config(
             dataset.train.x.shape[1], dataset.num_classes, width=width
         )
         chunk = memory.chunk_for(model_config.sizes, len(dataset.train.labels), budget)
-        found = width_study.analysed(
-            folder, model_config, config, study, train_xy, test_xy, bar,
-            devices=devices, budget=budget, chunk=chunk,
-        )  # fmt: skip
-        rows += found["rows"]
-        pairs += found["pairs"]
-        examples[width] = found["example"]
-        ensembles += found["ensemble"]
-        spectra[width] = found["spectra"]
+        return Width(model_config, config, study, train_xy, test_xy, bar, devices, budget, chunk)
 
-    widest = config.model_config(
-        dataset.train.x.shape[1], dataset.num_classes, width=max(study.widths)
-    )
-    chunk = memory.chunk_for(widest.sizes, len(dataset.train.labels), budget)
-    plane = cached_surface(folder, widest, config.seed, rows, train_xy, chunk=chunk)
+    found, polished, curves = {}, {}, []
+    for width in study.widths:
+        inputs = stages.OfWidth(flags, width, seeds, context_of(width))
+        inputs = replace(inputs, trained=stage.run(folder, stages.trained(width), inputs))
+        inputs = replace(inputs, polished=stage.run(folder, stages.polished(width), inputs))
+        found[width] = stage.run(folder, stages.analysed(width), inputs)
+        polished[width] = inputs.polished
+        names = [f"w={width},seed={seed}" for seed in seeds]
+        curves += tensorboard_writer.sweep_runs(
+            names, inputs.trained.epochs, inputs.trained.metrics
+        )
+    widest = max(study.widths)
+    rows = found[widest]["rows"]
+    surface = stages.surface_inputs(flags, context_of(widest), rows, polished[widest])
+    plane = None if surface is None else stage.run(folder, stages.SURFACE, surface)
+
+    summary, tables_found = write_tables(folder, config, study, found, bar=bar)
+    if tensorboard:
+        tensorboard_writer.write_runs(folder, curves)
+    shown = figures_of(tables_found, plane=plane, summary=summary)
+    spread = tables_found["spread"]
+    document.write(folder, shown, lambda captions: report(config, study, summary, spread, captions))
+    return summary
+
+
+def write_tables(folder, config, study, found: dict[int, dict], *, bar: float):
+    """The study's CSV tables and ``summary.json``; returns the summary and the tables."""
+    joined = {key: [r for width in study.widths for r in found[width][key]]
+              for key in ("rows", "pairs", "ensemble")}  # fmt: skip
+    rows, pairs, ensembles = joined["rows"], joined["pairs"], joined["ensemble"]
+    spectra = {width: found[width]["spectra"] for width in study.widths}
     spread = tables.spread_rows(rows, resamples=study.bootstrap, bar=bar)
     io.write_csv(folder / "results.csv", rows)
     io.write_csv(folder / "pairs.csv", pairs)
@@ -143,80 +164,16 @@ def _study(folder, dataset, config, study, *, devices, budget, tensorboard):
         spectra=spectra, bar=bar,
     )  # fmt: skip
     io.write_json(folder / io.SUMMARY, summary)
-    if tensorboard:
-        tensorboard_writer.write_runs(folder, curves_of(folder, study.widths))
-    shown = figures_of(
-        rows=rows, pairs=pairs, examples=examples, ensembles=ensembles, spread=spread,
-        plane=plane, summary=summary,
-    )  # fmt: skip
-    document.write(folder, shown, lambda captions: report(config, study, summary, spread, captions))
-    return summary
+    examples = {width: found[width]["example"] for width in study.widths}
+    return summary, {"rows": rows, "pairs": pairs, "examples": examples,
+                     "ensembles": ensembles, "spread": spread}  # fmt: skip
 
 
-XY = tuple[jax.Array, jax.Array]  # (inputs, labels) of a split, on the device
-
-
-def cached_surface(
-    folder: run_folder.RunFolder,
-    model_config: ModelConfig,
-    seed: int,
-    rows: list[dict],
-    train_xy: XY,
-    *,
-    chunk: int,
-) -> dict | None:
-    """The training cost on a random plane through one polished point of the widest
-    network: its best certified minimum, else its lowest-cost point (Li et al. 2018)."""
-    path = folder / "surface.json"
-
-    def read(path):
-        plane = io.read_json(path)
-        if np.shape(plane["cost"]) != (len(plane["s"]), len(plane["t"])):
-            raise ValueError("its grid of costs does not match its axes")
-        return plane
-
-    stored = io.read_cache(path, read)
-    if stored is not None:
-        return stored
-    width = model_config.sizes[1]
-    mine = [r for r in rows if r["width"] == width and r["final_train_cost"] is not None]
-    if not mine:
-        return None
-    minima_found = [r for r in mine if r["classification"] == MINIMUM]
-    chosen = min(minima_found or mine, key=lambda r: r["final_train_cost"])
-    polished = io.load_arrays(folder / "widths" / f"polished_{width}.npz")
-    index = int(np.flatnonzero(polished["seed"] == chosen["seed"])[0])
-    params = network(width_study.params_of(polished), index)
-    evaluate = train.make_evaluate(model_config)
-    found = landscape.surface(evaluate, params, *train_xy, key=jax.random.key(seed), chunk=chunk)
-    plane = {k: v.tolist() for k, v in found.items()}
-    plane.update(width=width, seed=chosen["seed"], classification=chosen["classification"])
-    io.write_json(path, plane)
-    return plane
-
-
-def curves_of(folder: run_folder.RunFolder, widths) -> list:
-    """Every trained network's curves, as TensorBoard runs named ``w=W,seed=S``."""
-    runs = []
-    for width in widths:
-        stored = io.read_cache(folder / "widths" / f"width_{width}.npz", results.load)
-        if stored is not None:
-            names = [f"w={width},seed={seed}" for seed in stored.networks.seed]
-            runs += tensorboard_writer.sweep_runs(names, stored.epochs, stored.metrics)
-    return runs
-
-
-def figures_of(
-    *,
-    rows: list[dict],
-    pairs: list[dict],
-    examples: dict[int, dict],
-    ensembles: list[dict],
-    spread: list[dict],
-    plane: dict | None,
-    summary: dict,
-) -> list[document.Shown]:
-    """The study's figures, as ``(file name, caption, figure)``."""
+def figures_of(found: dict, *, plane: dict | None, summary: dict) -> list[document.Shown]:
+    """The study's figures, as ``(file name, caption, figure)``, from its tables
+    (``rows``, ``pairs``, ``examples``, ``ensembles``, ``spread``)."""
+    rows, pairs, examples = found["rows"], found["pairs"], found["examples"]
+    ensembles, spread = found["ensembles"], found["spread"]
     shown = [
         ("quality.png", "Quality of the polished points, per width",
          figures.quality_figure(rows)),

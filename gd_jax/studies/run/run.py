@@ -96,7 +96,9 @@ def _train(folder, dataset: data.Dataset, config: TrainConfig, *, tensorboard):
         "validation": data.on_device(dataset.validation),
         "test": data.on_device(dataset.test),
     }
-    epoch_fn = fast_gd.build_epoch(model_config, config.optimizer, tx, config.batch_size)
+    epoch_fn = fast_gd.build_epoch(
+        model_config, config.optimizer, tx, config.batch_size, learning_rate=config.learning_rate
+    )
     status, saved = STATUS_COMPLETED, start_epoch
     scalars = None
     if tensorboard:
@@ -151,6 +153,7 @@ def _train(folder, dataset: data.Dataset, config: TrainConfig, *, tensorboard):
     summary = summarize(history, status, num_params=model_config.num_params, sizes=sizes)
     summary["validation_examples"] = len(dataset.validation.labels)
     summary["train_examples"] = len(dataset.train.labels)
+    summary["epoch_path"] = fast_gd.epoch_path(config.optimizer, config.batch_size)
     io.write_json(folder / io.SUMMARY, summary)
     io.write_csv(folder / "metrics.csv", history)
     x, labels = train_data

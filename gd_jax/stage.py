@@ -1,0 +1,167 @@
+"""Stages: the one place a study's results are cached in its run folder.
+
+A study is a short list of stages (train a chunk of networks, trace them, polish a
+width, ...). A :class:`Stage` has
+
+* a **name**: its file in the run folder, without the suffix (``"trace"``,
+  ``"widths/polished_16"``);
+* a pure **compute** function from its inputs to its output;
+* a **codec** that writes the output to that one file and reads it back.
+
+Its inputs are a frozen dataclass. The fields that decide the output (networks,
+configs, steps) are hashed into the stage's **key**, which is stored inside the file;
+fields declared with ``dataclasses.field(compare=False)`` carry what the computation
+needs but does not depend on for its identity (the data already on the device, which
+the run folder's flags fix; a progress callback; a memory budget that changes how the
+work is split, not its numbers).
+
+:func:`run` is then the whole story of resuming: a file that decodes and holds the
+key of these inputs is the stage's output and is kept; a file that is cut short,
+damaged or made from other inputs is logged and computed again; a new output is
+written atomically (``gd_jax.io``), so a killed study leaves either the whole file or
+none. Nothing else in the project reads or writes a stage's file.
+"""
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import numpy as np
+from absl import logging
+
+from gd_jax import io, watchdog
+
+In = TypeVar("In")
+Out = TypeVar("Out")
+
+KEY = "stage/key"  # the entry (arrays) or field (JSON) that holds the key
+
+
+@dataclasses.dataclass(frozen=True)
+class Codec(Generic[Out]):
+    """How an output becomes one file and back: ``.npz`` of named arrays or ``.json``.
+
+    ``encode`` maps the output to named arrays (``.npz``) or to a JSON value (``.json``);
+    ``decode`` is its inverse, and raises one of ``io.DAMAGED`` (``KeyError``,
+    ``ValueError``, ...) on what it cannot read back.
+    """
+
+    suffix: str
+    encode: Callable[[Out], Any]
+    decode: Callable[[Any], Out]
+
+    def write(self, path: Path, value: Out, key: str) -> None:
+        if self.suffix == ".npz":
+            io.save_arrays(path, **self.encode(value), **{KEY: np.asarray(key)})
+        else:
+            encoded = self.encode(value)
+            # A JSON object keeps its shape for anyone reading it, the key beside its
+            # fields; anything else is wrapped.
+            io.write_json(
+                path,
+                {**encoded, KEY: key}
+                if isinstance(encoded, dict)
+                else {KEY: key, "value": encoded},
+            )
+
+    def read(self, path: Path) -> tuple[Out, str]:
+        """``(output, key)`` of a file written by :meth:`write`."""
+        if self.suffix == ".npz":
+            arrays = io.load_arrays(path)
+            key = str(arrays.pop(KEY))
+            return self.decode(arrays), key
+        stored = io.read_json(path)
+        key = stored.pop(KEY)
+        return self.decode(stored["value"] if set(stored) == {"value"} else stored), key
+
+
+def arrays(encode: Callable[[Out], dict], decode: Callable[[dict], Out]) -> Codec[Out]:
+    """A codec to one ``.npz``: ``encode(output) -> {name: array}`` and back."""
+    return Codec(".npz", encode, decode)
+
+
+def as_json(
+    encode: Callable[[Out], Any] = lambda v: v, decode: Callable[[Any], Out] = lambda v: v
+) -> Codec[Out]:
+    """A codec to one ``.json``: ``encode(output) -> JSON value`` and back."""
+    return Codec(".json", encode, decode)
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage(Generic[In, Out]):
+    """One cached step of a study: ``compute(inputs) -> output``, stored as ``name``."""
+
+    name: str
+    compute: Callable[[In], Out]
+    codec: Codec[Out]
+
+    def path(self, folder) -> Path:
+        return Path(folder / f"{self.name}{self.codec.suffix}")
+
+
+def key_of(inputs) -> str:
+    """The hash of the fields of ``inputs`` that decide the output (not those declared
+    ``compare=False``): equal for equal settings in any process, on any machine."""
+    text = json.dumps(_canonical(inputs), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _canonical(value):
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = [f for f in dataclasses.fields(value) if f.compare]
+        return {
+            "type": type(value).__name__,
+            **{f.name: _canonical(getattr(value, f.name)) for f in fields},
+        }
+    if isinstance(value, tuple) and hasattr(value, "_asdict"):  # a NamedTuple
+        return {"type": type(value).__name__, **_canonical(value._asdict())}
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_canonical(v) for v in value]
+    if isinstance(value, np.ndarray | np.generic):
+        array = np.ascontiguousarray(value)
+        digest = hashlib.sha256(array.tobytes()).hexdigest()
+        return {"dtype": str(array.dtype), "shape": list(array.shape), "sha256": digest}
+    if isinstance(value, float):
+        return repr(value)  # exact, and NaN or ∞ allowed
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    raise TypeError(
+        f"a stage's inputs hold a {type(value).__name__}, which has no stable hash; "
+        "declare its field with dataclasses.field(compare=False) if it does not decide "
+        "the output"
+    )
+
+
+def stored(folder, stage: Stage[In, Out], inputs: In) -> Out | None:
+    """The output of ``stage`` for ``inputs`` if its file holds it, else None (absent,
+    damaged, or from other inputs: the last two are logged)."""
+    path = stage.path(folder)
+    if not path.exists():
+        return None
+    try:
+        value, key = stage.codec.read(path)
+    except io.DAMAGED as e:
+        logging.warning("%s is damaged (%s: %s); computing it again.", path, type(e).__name__, e)
+        return None
+    if key != key_of(inputs):
+        logging.warning("%s was computed from other inputs; computing it again.", path)
+        return None
+    return value
+
+
+def run(folder, stage: Stage[In, Out], inputs: In) -> Out:
+    """The output of ``stage`` for ``inputs``: read from its file in ``folder`` when
+    that holds it, else computed and written (atomically) before it is returned."""
+    found = stored(folder, stage, inputs)
+    if found is not None:
+        logging.info("%s: already on disk, kept.", stage.name)
+        return found
+    watchdog.beat(f"{stage.name} begun")
+    value = stage.compute(inputs)
+    stage.codec.write(stage.path(folder), value, key_of(inputs))
+    return value

@@ -1,0 +1,210 @@
+"""The local-minima study's stages: what each computes, from what, into which file.
+
+Per width W:
+
+* ``widths/width_W.npz``: every seed trained by SGD as one program (:func:`train_width`);
+* ``widths/polished_W.npz``: the endpoints refined by L-BFGS (:func:`polish_width`);
+* ``widths/analysis_W.json``: the points certified and classified, the paths from
+  initialisation, the pairs and the ensembles (:func:`analyse_width`).
+
+Then, once: ``surface.json``, the cost on a random plane through one polished point
+of the widest network (:func:`surface`).
+
+Each stage's inputs name what decides its output (the study's flags, the width, the
+seeds); what the computation reads but is not identified by travels with
+``compare=False`` (``gd_jax.stage``).
+"""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+from gd_jax import landscape, stage, train, watchdog
+from gd_jax.report.format import nan_quiet
+from gd_jax.studies.minima import analysis, pairs
+from gd_jax.studies.minima.context import Width
+from gd_jax.studies.minima.polish import Polished, make_polish
+from gd_jax.sweep import engine, results, trainer
+
+
+@dataclasses.dataclass(frozen=True)
+class OfWidth:
+    """A stage of one width: the study's flags, the width and its seeds decide it."""
+
+    flags: dict
+    width: int
+    seeds: np.ndarray
+    context: Width = dataclasses.field(compare=False)
+    # What earlier stages of the width found (None for the first).
+    trained: results.SweepResult | None = dataclasses.field(default=None, compare=False)
+    polished: Polished | None = dataclasses.field(default=None, compare=False)
+
+
+def train_width(inputs: OfWidth) -> results.SweepResult:
+    """All seeds of one width, trained by SGD as one program."""
+    context, seeds = inputs.context, inputs.seeds
+    config, study = context.config, context.study
+    networks = engine.Networks(np.full(len(seeds), config.learning_rate), seeds)
+
+    def progress(epoch, scores, seconds, measure_seconds):
+        del measure_seconds
+        converged = np.sum(scores["grad_norm"] < study.grad_tol)
+        with nan_quiet():
+            median = np.nanmedian(scores["train_cost"])
+        logging.info(
+            "width %d epoch %d/%d: %d networks, %d with ‖∇C‖ < %g, median cost %.4g, %.3f s/epoch",
+            inputs.width, epoch, config.epochs, len(seeds), converged, study.grad_tol,
+            median, seconds,
+        )  # fmt: skip
+
+    options = trainer.FitOptions(
+        shared_order=False,
+        eval_every=study.eval_every,
+        grad_tol=study.grad_tol,
+        devices=context.devices,
+        memory_budget=context.budget,
+    )
+    return trainer.fit(
+        networks, context.model_config, config, context.train_xy, {"test": context.test_xy},
+        options, on_epoch=progress,
+    )  # fmt: skip
+
+
+def params_of(stored: dict) -> list:
+    """Stacked layers ``[(w, b), ...]`` from arrays named ``params/I/w`` and ``params/I/b``."""
+    layers = sum(1 for k in stored if k.startswith("params/") and k.endswith("/w"))
+    return [(jnp.asarray(stored[f"params/{i}/w"]), jnp.asarray(stored[f"params/{i}/b"]))
+            for i in range(layers)]  # fmt: skip
+
+
+def polish_width(inputs: OfWidth) -> Polished:
+    """The width's SGD endpoints refined by L-BFGS on the whole training set."""
+    context, study, width = inputs.context, inputs.context.study, inputs.width
+    polish = make_polish(context.model_config, chunk=min(context.chunk, study.polish_batch))
+    params, steps, grad_norm = polish(
+        jax.tree.map(jnp.asarray, inputs.trained.params), *context.train_xy,
+        study.polish_steps, study.polish_tol,
+    )  # fmt: skip
+    steps, grad_norm = np.asarray(steps), np.asarray(grad_norm)
+    logging.info(
+        "Width %d: polished in %d–%d L-BFGS steps; %d of %d with ‖∇C‖ < %g.",
+        width, steps.min(), steps.max(), np.sum(grad_norm < study.polish_tol), len(steps),
+        study.polish_tol,
+    )  # fmt: skip
+    return Polished(params, steps, grad_norm)
+
+
+def _polished_arrays(found: Polished) -> dict:
+    arrays = {"steps": found.steps, "grad_norm": found.grad_norm}
+    for i, (w, b) in enumerate(found.params):
+        arrays[f"params/{i}/w"], arrays[f"params/{i}/b"] = w, b
+    return arrays
+
+
+def _polished_of(stored: dict) -> Polished:
+    return Polished(params_of(stored), stored["steps"], stored["grad_norm"])
+
+
+def analyse_width(inputs: OfWidth) -> dict:
+    """The width's points certified and classified (``rows``), the pairs of points
+    (``pairs``), the example paths (``example``), the ensembles (``ensemble``) and the
+    polished points' spectra (``spectra``)."""
+    context, width = inputs.context, inputs.width
+    sgd, polished = inputs.trained, inputs.polished
+    evaluate = train.make_evaluate(context.model_config)
+    watchdog.beat(f"width {width}: certifying the points begun")
+    rows, spectra = analysis.certify(context, sgd, polished)
+    watchdog.beat(f"width {width}: paths from initialisation begun")
+    paths = analysis.init_paths(context, sgd, polished.params, evaluate)
+    for row, path in zip(rows, paths, strict=True):
+        row["init_path_monotone"], row["init_path_max_rise"] = path["monotone"], path["max_rise"]
+    watchdog.beat(f"width {width}: pairs of points begun")
+    found_pairs, example = pairs.compare_pairs(context, polished.params, rows, evaluate)
+    example["init_paths"] = [path["costs"] for path in paths]
+    ensemble = pairs.ensemble_rows(
+        context.model_config, width, polished.params, len(rows), context.test_xy
+    )
+    return {
+        "rows": rows,
+        "pairs": found_pairs,
+        "example": example,
+        "ensemble": ensemble,
+        "spectra": spectra,
+    }
+
+
+def _checked_analysis(found: dict) -> dict:
+    if not isinstance(found["rows"], list) or not isinstance(found["example"], dict):
+        raise ValueError("its rows are not a list or its example not a record")
+    for key in ("pairs", "ensemble", "spectra"):
+        if not isinstance(found[key], list):
+            raise ValueError(f"its {key} are not a list")
+    return found
+
+
+TRAINED = "widths/width_{}"
+SWEEP_CODEC = stage.arrays(results.to_arrays, results.from_arrays)
+
+
+def trained(width: int) -> stage.Stage[OfWidth, results.SweepResult]:
+    return stage.Stage(TRAINED.format(width), train_width, SWEEP_CODEC)
+
+
+def polished(width: int) -> stage.Stage[OfWidth, Polished]:
+    codec = stage.arrays(_polished_arrays, _polished_of)
+    return stage.Stage(f"widths/polished_{width}", polish_width, codec)
+
+
+def analysed(width: int) -> stage.Stage[OfWidth, dict]:
+    codec = stage.as_json(decode=_checked_analysis)
+    return stage.Stage(f"widths/analysis_{width}", analyse_width, codec)
+
+
+@dataclasses.dataclass(frozen=True)
+class Surface:
+    """The plane through one polished point: of the widest network, its best certified
+    minimum, else its lowest-cost point."""
+
+    flags: dict
+    width: int
+    seed: int
+    classification: str
+    context: Width = dataclasses.field(compare=False)
+    params: object = dataclasses.field(compare=False)  # the point's layers
+
+
+def surface(inputs: Surface) -> dict:
+    """The training cost on a random plane through the point (Li et al. 2018)."""
+    context = inputs.context
+    evaluate = train.make_evaluate(context.model_config)
+    key = jax.random.key(context.config.seed)
+    found = landscape.surface(evaluate, inputs.params, *context.train_xy, key=key,
+                              chunk=context.chunk)  # fmt: skip
+    plane = {k: v.tolist() for k, v in found.items()}
+    plane.update(width=inputs.width, seed=inputs.seed, classification=inputs.classification)
+    return plane
+
+
+def _checked_plane(plane: dict) -> dict:
+    if np.shape(plane["cost"]) != (len(plane["s"]), len(plane["t"])):
+        raise ValueError("its grid of costs does not match its axes")
+    return plane
+
+
+SURFACE = stage.Stage("surface", surface, stage.as_json(decode=_checked_plane))
+
+
+def surface_inputs(flags: dict, context: Width, rows: list[dict], polished: Polished):
+    """The :class:`Surface` of the widest width's best point, or None if it has none."""
+    width = context.width
+    mine = [r for r in rows if r["width"] == width and r["final_train_cost"] is not None]
+    if not mine:
+        return None
+    minima_found = [r for r in mine if r["classification"] == analysis.MINIMUM]
+    chosen = min(minima_found or mine, key=lambda r: r["final_train_cost"])
+    index = [r["seed"] for r in rows if r["width"] == width].index(chosen["seed"])
+    params = analysis.network(polished.params, index)
+    return Surface(flags, width, chosen["seed"], chosen["classification"], context, params)
