@@ -5,9 +5,22 @@ folder on ``sys.path``).
 """
 
 import os
+import shutil
+import tempfile
 
 # TensorFlow (imported only by the TFDS tests) is noisy on import.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# One persistent compilation cache for the whole test run: most tests wait on XLA's
+# compiler, and many compile the same programs (the same study in a test process and
+# in the child processes it starts). Set here, before JAX is imported, by the first
+# process of the run; pytest-xdist's workers and every child process inherit it. It is
+# removed when the run ends (:func:`pytest_sessionfinish`), so no run reads another's.
+_OWN_CACHE = "JAX_COMPILATION_CACHE_DIR" not in os.environ
+if _OWN_CACHE:
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="gd-jax-tests-xla-")
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "-1"
 
 import jax
 
@@ -25,23 +38,39 @@ from gd_jax import model, train  # noqa: E402
 from gd_jax.config import ModelConfig  # noqa: E402
 
 _COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+# A program this process had not compiled, found compiled in the persistent cache: a
+# compilation the code asked for all the same.
+_CACHE_HIT_EVENT = "/jax/compilation_cache/cache_hits"
+
+
+def pytest_sessionfinish(session):
+    if _OWN_CACHE and not hasattr(session.config, "workerinput"):  # the run's first process
+        shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 
 
 @contextlib.contextmanager
 def count_compiles():
-    """Counts XLA compilations inside the block (yields a list; its length is the count)."""
+    """Counts XLA compilations inside the block, those the persistent cache spared
+    included (yields a list; its length is the count)."""
     events = []
 
-    def listener(name, seconds, **kwargs):
+    def on_duration(name, seconds, **kwargs):
         del seconds, kwargs
         if name == _COMPILE_EVENT:
             events.append(name)
 
-    jax.monitoring.register_event_duration_secs_listener(listener)
+    def on_event(name, **kwargs):
+        del kwargs
+        if name == _CACHE_HIT_EVENT:
+            events.append(name)
+
+    jax.monitoring.register_event_duration_secs_listener(on_duration)
+    jax.monitoring.register_event_listener(on_event)
     try:
         yield events
     finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
+        jax.monitoring.unregister_event_duration_listener(on_duration)
+        jax.monitoring.unregister_event_listener(on_event)
 
 
 @pytest.fixture
