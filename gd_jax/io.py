@@ -14,6 +14,7 @@ again (``gd_jax.stage``).
 
 import contextlib
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -166,6 +167,34 @@ def write_csv(path: str | os.PathLike, records: list[dict]) -> None:
     writer.writeheader()
     writer.writerows(records)
     write_text(path, buffer.getvalue())
+
+
+# A record's field that only some runs have (e.g. validation scores): a table of
+# records where it is None throughout has no such column.
+_OPTIONAL = "gd_jax.io.optional"
+
+
+def optional(default=None):
+    """A record's field (``dataclasses.field``) that a table leaves out where no
+    record has it."""
+    return dataclasses.field(default=default, metadata={_OPTIONAL: True})
+
+
+def table(records) -> list[dict]:
+    """Records (dataclasses) as rows, one column per field in the order declared; an
+    :func:`optional` field that is None in every record is left out."""
+    records = list(records)
+    if not records:
+        return []
+    fields = dataclasses.fields(records[0])
+    kept = [f.name for f in fields if not f.metadata.get(_OPTIONAL)
+            or any(getattr(r, f.name) is not None for r in records)]  # fmt: skip
+    return [{name: getattr(r, name) for name in kept} for r in records]
+
+
+def write_records(path: str | os.PathLike, records) -> None:
+    """Writes records (dataclasses) as CSV, their fields as columns (:func:`table`)."""
+    write_csv(path, table(records))
 
 
 def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:

@@ -27,6 +27,7 @@ import jax
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 import contextlib  # noqa: E402
+import dataclasses  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -91,6 +92,12 @@ def snapshot(folder) -> dict[str, bytes]:
     snapshots are equal only if nothing was written, added or removed."""
     folder = Path(folder)
     return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def blank(kind, **fields):
+    """A record (dataclass) of ``kind`` with ``fields`` and every other field None: the
+    few columns a test is about, the rest left empty."""
+    return kind(**{**dict.fromkeys(f.name for f in dataclasses.fields(kind)), **fields})
 
 
 def mlp(sizes, activation="sigmoid", cost="mse", init="normal") -> ModelConfig:

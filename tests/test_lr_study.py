@@ -54,9 +54,9 @@ def test_the_stability_edge_of_known_outcomes():
     ok = np.array([True, True, True, False, False, False])
     accuracy = np.array([0.9, 0.5, 0.95, 0.1, 0.1, 0.1])
     edge = tables.stability_edge(etas, ok, accuracy)
-    assert edge == {"largest_trained": 3.0, "best": 1.0, "first_failed_above_best": 10.0}
+    assert edge == tables.Edge(largest_trained=3.0, best=1.0, first_failed_above_best=10.0)
     none = tables.stability_edge(etas, np.zeros(6, bool), accuracy)
-    assert none["largest_trained"] is None
+    assert none.largest_trained is None
 
 
 def test_range_test_analysis_finds_the_landmarks_of_a_known_curve():
@@ -64,12 +64,11 @@ def test_range_test_analysis_finds_the_landmarks_of_a_known_curve():
     x = np.log10(etas)
     # Flat at 2 until η ~ 0.01, falls fastest at η = 0.1, bottoms out at 1, then blows up.
     cost = 1.1 - np.tanh(2 * (x + 1)) + np.where(x > 0, 10 * x**2, 0)
-    rows = [{"learning_rate": e, "cost": c} for e, c in zip(etas, cost, strict=True)]
-    found = range_test.analysis(rows, beta=0.0)  # no smoothing: exact landmarks
-    assert found["steepest_eta"] == pytest.approx(0.1, rel=0.05)
-    assert found["min_eta"] == pytest.approx(1.0, rel=0.05)
-    assert found["stopped"] and 1.0 < found["stop_eta"] < 10.0
-    assert found["smoothed"][found["stop_index"]] > 4 * found["min_cost"]
+    found = range_test.analysis(range_test.RangeTest(etas, cost), beta=0.0)  # exact landmarks
+    assert found.steepest_eta == pytest.approx(0.1, rel=0.05)
+    assert found.min_eta == pytest.approx(1.0, rel=0.05)
+    assert found.stopped and 1.0 < found.stop_eta < 10.0
+    assert found.smoothed[found.stop_index] > 4 * found.min_cost
 
 
 def test_first_order_rows_and_summary_from_a_trace():
@@ -280,7 +279,14 @@ def test_the_progress_line_counts_the_trace_still_to_come(tmp_path, caplog, monk
 def test_rounding_rows_flag_a_change_past_the_limit():
     from gd_jax.sweep.results import SweepResult
 
-    rows = [{"learning_rate": eta, "seed": 0, "final_train_cost": 0.1} for eta in (1.0, 10.0, 30.0)]
+    rows = [
+        tables.NetworkResult(
+            learning_rate=eta, seed=0, final_train_cost=0.1, final_train_accuracy=None,
+            final_test_cost=None, final_test_accuracy=None, best_test_accuracy=None,
+            final_grad_norm=None, diverged=False, diverged_epoch=None, trained=True,
+        )
+        for eta in (1.0, 10.0, 30.0)
+    ]  # fmt: skip
     twin_cost = np.array([[np.nan, np.nan, np.nan], [0.1 * (1 + 1e-6), 0.1 * 1.5, np.nan]])
     nudged = SweepResult(
         networks=Networks(np.array([1.0, 10.0, 30.0]), np.zeros(3, int)),
@@ -289,10 +295,10 @@ def test_rounding_rows_flag_a_change_past_the_limit():
         converged_epoch=np.full(3, -1), seconds_per_epoch=1.0, compile_seconds=1.0,
     )  # fmt: skip
     found = tables.rounding_rows(rows, nudged)
-    assert [r["sensitive_to_rounding"] for r in found] == [False, True, True]
-    assert found[0]["relative_change"] == pytest.approx(1e-6, rel=1e-6)
-    assert found[1]["relative_change"] == pytest.approx(0.5)
-    assert found[2]["relative_change"] is None  # the twin failed where the run did not
+    assert [r.sensitive_to_rounding for r in found] == [False, True, True]
+    assert found[0].relative_change == pytest.approx(1e-6, rel=1e-6)
+    assert found[1].relative_change == pytest.approx(0.5)
+    assert found[2].relative_change is None  # the twin failed where the run did not
 
 
 def test_a_nudge_of_rounding_size_is_flagged_where_training_is_chaotic(tmp_path):

@@ -64,8 +64,8 @@ def test_an_ensemble_averages_outputs_before_it_votes():
             constant_network(1, strength=0.2)]  # fmt: skip
     params = [tuple(jnp.stack(leaves) for leaves in zip(*(n[0] for n in nets), strict=True))]
     rows = pairs.ensemble_rows(MODEL, 7, params, 3, (jnp.ones((4, 2)), labels))
-    assert [r["k"] for r in rows] == [1, 2, 3] and {r["width"] for r in rows} == {7}
+    assert [r.k for r in rows] == [1, 2, 3] and {r.width for r in rows} == {7}
     # Alone: 0%, 100%, 100% right.
-    assert [r["mean_single_accuracy"] for r in rows] == [pytest.approx(2 / 3)] * 3
+    assert [r.mean_single_accuracy for r in rows] == [pytest.approx(2 / 3)] * 3
     # A vote would say 1 for k = 3; the averaged outputs say 0 (0.63 against 0.37).
-    assert [r["ensemble_accuracy"] for r in rows] == [0.0, 0.0, 0.0]
+    assert [r.ensemble_accuracy for r in rows] == [0.0, 0.0, 0.0]

@@ -1,47 +1,53 @@
 """Tests for gd_jax.studies.minima.figures: what each figure draws, edge cases, and that
 it saves."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
+from conftest import blank
 from matplotlib import colors
 from matplotlib.collections import LineCollection, PathCollection, PolyCollection
 from matplotlib.figure import Figure
 
 from gd_jax.report.style import DPI
 from gd_jax.studies.minima import figures
+from gd_jax.studies.minima.records import Ensemble, Pair, Point
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 WIDTHS = (4, 16, 64)
 KINDS = ("minimum", "minimum", "saddle", "unconverged")
 
 
-def make_rows(widths=WIDTHS, seeds=8) -> list[dict]:
+def make_rows(widths=WIDTHS, seeds=8) -> list[Point]:
     rng = np.random.default_rng(0)
     return [
-        {
-            "width": w,
-            "seed": s,
-            "final_train_cost": 0.2 / w * np.exp(rng.normal(0, 0.3)),
-            "final_test_cost": 0.3 / w + rng.normal(0, 0.001),
-            "final_test_accuracy": 1 - 0.2 / w + rng.normal(0, 0.002),
-            "classification": KINDS[s % len(KINDS)],
-        }
+        blank(
+            Point,
+            width=w,
+            seed=s,
+            final_train_cost=0.2 / w * np.exp(rng.normal(0, 0.3)),
+            final_test_cost=0.3 / w + rng.normal(0, 0.001),
+            final_test_accuracy=1 - 0.2 / w + rng.normal(0, 0.002),
+            classification=KINDS[s % len(KINDS)],
+        )
         for w in widths
         for s in range(seeds)
     ]
 
 
-def make_pairs(widths=WIDTHS, seeds=4) -> list[dict]:
+def make_pairs(widths=WIDTHS, seeds=4) -> list[Pair]:
     rng = np.random.default_rng(1)
     return [
-        {
-            "width": w,
-            "naive_barrier": 0.01 * rng.random() + 1e-3,
+        blank(
+            Pair,
+            width=w,
+            naive_barrier=0.01 * rng.random() + 1e-3,
             # A rounding-sized negative barrier: symlog must take it without a warning.
-            "matched_barrier": 1e-4 * rng.normal(),
-            "distance": 3.0 * w**0.5,
-            "matched_distance": 2.0 * w**0.5,
-        }
+            matched_barrier=1e-4 * rng.normal(),
+            distance=3.0 * w**0.5,
+            matched_distance=2.0 * w**0.5,
+        )
         for w in widths
         for _ in range(seeds * (seeds - 1) // 2)
     ]
@@ -61,17 +67,13 @@ def make_examples(widths=WIDTHS, seeds=5) -> dict:
     }
 
 
-def make_ensemble(widths=WIDTHS, seeds=6) -> list[dict]:
+def make_ensemble(widths=WIDTHS, seeds=6) -> list[Ensemble]:
     return [
-        {
-            "width": w,
-            "k": k,
-            "ensemble_accuracy": 0.95 + 0.01 * (1 - 1 / k),
-            "mean_single_accuracy": 0.95,
-        }
+        Ensemble(width=w, k=k, ensemble_accuracy=0.95 + 0.01 * (1 - 1 / k),
+                 mean_single_accuracy=0.95)
         for w in widths
         for k in range(1, seeds + 1)
-    ]
+    ]  # fmt: skip
 
 
 def make_spread(widths=WIDTHS) -> list[dict]:
@@ -138,11 +140,11 @@ def test_quality_figure_survives_one_seed_missing_values_and_ties():
     assert not any(violins(ax) for ax in fig.get_axes())
     assert "1 seed per width" in fig.get_suptitle()
 
-    rows = make_rows(widths=(4, 16), seeds=3)
-    for r in rows:
-        r["final_test_cost"] = None
-        if r["width"] == 16:
-            r["final_test_accuracy"] = 0.9  # identical values: no violin to estimate
+    rows = [
+        # Identical accuracies at width 16: no violin to estimate.
+        replace(r, final_test_cost=None, **({"final_test_accuracy": 0.9} if r.width == 16 else {}))
+        for r in make_rows(widths=(4, 16), seeds=3)
+    ]
     ax_train, ax_test, ax_acc = figures.quality_figure(rows).get_axes()
     assert points(ax_test) == 0 and "no values" in texts(ax_test)
     assert len(violins(ax_train)) == 2
@@ -151,7 +153,7 @@ def test_quality_figure_survives_one_seed_missing_values_and_ties():
 
 def test_barrier_figure_joins_each_pair_and_puts_zero_on_a_symlog_axis():
     pairs = make_pairs()
-    pairs[0]["matched_barrier"] = None  # drawn as a lone naive point, not joined
+    pairs[0] = replace(pairs[0], matched_barrier=None)  # a lone naive point, not joined
     fig = figures.barrier_figure(pairs)
     ax_bar, ax_dist = fig.get_axes()
     for ax, joined in ((ax_bar, len(pairs) - 1), (ax_dist, len(pairs))):
@@ -165,8 +167,8 @@ def test_barrier_figure_joins_each_pair_and_puts_zero_on_a_symlog_axis():
     assert any(np.all(np.asarray(line.get_ydata()) == 0) for line in ax_bar.get_lines())
     assert ax_dist.get_yscale() == "log"
     low, high = ax_bar.get_ylim()
-    assert low < min(p["matched_barrier"] or 0 for p in pairs)
-    assert high > max(p["naive_barrier"] for p in pairs)
+    assert low < min(p.matched_barrier or 0 for p in pairs)
+    assert high > max(p.naive_barrier for p in pairs)
 
 
 def test_barrier_figure_without_pairs_says_so():
@@ -223,10 +225,10 @@ def test_ensemble_figure_draws_a_line_and_a_dashed_baseline_per_width():
 
 
 def test_ensemble_figure_skips_a_width_without_values():
-    rows = make_ensemble(widths=(4, 16))
-    for r in rows:
-        if r["width"] == 4:
-            r["ensemble_accuracy"] = r["mean_single_accuracy"] = None
+    rows = [
+        replace(r, ensemble_accuracy=None, mean_single_accuracy=None) if r.width == 4 else r
+        for r in make_ensemble(widths=(4, 16))
+    ]
     (ax,) = figures.ensemble_figure(rows).get_axes()
     solid, dashed = ax.get_lines()
     assert solid.get_label() == "w=16"

@@ -6,7 +6,7 @@ import json
 import jax
 import jax.numpy as jnp
 import pytest
-from conftest import cli
+from conftest import blank, cli
 
 from experiments import local_minima as minima_cli
 from gd_jax import curvature, io
@@ -14,6 +14,7 @@ from gd_jax.config import TrainConfig
 from gd_jax.errors import GdJaxError
 from gd_jax.studies.minima import analysis, report, tables
 from gd_jax.studies.minima.config import MinimaConfig, parse_widths
+from gd_jax.studies.minima.records import Point
 from gd_jax.sweep import trainer
 
 SMALL = (
@@ -49,8 +50,8 @@ def test_certification_of_known_critical_points():
 
 def test_spread_of_known_endpoints():
     rows = [
-        {"width": 4, "num_params": 10, "final_train_cost": c, "final_test_cost": 2 * c,
-         "final_test_accuracy": a, "classification": k}
+        blank(Point, width=4, num_params=10, final_train_cost=c, final_test_cost=2 * c,
+              final_test_accuracy=a, classification=k)
         for c, a, k in [(0.1, 0.9, "minimum"), (0.2, 0.8, "saddle"), (0.3, 0.7, "minimum"),
                         (0.4, 0.6, "unconverged")]
     ]  # fmt: skip
@@ -64,8 +65,8 @@ def test_spread_of_known_endpoints():
 
 def test_a_network_that_learned_nothing_is_left_out_of_the_spread():
     rows = [
-        {"width": 8, "num_params": 10, "final_train_cost": c, "final_test_cost": c,
-         "final_test_accuracy": a, "classification": k}
+        blank(Point, width=8, num_params=10, final_train_cost=c, final_test_cost=c,
+              final_test_accuracy=a, classification=k)
         for c, a, k in [(0.1, 0.90, "minimum"), (0.12, 0.88, "minimum"),
                         (0.5, 0.10, "plateau")]
     ]  # fmt: skip

@@ -145,9 +145,9 @@ def first_order_figure(
     ax_ratio.legend(fontsize=8)
     ax_ratio.grid(alpha=0.3)
 
-    etas = np.array([r["learning_rate"] for r in rows])
-    measured = floats(r["measured_delta_cost"] for r in rows)
-    predicted = floats(r["first_order"] for r in rows)
+    etas = np.array([r.learning_rate for r in rows])
+    measured = floats(r.measured_delta_cost for r in rows)
+    predicted = floats(r.first_order for r in rows)
     mapper, color = _eta_colors(etas)
     keep = np.isfinite(measured) & np.isfinite(predicted) & (predicted < 0)
     falls = keep & (measured < 0)
@@ -227,7 +227,7 @@ def sharpness_figure(
 def range_test_figure(
     etas: np.ndarray,
     costs: np.ndarray,
-    found: dict,
+    found: range_test.Landmarks,
     *,
     sweep_best: float | None,
     two_over_lambda: float | None,
@@ -235,20 +235,20 @@ def range_test_figure(
     """The range test: cost against a rising η, smoothed, with its landmarks."""
     fig = Figure(figsize=(8, 4.6))
     ax = fig.add_subplot()
-    stop = found["stop_index"]
+    stop = found.stop_index
     ax.plot(etas, costs, color="C0", alpha=0.3, lw=0.8, label="mini-batch cost")
-    ax.plot(etas[:stop], found["smoothed"][:stop], color="C0", lw=2, label="smoothed")
+    ax.plot(etas[:stop], found.smoothed[:stop], color="C0", lw=2, label="smoothed")
     marks = [
-        (found["steepest_eta"], "C2", "steepest descent"),
-        (found["min_eta"], "C1", "lowest smoothed cost"),
+        (found.steepest_eta, "C2", "steepest descent"),
+        (found.min_eta, "C1", "lowest smoothed cost"),
         (sweep_best, "C4", "sweep's best η"),
         (two_over_lambda, "C3", "2/λ_max at init"),
     ]
     for value, color, label in marks:
         if value is not None and math.isfinite(value):
             ax.axvline(value, color=color, ls="--", lw=1.2, label=f"{label}: {value:.3g}")
-    if found["stopped"]:
-        ax.axvline(found["stop_eta"], color="grey", ls=":", lw=1, label="stopped (4× minimum)")
+    if found.stopped:
+        ax.axvline(found.stop_eta, color="grey", ls=":", lw=1, label="stopped (4× minimum)")
     plain_log(ax, "x")
     ax.set_xlabel("learning rate η (rising every step)")
     ax.set_ylabel("cost")
@@ -263,14 +263,14 @@ def study_figures(
     summary: dict,
     *,
     sweep,
-    rows: list[dict],
+    rows: list,
     trace,
-    first_order: list[dict],
-    range_rows: list[dict] | None,
+    first_order: list,
+    range_found: range_test.RangeTest | None,
 ) -> list:
     """The study's figures, as ``(file name, caption, figure)``."""
     etas = sweep.networks.learning_rate
-    ok = np.array([r["trained"] for r in rows])
+    ok = np.array([r.trained for r in rows])
     final = {k: v[-1] for k, v in sweep.metrics.items()}
     two_over_lambda = summary.get("two_over_lambda_max_init")
     curves = sweep_cost_curves(sweep.metrics["avg_train_cost"], etas, ok)
@@ -300,11 +300,11 @@ def study_figures(
         )
         caption = "Sharpness λ_max(t) against 2/η, full-batch gradient descent"
         shown.append(("sharpness.png", caption, figure))
-    if range_rows:
+    if range_found is not None:
         figure = range_test_figure(
-            np.array([r["learning_rate"] for r in range_rows]),
-            np.array([r["cost"] for r in range_rows]),
-            range_test.analysis(range_rows),
+            np.asarray(range_found.learning_rate, np.float64),
+            np.asarray(range_found.cost, np.float64),
+            range_test.analysis(range_found),
             sweep_best=summary["best_learning_rate"],
             two_over_lambda=two_over_lambda,
         )

@@ -27,7 +27,7 @@ from gd_jax.errors import GdJaxError
 from gd_jax.report import document
 from gd_jax.report import tensorboard as tensorboard_writer
 from gd_jax.report.format import duration
-from gd_jax.studies.lr import figures, stages, tables
+from gd_jax.studies.lr import figures, range_test, stages, tables
 from gd_jax.studies.lr.config import LrConfig
 from gd_jax.studies.lr.report import report
 from gd_jax.studies.lr.trace import TraceResult
@@ -126,12 +126,12 @@ def _study(folder, dataset, config, study, *, devices, budget, tensorboard):
     trace = None
     if study.tracing:
         trace = stage.run(folder, stages.TRACE, stages.Trace(flags, networks, context))
-    range_rows = None
+    range_found = None
     if study.range_test:
-        range_rows = stage.run(folder, stages.RANGE_TEST, stages.Range(flags, context)).rows()
+        range_found = stage.run(folder, stages.RANGE_TEST, stages.Range(flags, context))
 
     baseline = costs.constant_cost(config.cost, dataset.train.labels, dataset.num_classes)
-    found = Found(sweep, rounding, trace, range_rows, baseline)
+    found = Found(sweep, rounding, trace, range_found, baseline)
     summary = write_tables(folder, context, found, networks=len(networks))
     if tensorboard:
         names = tensorboard_writer.network_names(sweep.networks.learning_rate, sweep.networks.seed)
@@ -140,7 +140,7 @@ def _study(folder, dataset, config, study, *, devices, budget, tensorboard):
         )
     shown = figures.study_figures(
         study, summary, sweep=sweep, rows=found.rows, trace=trace,
-        first_order=found.first_order, range_rows=range_rows,
+        first_order=found.first_order, range_found=range_found,
     )  # fmt: skip
     document.write(folder, shown, lambda captions: report(config, study, summary, captions))
     return summary
@@ -153,27 +153,27 @@ class Found:
     sweep: results.SweepResult
     rounding: results.SweepResult | None
     trace: TraceResult | None
-    range_rows: list[dict] | None
+    range_found: range_test.RangeTest | None
     baseline: float  # the cost of the best constant output
-    rows: list[dict] = dataclasses.field(default_factory=list)
-    first_order: list[dict] = dataclasses.field(default_factory=list)
+    rows: list[tables.NetworkResult] = dataclasses.field(default_factory=list)
+    first_order: list[tables.FirstOrderStep] = dataclasses.field(default_factory=list)
 
 
 def write_tables(folder, context: stages.Context, found: Found, *, networks: int) -> dict:
     """The study's CSV tables and ``summary.json``; returns the summary."""
     sweep, trace, baseline = found.sweep, found.trace, found.baseline
     found.rows = rows = tables.result_rows(sweep, baseline)
-    io.write_csv(folder / "results.csv", rows)
+    io.write_records(folder / "results.csv", rows)
     io.write_csv(folder / "curves.csv", tables.curve_rows(sweep))
     stability = tables.stability_rows(rows, trace, baseline)
-    io.write_csv(folder / "stability.csv", stability)
+    io.write_records(folder / "stability.csv", stability)
     found.first_order = first_order = tables.first_order_rows(trace) if trace is not None else []
     if first_order:
-        io.write_csv(folder / "first_order.csv", first_order)
-    if found.range_rows:
-        io.write_csv(folder / "range_test.csv", found.range_rows)
+        io.write_records(folder / "first_order.csv", first_order)
+    if found.range_found is not None:
+        io.write_csv(folder / "range_test.csv", found.range_found.rows())
     summary = tables.summarize(
-        rows, stability=stability, first_order=first_order, range_rows=found.range_rows,
+        rows, stability=stability, first_order=first_order, range_found=found.range_found,
         trace=trace, baseline=baseline, sweep=sweep,
     )  # fmt: skip
     model_config, study = context.model_config, context.study
@@ -183,12 +183,12 @@ def write_tables(folder, context: stages.Context, found: Found, *, networks: int
     summary["sharpness_examples"] = min(study.sharpness_examples, len(context.train_xy[1]))
     if found.rounding is not None:
         rounding_rows = tables.rounding_rows(rows, found.rounding)
-        io.write_csv(folder / "rounding.csv", rounding_rows)
+        io.write_records(folder / "rounding.csv", rounding_rows)
         summary["rounding_nudge"] = NUDGE
         summary["sensitive_to_rounding"] = [
-            {"learning_rate": r["learning_rate"], "relative_change": r["relative_change"]}
+            {"learning_rate": r.learning_rate, "relative_change": r.relative_change}
             for r in rounding_rows
-            if r["sensitive_to_rounding"]
+            if r.sensitive_to_rounding
         ]
     io.write_json(folder / io.SUMMARY, summary)
     return summary

@@ -11,7 +11,6 @@ identified by (``gd_jax.stage``).
 
 import dataclasses
 from collections.abc import Callable
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -125,20 +124,6 @@ def _trace_of(stored: dict) -> TraceResult:
 TRACE = stage.Stage("trace", trace, stage.arrays(_trace_arrays, _trace_of))
 
 
-class RangeTest(NamedTuple):
-    """The range test: the mini-batch cost before each step, and that step's η."""
-
-    learning_rate: np.ndarray  # [steps]
-    cost: np.ndarray  # [steps]
-
-    def rows(self) -> list[dict]:
-        """One row per step, for ``range_test.csv``."""
-        return [
-            {"step": i, "learning_rate": float(e), "cost": float(c)}
-            for i, (e, c) in enumerate(zip(self.learning_rate, self.cost, strict=True))
-        ]
-
-
 @dataclasses.dataclass(frozen=True)
 class Range:
     """One network with η rising exponentially, step by step."""
@@ -147,7 +132,7 @@ class Range:
     context: Context = dataclasses.field(compare=False)
 
 
-def range_test_costs(inputs: Range) -> RangeTest:
+def range_test_costs(inputs: Range) -> range_test.RangeTest:
     config, study, context = inputs.context.config, inputs.context.study, inputs.context
     etas = jnp.geomspace(study.range_min, study.range_max, study.range_steps)
     init_key, data_key = jax.random.split(jax.random.key(config.seed))
@@ -159,9 +144,11 @@ def range_test_costs(inputs: Range) -> RangeTest:
             s, xy, loss=loss, tx=tx, batch_size=config.batch_size, learning_rates=etas, key=k
         )
     )(state, data_key, context.train_xy, etas)
-    return RangeTest(np.asarray(etas), np.asarray(step_costs))
+    return range_test.RangeTest(np.asarray(etas), np.asarray(step_costs))
 
 
 RANGE_TEST = stage.Stage(
-    "range_test", range_test_costs, stage.arrays(lambda r: r._asdict(), lambda a: RangeTest(**a))
+    "range_test",
+    range_test_costs,
+    stage.arrays(lambda r: r._asdict(), lambda a: range_test.RangeTest(**a)),
 )

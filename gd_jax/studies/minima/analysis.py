@@ -15,6 +15,7 @@ from gd_jax.report.format import number
 from gd_jax.studies.minima.config import MinimaConfig
 from gd_jax.studies.minima.context import Width
 from gd_jax.studies.minima.polish import Polished, saturation
+from gd_jax.studies.minima.records import Point
 from gd_jax.sweep import engine
 from gd_jax.sweep.results import SweepResult
 
@@ -130,7 +131,7 @@ def with_quadrature(measured: dict) -> dict:
     return found
 
 
-def certify(context: Width, sgd: SweepResult, polished: Polished) -> tuple[list[dict], list[dict]]:
+def certify(context: Width, sgd: SweepResult, polished: Polished) -> tuple[list[Point], list[dict]]:
     """One row per network: its SGD endpoint and its polished point, each measured and
     classified, and what the polish did (steps, distance).
 
@@ -157,6 +158,7 @@ def certify(context: Width, sgd: SweepResult, polished: Polished) -> tuple[list[
     for i, network_seed in enumerate(seeds):
         b = {k: float(np.asarray(v[i])) for k, v in before.items() if np.ndim(v) == 1}
         a = {k: float(np.asarray(v[i])) for k, v in after.items() if np.ndim(v) == 1}
+        # The point's columns, in Point's order, then the record.
         row = {"width": width, "seed": int(network_seed), "num_params": model_config.num_params}
         for prefix, point in (("sgd_", b), ("final_", a)):
             for k in ("train_cost", "train_accuracy", "test_cost", "test_accuracy"):
@@ -185,7 +187,7 @@ def certify(context: Width, sgd: SweepResult, polished: Polished) -> tuple[list[
         nodes = np.sort(np.asarray(after["nodes"][i][0]))
         row["top_eigenvalues"] = " ".join(f"{v:.4g}" for v in nodes[::-1][: study.num_eigs])
         row["bottom_eigenvalues"] = " ".join(f"{v:.4g}" for v in nodes[: study.num_eigs])
-        rows.append(row)
+        rows.append(Point(**row))
         spectra.append(
             {"nodes": np.asarray(after["nodes"][i]).tolist(),
              "weights": np.asarray(after["weights"][i]).tolist()}

@@ -22,6 +22,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator, NullFormatter, NullLocator
 
 from gd_jax.report.style import plain_log
+from gd_jax.studies.minima.records import Ensemble, Pair, Point
 
 CLASS_COLORS: dict[str, str] = {
     "minimum": "C2",
@@ -38,8 +39,8 @@ def _array(values: Iterable[Any]) -> np.ndarray:
     return np.array([np.nan if v is None else float(v) for v in values], dtype=float)
 
 
-def _widths(rows: Sequence[dict[str, Any]]) -> list[int]:
-    return sorted({int(r["width"]) for r in rows})
+def _widths(rows: Sequence[Any]) -> list[int]:
+    return sorted({int(r.width) for r in rows})
 
 
 def _plotted(ax: Axes) -> np.ndarray:
@@ -77,13 +78,12 @@ def _violin(ax: Axes, pos: float, values: np.ndarray, *, log: bool) -> None:
     ax.fill_betweenx(y, pos - half, pos + half, color="0.85", lw=0, zorder=0)
 
 
-def quality_figure(rows: Sequence[dict[str, Any]]) -> Figure:
+def quality_figure(rows: Sequence[Point]) -> Figure:
     """Final training cost, test cost and test accuracy of every endpoint, by width.
 
     Args:
-      rows: one per network: width, seed, final_train_cost, final_test_cost,
-        final_test_accuracy (a fraction) and classification ("minimum", "saddle" or
-        "unconverged").
+      rows: one per network: its width, final training and test cost, final test
+        accuracy (a fraction) and classification ("minimum", "saddle", ...).
 
     Returns:
       Three axes: [training cost, test cost, test accuracy (%)], one scatter per class.
@@ -91,10 +91,10 @@ def quality_figure(rows: Sequence[dict[str, Any]]) -> Figure:
     fig = Figure(figsize=(13, 4.6))
     axes = fig.subplots(1, 3)
     widths = _widths(rows)
-    pos = np.array([widths.index(int(r["width"])) for r in rows], dtype=float)
+    pos = np.array([widths.index(int(r.width)) for r in rows], dtype=float)
     # Fixed jitter, so the same data always draws the same figure.
     x = pos + np.random.default_rng(0).uniform(-0.12, 0.12, len(rows))
-    kinds = [r.get("classification") or "unconverged" for r in rows]
+    kinds = [r.classification or "unconverged" for r in rows]
     order = [k for k in CLASS_COLORS if k in kinds] + sorted(set(kinds) - set(CLASS_COLORS))
     panels = (
         ("final_train_cost", 1, "final training cost", True),
@@ -102,7 +102,7 @@ def quality_figure(rows: Sequence[dict[str, Any]]) -> Figure:
         ("final_test_accuracy", 100, "final test accuracy (%)", False),
     )
     for ax, (key, scale, label, log) in zip(axes, panels, strict=True):
-        y = scale * _array(r.get(key) for r in rows)
+        y = scale * _array(getattr(r, key) for r in rows)
         ok = np.isfinite(y)
         if log:
             _log(ax, y)
@@ -124,7 +124,7 @@ def quality_figure(rows: Sequence[dict[str, Any]]) -> Figure:
             Line2D([], [], ls="", marker="o", color=CLASS_COLORS.get(k, "black")) for k in order
         ]
         axes[0].legend(handles, order, title="endpoint", fontsize=8, title_fontsize=8)
-    seeds = sorted({sum(int(r["width"]) == w for r in rows) for w in widths}) or [0]
+    seeds = sorted({sum(int(r.width) == w for r in rows) for w in widths}) or [0]
     count = f"{seeds[0]}" if len(seeds) == 1 else f"{seeds[0]}–{seeds[-1]}"
     noun = "seed" if seeds == [1] else "seeds"
     fig.suptitle(f"Endpoints of gradient descent from {count} {noun} per width")
@@ -132,12 +132,12 @@ def quality_figure(rows: Sequence[dict[str, Any]]) -> Figure:
     return fig
 
 
-def _paired_strips(ax: Axes, pairs: Sequence[dict[str, Any]], keys: tuple[str, str]) -> None:
+def _paired_strips(ax: Axes, pairs: Sequence[Pair], keys: tuple[str, str]) -> None:
     """Two offset strips per width, each pair's values joined by a thin grey line."""
     widths = _widths(pairs)
-    pos = np.array([widths.index(int(p["width"])) for p in pairs], dtype=float)
+    pos = np.array([widths.index(int(p.width)) for p in pairs], dtype=float)
     x = pos + np.random.default_rng(1).uniform(-0.06, 0.06, len(pairs))
-    before, after = (_array(p.get(k) for p in pairs) for k in keys)
+    before, after = (_array(getattr(p, k) for p in pairs) for k in keys)
     both = np.isfinite(before) & np.isfinite(after)
     if both.any():
         ends = np.stack([x[both] - 0.15, before[both], x[both] + 0.15, after[both]], axis=1)
@@ -159,7 +159,7 @@ def _paired_strips(ax: Axes, pairs: Sequence[dict[str, Any]], keys: tuple[str, s
         ax.legend(fontsize=8)
 
 
-def barrier_figure(pairs: Sequence[dict[str, Any]]) -> Figure:
+def barrier_figure(pairs: Sequence[Pair]) -> Figure:
     """Barriers and parameter distances of pairs of points, before and after weight
     matching aligns their hidden units.
 
@@ -176,7 +176,7 @@ def barrier_figure(pairs: Sequence[dict[str, Any]]) -> Figure:
     fig = Figure(figsize=(12, 4.6))
     ax_bar, ax_dist = fig.subplots(1, 2)
     _paired_strips(ax_bar, pairs, ("naive_barrier", "matched_barrier"))
-    bars = _array(p.get(k) for p in pairs for k in ("naive_barrier", "matched_barrier"))
+    bars = _array(getattr(p, k) for p in pairs for k in ("naive_barrier", "matched_barrier"))
     if np.isfinite(bars).any():
         # Rounding leaves barriers a hair below 0, so the scale is linear within ±1e-4.
         ax_bar.set_yscale("symlog", linthresh=_LINTHRESH)
@@ -187,7 +187,7 @@ def barrier_figure(pairs: Sequence[dict[str, Any]]) -> Figure:
     ax_bar.set_ylabel("barrier  max$_α$ C(α) − (C(0) + C(1))/2")
     ax_bar.set_title("Cost barrier on the straight line between two endpoints")
     _paired_strips(ax_dist, pairs, ("distance", "matched_distance"))
-    _log(ax_dist, _array(p.get(k) for p in pairs for k in ("distance", "matched_distance")))
+    _log(ax_dist, _array(getattr(p, k) for p in pairs for k in ("distance", "matched_distance")))
     ax_dist.set_ylabel("parameter distance ‖θ$_A$ − θ$_B$‖")
     ax_dist.set_title("Distance between the two endpoints")
     fig.tight_layout()
@@ -250,7 +250,7 @@ def _width_colors(widths: Sequence[int]):
     return lambda w: cm.viridis(0.1 + 0.75 * norm(math.log2(w)))
 
 
-def ensemble_figure(rows: Sequence[dict[str, Any]]) -> Figure:
+def ensemble_figure(rows: Sequence[Ensemble]) -> Figure:
     """Test accuracy of an output-averaged ensemble of the first k networks, against k.
 
     Args:
@@ -264,12 +264,12 @@ def ensemble_figure(rows: Sequence[dict[str, Any]]) -> Figure:
     widths = _widths(rows)
     color = _width_colors(widths) if widths else None
     for w in widths:
-        mine = sorted((r for r in rows if int(r["width"]) == w), key=lambda r: r["k"])
-        k = np.array([r["k"] for r in mine], dtype=float)
-        acc = 100 * _array(r.get("ensemble_accuracy") for r in mine)
+        mine = sorted((r for r in rows if int(r.width) == w), key=lambda r: r.k)
+        k = np.array([r.k for r in mine], dtype=float)
+        acc = 100 * _array(r.ensemble_accuracy for r in mine)
         if np.isfinite(acc).any():
             ax.plot(k, acc, "o-", color=color(w), ms=3.5, lw=1.6, label=f"w={w}")
-        single = 100 * _array(r.get("mean_single_accuracy") for r in mine)
+        single = 100 * _array(r.mean_single_accuracy for r in mine)
         if np.isfinite(single).any():
             ax.axhline(single[np.isfinite(single)][0], color=color(w), ls="--", lw=1)
     handles, labels = ax.get_legend_handles_labels()

@@ -1,6 +1,7 @@
 """Pairs of minima: straight paths before and after aligning their hidden units (one
 pass, and weight matching run to convergence), trained curves, disagreement, ensembles."""
 
+import dataclasses
 import itertools
 
 import jax
@@ -12,13 +13,14 @@ from gd_jax.config import ModelConfig
 from gd_jax.studies.minima.analysis import network
 from gd_jax.studies.minima.context import Width
 from gd_jax.studies.minima.curves import bezier, make_fit
+from gd_jax.studies.minima.records import Ensemble, Pair, Point
 
 # Examples per step of a curve's training: a mini-batch drawn without replacement, so
 # a training set of fewer gives all of its examples to every step.
 CURVE_BATCH = 100
 
 
-def compare_pairs(context: Width, params, rows: list[dict], evaluate) -> tuple[list[dict], dict]:
+def compare_pairs(context: Width, params, rows: list[Point], evaluate) -> tuple[list[Pair], dict]:
     """One row per pair of polished points (``params``, stacked; up to
     ``study.max_pairs``): the barrier of the straight path between them as they are,
     after the one-pass alignment and after weight matching; for the first
@@ -31,7 +33,7 @@ def compare_pairs(context: Width, params, rows: list[dict], evaluate) -> tuple[l
     model_config, study, chunk = context.model_config, context.study, context.chunk
     train_xy, test_xy, seed = context.train_xy, context.test_xy, context.config.seed
     width = model_config.sizes[1]
-    seeds = [row["seed"] for row in rows]
+    seeds = [row.seed for row in rows]
     points = study.path_points
     path = lambda a, b, x, labels: landscape.path(
         evaluate, a, b, x, labels, num=points, chunk=chunk
@@ -49,28 +51,26 @@ def compare_pairs(context: Width, params, rows: list[dict], evaluate) -> tuple[l
             path(pa, other, *train_xy) for other in (pb, one_pass, matched)
         )
         naive_test = path(pa, pb, *test_xy)
+        ends = naive_test["accuracy"]
         pairs.append(
-            {
-                "width": width,
-                "seed_a": seeds[a],
-                "seed_b": seeds[b],
-                "class_a": rows[a]["classification"],
-                "class_b": rows[b]["classification"],
-                "naive_barrier": landscape.barrier(naive_path["cost"]),
-                "one_pass_barrier": landscape.barrier(one_pass_path["cost"]),
-                "matched_barrier": landscape.barrier(matched_path["cost"]),
-                "curve_barrier": None,
-                "matched_curve_barrier": None,
-                "distance": landscape.distance(pa, pb),
-                "one_pass_distance": landscape.distance(pa, one_pass),
-                "matched_distance": landscape.distance(pa, matched),
-                "matching_sweeps": len(objectives) - 1,
-                "naive_test_accuracy_drop": float(
-                    0.5 * (naive_test["accuracy"][0] + naive_test["accuracy"][-1])
-                    - naive_test["accuracy"].min()
-                ),
-                "disagreement": disagreement(model_config, pa, pb, test_xy[0]),
-            }
+            Pair(
+                width=width,
+                seed_a=seeds[a],
+                seed_b=seeds[b],
+                class_a=rows[a].classification,
+                class_b=rows[b].classification,
+                naive_barrier=landscape.barrier(naive_path["cost"]),
+                one_pass_barrier=landscape.barrier(one_pass_path["cost"]),
+                matched_barrier=landscape.barrier(matched_path["cost"]),
+                curve_barrier=None,
+                matched_curve_barrier=None,
+                distance=landscape.distance(pa, pb),
+                one_pass_distance=landscape.distance(pa, one_pass),
+                matched_distance=landscape.distance(pa, matched),
+                matching_sweeps=len(objectives) - 1,
+                naive_test_accuracy_drop=float(0.5 * (ends[0] + ends[-1]) - ends.min()),
+                disagreement=disagreement(model_config, pa, pb, test_xy[0]),
+            )
         )
         if k < study.curve_pairs:
             matched_pairs.append((pa, pb, matched))
@@ -83,9 +83,15 @@ def compare_pairs(context: Width, params, rows: list[dict], evaluate) -> tuple[l
             }
     if matched_pairs:
         curves = fit_curves(context, matched_pairs, evaluate)
-        for row, (naive, matched) in zip(pairs, curves, strict=False):
-            row["curve_barrier"] = landscape.barrier(np.asarray(naive))
-            row["matched_curve_barrier"] = landscape.barrier(np.asarray(matched))
+        curved = [
+            dataclasses.replace(
+                row,
+                curve_barrier=landscape.barrier(np.asarray(naive)),
+                matched_curve_barrier=landscape.barrier(np.asarray(matched)),
+            )
+            for row, (naive, matched) in zip(pairs, curves, strict=False)
+        ]
+        pairs = curved + pairs[len(curved) :]
         example["curve"], example["matched_curve"] = (c.tolist() for c in curves[0])
     return pairs, example
 
@@ -123,7 +129,7 @@ def disagreement(model_config: ModelConfig, params_a, params_b, x) -> float:
     return float(jnp.mean(a != b))
 
 
-def ensemble_rows(model_config: ModelConfig, width, params, count, test_xy) -> list[dict]:
+def ensemble_rows(model_config: ModelConfig, width, params, count, test_xy) -> list[Ensemble]:
     """Accuracy of the first k networks averaged (outputs, or softmax probabilities),
     against the mean accuracy of one network, for k = 1..count."""
     x, labels = test_xy
@@ -135,11 +141,11 @@ def ensemble_rows(model_config: ModelConfig, width, params, count, test_xy) -> l
     for k in range(1, count + 1):
         vote = jnp.argmax(jnp.mean(outputs[:k], axis=0), axis=-1)
         rows.append(
-            {
-                "width": width,
-                "k": k,
-                "ensemble_accuracy": float(jnp.mean(vote == labels)),
-                "mean_single_accuracy": float(jnp.mean(single)),
-            }
+            Ensemble(
+                width=width,
+                k=k,
+                ensemble_accuracy=float(jnp.mean(vote == labels)),
+                mean_single_accuracy=float(jnp.mean(single)),
+            )
         )
     return rows

@@ -155,10 +155,10 @@ def write_tables(folder, config, study, found: dict[int, dict], *, bar: float):
     rows, pairs, ensembles = joined["rows"], joined["pairs"], joined["ensemble"]
     spectra = {width: found[width]["spectra"] for width in study.widths}
     spread = tables.spread_rows(rows, resamples=study.bootstrap, bar=bar)
-    io.write_csv(folder / "results.csv", rows)
-    io.write_csv(folder / "pairs.csv", pairs)
+    io.write_records(folder / "results.csv", rows)
+    io.write_records(folder / "pairs.csv", pairs)
     io.write_csv(folder / "spread.csv", spread)
-    io.write_csv(folder / "ensemble.csv", ensembles)
+    io.write_records(folder / "ensemble.csv", ensembles)
     summary = tables.summarize(
         config, study, rows=rows, pairs=pairs, spread=spread, ensembles=ensembles,
         spectra=spectra, bar=bar,

@@ -22,9 +22,9 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from gd_jax import landscape, stage, train, watchdog
+from gd_jax import io, landscape, stage, train, watchdog
 from gd_jax.report.format import nan_quiet
-from gd_jax.studies.minima import analysis, pairs
+from gd_jax.studies.minima import analysis, pairs, records
 from gd_jax.studies.minima.context import Width
 from gd_jax.studies.minima.polish import Polished, make_polish
 from gd_jax.sweep import engine, results, trainer
@@ -119,8 +119,12 @@ def analyse_width(inputs: OfWidth) -> dict:
     rows, spectra = analysis.certify(context, sgd, polished)
     watchdog.beat(f"width {width}: paths from initialisation begun")
     paths = analysis.init_paths(context, sgd, polished.params, evaluate)
-    for row, path in zip(rows, paths, strict=True):
-        row["init_path_monotone"], row["init_path_max_rise"] = path["monotone"], path["max_rise"]
+    rows = [
+        dataclasses.replace(
+            row, init_path_monotone=path["monotone"], init_path_max_rise=path["max_rise"]
+        )
+        for row, path in zip(rows, paths, strict=True)
+    ]
     watchdog.beat(f"width {width}: pairs of points begun")
     found_pairs, example = pairs.compare_pairs(context, polished.params, rows, evaluate)
     example["init_paths"] = [path["costs"] for path in paths]
@@ -136,13 +140,16 @@ def analyse_width(inputs: OfWidth) -> dict:
     }
 
 
-def _checked_analysis(found: dict) -> dict:
-    if not isinstance(found["rows"], list) or not isinstance(found["example"], dict):
-        raise ValueError("its rows are not a list or its example not a record")
-    for key in ("pairs", "ensemble", "spectra"):
-        if not isinstance(found[key], list):
-            raise ValueError(f"its {key} are not a list")
-    return found
+def _analysis_json(found: dict) -> dict:
+    tabled = {key: io.table(found[key]) for key in ("rows", "pairs", "ensemble")}
+    return {**found, **tabled}
+
+
+def _analysis_of(stored: dict) -> dict:
+    if not isinstance(stored["example"], dict) or not isinstance(stored["spectra"], list):
+        raise ValueError("its example is not a record or its spectra not a list")
+    kinds = {"rows": records.Point, "pairs": records.Pair, "ensemble": records.Ensemble}
+    return {**stored, **{key: records.of(kind, stored[key]) for key, kind in kinds.items()}}
 
 
 TRAINED = "widths/width_{}"
@@ -159,7 +166,7 @@ def polished(width: int) -> stage.Stage[OfWidth, Polished]:
 
 
 def analysed(width: int) -> stage.Stage[OfWidth, dict]:
-    codec = stage.as_json(decode=_checked_analysis)
+    codec = stage.as_json(_analysis_json, _analysis_of)
     return stage.Stage(f"widths/analysis_{width}", analyse_width, codec)
 
 
@@ -197,14 +204,14 @@ def _checked_plane(plane: dict) -> dict:
 SURFACE = stage.Stage("surface", surface, stage.as_json(decode=_checked_plane))
 
 
-def surface_inputs(flags: dict, context: Width, rows: list[dict], polished: Polished):
+def surface_inputs(flags: dict, context: Width, rows: list[records.Point], polished: Polished):
     """The :class:`Surface` of the widest width's best point, or None if it has none."""
     width = context.width
-    mine = [r for r in rows if r["width"] == width and r["final_train_cost"] is not None]
+    mine = [r for r in rows if r.width == width and r.final_train_cost is not None]
     if not mine:
         return None
-    minima_found = [r for r in mine if r["classification"] == analysis.MINIMUM]
-    chosen = min(minima_found or mine, key=lambda r: r["final_train_cost"])
-    index = [r["seed"] for r in rows if r["width"] == width].index(chosen["seed"])
+    minima_found = [r for r in mine if r.classification == analysis.MINIMUM]
+    chosen = min(minima_found or mine, key=lambda r: r.final_train_cost)
+    index = [r.seed for r in rows if r.width == width].index(chosen.seed)
     params = analysis.network(polished.params, index)
-    return Surface(flags, width, chosen["seed"], chosen["classification"], context, params)
+    return Surface(flags, width, chosen.seed, chosen.classification, context, params)

@@ -8,6 +8,7 @@ from gd_jax.config import TrainConfig
 from gd_jax.report.format import floats
 from gd_jax.studies.minima.analysis import CLASSES, MINIMUM, UNCONVERGED
 from gd_jax.studies.minima.config import MinimaConfig
+from gd_jax.studies.minima.records import Ensemble, Pair, Point
 
 # What the report shows of each point that polishing left above the tolerance.
 UNPOLISHED_KEYS = (
@@ -69,25 +70,29 @@ def spread_rows(
     cost; the count of each class.
     """
     table = []
-    for width in sorted({r["width"] for r in rows}):
-        mine = [r for r in rows if r["width"] == width]
-        learned = [r for r in mine if r["final_train_cost"] < bar]
-        row = {"width": width, "num_params": mine[0]["num_params"], "seeds": len(mine),
+    for width in sorted({r.width for r in rows}):
+        mine = [r for r in rows if r.width == width]
+        learned = [r for r in mine if r.final_train_cost is not None and r.final_train_cost < bar]
+        row = {"width": width, "num_params": mine[0].num_params, "seeds": len(mine),
                "learned": len(learned)}  # fmt: skip
         for key, name in (
             ("final_train_cost", "train_cost"),
             ("final_test_cost", "test_cost"),
             ("final_test_accuracy", "test_accuracy"),
         ):
-            for stat, value in _stats(r[key] for r in learned).items():
+            for stat, value in _stats(getattr(r, key) for r in learned).items():
                 row[f"{name}_{stat}"] = value
-        row["test_accuracy_range_all"] = _stats(r["final_test_accuracy"] for r in mine)["range"]
-        intervals = bootstrap([r["final_test_accuracy"] for r in learned], resamples=resamples)
+        row["test_accuracy_range_all"] = _stats(r.final_test_accuracy for r in mine)["range"]
+        intervals = bootstrap([r.final_test_accuracy for r in learned], resamples=resamples)
         row.update({f"test_accuracy_{k}": v for k, v in intervals.items()})
-        sgd = _stats(r.get("sgd_test_accuracy") for r in mine if r.get("sgd_train_cost", 0) < bar)
+        sgd = _stats(
+            r.sgd_test_accuracy
+            for r in mine
+            if r.sgd_train_cost is not None and r.sgd_train_cost < bar
+        )
         row["sgd_test_accuracy_mean"], row["sgd_test_accuracy_range"] = sgd["mean"], sgd["range"]
-        train_cost = floats(r["final_train_cost"] for r in learned)
-        test_cost = floats(r["final_test_cost"] for r in learned)
+        train_cost = floats(r.final_train_cost for r in learned)
+        test_cost = floats(r.final_test_cost for r in learned)
         ok = np.isfinite(train_cost) & np.isfinite(test_cost)
         row["train_test_cost_correlation"] = (
             float(np.corrcoef(train_cost[ok], test_cost[ok])[0, 1])
@@ -95,8 +100,8 @@ def spread_rows(
             else None
         )
         for kind in CLASSES:
-            row[kind] = sum(r["classification"] == kind for r in mine)
-            row[f"sgd_{kind}"] = sum(r.get("sgd_classification") == kind for r in mine)
+            row[kind] = sum(r.classification == kind for r in mine)
+            row[f"sgd_{kind}"] = sum(r.sgd_classification == kind for r in mine)
         table.append(row)
     return table
 
@@ -113,7 +118,7 @@ def polish_summary(rows: list[dict]) -> dict:
         "sgd_lambda_max", "saturation", "sgd_saturation", "param_norm", "sgd_param_norm",
         "final_train_cost", "sgd_train_cost", "final_test_accuracy", "sgd_test_accuracy",
     )  # fmt: skip
-    return {f"median_{k}": _median(r.get(k) for r in rows) for k in keys}
+    return {f"median_{k}": _median(getattr(r, k) for r in rows) for k in keys}
 
 
 # The density of a width's spectrum is drawn on this many points from −|λ|max to
@@ -134,9 +139,9 @@ def spectrum_summary(rows: list[dict], spectra: list[dict], *, study: MinimaConf
     scale = float(np.max(np.abs(nodes))) or 1.0
     grid = np.linspace(-scale, scale, DENSITY_POINTS)
     return {
-        "median_lambda_max": _median(r["lambda_max"] for r in rows),
-        "median_lambda_min": _median(r["lambda_min"] for r in rows),
-        "median_negative_mass": _median(r["negative_mass"] for r in rows),
+        "median_lambda_max": _median(r.lambda_max for r in rows),
+        "median_lambda_min": _median(r.lambda_min for r in rows),
+        "median_negative_mass": _median(r.negative_mass for r in rows),
         "negative_mass": curvature.negative_mass(nodes, weights, rtol=study.negative_tol),
         "density_grid": grid.tolist(),
         "density": curvature.density(
@@ -149,10 +154,10 @@ def summarize(
     config: TrainConfig,
     study: MinimaConfig,
     *,
-    rows: list[dict],
-    pairs: list[dict],
+    rows: list[Point],
+    pairs: list[Pair],
     spread: list[dict],
-    ensembles: list[dict],
+    ensembles: list[Ensemble],
     spectra: dict[int, list[dict]],
     bar: float,
 ) -> dict:
@@ -162,12 +167,12 @@ def summarize(
     per_width = []
     for s in spread:
         width = s["width"]
-        mine = [p for p in pairs if p["width"] == width]
-        networks = [r for r in rows if r["width"] == width]
-        both = [p for p in mine if p["class_a"] == p["class_b"] == MINIMUM]
-        median = lambda key, group: _median(p.get(key) for p in group)
+        mine = [p for p in pairs if p.width == width]
+        networks = [r for r in rows if r.width == width]
+        both = [p for p in mine if p.class_a == p.class_b == MINIMUM]
+        median = lambda key, group: _median(getattr(p, key) for p in group)
         best_ensemble = max(
-            (e for e in ensembles if e["width"] == width), key=lambda e: e["k"], default=None
+            (e for e in ensembles if e.width == width), key=lambda e: e.k, default=None
         )
         entry = {k: s[k] for k in ("width", "num_params", "seeds", "learned", *CLASSES)}
         entry.update({k: s[k] for k in s if k.startswith(("test_accuracy_", "sgd_"))})
@@ -179,11 +184,11 @@ def summarize(
         for key in ("distance", "one_pass_distance", "matched_distance", "disagreement",
                     "matching_sweeps"):  # fmt: skip
             entry[f"median_{key}"] = median(key, mine)
-        entry["ensemble_accuracy"] = best_ensemble["ensemble_accuracy"] if best_ensemble else None
+        entry["ensemble_accuracy"] = best_ensemble.ensemble_accuracy if best_ensemble else None
         entry["mean_single_accuracy"] = (
-            best_ensemble["mean_single_accuracy"] if best_ensemble else None
+            best_ensemble.mean_single_accuracy if best_ensemble else None
         )
-        entry["init_paths_monotone"] = sum(r["init_path_monotone"] for r in networks)
+        entry["init_paths_monotone"] = sum(bool(r.init_path_monotone) for r in networks)
         entry["polish"] = polish_summary(networks)
         entry["spectrum"] = spectrum_summary(networks, spectra[width], study=study)
         per_width.append(entry)
@@ -191,11 +196,11 @@ def summarize(
         "per_width": per_width,
         "verdict": verdict(config, study, per_width),
         "learned_cost_bar": bar,
-        "certified_minima": sum(r["classification"] == MINIMUM for r in rows),
+        "certified_minima": sum(r.classification == MINIMUM for r in rows),
         "unpolished": [
-            {k: r.get(k) for k in UNPOLISHED_KEYS}
+            {k: getattr(r, k) for k in UNPOLISHED_KEYS}
             for r in rows
-            if r["classification"] == UNCONVERGED
+            if r.classification == UNCONVERGED
         ],
         "networks": len(rows),
     }

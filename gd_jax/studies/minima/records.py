@@ -1,0 +1,90 @@
+"""The local-minima study's records: one per network's endpoint, per pair of
+endpoints, per ensemble size. ``io.write_records`` makes them CSV (their fields the
+columns, in this order) and the width's analysis stage stores them as JSON."""
+
+import dataclasses
+
+record = dataclasses.dataclass(frozen=True, kw_only=True)
+
+
+@record
+class Point:
+    """One network of one width: its SGD endpoint (``sgd_…``) and its polished point,
+    each measured and classified, and what the polish did (``results.csv``)."""
+
+    width: int
+    seed: int
+    num_params: int
+    sgd_train_cost: float | None
+    sgd_train_accuracy: float | None
+    sgd_test_cost: float | None
+    sgd_test_accuracy: float | None
+    final_train_cost: float | None
+    final_train_accuracy: float | None
+    final_test_cost: float | None
+    final_test_accuracy: float | None
+    sgd_grad_norm: float | None
+    sgd_lambda_max: float | None
+    sgd_lambda_min: float | None
+    sgd_saturation: float | None
+    sgd_param_norm: float | None
+    grad_norm: float | None
+    lambda_max: float | None
+    lambda_min: float | None
+    saturation: float | None
+    param_norm: float | None
+    negative_mass: float
+    converged_epoch: int  # when SGD met the gradient tolerance; -1 if never
+    polish_steps: int
+    distance_moved: float  # ‖polished − SGD endpoint‖
+    negative_eigenvalues: int | None  # of the dense Hessian, where it was counted
+    sgd_classification: str
+    classification: str
+    top_eigenvalues: str  # the largest Ritz values, space-separated
+    bottom_eigenvalues: str
+    # The straight path from the initialisation to the polished point.
+    init_path_monotone: bool | None = None
+    init_path_max_rise: float | None = None
+
+
+@record
+class Pair:
+    """Two polished points of one width joined by straight paths and curves, as they
+    are, after the one-pass alignment and after weight matching (``pairs.csv``)."""
+
+    width: int
+    seed_a: int
+    seed_b: int
+    class_a: str
+    class_b: str
+    naive_barrier: float | None
+    one_pass_barrier: float | None
+    matched_barrier: float | None
+    curve_barrier: float | None  # for the first --curve_pairs pairs only
+    matched_curve_barrier: float | None
+    distance: float
+    one_pass_distance: float
+    matched_distance: float
+    matching_sweeps: int
+    naive_test_accuracy_drop: float
+    disagreement: float  # share of test examples the two label differently
+
+
+@record
+class Ensemble:
+    """The first ``k`` networks of a width averaged, against one (``ensemble.csv``)."""
+
+    width: int
+    k: int
+    ensemble_accuracy: float
+    mean_single_accuracy: float
+
+
+def of(kind, rows: list[dict]) -> list:
+    """Records of ``kind`` from the rows of a table (``io.table``), e.g. read back from
+    a stage's JSON.
+
+    Raises:
+      TypeError: a row lacks a field of ``kind`` or has one it does not.
+    """
+    return [kind(**row) for row in rows]
