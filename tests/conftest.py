@@ -79,6 +79,22 @@ def compile_counter():
     return count_compiles
 
 
+# The smallest studies that still have every stage, shared by the tests that run a
+# whole study (in this process or in a child): the same shapes compile to the same
+# programs, which the run's compilation cache then holds for all of them.
+TINY_LR = (
+    "--dataset=digits", "--layers=8", "--learning_rates=0.5,3,30", "--seeds=1",
+    "--epochs=3", "--chunk_size=1", "--full_batch_steps=40", "--track_sharpness_every=20",
+    "--sharpness_examples=200", "--lanczos_iters=4", "--range_steps=40",
+    "--train_size=400", "--norounding_check",
+)  # fmt: skip
+TINY_MINIMA = (
+    "--dataset=digits", "--layers=8", "--widths=3,5", "--seeds=2", "--epochs=2",
+    "--lanczos_iters=4", "--max_pairs=1", "--path_points=3", "--train_size=200",
+    "--polish_steps=40", "--curve_steps=20",
+)  # fmt: skip
+
+
 def cli(entry, *args: str) -> int:
     """Runs an entry point (an ``experiments`` module) in this process, as its command
     line with ``args`` would; returns its exit status. Flags are restored afterwards."""

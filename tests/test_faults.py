@@ -6,7 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import cli, snapshot
+from conftest import TINY_LR, TINY_MINIMA, cli, snapshot
 
 from experiments import local_minima as minima_cli
 from experiments import lr_sweep as lr_cli
@@ -15,15 +15,7 @@ from experiments import train as train_cli
 from gd_jax import data, io
 
 TRAIN = ("--dataset=digits", "--layers=8", "--batch_size=10")
-LR = (
-    "--dataset=digits", "--layers=8", "--learning_rates=0.5,3", "--seeds=1", "--epochs=2",
-    "--chunk_size=1", "--full_batch_steps=20", "--track_sharpness_every=10",
-    "--sharpness_examples=200", "--lanczos_iters=4", "--range_steps=30", "--train_size=400",
-)  # fmt: skip
-MINIMA = (
-    "--dataset=digits", "--layers=8", "--widths=3,5", "--seeds=2", "--epochs=2",
-    "--lanczos_iters=4", "--max_pairs=1", "--path_points=3", "--train_size=300",
-)  # fmt: skip
+LR, MINIMA = TINY_LR, TINY_MINIMA
 TIMING = {"seconds_per_epoch", "compile_seconds", "sweep_seconds_per_epoch",
           "sweep_compile_seconds", "trace_seconds"}  # fmt: skip
 
