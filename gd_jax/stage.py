@@ -40,6 +40,10 @@ Out = TypeVar("Out")
 KEY = "stage/key"  # the entry (arrays) or field (JSON) that holds the key
 
 
+class Unkeyed(ValueError):
+    """A stage's file holds no key: written by a version without stages, or by hand."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Codec(Generic[Out]):
     """How an output becomes one file and back: ``.npz`` of named arrays or ``.json``.
@@ -71,9 +75,13 @@ class Codec(Generic[Out]):
         """``(output, key)`` of a file written by :meth:`write`."""
         if self.suffix == ".npz":
             arrays = io.load_arrays(path)
+            if KEY not in arrays:
+                raise Unkeyed
             key = str(arrays.pop(KEY))
             return self.decode(arrays), key
         stored = io.read_json(path)
+        if not isinstance(stored, dict) or KEY not in stored:
+            raise Unkeyed
         key = stored.pop(KEY)
         return self.decode(stored["value"] if set(stored) == {"value"} else stored), key
 
@@ -145,6 +153,13 @@ def stored(folder, stage: Stage[In, Out], inputs: In) -> Out | None:
         return None
     try:
         value, key = stage.codec.read(path)
+    except Unkeyed:
+        logging.warning(
+            "%s holds no stage key (an older gd-jax wrote it, or it was made by hand), so "
+            "nothing says what it was computed from; computing it again.",
+            path,
+        )
+        return None
     except io.DAMAGED as e:
         logging.warning("%s is damaged (%s: %s); computing it again.", path, type(e).__name__, e)
         return None

@@ -67,6 +67,20 @@ def test_a_damaged_file_is_logged_and_computed_again(tmp_path, caplog, cut, whic
     assert stage.stored(folder, which, inputs) is not None  # and the file is whole again
 
 
+@pytest.mark.parametrize("which", [ARRAYS, JSON], ids=["npz", "json"])
+def test_a_file_without_a_key_is_computed_again_and_said_so(tmp_path, caplog, which):
+    folder, inputs = RunFolder(tmp_path), Square(np.arange(3.0))
+    path = which.path(folder)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if which is ARRAYS:
+        np.savez(path, out=np.arange(3.0))  # the same numbers, but no key
+    else:
+        path.write_text("[0.0, 1.0, 4.0]")
+    stage.run(folder, which, inputs)
+    assert "holds no stage key" in caplog.text and len(inputs.calls) == 1
+    assert stage.stored(folder, which, inputs) is not None
+
+
 def test_the_key_is_stable_and_sees_every_deciding_field():
     a = Square(np.arange(3.0))
     assert stage.key_of(a) == stage.key_of(Square(np.arange(3.0), calls=[1, 2]))
