@@ -148,11 +148,14 @@ def _canonical(value):
 def stored(folder, stage: Stage[In, Out], inputs: In) -> Out | None:
     """The output of ``stage`` for ``inputs`` if its file holds it, else None (absent,
     damaged, or from other inputs: the last two are logged)."""
-    path = stage.path(folder)
+    return _stored(stage.path(folder), stage.codec, key_of(inputs))
+
+
+def _stored(path: Path, codec: Codec[Out], expected: str) -> Out | None:
     if not path.exists():
         return None
     try:
-        value, key = stage.codec.read(path)
+        value, key = codec.read(path)
     except Unkeyed:
         logging.warning(
             "%s holds no stage key (an older gd-jax wrote it, or it was made by hand), so "
@@ -163,7 +166,7 @@ def stored(folder, stage: Stage[In, Out], inputs: In) -> Out | None:
     except io.DAMAGED as e:
         logging.warning("%s is damaged (%s: %s); computing it again.", path, type(e).__name__, e)
         return None
-    if key != key_of(inputs):
+    if key != expected:
         logging.warning("%s was computed from other inputs; computing it again.", path)
         return None
     return value
@@ -172,11 +175,12 @@ def stored(folder, stage: Stage[In, Out], inputs: In) -> Out | None:
 def run(folder, stage: Stage[In, Out], inputs: In) -> Out:
     """The output of ``stage`` for ``inputs``: read from its file in ``folder`` when
     that holds it, else computed and written (atomically) before it is returned."""
-    found = stored(folder, stage, inputs)
+    path, key = stage.path(folder), key_of(inputs)
+    found = _stored(path, stage.codec, key)
     if found is not None:
         logging.info("%s: already on disk, kept.", stage.name)
         return found
     watchdog.beat(f"{stage.name} begun")
     value = stage.compute(inputs)
-    stage.codec.write(stage.path(folder), value, key_of(inputs))
+    stage.codec.write(path, value, key)
     return value

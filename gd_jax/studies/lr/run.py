@@ -14,8 +14,8 @@ folder, so a killed study rerun with ``resume`` computes only what is missing:
 Then the tables, the figures and the report.
 """
 
-import dataclasses
 import time
+from typing import NamedTuple
 
 import jax
 import numpy as np
@@ -132,42 +132,40 @@ def _study(folder, dataset, config, study, *, devices, budget, tensorboard):
 
     baseline = costs.constant_cost(config.cost, dataset.train.labels, dataset.num_classes)
     found = Found(sweep, rounding, trace, range_found, baseline)
-    summary = write_tables(folder, context, found, networks=len(networks))
+    summary, rows, first_order = write_tables(folder, context, found, networks=len(networks))
     if tensorboard:
         names = tensorboard_writer.network_names(sweep.networks.learning_rate, sweep.networks.seed)
         tensorboard_writer.write_runs(
             folder, tensorboard_writer.sweep_runs(names, sweep.epochs, sweep.metrics)
         )
     shown = figures.study_figures(
-        study, summary, sweep=sweep, rows=found.rows, trace=trace,
-        first_order=found.first_order, range_found=range_found,
+        study, summary, sweep=sweep, rows=rows, trace=trace, first_order=first_order,
+        range_found=range_found,
     )  # fmt: skip
     document.write(folder, shown, lambda captions: report(config, study, summary, captions))
     return summary
 
 
-@dataclasses.dataclass
-class Found:
-    """What the stages found, and the tables made from it (filled by :func:`write_tables`)."""
+class Found(NamedTuple):
+    """What the stages found."""
 
     sweep: results.SweepResult
     rounding: results.SweepResult | None
     trace: TraceResult | None
     range_found: range_test.RangeTest | None
     baseline: float  # the cost of the best constant output
-    rows: list[tables.NetworkResult] = dataclasses.field(default_factory=list)
-    first_order: list[tables.FirstOrderStep] = dataclasses.field(default_factory=list)
 
 
-def write_tables(folder, context: stages.Context, found: Found, *, networks: int) -> dict:
-    """The study's CSV tables and ``summary.json``; returns the summary."""
+def write_tables(folder, context: stages.Context, found: Found, *, networks: int):
+    """The study's CSV tables and ``summary.json``; returns the summary, the rows of
+    the networks and those of the trace's steps (for the figures)."""
     sweep, trace, baseline = found.sweep, found.trace, found.baseline
-    found.rows = rows = tables.result_rows(sweep, baseline)
+    rows = tables.result_rows(sweep, baseline)
     io.write_records(folder / "results.csv", rows)
     io.write_csv(folder / "curves.csv", tables.curve_rows(sweep))
     stability = tables.stability_rows(rows, trace, baseline)
     io.write_records(folder / "stability.csv", stability)
-    found.first_order = first_order = tables.first_order_rows(trace) if trace is not None else []
+    first_order = tables.first_order_rows(trace) if trace is not None else []
     if first_order:
         io.write_records(folder / "first_order.csv", first_order)
     if found.range_found is not None:
@@ -191,7 +189,7 @@ def write_tables(folder, context: stages.Context, found: Found, *, networks: int
             if r.sensitive_to_rounding
         ]
     io.write_json(folder / io.SUMMARY, summary)
-    return summary
+    return summary, rows, first_order
 
 
 # The rounding check's relative nudge: the size of float32 rounding (2⁻²³ ≈ 1.2e-7).

@@ -14,6 +14,7 @@ missing.
 """
 
 from dataclasses import replace
+from typing import NamedTuple
 
 import jax
 import numpy as np
@@ -26,6 +27,7 @@ from gd_jax.report import tensorboard as tensorboard_writer
 from gd_jax.studies.minima import figures, spectrum_figures, stages, tables
 from gd_jax.studies.minima.config import MinimaConfig, check_cost
 from gd_jax.studies.minima.context import Width
+from gd_jax.studies.minima.records import Ensemble, Pair, Point
 from gd_jax.studies.minima.report import report
 from gd_jax.sweep import mesh
 
@@ -130,30 +132,43 @@ def _study(folder, dataset, config, study, *, devices, budget, tensorboard):
         inputs = replace(inputs, polished=stage.run(folder, stages.polished(width), inputs))
         found[width] = stage.run(folder, stages.analysed(width), inputs)
         polished[width] = inputs.polished
-        names = [f"w={width},seed={seed}" for seed in seeds]
-        curves += tensorboard_writer.sweep_runs(
-            names, inputs.trained.epochs, inputs.trained.metrics
-        )
+        if tensorboard:
+            names = [f"w={width},seed={seed}" for seed in seeds]
+            sgd = inputs.trained
+            curves += tensorboard_writer.sweep_runs(names, sgd.epochs, sgd.metrics)
     widest = max(study.widths)
-    rows = found[widest]["rows"]
+    rows = found[widest].rows
     surface = stages.surface_inputs(flags, context_of(widest), rows, polished[widest])
     plane = None if surface is None else stage.run(folder, stages.SURFACE, surface)
 
-    summary, tables_found = write_tables(folder, config, study, found, bar=bar)
+    summary, tabled = write_tables(folder, config, study, found, bar=bar)
     if tensorboard:
         tensorboard_writer.write_runs(folder, curves)
-    shown = figures_of(tables_found, plane=plane, summary=summary)
-    spread = tables_found["spread"]
-    document.write(folder, shown, lambda captions: report(config, study, summary, spread, captions))
+    shown = figures_of(tabled, plane=plane, summary=summary)
+    report_of = lambda captions: report(config, study, summary, tabled.spread, captions)
+    document.write(folder, shown, report_of)
     return summary
 
 
-def write_tables(folder, config, study, found: dict[int, dict], *, bar: float):
+class Tables(NamedTuple):
+    """The study's tables, every width's joined: what its figures are drawn from."""
+
+    rows: list[Point]
+    pairs: list[Pair]
+    examples: dict[int, dict]  # per width, its example paths
+    ensembles: list[Ensemble]
+    spread: list[dict]
+
+
+def write_tables(
+    folder, config, study, found: dict[int, stages.WidthAnalysis], *, bar: float
+) -> tuple[dict, Tables]:
     """The study's CSV tables and ``summary.json``; returns the summary and the tables."""
-    joined = {key: [r for width in study.widths for r in found[width][key]]
-              for key in ("rows", "pairs", "ensemble")}  # fmt: skip
-    rows, pairs, ensembles = joined["rows"], joined["pairs"], joined["ensemble"]
-    spectra = {width: found[width]["spectra"] for width in study.widths}
+    widths = [found[width] for width in study.widths]
+    rows = [r for w in widths for r in w.rows]
+    pairs = [p for w in widths for p in w.pairs]
+    ensembles = [e for w in widths for e in w.ensemble]
+    spectra = {width: found[width].spectra for width in study.widths}
     spread = tables.spread_rows(rows, resamples=study.bootstrap, bar=bar)
     io.write_records(folder / "results.csv", rows)
     io.write_records(folder / "pairs.csv", pairs)
@@ -164,16 +179,13 @@ def write_tables(folder, config, study, found: dict[int, dict], *, bar: float):
         spectra=spectra, bar=bar,
     )  # fmt: skip
     io.write_json(folder / io.SUMMARY, summary)
-    examples = {width: found[width]["example"] for width in study.widths}
-    return summary, {"rows": rows, "pairs": pairs, "examples": examples,
-                     "ensembles": ensembles, "spread": spread}  # fmt: skip
+    examples = {width: found[width].example for width in study.widths}
+    return summary, Tables(rows, pairs, examples, ensembles, spread)
 
 
-def figures_of(found: dict, *, plane: dict | None, summary: dict) -> list[document.Shown]:
-    """The study's figures, as ``(file name, caption, figure)``, from its tables
-    (``rows``, ``pairs``, ``examples``, ``ensembles``, ``spread``)."""
-    rows, pairs, examples = found["rows"], found["pairs"], found["examples"]
-    ensembles, spread = found["ensembles"], found["spread"]
+def figures_of(found: Tables, *, plane: dict | None, summary: dict) -> list[document.Shown]:
+    """The study's figures, as ``(file name, caption, figure)``, from its tables."""
+    rows, pairs, examples, ensembles, spread = found
     shown = [
         ("quality.png", "Quality of the polished points, per width",
          figures.quality_figure(rows)),

@@ -16,6 +16,7 @@ seeds); what the computation reads but is not identified by travels with
 """
 
 import dataclasses
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -108,10 +109,19 @@ def _polished_of(stored: dict) -> Polished:
     return Polished(params_of(stored), stored["steps"], stored["grad_norm"])
 
 
-def analyse_width(inputs: OfWidth) -> dict:
-    """The width's points certified and classified (``rows``), the pairs of points
-    (``pairs``), the example paths (``example``), the ensembles (``ensemble``) and the
-    polished points' spectra (``spectra``)."""
+class WidthAnalysis(NamedTuple):
+    """What one width's polished points are (``widths/analysis_W.json``)."""
+
+    rows: list[records.Point]  # each network's points, certified and classified
+    pairs: list[records.Pair]
+    example: dict  # the first pair's paths and every path from initialisation, for figures
+    ensemble: list[records.Ensemble]
+    spectra: list[dict]  # per network: the Hessian quadrature (nodes, weights)
+
+
+def analyse_width(inputs: OfWidth) -> WidthAnalysis:
+    """The width's points certified and classified, the pairs of points, the example
+    paths, the ensembles and the polished points' spectra."""
     context, width = inputs.context, inputs.width
     sgd, polished = inputs.trained, inputs.polished
     evaluate = train.make_evaluate(context.model_config)
@@ -131,25 +141,25 @@ def analyse_width(inputs: OfWidth) -> dict:
     ensemble = pairs.ensemble_rows(
         context.model_config, width, polished.params, len(rows), context.test_xy
     )
-    return {
-        "rows": rows,
-        "pairs": found_pairs,
-        "example": example,
-        "ensemble": ensemble,
-        "spectra": spectra,
-    }
+    return WidthAnalysis(rows, found_pairs, example, ensemble, spectra)
 
 
-def _analysis_json(found: dict) -> dict:
-    tabled = {key: io.table(found[key]) for key in ("rows", "pairs", "ensemble")}
-    return {**found, **tabled}
+def _analysis_json(found: WidthAnalysis) -> dict:
+    tabled = {"rows": io.table(found.rows), "pairs": io.table(found.pairs),
+              "ensemble": io.table(found.ensemble)}  # fmt: skip
+    return {**found._asdict(), **tabled}
 
 
-def _analysis_of(stored: dict) -> dict:
+def _analysis_of(stored: dict) -> WidthAnalysis:
     if not isinstance(stored["example"], dict) or not isinstance(stored["spectra"], list):
         raise ValueError("its example is not a record or its spectra not a list")
-    kinds = {"rows": records.Point, "pairs": records.Pair, "ensemble": records.Ensemble}
-    return {**stored, **{key: records.of(kind, stored[key]) for key, kind in kinds.items()}}
+    return WidthAnalysis(
+        rows=records.of(records.Point, stored["rows"]),
+        pairs=records.of(records.Pair, stored["pairs"]),
+        example=stored["example"],
+        ensemble=records.of(records.Ensemble, stored["ensemble"]),
+        spectra=stored["spectra"],
+    )
 
 
 TRAINED = "widths/width_{}"
@@ -165,7 +175,7 @@ def polished(width: int) -> stage.Stage[OfWidth, Polished]:
     return stage.Stage(f"widths/polished_{width}", polish_width, codec)
 
 
-def analysed(width: int) -> stage.Stage[OfWidth, dict]:
+def analysed(width: int) -> stage.Stage[OfWidth, WidthAnalysis]:
     codec = stage.as_json(_analysis_json, _analysis_of)
     return stage.Stage(f"widths/analysis_{width}", analyse_width, codec)
 
