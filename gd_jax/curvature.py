@@ -51,8 +51,9 @@ def hvp(loss: Callable[..., jax.Array], params: Any, vector: Any, *args) -> Any:
 
 
 def lanczos(
-    matvec: Callable[[jax.Array], jax.Array], start: jax.Array, num_iters: int
-) -> tuple[jax.Array, jax.Array]:
+    matvec: Callable[[jax.Array], jax.Array], start: jax.Array, num_iters: int, *,
+    keep_basis: bool = False,
+) -> tuple[jax.Array, ...]:  # fmt: skip
     """Lanczos tridiagonalisation of a symmetric operator A, with full reorthogonalisation.
 
     Builds an orthonormal basis q_0..q_{m-1} of the Krylov space span{s, As, A²s, ...} and
@@ -76,9 +77,12 @@ def lanczos(
       matvec: v ↦ Av for a symmetric A on vectors of shape ``[dim]``.
       start: a nonzero starting vector, shape ``[dim]``; it is normalised here.
       num_iters: m, the number of matvecs and the size of T (a Python int).
+      keep_basis: also return the basis Q, ``[m, dim]`` (rows q_j; rows past the point
+        where the basis spans the space are zero).
 
     Returns:
-      ``(alphas, betas)``: the diagonal ``[m]`` and off-diagonal ``[m - 1]`` of T.
+      ``(alphas, betas)``: the diagonal ``[m]`` and off-diagonal ``[m - 1]`` of T; with
+      ``keep_basis``, ``(alphas, betas, basis)``.
     """
     dim = start.shape[0]
     dtype = start.dtype
@@ -119,8 +123,8 @@ def lanczos(
     q0 = start / jnp.linalg.norm(start)
     zero = jnp.zeros((), dtype)
     init = (jnp.zeros((num_iters, dim), dtype), q0, jnp.zeros_like(q0), zero, jnp.array(True), zero)
-    _, (alphas, betas) = jax.lax.scan(step, init, jnp.arange(num_iters))
-    return alphas, betas[:-1]
+    (basis, *_), (alphas, betas) = jax.lax.scan(step, init, jnp.arange(num_iters))
+    return (alphas, betas[:-1], basis) if keep_basis else (alphas, betas[:-1])
 
 
 def ritz_values(alphas: jax.Array, betas: jax.Array) -> jax.Array:

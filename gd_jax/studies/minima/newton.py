@@ -1,0 +1,380 @@
+"""Finding critical points in float64, and telling them from slopes that go on.
+
+A point is **critical** when the quadratic model of the cost around it says there is
+nowhere left to go, in numbers that do not depend on the cost's scale:
+
+* the relative gradient ``‖∇C‖·‖θ‖ / C`` (how much a step of ``‖θ‖`` would change C,
+  as a share of C, to first order);
+* the relative Newton step ``‖H⁺∇C‖ / ‖θ‖`` (how far the model's critical point is,
+  as a share of the norm);
+* the relative Newton decrement ``½ |∇Cᵀ H⁺ ∇C| / C`` (how much the model says the
+  cost can still change, as a share of it).
+
+H⁺ is the pseudo-inverse of the Hessian on the Krylov space of the gradient: Lanczos
+with full reorthogonalisation from q₀ = ∇C/‖∇C‖ gives T = QᵀHQ = SΘSᵀ, and with
+w_i = S₀ᵢ² (the gradient's weight on Ritz vector i)
+
+    H⁺∇C ≈ ‖∇C‖ · Q S Θ⁺ Sᵀ e₀,   ∇Cᵀ H⁺ ∇C ≈ ‖∇C‖² Σ w_i / θ_i,
+
+where Θ⁺ drops the Ritz values with |θ_i| ≤ ``null_rtol`` · max|θ|: the near-null
+space. The gradient's share there, Σ_null w_i, is Frye et al.'s (2021) test for a
+**gradient-flat** point: a small gradient the Hessian cannot account for. This is
+MINRES's least-squares solution (Newton-MR) computed from an orthogonal basis, which
+stays accurate where the system is singular and inconsistent, as it is here.
+
+The search (:func:`polish`): L-BFGS (``optax.lbfgs``) in blocks of ``every`` steps,
+measured after each block, until the point is critical or the budget is spent; then
+Newton-MR steps (the step above, with a backtracking line search on ‖∇C‖²), which
+converge to critical points of any index, saddles included, where a descent method
+slides past them. :func:`continue_from` runs the search on from a point with ten
+times the budget to see whether it stays. Everything here works on flat parameter
+vectors and a cost ``f(flat, *args)``; run it under ``jax.enable_x64(True)`` with
+float64 arrays for the float64 search.
+"""
+
+import functools
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import scipy.linalg
+from jax.flatten_util import ravel_pytree
+
+from gd_jax import curvature
+
+# The classes of a polished point (see :func:`classify`).
+MINIMUM, SADDLE, DESCENDING = "minimum", "saddle", "descending"
+GRADIENT_FLAT, UNCONVERGED = "gradient-flat", "unconverged"
+CLASSES = (MINIMUM, SADDLE, DESCENDING, GRADIENT_FLAT, UNCONVERGED)
+CRITICAL = (MINIMUM, SADDLE)
+
+# A continued point counts as critical only if it moves less than this share of ‖θ‖
+# and its cost changes by less than this share of C.
+STABLE_SHARE = 0.01
+# Sufficient decrease of ‖∇C‖² in the Newton-MR line search, and its halvings.
+ARMIJO, HALVINGS = 1e-4, 30
+# A gradient within this factor of the difference between two summation orders of it
+# is rounding: its direction says nothing about the Hessian's null space.
+ROUNDING = 10
+# A Newton step under this share of ‖θ‖ is below what float64 can still resolve.
+RESOLVED_STEP = 1e-12
+
+
+class Criteria(NamedTuple):
+    """What makes a point critical (all three below their bound) and what counts as
+    the Hessian's near-null space, for the gradient-flat test."""
+
+    grad_rtol: float = 1e-4  # ‖∇C‖·‖θ‖ / C
+    step_rtol: float = 1e-4  # ‖H⁺∇C‖ / ‖θ‖
+    decrement_rtol: float = 1e-8  # ½ |∇Cᵀ H⁺ ∇C| / C
+    null_rtol: float = 1e-6  # |θ_i| ≤ null_rtol · max|θ| is near-null
+    flat_share: float = 0.5  # gradient-flat: at least this share of ‖∇C‖² is near-null
+
+
+class Budget(NamedTuple):
+    """Steps of each phase, how often L-BFGS is measured, and Lanczos steps per
+    measurement."""
+
+    lbfgs_steps: int = 500
+    newton_steps: int = 20
+    every: int = 50
+    krylov: int = 50
+
+    def times(self, factor: int) -> "Budget":
+        return self._replace(
+            lbfgs_steps=factor * self.lbfgs_steps, newton_steps=factor * self.newton_steps,
+            every=factor * self.every,
+        )  # fmt: skip
+
+
+class Problem(NamedTuple):
+    """A cost to search: ``f(flat, *args)``; ``reordered``, the same arguments in
+    another order, for the gradient's rounding (see :func:`local`); ``extra(flat) ->
+    dict``, columns added to each trajectory row (e.g. the saturation)."""
+
+    f: Any
+    args: tuple = ()
+    reordered: tuple | None = None
+    extra: Any = None
+
+
+class Local(NamedTuple):
+    """What the quadratic model says at one point (see the module's docstring)."""
+
+    cost: float
+    grad_norm: float
+    param_norm: float
+    rel_grad: float
+    newton_step: float
+    decrement: float  # signed: negative where the model's critical point lies higher
+    null_share: float
+    lambda_min: float  # extreme Ritz values of the gradient's Krylov space
+    lambda_max: float
+    grad_noise: float  # ‖∇C − ∇C'‖, ∇C' summed in another order: float64's rounding of it
+    direction: np.ndarray  # −H⁺∇C, the Newton-MR step
+    range_share: float  # 1 − null_share: −⟨H d, ∇C⟩ / ‖∇C‖² for the line search
+
+    def critical(self, criteria: Criteria) -> bool:
+        """All three numbers below their bounds, and the gradient not mostly in the
+        near-null space, unless it is no more than float64's rounding of it (then its
+        direction means nothing)."""
+        rounding = self.grad_norm <= ROUNDING * self.grad_noise
+        return bool(
+            self.rel_grad < criteria.grad_rtol and self.newton_step < criteria.step_rtol
+            and abs(self.decrement) < criteria.decrement_rtol
+            and (self.null_share < criteria.flat_share or rounding)
+        )  # fmt: skip
+
+    def row(self) -> dict:
+        """The measured numbers, for the trajectory."""
+        return {k: v for k, v in self._asdict().items() if k not in ("direction", "range_share")}
+
+
+class Found(NamedTuple):
+    """Where a search ended and how."""
+
+    flat: np.ndarray
+    local: Local
+    critical: bool
+    lbfgs_steps: int
+    newton_steps: int
+    rows: list[dict]  # per measurement: phase, step, and :meth:`Local.row`
+
+
+class Continued(NamedTuple):
+    """A point run on with ten times the budget: how far it went, relative to it."""
+
+    moved: float  # ‖θ_end − θ‖ / ‖θ‖
+    cost_change: float  # (C_end − C) / C
+    steps: int  # L-BFGS and Newton-MR steps taken
+    found: Found
+
+    def stable(self) -> bool:
+        return self.moved < STABLE_SHARE and abs(self.cost_change) < STABLE_SHARE
+
+
+class Descent(NamedTuple):
+    """Whether the cost kept falling while the norm grew, over a search's second half."""
+
+    descending: bool
+    slope: float  # Δ log C / Δ log ‖θ‖ (NaN where the norm did not change)
+
+
+@functools.lru_cache(maxsize=32)
+def _programs(f, memory_size: int = 20):
+    """The compiled pieces of a search for the cost ``f(flat, *args)``: one program per
+    cost, whatever the data, the budget or the point."""
+    value_and_grad = jax.jit(jax.value_and_grad(f))
+    opt = optax.lbfgs(memory_size=memory_size)
+
+    @functools.partial(jax.jit, static_argnames="krylov")
+    def krylov(flat, args, *, krylov):
+        cost, grad = jax.value_and_grad(f)(flat, *args)
+        hvp = lambda v: jax.jvp(lambda p: jax.grad(f)(p, *args), (flat,), (v,))[1]
+        # At an exact zero of the gradient any start will do: the first coordinate.
+        start = jnp.where(jnp.any(grad != 0), grad, jax.nn.one_hot(0, flat.size, dtype=flat.dtype))
+        alphas, betas, basis = curvature.lanczos(hvp, start, krylov, keep_basis=True)
+        return cost, grad, alphas, betas, basis
+
+    @jax.jit
+    def lbfgs(flat, state, args, steps):
+        cost = lambda p: f(p, *args)
+        value_grad = optax.value_and_grad_from_state(cost)
+
+        def step(_, carry):
+            p, s = carry
+            value, grad = value_grad(p, state=s)
+            updates, s = opt.update(grad, s, p, value=value, grad=grad, value_fn=cost)
+            return optax.apply_updates(p, updates), s
+
+        return jax.lax.fori_loop(0, steps, step, (flat, state))
+
+    return value_and_grad, krylov, lbfgs, opt.init
+
+
+def local(f, flat, args, criteria: Criteria, krylov: int, *, reordered=None) -> Local:
+    """The quadratic model at ``flat``: the scale-free numbers and the Newton-MR step.
+
+    ``reordered``: the same cost's arguments in another order (the examples reversed),
+    whose gradient differs from this one's by float64's rounding alone; None where
+    there is no data to reorder (the rounding is then taken as zero)."""
+    value_and_grad, measure, _, _ = _programs(f)
+    cost, grad, alphas, betas, basis = jax.device_get(measure(flat, args, krylov=krylov))
+    noise = 0.0
+    if reordered is not None:
+        noise = float(np.linalg.norm(grad - np.asarray(value_and_grad(flat, *reordered)[1])))
+    cost, grad_norm, param_norm = (
+        float(cost),
+        float(np.linalg.norm(grad)),
+        float(np.linalg.norm(flat)),
+    )
+    theta, s = scipy.linalg.eigh_tridiagonal(alphas, betas)
+    weights = s[0] ** 2 * (grad_norm > 0)
+    live = np.abs(theta) > criteria.null_rtol * np.max(np.abs(theta))
+    inverse = np.where(live, 1 / np.where(live, theta, 1), 0.0)
+    direction = -grad_norm * (basis.T @ (s @ (s[0] * inverse)))
+    scale = max(abs(cost), np.finfo(np.float64).tiny)
+    norm = max(param_norm, np.finfo(np.float64).tiny)
+    null_share = float(np.clip(np.sum(weights[~live]), 0, 1))
+    return Local(
+        cost=cost, grad_norm=grad_norm, param_norm=param_norm,
+        rel_grad=grad_norm * param_norm / scale,
+        newton_step=float(np.linalg.norm(direction)) / norm,
+        decrement=0.5 * grad_norm**2 * float(np.sum(weights * inverse)) / scale,
+        null_share=null_share, lambda_min=float(theta.min()), lambda_max=float(theta.max()),
+        grad_noise=noise, direction=direction, range_share=1 - null_share,
+    )  # fmt: skip
+
+
+def newton_mr_step(f, flat, args, at: Local) -> np.ndarray | None:
+    """One Newton-MR step from ``flat``: ``flat + α d`` for the first α = 1, ½, ¼, ...
+    that lowers ‖∇C‖² enough (Armijo, with ⟨Hd, ∇C⟩ = −(1 − null share)‖∇C‖²), or None
+    where none does (nothing left that the model can reduce)."""
+    value_and_grad = _programs(f)[0]
+    norm_sq = at.grad_norm**2
+    for halving in range(HALVINGS):
+        alpha = 0.5**halving
+        trial = flat + alpha * at.direction
+        _, grad = value_and_grad(trial, *args)
+        new_sq = float(jnp.vdot(grad, grad))
+        if (
+            math.isfinite(new_sq)
+            and new_sq <= norm_sq - 2 * ARMIJO * alpha * at.range_share * norm_sq
+        ):
+            return np.asarray(trial)
+    return None
+
+
+def polish(problem: Problem, flat, budget: Budget, criteria: Criteria) -> Found:
+    """From ``flat``, L-BFGS then Newton-MR until the point is critical (see
+    :class:`Criteria`) or the budget is spent.
+
+    Newton-MR's end is kept only if it is critical: otherwise the search ends where
+    L-BFGS did, the lowest point it reached.
+    """
+    return _search(problem, np.asarray(flat), budget, criteria, stop=True)
+
+
+def continue_from(
+    problem: Problem, found: Found, budget: Budget, criteria: Criteria, *, lbfgs: bool
+) -> Continued:
+    """The point ``found`` run on with ten times ``budget``: L-BFGS (``lbfgs``, for a
+    candidate minimum) then Newton-MR, or Newton-MR alone (for a candidate saddle, which
+    a descent method would leave). No tolerance stops it; it stops early only once it
+    has moved or changed its cost by 1% (it failed) or its Newton step is below what
+    float64 resolves (it is there)."""
+    longer = budget.times(10)
+    if not lbfgs:
+        longer = longer._replace(lbfgs_steps=0)
+    start = found.flat
+    run = _search(problem, start, longer, criteria, stop=False, origin=found.local)
+    moved = float(np.linalg.norm(run.flat - start)) / max(found.local.param_norm, 1e-300)
+    cost_change = (run.local.cost - found.local.cost) / max(abs(found.local.cost), 1e-300)
+    return Continued(moved, cost_change, run.lbfgs_steps + run.newton_steps, run)
+
+
+def _search(problem: Problem, flat, budget, criteria, *, stop, origin=None):
+    f, args, extra = problem.f, problem.args, problem.extra
+    _, _, lbfgs, init = _programs(f)
+    rows = []
+
+    def measure(point, phase, step):
+        at = local(f, jnp.asarray(point), args, criteria, budget.krylov,
+                   reordered=problem.reordered)  # fmt: skip
+        rows.append({"phase": phase, "step": step, **at.row(), **(extra(point) if extra else {})})
+        return at
+
+    def left(at):  # continuing: stop once it failed, or once float64 cannot move it
+        if origin is None:
+            return False
+        moved = np.linalg.norm(point - start) / max(origin.param_norm, 1e-300)
+        changed = abs(at.cost - origin.cost) / max(abs(origin.cost), 1e-300)
+        return moved >= STABLE_SHARE or changed >= STABLE_SHARE
+
+    start = point = flat
+    phase = "lbfgs" if stop else "continue-lbfgs"
+    at = measure(point, phase, 0)
+    taken, state = 0, init(jnp.asarray(point))
+    while taken < budget.lbfgs_steps and not (stop and at.critical(criteria)) and not left(at):
+        steps = min(budget.every, budget.lbfgs_steps - taken)
+        moved_to, moved_state = lbfgs(jnp.asarray(point), state, args, steps)
+        if not np.all(np.isfinite(np.asarray(moved_to))):
+            break  # the line search found nothing finite: keep the last good point
+        moved_to = np.asarray(moved_to)
+        still = np.linalg.norm(moved_to - point) <= RESOLVED_STEP * np.linalg.norm(point)
+        point, state, taken = moved_to, moved_state, taken + steps
+        at = measure(point, phase, taken)
+        if still:
+            break  # float64 cannot move it any further
+    lbfgs_end, lbfgs_at = point, at
+    phase = "newton" if stop else "continue-newton"
+    newton = 0
+    while newton < budget.newton_steps and not (stop and at.critical(criteria)) and not left(at):
+        if at.newton_step < RESOLVED_STEP:
+            break
+        moved_to = newton_mr_step(f, jnp.asarray(point), args, at)
+        if moved_to is None:
+            break
+        point, newton = moved_to, newton + 1
+        at = measure(point, phase, taken + newton)
+    critical = at.critical(criteria)
+    if stop and not critical and newton:
+        point, at = lbfgs_end, lbfgs_at  # Newton-MR found nothing critical: undo it
+    return Found(point, at, critical, taken, newton, rows)
+
+
+def descent(rows: list[dict], *, share: float = STABLE_SHARE) -> Descent:
+    """Over the second half of a trajectory's L-BFGS rows: the cost fell by more than
+    ``share`` of itself while the norm grew by more than ``share``, and the slope of
+    log C against log ‖θ‖."""
+    lbfgs = [r for r in rows if r["phase"].endswith("lbfgs")]
+    if len(lbfgs) < 2:
+        return Descent(False, math.nan)
+    middle, end = lbfgs[(len(lbfgs) - 1) // 2], lbfgs[-1]
+    fell = end["cost"] < (1 - share) * middle["cost"]
+    grew = end["param_norm"] > (1 + share) * middle["param_norm"]
+    slope = math.nan
+    norms, costs = (middle["param_norm"], end["param_norm"]), (middle["cost"], end["cost"])
+    if min(norms) > 0 and norms[0] != norms[1] and min(costs) > 0:
+        slope = math.log(costs[1] / costs[0]) / math.log(norms[1] / norms[0])
+    return Descent(bool(fell and grew), slope)
+
+
+def classify(
+    found: Found, continued: Continued | None, lambdas: tuple[float, float], *,
+    negative_tol: float, criteria: Criteria, negative_count: int | None = None,
+) -> str:  # fmt: skip
+    """The class of a polished point; the first rule that holds decides:
+
+    * ``saddle`` / ``minimum``: critical by the scale-free stop, and stable when
+      continued (it moved < 1% of ‖θ‖ and its cost changed < 1%); a saddle has
+      λ_min < −``negative_tol`` · λ_max (``lambdas``), or negative eigenvalues of the
+      dense Hessian where they were counted (``negative_count``).
+    * ``descending``: the cost kept falling while ‖θ‖ grew (over the second half of
+      the polish, or of the continuation of a point that did not stay).
+    * ``gradient-flat``: at least ``criteria.flat_share`` of ‖∇C‖² lies in the
+      Hessian's near-null space.
+    * ``unconverged``: none of these.
+    """
+    lambda_min, lambda_max = lambdas
+    if found.critical and continued is not None and continued.stable():
+        negative = lambda_min < -negative_tol * abs(lambda_max) or (negative_count or 0) > 0
+        return SADDLE if negative else MINIMUM
+    trajectory = continued.found.rows if continued is not None else found.rows
+    if descent(trajectory).descending or descent(found.rows).descending:
+        return DESCENDING
+    # The search's last measurement: where Newton-MR stopped if it ran (its end is
+    # not kept as the point unless critical, but where it got stuck is the evidence).
+    last = (continued.found if continued is not None else found).rows[-1]
+    if last["null_share"] >= criteria.flat_share:
+        return GRADIENT_FLAT
+    return UNCONVERGED
+
+
+def flatten(params: Any) -> tuple[np.ndarray, Any]:
+    """A parameter pytree as one float vector, and the function that undoes it."""
+    flat, unravel = ravel_pytree(params)
+    return np.asarray(flat), unravel
