@@ -2,7 +2,7 @@
 
 Each cost is searched as the study searches a network's (``newton.polish``), continued
 with ten times the budget where it was called critical (``newton.continue_from``) and
-classified (``newton.classify``); the answer is known in closed form, or from an
+classified (``classes.classify``); the answer is known in closed form, or from an
 independent float64 solver with the dense Hessian.
 """
 
@@ -14,7 +14,8 @@ import scipy.optimize
 from conftest import mlp
 
 from gd_jax import train
-from gd_jax.studies.minima import newton
+from gd_jax.studies.minima import classes, newton, polish
+from gd_jax.studies.minima.config import MinimaConfig
 
 CRITERIA = newton.Criteria()
 BUDGET = newton.Budget(lbfgs_steps=200, newton_steps=20, every=10, krylov=10)
@@ -31,7 +32,7 @@ def searched(f, start, budget=BUDGET, *, args=(), reordered=None):
         if found.critical:
             saddle = lambdas[0] < -1e-2 * lambdas[1]
             continued = newton.continue_from(problem, found, budget, CRITERIA, lbfgs=not saddle)
-        kind = newton.classify(found, continued, lambdas, negative_tol=1e-2, criteria=CRITERIA)
+        kind = classes.classify(found, continued, lambdas, negative_tol=1e-2, criteria=CRITERIA)
     return found, continued, kind
 
 
@@ -41,7 +42,7 @@ def bowl(v):
 
 def test_a_quadratic_bowl_is_a_minimum_where_its_minimum_is():
     found, continued, kind = searched(bowl, [0.0, 0.0])
-    assert kind == newton.MINIMUM
+    assert kind == classes.MINIMUM
     np.testing.assert_allclose(found.flat, [1.0, 2.0], rtol=1e-10)
     # The Ritz values of the gradient's Krylov space are the Hessian's: 2 and 20.
     assert found.local.lambda_min == pytest.approx(2.0) and found.local.lambda_max == pytest.approx(
@@ -57,7 +58,7 @@ def test_x2_minus_y2_is_found_and_labelled_a_saddle(start, budget):
     # Newton-MR goes to the saddle from anywhere near it; L-BFGS only from its stable
     # manifold (y = 0): elsewhere a descent method slides off down −y².
     found, continued, kind = searched(lambda v: 1.0 + v[0] ** 2 - v[1] ** 2, start, budget)
-    assert kind == newton.SADDLE
+    assert kind == classes.SADDLE
     np.testing.assert_allclose(found.flat, [0.0, 0.0], atol=1e-12)
     assert found.local.lambda_min == pytest.approx(-2.0)
     assert continued.stable()
@@ -66,9 +67,9 @@ def test_x2_minus_y2_is_found_and_labelled_a_saddle(start, budget):
 def test_a_saddle_between_two_minima_is_told_from_them():
     double_well = lambda v: 1.0 + v[0] ** 2 + (v[1] ** 2 - 1) ** 2
     _, _, kind = searched(double_well, [0.5, 0.1], NEWTON_ONLY)
-    assert kind == newton.SADDLE  # Newton-MR: the nearest critical point, (0, 0)
+    assert kind == classes.SADDLE  # Newton-MR: the nearest critical point, (0, 0)
     found, _, kind = searched(double_well, [1.0, 0.1])
-    assert kind == newton.MINIMUM  # L-BFGS off the stable manifold: down to (0, 1)
+    assert kind == classes.MINIMUM  # L-BFGS off the stable manifold: down to (0, 1)
     np.testing.assert_allclose(found.flat, [0.0, 1.0], atol=1e-8)
 
 
@@ -76,9 +77,9 @@ def test_a_cost_with_no_minimum_is_descending_not_critical():
     # exp(−x) + y² has no minimum: the cost falls for ever as x, and ‖θ‖, grow, and the
     # gradient falls with it below any fixed tolerance.
     found, continued, kind = searched(lambda v: jnp.exp(-v[0]) + v[1] ** 2, [0.0, 1.0])
-    assert kind == newton.DESCENDING and continued is None and not found.critical
+    assert kind == classes.DESCENDING and continued is None and not found.critical
     assert found.local.grad_norm < 1e-10  # a fixed tolerance would have called it critical
-    slope = newton.descent(found.rows).slope
+    slope = classes.descent(found.rows).slope
     assert slope < -1  # log C falls faster than log ‖θ‖ grows: C = e^{−‖θ‖}
 
 
@@ -88,7 +89,7 @@ def test_a_flat_valley_is_gradient_flat():
     # the Hessian's null space (Frye et al. 2021), not at a critical point.
     cubic = lambda v: 1.0 + (v[1] - 1) ** 2 + 0.1 * (v[0] ** 3 / 3 + v[0])
     found, _, kind = searched(cubic, [0.5, 0.0], NEWTON_ONLY)
-    assert kind == newton.GRADIENT_FLAT and not found.critical
+    assert kind == classes.GRADIENT_FLAT and not found.critical
     assert found.rows[-1]["null_share"] > 0.99
     assert found.rows[-1]["rel_grad"] == pytest.approx(0.1 * np.hypot(0, 1), rel=1e-3)
 
@@ -98,7 +99,7 @@ def test_the_scale_of_the_cost_does_not_change_the_answer():
     # and the same classes (an absolute ‖∇C‖ tolerance would not).
     for scale in (1e-6, 1.0, 1e6):
         found, _, kind = searched(lambda v, s=scale: s * bowl(v), [0.0, 0.0])
-        assert kind == newton.MINIMUM
+        assert kind == classes.MINIMUM
         np.testing.assert_allclose(found.flat, [1.0, 2.0], rtol=1e-9)
 
 
@@ -139,7 +140,7 @@ def test_a_tiny_sigmoid_network_reaches_the_float64_reference_minimum():
     found, continued, kind = searched(
         f, flat, newton.Budget(500, 20, 25, 12), args=args, reordered=reordered
     )
-    assert kind == newton.MINIMUM and continued.stable()
+    assert kind == classes.MINIMUM and continued.stable()
     # The same minimum up to the network's symmetries: its hidden units swapped, or one
     # flipped (σ(−z) = 1 − σ(z)). The nearest of the eight copies of the reference.
     copies = [newton.flatten(copy)[0] for copy in symmetric_copies(unravel(reference.x))]
@@ -163,3 +164,22 @@ def symmetric_copies(params):
         for order in ([0, 1], [1, 0]):
             copies.append([(fw1[:, order], fb1[order]), (fw2[order], fb2)])
     return copies
+
+
+def test_the_study_polish_certifies_the_tiny_minimum_and_keeps_it_in_float64():
+    model_config, x, labels = tiny_problem()
+    study = MinimaConfig(polish_steps=500, polish_every=25, newton_iters=12, lanczos_iters=12)
+    start = model_config.init_params(jax.random.key(3))
+    stacked = jax.tree.map(lambda *leaves: np.stack(leaves), start, start)
+    key = jax.random.key(0)
+    found = polish.polish_networks(model_config, stacked, (x, labels), study, key=key)
+    assert found.params[0][0].dtype == np.float64
+    assert found.verdicts["critical"].tolist() == [True, True]
+    assert found.verdicts["stable"].tolist() == [True, True]
+    assert found.verdicts["continued_moved"].max() < 1e-6
+    assert sorted(set(found.trajectory["network"].tolist())) == [0, 1]
+    assert {"lbfgs", "continue-lbfgs"} <= set(found.trajectory["phase"].tolist())
+    # Searched again from where it ended, a critical point is not moved at all.
+    again = polish.polish_networks(model_config, found.params, (x, labels), study, key=key)
+    assert again.verdicts["lbfgs_steps"].tolist() == [0, 0]
+    np.testing.assert_array_equal(again.params[0][0], found.params[0][0])

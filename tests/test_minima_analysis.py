@@ -6,26 +6,27 @@ import numpy as np
 import pytest
 from conftest import mlp
 
-from gd_jax.studies.minima import analysis, pairs
+from gd_jax.studies.minima import analysis, classes, pairs
 
-CERTIFY = {"grad_tol": 1e-3, "negative_tol": 1e-2, "bar": 0.4}
+FACTS = classes.Verdict(critical=True, stable=True, descending=False, flat=False, slope=0.0)
 
 
 def test_the_dense_spectrum_turns_a_minimum_with_negative_eigenvalues_into_a_saddle():
-    minimum = analysis.classify(1e-4, -1e-4, 1.0, 0.1, analysis.Thresholds(**CERTIFY))
-    assert minimum == analysis.MINIMUM  # λ_min above −1% of λ_max: no clear descent
-    for count, expected in ((None, analysis.MINIMUM), (0, analysis.MINIMUM), (2, analysis.SADDLE)):
-        found = analysis.classify(
-            1e-4, -1e-4, 1.0, 0.1, analysis.Thresholds(**CERTIFY), negative_eigenvalues=count
-        )
-        assert found == expected
-    # The rule only refines minima: a point not critical, or not learned, stays so.
-    assert analysis.classify(
-        1e-2, -1e-4, 1.0, 0.1, analysis.Thresholds(**CERTIFY), negative_eigenvalues=5
-    ) == (analysis.UNCONVERGED)
-    assert analysis.classify(
-        1e-4, -1e-4, 1.0, 0.5, analysis.Thresholds(**CERTIFY), negative_eigenvalues=5
-    ) == (analysis.PLATEAU)
+    kind = lambda facts, count=None: classes.kind(
+        facts, (-1e-4, 1.0), negative_tol=1e-2, negative_count=count
+    )
+    assert kind(FACTS) == classes.MINIMUM  # λ_min above −1% of λ_max: no clear descent
+    for count, expected in ((None, classes.MINIMUM), (0, classes.MINIMUM), (2, classes.SADDLE)):
+        assert kind(FACTS, count) == expected
+    assert classes.kind(FACTS, (-0.1, 1.0), negative_tol=1e-2) == classes.SADDLE
+    # The rule only refines critical points: one that did not stay when continued, or
+    # was never critical, is what its trajectory says, whatever the spectrum.
+    assert kind(FACTS._replace(stable=False), 5) == classes.UNCONVERGED
+    assert kind(FACTS._replace(critical=False, descending=True), 5) == classes.DESCENDING
+    assert kind(FACTS._replace(critical=False, flat=True), 5) == classes.GRADIENT_FLAT
+    # Descending is read before gradient-flat: a saturating slope is both.
+    both = FACTS._replace(critical=False, descending=True, flat=True)
+    assert kind(both) == classes.DESCENDING
 
 
 @pytest.mark.parametrize(

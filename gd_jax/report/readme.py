@@ -116,8 +116,8 @@ MINIMA_RUNS = (
 )
 
 
-CLASS_NAMES = (("minimum", "minima"), ("saddle", "saddles"), ("saturated", "saturated"),
-               ("plateau", "plateaus"), ("unconverged", "unconverged"))  # fmt: skip
+CLASS_NAMES = (("minimum", "minima"), ("saddle", "saddles"), ("descending", "descending"),
+               ("gradient-flat", "gradient-flat"), ("unconverged", "unconverged"))  # fmt: skip
 
 
 def _epochs(result: dict) -> str:
@@ -125,8 +125,9 @@ def _epochs(result: dict) -> str:
 
 
 def minima(results: dict) -> str:
-    """Per run and width: classes of the polished points, quality with intervals,
-    barriers and ensembles."""
+    """Per run and width: classes of the polished points, the quality of the certified
+    minima with intervals (of every learned point where there are none), barriers and
+    ensembles."""
     rows = []
     for name, label in MINIMA_RUNS:
         if name not in results:
@@ -134,10 +135,15 @@ def minima(results: dict) -> str:
         for i, w in enumerate(results[name]["summary"]["per_width"]):
             first = f"{label} ({_epochs(results[name])})" if i == 0 else ""
             classes = ", ".join(f"{w[c]} {plural}" for c, plural in CLASS_NAMES if w[c])
-            rows.append([
-                first, w["width"], classes,
+            quality = (
                 f"{percent(w['test_accuracy_mean'])} ({_points(w['test_accuracy_range'])} "
-                f"[{_points(w['test_accuracy_range_low'])}–{_points(w['test_accuracy_range_high'])}])",
+                f"[{_points(w['test_accuracy_range_low'])}–{_points(w['test_accuracy_range_high'])}])"
+                if w["minima"] >= 2
+                else f"{w['minima']} minima"
+            )
+            rows.append([
+                first, w["width"], classes, quality,
+                f"{percent(w['all_test_accuracy_mean'])} ({_points(w['all_test_accuracy_range'])})",
                 f"{format_value(w['median_naive_barrier'])} → "
                 f"{format_value(w['median_matched_barrier'])}",
                 f"{format_value(w['median_curve_barrier'])} → "
@@ -146,8 +152,9 @@ def minima(results: dict) -> str:
                 f"{percent(w['ensemble_accuracy'])} vs {percent(w['mean_single_accuracy'])}",
             ])  # fmt: skip
     return markdown_table(
-        ["data, initialisation", "width", "polished points", "test accuracy mean (best − "
-         "worst, points [95% CI])", "line barrier: as trained → matched",
+        ["data, initialisation", "width", "polished points", "minima: test accuracy mean "
+         "(best − worst, points [95% CI])", "every learned point: mean (best − worst)",
+         "line barrier: as trained → matched",
          "curve barrier: as trained → matched", "disagreement", "ensemble of 8 vs one"], rows,
     )  # fmt: skip
 
@@ -164,15 +171,25 @@ def minima_polish(results: dict) -> str:
                 f"{fmt(p[f'median_sgd_{key}'])} → {fmt(p[f'median_{key}'])}"
             )
             rows.append([
-                label if i == 0 else "", w["width"], p["median_polish_steps"],
-                arrow("grad_norm"), arrow("lambda_max"), arrow("saturation", percent),
-                arrow("param_norm"),
-                f"{percent(w['spectrum']['negative_mass'])}",
+                label if i == 0 else "", w["width"],
+                f"{p['median_lbfgs_steps']:g} + {p['median_newton_steps']:g}",
+                arrow("train_cost"), arrow("param_norm"), arrow("saturation", percent),
+                format_value(p["median_rel_grad"]), format_value(p["median_newton_step"]),
+                format_value(p["median_descent_slope"]),
+                f"{p['continued']}: {_continued(p)}",
             ])  # fmt: skip
     return markdown_table(
-        ["data, initialisation", "width", "L-BFGS steps", "‖∇C‖: SGD → polished",
-         "λ_max", "saturated responses", "‖θ‖", "negative mass"], rows,
+        ["data, initialisation", "width", "L-BFGS + Newton-MR steps", "training cost: SGD → "
+         "polished", "‖θ‖", "saturated responses", "‖∇C‖·‖θ‖/C", "Newton step / ‖θ‖",
+         "d log C / d log ‖θ‖", "continued: largest move, cost change"], rows,
     )  # fmt: skip
+
+
+def _continued(p: dict) -> str:
+    if not p["continued"]:
+        return "none critical"
+    return (f"{percent(p['max_continued_moved'])} of ‖θ‖, "
+            f"{percent(p['max_continued_cost_change'])} of C")  # fmt: skip
 
 
 def verdicts(results: dict) -> str:

@@ -1,8 +1,6 @@
 """What one width's endpoints are: each network's SGD endpoint and its polished point,
-certified from the gradient and the Hessian and classified."""
-
-import math
-from typing import NamedTuple
+measured in float64, certified from the polish's verdict and the Hessian, and
+classified (``classes.kind``)."""
 
 import jax
 import jax.numpy as jnp
@@ -12,64 +10,13 @@ import optax
 from gd_jax import curvature, landscape, memory, train
 from gd_jax.config import ModelConfig
 from gd_jax.report.format import number
+from gd_jax.studies.minima.classes import CLASSES, MINIMUM, SADDLE, kind  # noqa: F401
 from gd_jax.studies.minima.config import MinimaConfig
 from gd_jax.studies.minima.context import Width
 from gd_jax.studies.minima.polish import Polished, saturation
 from gd_jax.studies.minima.records import Point
 from gd_jax.sweep import engine
 from gd_jax.sweep.results import SweepResult
-
-MINIMUM, SADDLE, PLATEAU = "minimum", "saddle", "plateau"
-SATURATED, UNCONVERGED = "saturated", "unconverged"
-CLASSES = (MINIMUM, SADDLE, PLATEAU, SATURATED, UNCONVERGED)
-
-
-class Thresholds(NamedTuple):
-    """What separates the classes: ``grad_tol`` for ‖∇C‖, ``negative_tol`` for λ_min
-    relative to λ_max, and ``bar`` for the cost of a point that learned something."""
-
-    grad_tol: float
-    negative_tol: float
-    bar: float
-
-
-def classify(
-    grad_norm, lambda_min, lambda_max, cost, thresholds: Thresholds, *,
-    negative_eigenvalues: int | None = None, flattened: bool = False,
-) -> str:  # fmt: skip
-    """The kind of critical point a point is, by the numbers that certify it. The first
-    rule that holds decides:
-
-    * ``unconverged``: ‖∇C‖ ≥ ``grad_tol``: not a critical point (yet).
-    * ``plateau``: critical, but its cost is not below ``bar`` (90% of the best
-      constant output's): a flat region where nothing was learned.
-    * ``saturated``: critical because it is flat: getting there, the weights grew
-      into saturation and the curvature vanished with the gradient (``flattened``);
-      not a minimum in the usual sense, and the sign of a vanishing λ_min says nothing.
-    * ``saddle``: λ_min < −``negative_tol`` · λ_max: clearly negative curvature, a
-      direction that still goes down; or, where the dense Hessian was counted, any
-      eigenvalue that clearly negative (``negative_eigenvalues``), which Lanczos can miss.
-    * ``minimum``: critical, learned, and no clearly negative curvature.
-    """
-    grad_tol, negative_tol, bar = thresholds
-    if not grad_norm < grad_tol:
-        return UNCONVERGED
-    if not cost < bar:
-        return PLATEAU
-    if flattened:
-        return SATURATED
-    if lambda_min < -negative_tol * abs(lambda_max) or (negative_eigenvalues or 0) > 0:
-        return SADDLE
-    return MINIMUM
-
-
-def flattened(before: dict, after: dict, *, ratio: float) -> bool:
-    """Whether polishing flattened a point into saturation: its sharpness λ_max fell
-    below ``ratio`` times what it was while more of its units saturated."""
-    return after["lambda_max"] < ratio * before["lambda_max"] and (
-        after["saturation"] > before["saturation"]
-    )
-
 
 # A rise along a path smaller than this share of its first cost is float32 rounding of
 # costs summed over thousands of examples, not a barrier.
@@ -132,62 +79,48 @@ def with_quadrature(measured: dict) -> dict:
 
 
 def certify(context: Width, sgd: SweepResult, polished: Polished) -> tuple[list[Point], list[dict]]:
-    """One row per network: its SGD endpoint and its polished point, each measured and
-    classified, and what the polish did (steps, distance).
+    """One row per network: its SGD endpoint and its polished point, each measured in
+    float64, what the polish and its continuation found, and the class.
 
     Returns:
       ``(rows, spectra)``: the rows, and per network the polished point's Hessian
       quadrature (``nodes``, ``weights``) for the density.
     """
-    model_config, study, bar = context.model_config, context.study, context.bar
-    train_xy, test_xy = context.train_xy, context.test_xy
-    width, seeds = model_config.sizes[1], sgd.networks.seed
+    model_config, study = context.model_config, context.study
+    seeds = sgd.networks.seed
     loss = train.make_loss(model_config)
     measure = make_measure(model_config, study, context.chunk)
-    key = jax.random.key(context.config.seed)
-    before = with_quadrature(
-        jax.device_get(measure(jax.tree.map(jnp.asarray, sgd.params), key, train_xy, test_xy))
-    )
-    after = with_quadrature(jax.device_get(measure(polished.params, key, train_xy, test_xy)))
-    moved = jax.vmap(lambda a, b: optax.tree.norm(jax.tree.map(jnp.subtract, a, b)))(
-        polished.params, jax.tree.map(jnp.asarray, sgd.params)
-    )
-    dense = model_config.num_params <= study.dense_max_params
-    hessian = jax.jit(lambda p, x, labels: curvature.dense_hessian(loss, p, x, labels))
+    with jax.enable_x64(True):
+        as64 = lambda tree: jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), tree)
+        key = jax.random.key(context.config.seed)
+        train_xy, test_xy = as64(context.train_xy[0]), as64(context.test_xy[0])
+        train_xy, test_xy = (train_xy, context.train_xy[1]), (test_xy, context.test_xy[1])
+        start, end = as64(sgd.params), as64(polished.params)
+        before = with_quadrature(jax.device_get(measure(start, key, train_xy, test_xy)))
+        after = with_quadrature(jax.device_get(measure(end, key, train_xy, test_xy)))
+        moved = np.asarray(
+            jax.vmap(lambda a, b: optax.tree.norm(jax.tree.map(jnp.subtract, a, b)))(end, start)
+        )
+        dense = model_config.num_params <= study.dense_max_params
+        hessian = jax.jit(lambda p, x, labels: curvature.dense_hessian(loss, p, x, labels))
+        counts = [
+            curvature.negative_eigenvalue_count(
+                hessian(network(end, i), *train_xy), rtol=study.negative_tol
+            ) if dense else None
+            for i in range(len(seeds))
+        ]  # fmt: skip
     rows, spectra = [], []
     for i, network_seed in enumerate(seeds):
         b = {k: float(np.asarray(v[i])) for k, v in before.items() if np.ndim(v) == 1}
         a = {k: float(np.asarray(v[i])) for k, v in after.items() if np.ndim(v) == 1}
-        # The point's columns, in Point's order, then the record.
-        row = {"width": width, "seed": int(network_seed), "num_params": model_config.num_params}
-        for prefix, point in (("sgd_", b), ("final_", a)):
-            for k in ("train_cost", "train_accuracy", "test_cost", "test_accuracy"):
-                row[f"{prefix}{k}"] = number(point[k])
-        for prefix, point in (("sgd_", b), ("", a)):
-            for k in ("grad_norm", "lambda_max", "lambda_min", "saturation", "param_norm"):
-                row[f"{prefix}{k}"] = number(point[k])
-        row["negative_mass"] = curvature.negative_mass(
-            after["nodes"][i], after["weights"][i], rtol=study.negative_tol
-        )
-        row["converged_epoch"] = int(sgd.converged_epoch[i])
-        row["polish_steps"] = int(polished.steps[i])
-        row["distance_moved"] = float(moved[i])
-        row["negative_eigenvalues"] = None
-        if dense:
-            p = network(polished.params, i)
-            row["negative_eigenvalues"] = curvature.negative_eigenvalue_count(
-                hessian(p, *train_xy), rtol=study.negative_tol
-            )
-        row["sgd_classification"] = _classify(b, study.grad_tol, study, bar)
-        row["classification"] = _classify(
-            a, study.polish_tol, study, bar, negative=row["negative_eigenvalues"],
-            flat=flattened(b, a, ratio=study.flat_ratio),
-        )  # fmt: skip
-        # One Krylov space's Ritz values: the extremes converge first, from both ends.
-        nodes = np.sort(np.asarray(after["nodes"][i][0]))
-        row["top_eigenvalues"] = " ".join(f"{v:.4g}" for v in nodes[::-1][: study.num_eigs])
-        row["bottom_eigenvalues"] = " ".join(f"{v:.4g}" for v in nodes[: study.num_eigs])
-        rows.append(Point(**row))
+        rows.append(_point(context, int(network_seed), (b, a), polished, i, {
+            "negative_mass": curvature.negative_mass(
+                after["nodes"][i], after["weights"][i], rtol=study.negative_tol),
+            "converged_epoch": int(sgd.converged_epoch[i]),
+            "distance_moved": float(moved[i]),
+            "negative_eigenvalues": counts[i],
+            "nodes": np.sort(np.asarray(after["nodes"][i][0])),
+        }))  # fmt: skip
         spectra.append(
             {"nodes": np.asarray(after["nodes"][i]).tolist(),
              "weights": np.asarray(after["weights"][i]).tolist()}
@@ -195,15 +128,38 @@ def certify(context: Width, sgd: SweepResult, polished: Polished) -> tuple[list[
     return rows, spectra
 
 
-def _classify(
-    point: dict, tol: float, study: MinimaConfig, bar: float, *, negative=None, flat=False
-):
-    finite = lambda v: v if math.isfinite(v) else math.inf
-    return classify(
-        finite(point["grad_norm"]), point["lambda_min"], point["lambda_max"],
-        finite(point["train_cost"]), Thresholds(tol, study.negative_tol, bar),
-        negative_eigenvalues=negative, flattened=flat,
+def _point(context: Width, seed: int, points: tuple, polished: Polished, i: int, found: dict):
+    """The :class:`Point` of network ``i``: its two measured points (SGD, polished),
+    the polish's verdicts, and what :func:`certify` found beside."""
+    study, width = context.study, context.width
+    before, after = points
+    row = {"width": width, "seed": seed, "num_params": context.model_config.num_params}
+    for prefix, point in (("sgd_", before), ("final_", after)):
+        for k in ("train_cost", "train_accuracy", "test_cost", "test_accuracy"):
+            row[f"{prefix}{k}"] = number(point[k])
+    for prefix, point in (("sgd_", before), ("", after)):
+        for k in ("grad_norm", "lambda_max", "lambda_min", "saturation", "param_norm"):
+            row[f"{prefix}{k}"] = number(point[k])
+    v = {k: value[i] for k, value in polished.verdicts.items()}
+    row.update(
+        lbfgs_steps=int(v["lbfgs_steps"]), newton_steps=int(v["newton_steps"]),
+        rel_grad=number(v["rel_grad"]), newton_step=number(v["newton_step"]),
+        newton_decrement=number(v["decrement"]), null_share=number(v["null_share"]),
+        critical=bool(v["critical"]), continued_moved=number(v["continued_moved"]),
+        continued_cost_change=number(v["continued_cost_change"]),
+        continued_steps=int(v["continued_steps"]), descent_slope=number(v["descent_slope"]),
+        learned=bool(after["train_cost"] < context.bar),
     )  # fmt: skip
+    nodes = found.pop("nodes")
+    row.update(found)
+    row["classification"] = kind(
+        polished.verdict(i), (after["lambda_min"], after["lambda_max"]),
+        negative_tol=study.negative_tol, negative_count=found["negative_eigenvalues"],
+    )  # fmt: skip
+    # One Krylov space's Ritz values: the extremes converge first, from both ends.
+    row["top_eigenvalues"] = " ".join(f"{v:.4g}" for v in nodes[::-1][: study.num_eigs])
+    row["bottom_eigenvalues"] = " ".join(f"{v:.4g}" for v in nodes[: study.num_eigs])
+    return Point(**row)
 
 
 def init_paths(context: Width, sgd: SweepResult, polished, evaluate):

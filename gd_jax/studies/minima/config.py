@@ -9,6 +9,7 @@ from absl import logging
 from gd_jax import memory
 from gd_jax.config import TrainConfig, option, parse_int_list, show_ints
 from gd_jax.errors import GdJaxError
+from gd_jax.studies.minima import newton
 
 if TYPE_CHECKING:
     from gd_jax import data
@@ -44,24 +45,33 @@ class MinimaConfig:
         3000, "Count negative eigenvalues of the dense Hessian up to this size."
     )
     polish_steps: int = option(
-        500, "L-BFGS steps (full batch) that refine each SGD endpoint to a critical point."
+        500,
+        "L-BFGS steps (full batch, float64) that refine each SGD endpoint, before Newton-MR.",
     )
-    polish_tol: float = option(
-        1e-3, "A polished point is critical once ‖∇C‖ on the training set is below this."
+    polish_every: int = option(100, "L-BFGS steps between measurements of the polish.")
+    newton_steps: int = option(
+        20, "Newton-MR steps after L-BFGS: they find critical points of any index."
     )
-    polish_batch: int = option(
-        1,
-        "Networks polished together (vmapped). A vmapped L-BFGS step lasts as long as "
-        "its slowest network's line search, and every network runs until the last is "
-        "done: one at a time was 1.3× (width 64) to 12× (width 128) faster on a CPU.",
+    newton_iters: int = option(
+        50, "Lanczos steps on the gradient per measurement (Newton step, decrement, null share)."
+    )
+    critical_grad: float = option(
+        1e-4, "A critical point has ‖∇C‖·‖θ‖/C below this (the relative gradient)."
+    )
+    critical_step: float = option(
+        1e-4, "A critical point has a Newton step ‖H⁺∇C‖ below this share of ‖θ‖."
+    )
+    critical_decrement: float = option(
+        1e-8, "A critical point has a Newton decrement ½|∇Cᵀ H⁺ ∇C| below this share of C."
+    )
+    null_tol: float = option(
+        1e-6, "Hessian directions with |λ| below this share of λ_max count as its null space."
+    )
+    flat_share: float = option(
+        0.5, "A point is gradient-flat where this share of ‖∇C‖² lies in the null space."
     )
     saturation_threshold: float = option(
         0.01, "A unit's response counts as saturated where its act'(z) is below this."
-    )
-    flat_ratio: float = option(
-        0.1,
-        "A polished point is saturated, not a minimum, if polishing cut its λ_max below "
-        "this fraction while more of its units saturated.",
     )
     spectrum_probes: int = option(
         2, "Random starts of Lanczos per polished point, for the spectral density."
@@ -99,14 +109,28 @@ class MinimaConfig:
             (self.lanczos_iters >= 2, f"--lanczos_iters={self.lanczos_iters} (at least 2)"),
             (self.path_points >= 3, f"--path_points={self.path_points} (at least 3)"),
             (self.max_pairs >= 1, f"--max_pairs={self.max_pairs} (at least 1)"),
-            (self.polish_batch >= 1, f"--polish_batch={self.polish_batch} (at least 1)"),
             (self.polish_steps >= 0, f"--polish_steps={self.polish_steps} (0 or more)"),
-            (0 < self.polish_tol < finite_max, f"--polish_tol={self.polish_tol} (positive)"),
+            (self.polish_every >= 1, f"--polish_every={self.polish_every} (at least 1)"),
+            (self.newton_steps >= 0, f"--newton_steps={self.newton_steps} (0 or more)"),
+            (self.newton_iters >= 2, f"--newton_iters={self.newton_iters} (at least 2)"),
+            (
+                0 < self.critical_grad < finite_max,
+                f"--critical_grad={self.critical_grad} (positive)",
+            ),
+            (
+                0 < self.critical_step < finite_max,
+                f"--critical_step={self.critical_step} (positive)",
+            ),
+            (
+                0 < self.critical_decrement < finite_max,
+                f"--critical_decrement={self.critical_decrement} (positive)",
+            ),
+            (0 < self.null_tol < 1, f"--null_tol={self.null_tol} (in (0, 1))"),
+            (0 < self.flat_share <= 1, f"--flat_share={self.flat_share} (in (0, 1])"),
             (
                 0 < self.saturation_threshold <= 0.25,
                 f"--saturation_threshold={self.saturation_threshold} (in (0, 0.25])",
             ),
-            (0 < self.flat_ratio <= 1, f"--flat_ratio={self.flat_ratio} (in (0, 1])"),
             (self.spectrum_probes >= 1, f"--spectrum_probes={self.spectrum_probes} (≥ 1)"),
             (self.num_eigs >= 1, f"--num_eigs={self.num_eigs} (at least 1)"),
             (self.curve_pairs >= 0, f"--curve_pairs={self.curve_pairs} (0 or more)"),
@@ -121,6 +145,19 @@ class MinimaConfig:
         for ok, what in checks:
             if not ok:
                 raise GdJaxError(f"{what} cannot be used; see --help for what it takes.")
+
+    def criteria(self) -> newton.Criteria:
+        """What makes a polished point critical (``newton.Criteria``)."""
+        return newton.Criteria(
+            self.critical_grad, self.critical_step, self.critical_decrement, self.null_tol,
+            self.flat_share,
+        )  # fmt: skip
+
+    def budget(self) -> newton.Budget:
+        """The polish's steps (``newton.Budget``)."""
+        return newton.Budget(
+            self.polish_steps, self.newton_steps, self.polish_every, self.newton_iters
+        )
 
     def flags(self) -> dict:
         """The config as JSON-friendly flag values."""

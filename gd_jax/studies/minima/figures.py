@@ -27,8 +27,8 @@ from gd_jax.studies.minima.records import Ensemble, Pair, Point
 CLASS_COLORS: dict[str, str] = {
     "minimum": "C2",
     "saddle": "C1",
-    "plateau": "C4",
-    "saturated": "C5",
+    "descending": "C3",
+    "gradient-flat": "C4",
     "unconverged": "grey",
 }
 NAIVE, ALIGNED = "C3", "C0"

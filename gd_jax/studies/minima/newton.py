@@ -26,7 +26,8 @@ The search (:func:`polish`): L-BFGS (``optax.lbfgs``) in blocks of ``every`` ste
 measured after each block, until the point is critical or the budget is spent; then
 Newton-MR steps (the step above, with a backtracking line search on ‖∇C‖²), which
 converge to critical points of any index, saddles included, where a descent method
-slides past them. :func:`continue_from` runs the search on from a point with ten
+slides past them (skipped where L-BFGS was still descending: see
+``classes.descent``). :func:`continue_from` runs the search on from a point with ten
 times the budget to see whether it stays. Everything here works on flat parameter
 vectors and a cost ``f(flat, *args)``; run it under ``jax.enable_x64(True)`` with
 float64 arrays for the float64 search.
@@ -44,16 +45,8 @@ import scipy.linalg
 from jax.flatten_util import ravel_pytree
 
 from gd_jax import curvature
+from gd_jax.studies.minima.classes import STABLE_SHARE, descent
 
-# The classes of a polished point (see :func:`classify`).
-MINIMUM, SADDLE, DESCENDING = "minimum", "saddle", "descending"
-GRADIENT_FLAT, UNCONVERGED = "gradient-flat", "unconverged"
-CLASSES = (MINIMUM, SADDLE, DESCENDING, GRADIENT_FLAT, UNCONVERGED)
-CRITICAL = (MINIMUM, SADDLE)
-
-# A continued point counts as critical only if it moves less than this share of ‖θ‖
-# and its cost changes by less than this share of C.
-STABLE_SHARE = 0.01
 # Sufficient decrease of ‖∇C‖² in the Newton-MR line search, and its halvings.
 ARMIJO, HALVINGS = 1e-4, 30
 # A gradient within this factor of the difference between two summation orders of it
@@ -80,7 +73,7 @@ class Budget(NamedTuple):
 
     lbfgs_steps: int = 500
     newton_steps: int = 20
-    every: int = 50
+    every: int = 100
     krylov: int = 50
 
     def times(self, factor: int) -> "Budget":
@@ -154,13 +147,6 @@ class Continued(NamedTuple):
 
     def stable(self) -> bool:
         return self.moved < STABLE_SHARE and abs(self.cost_change) < STABLE_SHARE
-
-
-class Descent(NamedTuple):
-    """Whether the cost kept falling while the norm grew, over a search's second half."""
-
-    descending: bool
-    slope: float  # Δ log C / Δ log ‖θ‖ (NaN where the norm did not change)
 
 
 @functools.lru_cache(maxsize=32)
@@ -312,7 +298,14 @@ def _search(problem: Problem, flat, budget, criteria, *, stop, origin=None):
     lbfgs_end, lbfgs_at = point, at
     phase = "newton" if stop else "continue-newton"
     newton = 0
-    while newton < budget.newton_steps and not (stop and at.critical(criteria)) and not left(at):
+    # On a slope that goes on down (the cost falling as the norm grows), the quadratic
+    # model's critical point is far off and the point is descending whatever Newton-MR
+    # does: its steps are not spent there.
+    sliding = stop and descent(rows).descending
+    while (
+        newton < budget.newton_steps and not sliding and not (stop and at.critical(criteria))
+        and not left(at)
+    ):  # fmt: skip
         if at.newton_step < RESOLVED_STEP:
             break
         moved_to = newton_mr_step(f, jnp.asarray(point), args, at)
@@ -324,54 +317,6 @@ def _search(problem: Problem, flat, budget, criteria, *, stop, origin=None):
     if stop and not critical and newton:
         point, at = lbfgs_end, lbfgs_at  # Newton-MR found nothing critical: undo it
     return Found(point, at, critical, taken, newton, rows)
-
-
-def descent(rows: list[dict], *, share: float = STABLE_SHARE) -> Descent:
-    """Over the second half of a trajectory's L-BFGS rows: the cost fell by more than
-    ``share`` of itself while the norm grew by more than ``share``, and the slope of
-    log C against log ‖θ‖."""
-    lbfgs = [r for r in rows if r["phase"].endswith("lbfgs")]
-    if len(lbfgs) < 2:
-        return Descent(False, math.nan)
-    middle, end = lbfgs[(len(lbfgs) - 1) // 2], lbfgs[-1]
-    fell = end["cost"] < (1 - share) * middle["cost"]
-    grew = end["param_norm"] > (1 + share) * middle["param_norm"]
-    slope = math.nan
-    norms, costs = (middle["param_norm"], end["param_norm"]), (middle["cost"], end["cost"])
-    if min(norms) > 0 and norms[0] != norms[1] and min(costs) > 0:
-        slope = math.log(costs[1] / costs[0]) / math.log(norms[1] / norms[0])
-    return Descent(bool(fell and grew), slope)
-
-
-def classify(
-    found: Found, continued: Continued | None, lambdas: tuple[float, float], *,
-    negative_tol: float, criteria: Criteria, negative_count: int | None = None,
-) -> str:  # fmt: skip
-    """The class of a polished point; the first rule that holds decides:
-
-    * ``saddle`` / ``minimum``: critical by the scale-free stop, and stable when
-      continued (it moved < 1% of ‖θ‖ and its cost changed < 1%); a saddle has
-      λ_min < −``negative_tol`` · λ_max (``lambdas``), or negative eigenvalues of the
-      dense Hessian where they were counted (``negative_count``).
-    * ``descending``: the cost kept falling while ‖θ‖ grew (over the second half of
-      the polish, or of the continuation of a point that did not stay).
-    * ``gradient-flat``: at least ``criteria.flat_share`` of ‖∇C‖² lies in the
-      Hessian's near-null space.
-    * ``unconverged``: none of these.
-    """
-    lambda_min, lambda_max = lambdas
-    if found.critical and continued is not None and continued.stable():
-        negative = lambda_min < -negative_tol * abs(lambda_max) or (negative_count or 0) > 0
-        return SADDLE if negative else MINIMUM
-    trajectory = continued.found.rows if continued is not None else found.rows
-    if descent(trajectory).descending or descent(found.rows).descending:
-        return DESCENDING
-    # The search's last measurement: where Newton-MR stopped if it ran (its end is
-    # not kept as the point unless critical, but where it got stuck is the evidence).
-    last = (continued.found if continued is not None else found).rows[-1]
-    if last["null_share"] >= criteria.flat_share:
-        return GRADIENT_FLAT
-    return UNCONVERGED
 
 
 def flatten(params: Any) -> tuple[np.ndarray, Any]:

@@ -10,7 +10,8 @@ record = dataclasses.dataclass(frozen=True, kw_only=True)
 @record
 class Point:
     """One network of one width: its SGD endpoint (``sgd_…``) and its polished point,
-    each measured and classified, and what the polish did (``results.csv``)."""
+    each measured in float64, what the polish and its continuation found, and its
+    class (``results.csv``)."""
 
     width: int
     seed: int
@@ -35,11 +36,23 @@ class Point:
     param_norm: float | None
     negative_mass: float
     converged_epoch: int  # when SGD met the gradient tolerance; -1 if never
-    polish_steps: int
+    lbfgs_steps: int  # of the float64 polish
+    newton_steps: int
     distance_moved: float  # ‖polished − SGD endpoint‖
+    # The scale-free stop where the polish ended (``newton.Local``).
+    rel_grad: float | None  # ‖∇C‖·‖θ‖ / C
+    newton_step: float | None  # ‖H⁺∇C‖ / ‖θ‖
+    newton_decrement: float | None  # ½ ∇Cᵀ H⁺ ∇C / C
+    null_share: float | None  # share of ‖∇C‖² in the Hessian's near-null space
+    critical: bool  # the stop held
+    # The continuation with ten times the budget (None where not critical).
+    continued_moved: float | None  # ‖θ_end − θ‖ / ‖θ‖
+    continued_cost_change: float | None  # (C_end − C) / C
+    continued_steps: int
+    descent_slope: float | None  # Δ log C / Δ log ‖θ‖, the polish's second half
+    learned: bool  # the training cost is below 90% of a constant output's
     negative_eigenvalues: int | None  # of the dense Hessian, where it was counted
-    sgd_classification: str
-    classification: str
+    classification: str  # classes.CLASSES
     top_eigenvalues: str  # the largest Ritz values, space-separated
     bottom_eigenvalues: str
     # The straight path from the initialisation to the polished point.

@@ -2,8 +2,7 @@
 
 from gd_jax.report.document import figure_sections
 from gd_jax.report.format import format_value, markdown_table, percent
-from gd_jax.studies.minima.analysis import CLASSES
-from gd_jax.studies.minima.config import MinimaConfig
+from gd_jax.studies.minima.classes import CLASSES, STABLE_SHARE
 
 
 def _arrow(before, after, fmt=format_value) -> str:
@@ -19,17 +18,20 @@ def report(config, study, summary, spread, figures) -> str:
     table = markdown_table
     per_width = summary["per_width"]
     classes = table(
-        ["width", "parameters", *(f"{c} (SGD → polished)" for c in CLASSES)],
-        [[w["width"], w["num_params"], *(f"{w[f'sgd_{c}']} → {w[c]}" for c in CLASSES)]
+        ["width", "parameters", *CLASSES, "learned minima (the verdict's points)"],
+        [[w["width"], w["num_params"], *(w[c] for c in CLASSES), w["minima"]]
          for w in per_width],
     )  # fmt: skip
     polish = table(
-        ["width", "L-BFGS steps", "distance moved", "‖∇C‖", "training cost", "test accuracy",
-         "λ_max", "saturated responses", "‖θ‖"],
-        [[w["width"], p["median_polish_steps"], p["median_distance_moved"],
-          _arrow(p["median_sgd_grad_norm"], p["median_grad_norm"]),
+        ["width", "L-BFGS + Newton-MR steps", "distance moved", "training cost",
+         "test accuracy", "‖∇C‖·‖θ‖/C", "Newton step / ‖θ‖", "null share",
+         "d log C / d log ‖θ‖", "λ_max", "saturated responses", "‖θ‖"],
+        [[w["width"], f"{p['median_lbfgs_steps']:g} + {p['median_newton_steps']:g}",
+          p["median_distance_moved"],
           _arrow(p["median_sgd_train_cost"], p["median_final_train_cost"]),
           _arrow(p["median_sgd_test_accuracy"], p["median_final_test_accuracy"], percent),
+          p["median_rel_grad"], p["median_newton_step"], p["median_null_share"],
+          p["median_descent_slope"],
           _arrow(p["median_sgd_lambda_max"], p["median_lambda_max"]),
           _arrow(p["median_sgd_saturation"], p["median_saturation"], percent),
           _arrow(p["median_sgd_param_norm"], p["median_param_norm"])]
@@ -43,14 +45,16 @@ def report(config, study, summary, spread, figures) -> str:
          for w in per_width for s in [w["spectrum"]]],
     )  # fmt: skip
     quality = table(
-        ["width", "learned", "test accuracy mean [95% CI]", "best − worst, points [95% CI]",
+        ["width", "learned minima", "test accuracy mean [95% CI]",
+         "best − worst, points [95% CI]", "every learned point: best − worst",
          "SGD endpoints: best − worst", "sd", "train cost mean", "corr(train, test cost)"],
-        [[s["width"], f"{s['learned']} of {s['seeds']}",
+        [[s["width"], f"{s['minima']} of {s['seeds']}",
           f"{percent(s['test_accuracy_mean'])} [{_points(s['test_accuracy_mean_low'])}–"
           f"{_points(s['test_accuracy_mean_high'])}]",
           f"{_points(s['test_accuracy_range'])} [{_points(s['test_accuracy_range_low'])}–"
           f"{_points(s['test_accuracy_range_high'])}]",
-          _points(s["sgd_test_accuracy_range"]), percent(s["test_accuracy_std"]),
+          _points(s["all_test_accuracy_range"]), _points(s["sgd_test_accuracy_range"]),
+          percent(s["test_accuracy_std"]),
           s["train_cost_mean"], s["train_test_cost_correlation"]] for s in spread],
     )  # fmt: skip
     barriers = table(
@@ -66,34 +70,44 @@ def report(config, study, summary, spread, figures) -> str:
          for w in per_width],
     )  # fmt: skip
     batch = "full batch" if config.batch_size == 0 else f"batch {config.batch_size}"
-    not_polished = sum(w["unconverged"] for w in per_width)
+    uncertified = summary.get("uncertified", [])
+    criteria = (
+        f"‖∇C‖·‖θ‖/C < {study.critical_grad:g}, ‖H⁺∇C‖/‖θ‖ < {study.critical_step:g} and "
+        f"½|∇Cᵀ H⁺ ∇C|/C < {study.critical_decrement:g}"
+    )
     parts = [
         f"# Local minima: {config.dataset}, hidden widths "
         f"{', '.join(str(w['width']) for w in per_width)}\n",
         f"**Verdict.** {summary['verdict']}\n",
+        f"## Certification\n\n{classes}\n",
         f"Each width trains {per_width[0]['seeds']} seeds with `{config.optimizer}`, η = "
         f"{config.learning_rate:g}, {batch}, up to {config.epochs} epochs (a network stops "
-        f"once ‖∇C‖ < {study.grad_tol:g}). Each endpoint is then polished on the whole "
-        f"training set by L-BFGS, up to {study.polish_steps} steps, until ‖∇C‖ < "
-        f"{study.polish_tol:g}, and both points are certified by ‖∇C‖ and the Hessian "
-        f"(Lanczos, {study.lanczos_iters} steps from {study.spectrum_probes} random starts; "
-        "the dense spectrum where the network is small enough). Classes: *minimum*; "
-        f"*saddle* (λ_min < −{study.negative_tol:g}·λ_max); *plateau* (no better than a "
-        "constant output); *saturated* (polishing grew the weights into saturation: "
-        f"λ_max fell below {study.flat_ratio:g}× its SGD value while more unit responses "
-        f"had act'(z) < {study.saturation_threshold:g}; critical because flat, not a "
-        "minimum); *unconverged* (not critical).\n",
+        f"once ‖∇C‖ < {study.grad_tol:g}). Each endpoint is then searched on the whole "
+        f"training set in float64: up to {study.polish_steps} L-BFGS steps, then up to "
+        f"{study.newton_steps} Newton-MR steps (which converge to critical points of any "
+        "index), until a scale-free stop holds: "
+        f"{criteria}, with H⁺ the Hessian's pseudo-inverse on the gradient's Krylov space "
+        f"({study.newton_iters} Lanczos steps; directions with |λ| < {study.null_tol:g}·λ_max "
+        "are its null space). A point the stop calls critical is run on with ten times the "
+        f"budget and counts as critical only if it then moves less than "
+        f"{100 * STABLE_SHARE:g}% of ‖θ‖ and its cost changes by less than "
+        f"{100 * STABLE_SHARE:g}%. Classes: *minimum* (critical, stable, λ_min ≥ "
+        f"−{study.negative_tol:g}·λ_max and no clearly negative eigenvalue of the dense "
+        "Hessian where it was counted); *saddle* (critical, stable, clearly negative "
+        "curvature); *descending* (the cost kept falling while ‖θ‖ grew: a slope that goes "
+        "on, not a critical point); *gradient-flat* (at least "
+        f"{100 * study.flat_share:g}% of ‖∇C‖² in the Hessian's null space where the search "
+        "stopped; Frye et al. 2021); *unconverged* (none of these).\n",
     ]
-    if not_polished:
-        parts.append(_unpolished(summary.get("unpolished", []), study, not_polished))
+    if uncertified:
+        parts.append(_uncertified(uncertified))
     parts += [
-        f"## Certification\n\n{classes}\n",
         f"## What polishing did (medians, SGD endpoint → polished point)\n\n{polish}\n",
         f"## Spectrum at the polished points\n\n{spectrum}\n",
         f"## Spread of quality (polished points)\n\n{quality}\n",
-        "The spread is that of the *learned* points, whose training cost is below "
-        f"{summary['learned_cost_bar']:.4g} (90% of the best constant output's); a network "
-        "that fell to a constant output is counted as not learned and left out of it.\n",
+        "The spread is that of the certified *minima* that learned (training cost below "
+        f"{summary['learned_cost_bar']:.4g}, 90% of the best constant output's); the "
+        "learned points of every class are shown beside it, not mixed into it.\n",
         f"## Paths between polished points (median barriers)\n\n{barriers}\n",
         "The barrier of a path is its highest training cost minus the mean of its two ends. "
         "*One-pass aligned*: B's hidden units permuted and sign-flipped to match A's by the "
@@ -107,35 +121,27 @@ def report(config, study, summary, spread, figures) -> str:
     return "\n".join(parts)
 
 
-def _unpolished(points: list[dict], study: MinimaConfig, count: int) -> str:
-    """Which points polishing left above the tolerance, how far they got, and what
-    their numbers say about why."""
-    text = (
-        f"{count} point(s) stayed above ‖∇C‖ = {study.polish_tol:g} after "
-        f"{study.polish_steps} L-BFGS steps and are counted as *unconverged*, not certified."
-    )
-    if not points:
-        return text + "\n"
+def _uncertified(points: list[dict]) -> str:
+    """The points not certified as critical: what they were, and the numbers why."""
     rows = markdown_table(
-        ["width", "seed", "L-BFGS steps", "‖∇C‖: SGD → polished", "λ_max",
-         "saturated responses", "‖θ‖"],
-        [[p["width"], p["seed"], p["polish_steps"], _arrow(p["sgd_grad_norm"], p["grad_norm"]),
-          _arrow(p["sgd_lambda_max"], p["lambda_max"]),
+        ["width", "seed", "class", "L-BFGS steps", "‖∇C‖·‖θ‖/C", "Newton step / ‖θ‖",
+         "null share", "d log C / d log ‖θ‖", "training cost", "saturated responses", "‖θ‖",
+         "continued: moved, cost change"],
+        [[p["width"], p["seed"], p["classification"], p["lbfgs_steps"], p["rel_grad"],
+          p["newton_step"], p["null_share"], p["descent_slope"],
+          _arrow(p["sgd_train_cost"], p["final_train_cost"]),
           _arrow(p["sgd_saturation"], p["saturation"], percent),
-          _arrow(p["sgd_param_norm"], p["param_norm"])] for p in points],
+          _arrow(p["sgd_param_norm"], p["param_norm"]),
+          "—" if p["continued_moved"] is None
+          else f"{percent(p['continued_moved'])}, {percent(p['continued_cost_change'])}"]
+         for p in points],
     )  # fmt: skip
-    grew = [p for p in points if _rose(p, "param_norm") and _rose(p, "saturation")
-            and _rose(p, "lambda_max")]  # fmt: skip
+    falling = [p for p in points if p["classification"] == "descending"]
     why = (
-        f" {len(grew)} of them grew their weights and saturated more of their units while "
-        "their curvature rose: the polish was following the weights outward, into sharper "
-        "and more saturated regions, when its steps ran out."
-        if grew
+        f" {len(falling)} of them were still descending: their cost kept falling as their "
+        "weights grew and more units saturated, so their gradient was small because the "
+        "slope is gentle, not because it ends."
+        if falling
         else ""
     )
-    return f"{text}{why}\n\n{rows}\n"
-
-
-def _rose(point: dict, key: str) -> bool:
-    before, after = point.get(f"sgd_{key}"), point.get(key)
-    return before is not None and after is not None and after > before
+    return f"{len(points)} point(s) are not certified critical.{why}\n\n{rows}\n"

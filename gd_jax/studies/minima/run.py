@@ -2,7 +2,8 @@
 
 For each hidden width, ``seeds`` networks are trained as one program (the sweep
 engine) until ‖∇C‖ < ``grad_tol`` or the epochs run out. Each endpoint is then
-certified from its gradient and Hessian and classified; the spread of quality is
+searched to a critical point in float64 with a scale-free stop, checked by
+continuing (``polish.py``), measured and classified; the spread of quality is
 tabled per width; pairs of endpoints are joined by straight lines, before and after
 aligning their hidden units (permutations and sign flips), to see whether they are
 different minima or one minimum seen through the network's symmetries.
@@ -27,6 +28,7 @@ from gd_jax.report import tensorboard as tensorboard_writer
 from gd_jax.studies.minima import figures, spectrum_figures, stages, tables
 from gd_jax.studies.minima.config import MinimaConfig, check_cost
 from gd_jax.studies.minima.context import Width
+from gd_jax.studies.minima.polish import Polished
 from gd_jax.studies.minima.records import Ensemble, Pair, Point
 from gd_jax.studies.minima.report import report
 from gd_jax.sweep import mesh
@@ -141,7 +143,7 @@ def _study(folder, dataset, config, study, *, devices, budget, tensorboard):
     surface = stages.surface_inputs(flags, context_of(widest), rows, polished[widest])
     plane = None if surface is None else stage.run(folder, stages.SURFACE, surface)
 
-    summary, tabled = write_tables(folder, config, study, found, bar=bar)
+    summary, tabled = write_tables(folder, config, study, found, bar=bar, polished=polished)
     if tensorboard:
         tensorboard_writer.write_runs(folder, curves)
     shown = figures_of(tabled, plane=plane, summary=summary)
@@ -158,11 +160,24 @@ class Tables(NamedTuple):
     examples: dict[int, dict]  # per width, its example paths
     ensembles: list[Ensemble]
     spread: list[dict]
+    polish: list[dict]  # the polish's trajectories (``polish.csv``)
+
+
+def polish_rows(width: int, seeds, polished: Polished) -> list[dict]:
+    """A width's polish trajectories as rows: per network and measurement."""
+    columns = polished.trajectory
+    rows = []
+    for j in range(len(columns["step"])):
+        row = {"width": width, "seed": int(seeds[int(columns["network"][j])])}
+        row.update({k: columns[k][j].item() for k in columns if k != "network"})
+        rows.append(row)
+    return rows
 
 
 def write_tables(
-    folder, config, study, found: dict[int, stages.WidthAnalysis], *, bar: float
-) -> tuple[dict, Tables]:
+    folder, config, study, found: dict[int, stages.WidthAnalysis], *, bar: float,
+    polished: dict[int, Polished],
+) -> tuple[dict, Tables]:  # fmt: skip
     """The study's CSV tables and ``summary.json``; returns the summary and the tables."""
     widths = [found[width] for width in study.widths]
     rows = [r for w in widths for r in w.rows]
@@ -174,21 +189,26 @@ def write_tables(
     io.write_records(folder / "pairs.csv", pairs)
     io.write_csv(folder / "spread.csv", spread)
     io.write_records(folder / "ensemble.csv", ensembles)
+    seeds = config.seed + np.arange(study.seeds)
+    trajectories = [r for w in study.widths for r in polish_rows(w, seeds, polished[w])]
+    io.write_csv(folder / "polish.csv", trajectories)
     summary = tables.summarize(
         config, study, rows=rows, pairs=pairs, spread=spread, ensembles=ensembles,
         spectra=spectra, bar=bar,
     )  # fmt: skip
     io.write_json(folder / io.SUMMARY, summary)
     examples = {width: found[width].example for width in study.widths}
-    return summary, Tables(rows, pairs, examples, ensembles, spread)
+    return summary, Tables(rows, pairs, examples, ensembles, spread, trajectories)
 
 
 def figures_of(found: Tables, *, plane: dict | None, summary: dict) -> list[document.Shown]:
     """The study's figures, as ``(file name, caption, figure)``, from its tables."""
-    rows, pairs, examples, ensembles, spread = found
+    rows, pairs, examples, ensembles, spread, trajectories = found
     shown = [
         ("quality.png", "Quality of the polished points, per width",
          figures.quality_figure(rows)),
+        ("polish.png", "The float64 polish: cost and ‖θ‖ against its steps, per width",
+         spectrum_figures.polish_figure(trajectories)),
         ("spread.png", "Spread of quality against width", figures.spread_figure(spread)),
         ("spectrum.png", "Hessian spectrum at the polished points, per width",
          spectrum_figures.density_figure(summary["per_width"])),

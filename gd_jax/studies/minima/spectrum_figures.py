@@ -79,3 +79,47 @@ def curves_figure(examples: dict[int, dict[str, Any]]) -> Figure:
         axes[0].text(0.5, 0.5, "no curves", ha="center", va="center", transform=axes[0].transAxes)
     fig.tight_layout()
     return fig
+
+
+def polish_figure(trajectory: list[dict[str, Any]]) -> Figure:
+    """The float64 polish of every point: its training cost (log scale, top) and its
+    norm ‖θ‖ (bottom) against the step, one column per width and one line per seed;
+    the continuation of a point the stop called critical is dashed.
+
+    Args:
+      trajectory: ``polish.csv``'s rows (``width``, ``seed``, ``phase``, ``step``,
+        ``cost``, ``param_norm``).
+    """
+    widths = sorted({r["width"] for r in trajectory}) or [0]
+    fig = Figure(figsize=(3.6 * len(widths) + 1, 6), layout="constrained")
+    axes = fig.subplots(2, len(widths), squeeze=False, sharex="col")
+    for column, width in enumerate(widths):
+        mine = [r for r in trajectory if r["width"] == width]
+        seeds = sorted({r["seed"] for r in mine})
+        for k, seed in enumerate(seeds):
+            color = cm.tab10(k % 10)
+            for continued in (False, True):
+                line = [r for r in mine if r["seed"] == seed
+                        and r["phase"].startswith("continue") == continued]  # fmt: skip
+                if not line:
+                    continue
+                steps = [r["step"] + (continued and _last_step(mine, seed)) for r in line]
+                style = dict(color=color, lw=1.1, ls="--" if continued else "-")
+                axes[0, column].plot(steps, [r["cost"] for r in line], **style)
+                axes[1, column].plot(steps, [r["param_norm"] for r in line], **style)
+        axes[0, column].set_yscale("log")
+        axes[0, column].set_title(f"w={width} ({len(seeds)} seeds)")
+        axes[1, column].set_xlabel("polish step (L-BFGS, then Newton-MR)")
+        for ax in axes[:, column]:
+            ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("training cost C")
+    axes[1, 0].set_ylabel("‖θ‖")
+    fig.suptitle("Float64 polish: a critical point levels off; a descending point's cost "
+                 "falls as its norm grows (dashed: continued ×10)")  # fmt: skip
+    return fig
+
+
+def _last_step(rows, seed) -> int:
+    """Where the polish of ``seed`` ended: its continuation is drawn from there."""
+    return max((r["step"] for r in rows if r["seed"] == seed
+                and not r["phase"].startswith("continue")), default=0)  # fmt: skip

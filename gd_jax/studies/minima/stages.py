@@ -3,7 +3,8 @@
 Per width W:
 
 * ``widths/width_W.npz``: every seed trained by SGD as one program (:func:`train_width`);
-* ``widths/polished_W.npz``: the endpoints refined by L-BFGS (:func:`polish_width`);
+* ``widths/polished_W.npz``: the endpoints searched to critical points in float64,
+  their verdicts and trajectories (:func:`polish_width`);
 * ``widths/analysis_W.json``: the points certified and classified, the paths from
   initialisation, the pairs and the ensembles (:func:`analyse_width`).
 
@@ -25,9 +26,9 @@ from absl import logging
 
 from gd_jax import io, landscape, stage, train, watchdog
 from gd_jax.report.format import nan_quiet
-from gd_jax.studies.minima import analysis, pairs, records
+from gd_jax.studies.minima import analysis, pairs, polish, records
 from gd_jax.studies.minima.context import Width
-from gd_jax.studies.minima.polish import Polished, make_polish
+from gd_jax.studies.minima.polish import Polished
 from gd_jax.sweep import engine, results, trainer
 
 
@@ -82,31 +83,40 @@ def params_of(stored: dict) -> list:
 
 
 def polish_width(inputs: OfWidth) -> Polished:
-    """The width's SGD endpoints refined by L-BFGS on the whole training set."""
+    """The width's SGD endpoints searched to critical points in float64 on the whole
+    training set, and the critical ones continued (``polish``)."""
     context, study, width = inputs.context, inputs.context.study, inputs.width
-    polish = make_polish(context.model_config, chunk=min(context.chunk, study.polish_batch))
-    params, steps, grad_norm = polish(
-        jax.tree.map(jnp.asarray, inputs.trained.params), *context.train_xy,
-        study.polish_steps, study.polish_tol,
+    found = polish.polish_networks(
+        context.model_config, inputs.trained.params, context.train_xy, study,
+        key=jax.random.key(context.config.seed),
     )  # fmt: skip
-    steps, grad_norm = np.asarray(steps), np.asarray(grad_norm)
+    v = found.verdicts
     logging.info(
-        "Width %d: polished in %d–%d L-BFGS steps; %d of %d with ‖∇C‖ < %g.",
-        width, steps.min(), steps.max(), np.sum(grad_norm < study.polish_tol), len(steps),
-        study.polish_tol,
+        "Width %d: polished in %d–%d steps; %d of %d critical by the scale-free stop, %d "
+        "of them stable when continued; %d descending.",
+        width, found.steps.min(), found.steps.max(), v["critical"].sum(), len(found.steps),
+        v["stable"].sum(), v["descending"].sum(),
     )  # fmt: skip
-    return Polished(params, steps, grad_norm)
+    return found
 
 
 def _polished_arrays(found: Polished) -> dict:
     arrays = {"steps": found.steps, "grad_norm": found.grad_norm}
     for i, (w, b) in enumerate(found.params):
         arrays[f"params/{i}/w"], arrays[f"params/{i}/b"] = w, b
+    arrays.update({f"verdicts/{k}": v for k, v in found.verdicts.items()})
+    arrays.update({f"trajectory/{k}": v for k, v in found.trajectory.items()})
     return arrays
 
 
 def _polished_of(stored: dict) -> Polished:
-    return Polished(params_of(stored), stored["steps"], stored["grad_norm"])
+    layers = sum(1 for k in stored if k.startswith("params/") and k.endswith("/w"))
+    # Kept as numpy arrays: float64, as they were found (jnp would make them float32).
+    params = [(np.asarray(stored[f"params/{i}/w"]), np.asarray(stored[f"params/{i}/b"]))
+              for i in range(layers)]  # fmt: skip
+    verdicts = {k: stored[f"verdicts/{k}"] for k in polish.VERDICTS}
+    trajectory = {k: stored[f"trajectory/{k}"] for k in ("phase", *polish.TRAJECTORY)}
+    return Polished(params, stored["steps"], stored["grad_norm"], verdicts, trajectory)
 
 
 class WidthAnalysis(NamedTuple):
@@ -127,8 +137,10 @@ def analyse_width(inputs: OfWidth) -> WidthAnalysis:
     evaluate = train.make_evaluate(context.model_config)
     watchdog.beat(f"width {width}: certifying the points begun")
     rows, spectra = analysis.certify(context, sgd, polished)
+    # Paths, pairs and ensembles are float32 work, like the training.
+    params = jax.tree.map(lambda leaf: jnp.asarray(leaf, jnp.float32), polished.params)
     watchdog.beat(f"width {width}: paths from initialisation begun")
-    paths = analysis.init_paths(context, sgd, polished.params, evaluate)
+    paths = analysis.init_paths(context, sgd, params, evaluate)
     rows = [
         dataclasses.replace(
             row, init_path_monotone=path["monotone"], init_path_max_rise=path["max_rise"]
@@ -136,11 +148,9 @@ def analyse_width(inputs: OfWidth) -> WidthAnalysis:
         for row, path in zip(rows, paths, strict=True)
     ]
     watchdog.beat(f"width {width}: pairs of points begun")
-    found_pairs, example = pairs.compare_pairs(context, polished.params, rows, evaluate)
+    found_pairs, example = pairs.compare_pairs(context, params, rows, evaluate)
     example["init_paths"] = [path["costs"] for path in paths]
-    ensemble = pairs.ensemble_rows(
-        context.model_config, width, polished.params, len(rows), context.test_xy
-    )
+    ensemble = pairs.ensemble_rows(context.model_config, width, params, len(rows), context.test_xy)
     return WidthAnalysis(rows, found_pairs, example, ensemble, spectra)
 
 
@@ -223,5 +233,6 @@ def surface_inputs(flags: dict, context: Width, rows: list[records.Point], polis
     minima_found = [r for r in mine if r.classification == analysis.MINIMUM]
     chosen = min(minima_found or mine, key=lambda r: r.final_train_cost)
     index = [r.seed for r in rows if r.width == width].index(chosen.seed)
-    params = analysis.network(polished.params, index)
+    params = [(jnp.asarray(w[index], jnp.float32), jnp.asarray(b[index], jnp.float32))
+              for w, b in polished.params]  # fmt: skip
     return Surface(flags, width, chosen.seed, chosen.classification, context, params)

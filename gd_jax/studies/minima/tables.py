@@ -6,14 +6,16 @@ import numpy as np
 from gd_jax import curvature
 from gd_jax.config import TrainConfig
 from gd_jax.report.format import floats
-from gd_jax.studies.minima.analysis import CLASSES, MINIMUM, UNCONVERGED
+from gd_jax.studies.minima.classes import CLASSES, CRITICAL, MINIMUM, SADDLE
 from gd_jax.studies.minima.config import MinimaConfig
 from gd_jax.studies.minima.records import Ensemble, Pair, Point
 
-# What the report shows of each point that polishing left above the tolerance.
-UNPOLISHED_KEYS = (
-    "width", "seed", "polish_steps", "sgd_grad_norm", "grad_norm", "sgd_lambda_max",
-    "lambda_max", "sgd_saturation", "saturation", "sgd_param_norm", "param_norm",
+# What the report shows of each point the polish did not certify as critical.
+UNCERTIFIED_KEYS = (
+    "width", "seed", "classification", "lbfgs_steps", "rel_grad", "newton_step",
+    "null_share", "descent_slope", "sgd_train_cost", "final_train_cost", "sgd_saturation",
+    "saturation", "sgd_param_norm", "param_norm", "continued_moved",
+    "continued_cost_change",
 )  # fmt: skip
 
 
@@ -53,15 +55,14 @@ def bootstrap(values, *, resamples: int, seed: int = 0) -> dict:
 
 
 def spread_rows(
-    rows: list[dict], *, resamples: int = 2000, bar: float = float("inf")
+    rows: list[Point], *, resamples: int = 2000, bar: float = float("inf")
 ) -> list[dict]:
-    """Per width: how the polished points' quality spreads over seeds.
+    """Per width: the classes, and how the quality of its certified minima spreads.
 
-    The quality of a width is that of its *learned* points: those whose training cost
-    is below ``bar`` (90% of the best constant output's). A point at or above it learned
-    nothing (a plateau, or a network that fell to a constant output); the claim is about
-    minima, so it is counted (``learned`` of ``seeds``, and ``test_accuracy_range_all``
-    over every point) but left out of the spread.
+    The claim is about minima, so the quality of a width is that of the points
+    certified as *minima* that learned (training cost below ``bar``, 90% of the best
+    constant output's): ``minima`` of ``seeds``. The learned points of every class are
+    summarised beside it (``all_…``), never mixed into it.
 
     Worst − best is reported as a positive ``range`` (for accuracy best − worst, for
     costs worst − best), beside the mean, standard deviation and interquartile range;
@@ -73,17 +74,23 @@ def spread_rows(
     for width in sorted({r.width for r in rows}):
         mine = [r for r in rows if r.width == width]
         learned = [r for r in mine if r.final_train_cost is not None and r.final_train_cost < bar]
+        minima = [r for r in learned if r.classification == MINIMUM]
         row = {"width": width, "num_params": mine[0].num_params, "seeds": len(mine),
-               "learned": len(learned)}  # fmt: skip
+               "learned": len(learned), "minima": len(minima)}  # fmt: skip
         for key, name in (
             ("final_train_cost", "train_cost"),
             ("final_test_cost", "test_cost"),
             ("final_test_accuracy", "test_accuracy"),
         ):
-            for stat, value in _stats(getattr(r, key) for r in learned).items():
+            for stat, value in _stats(getattr(r, key) for r in minima).items():
                 row[f"{name}_{stat}"] = value
+        everyone = _stats(r.final_test_accuracy for r in learned)
+        row["all_test_accuracy_mean"], row["all_test_accuracy_range"] = (
+            everyone["mean"],
+            everyone["range"],
+        )
         row["test_accuracy_range_all"] = _stats(r.final_test_accuracy for r in mine)["range"]
-        intervals = bootstrap([r.final_test_accuracy for r in learned], resamples=resamples)
+        intervals = bootstrap([r.final_test_accuracy for r in minima], resamples=resamples)
         row.update({f"test_accuracy_{k}": v for k, v in intervals.items()})
         sgd = _stats(
             r.sgd_test_accuracy
@@ -91,8 +98,8 @@ def spread_rows(
             if r.sgd_train_cost is not None and r.sgd_train_cost < bar
         )
         row["sgd_test_accuracy_mean"], row["sgd_test_accuracy_range"] = sgd["mean"], sgd["range"]
-        train_cost = floats(r.final_train_cost for r in learned)
-        test_cost = floats(r.final_test_cost for r in learned)
+        train_cost = floats(r.final_train_cost for r in minima)
+        test_cost = floats(r.final_test_cost for r in minima)
         ok = np.isfinite(train_cost) & np.isfinite(test_cost)
         row["train_test_cost_correlation"] = (
             float(np.corrcoef(train_cost[ok], test_cost[ok])[0, 1])
@@ -101,7 +108,6 @@ def spread_rows(
         )
         for kind in CLASSES:
             row[kind] = sum(r.classification == kind for r in mine)
-            row[f"sgd_{kind}"] = sum(r.sgd_classification == kind for r in mine)
         table.append(row)
     return table
 
@@ -111,14 +117,24 @@ def _median(values):
     return float(np.median(v)) if v else None
 
 
-def polish_summary(rows: list[dict]) -> dict:
-    """Medians over a width's networks of what polishing did."""
+def polish_summary(rows: list[Point]) -> dict:
+    """Medians over a width's networks of what polishing did, and where it ended by
+    the scale-free stop."""
     keys = (
-        "polish_steps", "distance_moved", "grad_norm", "sgd_grad_norm", "lambda_max",
-        "sgd_lambda_max", "saturation", "sgd_saturation", "param_norm", "sgd_param_norm",
-        "final_train_cost", "sgd_train_cost", "final_test_accuracy", "sgd_test_accuracy",
+        "lbfgs_steps", "newton_steps", "distance_moved", "grad_norm", "sgd_grad_norm",
+        "rel_grad", "newton_step", "newton_decrement", "null_share", "descent_slope",
+        "lambda_max", "sgd_lambda_max", "saturation", "sgd_saturation", "param_norm",
+        "sgd_param_norm", "final_train_cost", "sgd_train_cost", "final_test_accuracy",
+        "sgd_test_accuracy",
     )  # fmt: skip
-    return {f"median_{k}": _median(getattr(r, k) for r in rows) for k in keys}
+    found = {f"median_{k}": _median(getattr(r, k) for r in rows) for k in keys}
+    continued = [r for r in rows if r.continued_moved is not None]
+    found["continued"] = len(continued)
+    found["max_continued_moved"] = max((r.continued_moved for r in continued), default=None)
+    found["max_continued_cost_change"] = max(
+        (abs(r.continued_cost_change) for r in continued), default=None
+    )
+    return found
 
 
 # The density of a width's spectrum is drawn on this many points from −|λ|max to
@@ -174,8 +190,9 @@ def summarize(
         best_ensemble = max(
             (e for e in ensembles if e.width == width), key=lambda e: e.k, default=None
         )
-        entry = {k: s[k] for k in ("width", "num_params", "seeds", "learned", *CLASSES)}
-        entry.update({k: s[k] for k in s if k.startswith(("test_accuracy_", "sgd_"))})
+        entry = {k: s[k] for k in ("width", "num_params", "seeds", "learned", "minima",
+                                   *CLASSES)}  # fmt: skip
+        entry.update({k: s[k] for k in s if k.startswith(("test_accuracy_", "sgd_", "all_"))})
         entry["train_cost_range"] = s["train_cost_range"]
         entry["pairs"] = len(mine)
         for barrier in ("naive", "one_pass", "matched", "curve", "matched_curve"):
@@ -197,40 +214,49 @@ def summarize(
         "verdict": verdict(config, study, per_width),
         "learned_cost_bar": bar,
         "certified_minima": sum(r.classification == MINIMUM for r in rows),
-        "unpolished": [
-            {k: getattr(r, k) for k in UNPOLISHED_KEYS}
+        "certified_saddles": sum(r.classification == SADDLE for r in rows),
+        "uncertified": [
+            {k: getattr(r, k) for k in UNCERTIFIED_KEYS}
             for r in rows
-            if r.classification == UNCONVERGED
+            if r.classification not in CRITICAL
         ],
         "networks": len(rows),
     }
 
 
+def _classes(w: dict) -> str:
+    """What a width's points were: ``"6 descending, 2 unconverged"``."""
+    return ", ".join(f"{w[c]} {c}" for c in CLASSES if w[c]) or "none"
+
+
 def verdict(config: TrainConfig, study: MinimaConfig, per_width: list[dict]) -> str:
-    """The seed's claim judged on the whole curve of spread against width: its shape
-    (monotone or not), where the spread is smallest, and where the minima are of
-    roughly equal quality (best − worst test accuracy within ``study.equal_tol``).
-    The spread is that of the learned points; a width with fewer than two has no
-    spread and is named apart, with what became of its networks."""
+    """The seed's claim judged on certified minima only: per width, how many there
+    were, and over the widths with two or more, the curve of their spread (its shape,
+    where it is smallest, where they are of roughly equal quality: best − worst test
+    accuracy within ``study.equal_tol``). A width with fewer is named apart with what
+    its points were instead; the other classes are never mixed into the spread."""
     points = lambda v: f"{100 * v:.2f}"
-    known = [w for w in per_width if w["learned"] >= 2 and w["test_accuracy_range"] is not None]
+    known = [w for w in per_width if w["minima"] >= 2 and w["test_accuracy_range"] is not None]
     failed = [w for w in per_width if w not in known]
     left_out = "; ".join(
-        f"w={w['width']}, where {w['learned']} of {w['seeds']} networks learned; the "
-        f"rest ended at or above 90% of a constant output's cost ({w['plateau']} plateaus)"
+        f"w={w['width']}: {w['minima']} learned minim{'um' if w['minima'] == 1 else 'a'} of "
+        f"{w['seeds']} points ({_classes(w)})"
         for w in failed
     )
-    left_out = f" Left out: {left_out}." if left_out else ""
     if not known:
-        return f"On {config.dataset}, no width has two learned networks to compare.{left_out}"
+        return (
+            f"On {config.dataset}, no width has two certified minima, so the claim that "
+            f"minima are of roughly equal quality cannot be judged on these points: "
+            f"{left_out}."
+        )
+    left_out = f" Too few minima to judge: {left_out}." if left_out else ""
     interval = lambda w: (
         f"[{points(w['test_accuracy_range_low'] or 0)}–"
         f"{points(w['test_accuracy_range_high'] or 0)}]"
     )
-    of = lambda w: "" if w["learned"] == w["seeds"] else f", {w['learned']} learned"
     curve = ", ".join(
         f"w={w['width']}: {points(w['test_accuracy_range'])} {interval(w)} "
-        f"({w[MINIMUM]}/{w['seeds']} minima{of(w)})"
+        f"({w['minima']} minima of {w['seeds']} points)"
         for w in known
     )
     ranges = [w["test_accuracy_range"] for w in known]
@@ -248,14 +274,14 @@ def verdict(config: TrainConfig, study: MinimaConfig, per_width: list[dict]) -> 
     if not equal:
         holds = f"at no width are they within {points(study.equal_tol)} points"
     elif len(equal) == len(known):
-        holds = f"at every width they are within {points(study.equal_tol)} points"
+        holds = f"at every such width they are within {points(study.equal_tol)} points"
     else:
         holds = (
             f"they are within {points(study.equal_tol)} points at width "
             f"{', '.join(map(str, equal))} only"
         )
     return (
-        f"On {config.dataset}, the spread of the learned polished points' test accuracy "
+        f"On {config.dataset}, the spread of the certified minima's test accuracy "
         f"(best − worst over seeds, in points, with its bootstrap interval) {shape}: "
         f"{curve}. It is smallest at width {smallest['width']} "
         f"({points(smallest['test_accuracy_range'])} points); {holds}.{left_out}"
