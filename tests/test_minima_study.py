@@ -221,3 +221,14 @@ def test_bad_flags_exit_with_a_message(tmp_path, capsys):
     assert cli(minima_cli, "--dataset=digits", "--seeds=1", f"--workdir={tmp_path / 'b'}") == 2
     assert "--seeds=1" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_the_report_gives_each_certified_point_its_stop_and_its_continuation():
+    point = {"width": 4, "seed": 2, "classification": "minimum", "lbfgs_steps": 300,
+             "newton_steps": 3, "rel_grad": 2e-9, "newton_step": 1e-8,
+             "newton_decrement": 1e-15, "null_share": 0.01, "lambda_min": 0.002,
+             "lambda_max": 2.0, "continued_steps": 120, "continued_moved": 3e-7,
+             "continued_cost_change": -1e-12, "final_test_accuracy": 0.8}  # fmt: skip
+    text = report._certified([point])
+    assert text.startswith("1 point(s) are certified critical")
+    assert "| 4 | 2 | minimum | 300 + 3 | 2e-09 | 1e-08 | 1e-15 | 0.01 | 0.001 | 120 |" in text

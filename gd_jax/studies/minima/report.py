@@ -99,6 +99,8 @@ def report(config, study, summary, spread, figures) -> str:
         f"{100 * study.flat_share:g}% of ‖∇C‖² in the Hessian's null space where the search "
         "stopped; Frye et al. 2021); *unconverged* (none of these).\n",
     ]
+    if summary.get("certified"):
+        parts.append(_certified(summary["certified"]))
     if uncertified:
         parts.append(_uncertified(uncertified))
     parts += [
@@ -119,6 +121,26 @@ def report(config, study, summary, spread, figures) -> str:
     ]
     parts += figure_sections(figures)
     return "\n".join(parts)
+
+
+def _certified(points: list[dict]) -> str:
+    """The points certified critical: the stop's numbers and what continuing did."""
+    rows = markdown_table(
+        ["width", "seed", "class", "L-BFGS + Newton-MR steps", "‖∇C‖·‖θ‖/C",
+         "Newton step / ‖θ‖", "decrement / C", "null share", "λ_min / λ_max",
+         "continued: steps", "moved / ‖θ‖", "cost change / C", "test accuracy"],
+        [[p["width"], p["seed"], p["classification"],
+          f"{p['lbfgs_steps']} + {p['newton_steps']}", p["rel_grad"], p["newton_step"],
+          p["newton_decrement"], p["null_share"],
+          format_value(p["lambda_min"] / p["lambda_max"]) if p["lambda_max"] else "—",
+          p["continued_steps"], p["continued_moved"], p["continued_cost_change"],
+          percent(p["final_test_accuracy"])] for p in points],
+    )  # fmt: skip
+    return (
+        f"{len(points)} point(s) are certified critical: each met the stop and, continued "
+        "with ten times the budget, moved less than 1% of its norm and changed its cost by "
+        f"less than 1%.\n\n{rows}\n"
+    )
 
 
 def _uncertified(points: list[dict]) -> str:

@@ -10,6 +10,12 @@ from gd_jax.studies.minima.classes import CLASSES, CRITICAL, MINIMUM, SADDLE
 from gd_jax.studies.minima.config import MinimaConfig
 from gd_jax.studies.minima.records import Ensemble, Pair, Point
 
+# What the report shows of each point certified critical: the stop and the continuation.
+CERTIFIED_KEYS = (
+    "width", "seed", "classification", "lbfgs_steps", "newton_steps", "rel_grad",
+    "newton_step", "newton_decrement", "null_share", "lambda_min", "lambda_max",
+    "continued_steps", "continued_moved", "continued_cost_change", "final_test_accuracy",
+)  # fmt: skip
 # What the report shows of each point the polish did not certify as critical.
 UNCERTIFIED_KEYS = (
     "width", "seed", "classification", "lbfgs_steps", "rel_grad", "newton_step",
@@ -215,6 +221,9 @@ def summarize(
         "learned_cost_bar": bar,
         "certified_minima": sum(r.classification == MINIMUM for r in rows),
         "certified_saddles": sum(r.classification == SADDLE for r in rows),
+        "certified": [
+            {k: getattr(r, k) for k in CERTIFIED_KEYS} for r in rows if r.classification in CRITICAL
+        ],
         "uncertified": [
             {k: getattr(r, k) for k in UNCERTIFIED_KEYS}
             for r in rows
