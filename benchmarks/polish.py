@@ -56,7 +56,9 @@ def _start(model_config, x, labels):
     """A start like an SGD endpoint: 200 full-batch steps of gradient descent, η = 3."""
     loss = train.make_loss(model_config)
     params = model_config.init_params(jax.random.key(0))
-    step = jax.jit(lambda p: jax.tree.map(lambda a, g: a - 3.0 * g, p, jax.grad(loss)(p, x, labels)))
+    step = jax.jit(
+        lambda p: jax.tree.map(lambda a, g: a - 3.0 * g, p, jax.grad(loss)(p, x, labels))
+    )
     for _ in range(200):
         params = step(params)
     return params
@@ -77,7 +79,7 @@ def one_width(width: int, x, labels) -> dict:
         xs, ys = jnp.asarray(x, jnp.float64), jnp.asarray(labels)
         flat, unravel = newton.flatten(jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), start))
         f = lambda v, a, b: loss(unravel(v), a, b)
-        value_and_grad, krylov, lbfgs, init = newton._programs(f)
+        value_and_grad, _, lbfgs, init = newton._programs(f)
         flat = jnp.asarray(flat)
         jax.block_until_ready(lbfgs(flat, init(flat), (xs, ys), 1))  # compiled once
         jax_seconds, (jax_end, _) = _seconds(lambda: lbfgs(flat, init(flat), (xs, ys), steps))
@@ -90,7 +92,9 @@ def one_width(width: int, x, labels) -> dict:
         scipy_seconds = time.perf_counter() - tic
         criteria, budget = study.criteria(), study.budget()
         newton.local(f, flat, (xs, ys), criteria, budget.krylov)  # compiled once
-        measure_seconds, at = _seconds(lambda: newton.local(f, flat, (xs, ys), criteria, budget.krylov))
+        measure_seconds, at = _seconds(
+            lambda: newton.local(f, flat, (xs, ys), criteria, budget.krylov)
+        )
         newton_seconds, _ = _seconds(lambda: newton.newton_mr_step(f, flat, (xs, ys), at))
         jax_cost = float(value_and_grad(jax_end, xs, ys)[0])
     verdict = {k: v[0].item() for k, v in found.verdicts.items()}
@@ -101,7 +105,8 @@ def one_width(width: int, x, labels) -> dict:
         "lbfgs_steps": steps,
         "jax_lbfgs_seconds_per_step": jax_seconds / steps, "jax_lbfgs_cost": jax_cost,
         "scipy_lbfgs_seconds_per_step": scipy_seconds / found_scipy.nit,
-        "scipy_lbfgs_iterations": int(found_scipy.nit), "scipy_lbfgs_evaluations": int(found_scipy.nfev),
+        "scipy_lbfgs_iterations": int(found_scipy.nit),
+        "scipy_lbfgs_evaluations": int(found_scipy.nfev),
         "scipy_lbfgs_cost": float(found_scipy.fun), "start_cost": float(at.cost),
         "measurement_seconds": measure_seconds, "newton_mr_step_seconds": newton_seconds,
     }  # fmt: skip
@@ -112,11 +117,14 @@ def main(argv):
     source, x, labels = _data()
     found = [one_width(int(w), x, labels) for w in FLAGS.widths]
     print(f"{source}, {FLAGS.examples} examples, float64 on {jax.devices()[0].platform}:")
-    print("width  params  polish s/point  JAX L-BFGS s/step  scipy s/step  (cost after "
-          f"{FLAGS.steps}: JAX, scipy)  measure s  Newton-MR step s")
+    print(
+        "width  params  polish s/point  JAX L-BFGS s/step  scipy s/step  (cost after "
+        f"{FLAGS.steps}: JAX, scipy)  measure s  Newton-MR step s"
+    )
     for r in found:
         print(f"{r['width']:5d}  {r['params']:6d}  {r['polish_seconds_per_point']:14.1f}  "
-              f"{r['jax_lbfgs_seconds_per_step']:17.4f}  {r['scipy_lbfgs_seconds_per_step']:12.4f}  "
+              f"{r['jax_lbfgs_seconds_per_step']:17.4f}  "
+              f"{r['scipy_lbfgs_seconds_per_step']:12.4f}  "
               f"({r['jax_lbfgs_cost']:.5g}, {r['scipy_lbfgs_cost']:.5g})  "
               f"{r['measurement_seconds']:9.2f}  {r['newton_mr_step_seconds']:.2f}")  # fmt: skip
     record = {"data": source, "examples": FLAGS.examples, "results": found,

@@ -61,12 +61,13 @@ def verdict(found: Found, continued: Continued | None, criteria: Criteria) -> Ve
     trajectory = continued.found.rows if continued is not None else found.rows
     # The search's last measurement: where Newton-MR stopped if it ran (its end is
     # not kept as the point unless critical, but where it got stuck is the evidence).
+    polished = descent(found.rows)
     return Verdict(
         critical=found.critical,
         stable=continued is not None and continued.stable(),
-        descending=descent(trajectory).descending or descent(found.rows).descending,
+        descending=descent(trajectory).descending or polished.descending,
         flat=trajectory[-1]["null_share"] >= criteria.flat_share,
-        slope=descent(found.rows).slope,
+        slope=polished.slope,
     )
 
 

@@ -108,7 +108,6 @@ class Local(NamedTuple):
     lambda_max: float
     grad_noise: float  # ‖∇C − ∇C'‖, ∇C' summed in another order: float64's rounding of it
     direction: np.ndarray  # −H⁺∇C, the Newton-MR step
-    range_share: float  # 1 − null_share: −⟨H d, ∇C⟩ / ‖∇C‖² for the line search
 
     def critical(self, criteria: Criteria) -> bool:
         """All three numbers below their bounds, and the gradient not mostly in the
@@ -123,7 +122,7 @@ class Local(NamedTuple):
 
     def row(self) -> dict:
         """The measured numbers, for the trajectory."""
-        return {k: v for k, v in self._asdict().items() if k not in ("direction", "range_share")}
+        return {k: v for k, v in self._asdict().items() if k != "direction"}
 
 
 class Found(NamedTuple):
@@ -211,7 +210,7 @@ def local(f, flat, args, criteria: Criteria, krylov: int, *, reordered=None) -> 
         newton_step=float(np.linalg.norm(direction)) / norm,
         decrement=0.5 * grad_norm**2 * float(np.sum(weights * inverse)) / scale,
         null_share=null_share, lambda_min=float(theta.min()), lambda_max=float(theta.max()),
-        grad_noise=noise, direction=direction, range_share=1 - null_share,
+        grad_noise=noise, direction=direction,
     )  # fmt: skip
 
 
@@ -228,7 +227,7 @@ def newton_mr_step(f, flat, args, at: Local) -> np.ndarray | None:
         new_sq = float(jnp.vdot(grad, grad))
         if (
             math.isfinite(new_sq)
-            and new_sq <= norm_sq - 2 * ARMIJO * alpha * at.range_share * norm_sq
+            and new_sq <= norm_sq - 2 * ARMIJO * alpha * (1 - at.null_share) * norm_sq
         ):
             return np.asarray(trial)
     return None
