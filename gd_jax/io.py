@@ -17,6 +17,7 @@ import csv
 import dataclasses
 import io
 import json
+import math
 import os
 import tempfile
 import zipfile
@@ -125,6 +126,18 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Writes ``obj`` as indented JSON, atomically. Non-finite floats are not allowed:
     callers store them as ``null``."""
     write_text(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
+
+
+def finite(value: Any) -> Any:
+    """``value`` (dicts, lists, tuples, numbers) with every NaN or infinite float as
+    None, which JSON can hold: e.g. a cost that overflowed float32 along a path."""
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def read_json(path: str | os.PathLike) -> Any:

@@ -94,6 +94,33 @@ def test_a_flat_valley_is_gradient_flat():
     assert found.rows[-1]["rel_grad"] == pytest.approx(0.1 * np.hypot(0, 1), rel=1e-3)
 
 
+def test_a_plateau_where_the_gradient_underflows_is_not_critical():
+    # (½ − σ(x))² + y² at x = 1000: σ'(1000) = e^{−1000} is below float64's range, so
+    # the gradient and the curvature in x are exactly 0 although the only critical point
+    # is at x = 0 (C = 0): an exact zero with a null direction beside it is underflow,
+    # not a certificate.
+    plateau = lambda v: (0.5 - jax.nn.sigmoid(v[0])) ** 2 + v[1] ** 2
+    with jax.enable_x64(True):
+        at = newton.local(plateau, jnp.asarray([1000.0, 0.0]), (), CRITERIA, 2)
+        assert at.grad_norm == 0 and at.cost == 0.25
+        assert (at.lambda_min, at.lambda_max) == (0.0, 2.0)  # x's curvature underflowed
+        assert at.null_share == 1 and not at.critical(CRITERIA)
+        # Where the gradient is exactly 0 and the curvature is not null, it is critical.
+        exact = newton.local(bowl, jnp.asarray([1.0, 2.0]), (), CRITERIA, 2)
+        assert exact.grad_norm == 0 and exact.null_share == 0 and exact.critical(CRITERIA)
+    found, continued, kind = searched(plateau, [1000.0, 0.0])
+    assert kind == classes.GRADIENT_FLAT and continued is None and not found.critical
+
+
+def test_an_lbfgs_block_that_ends_higher_is_undone():
+    # The guard on each block of L-BFGS steps: finite and no higher than it began.
+    with jax.enable_x64(True):
+        f = lambda v: jnp.sum(v**2)
+        assert newton._descended(f, np.asarray([1.0, 0.0]), (), cost=1.0)
+        assert not newton._descended(f, np.asarray([2.0, 0.0]), (), cost=1.0)
+        assert not newton._descended(f, np.asarray([np.inf, 0.0]), (), cost=1.0)
+
+
 def test_the_scale_of_the_cost_does_not_change_the_answer():
     # The stop is relative: a cost a million times smaller has the same critical points
     # and the same classes (an absolute ‖∇C‖ tolerance would not).

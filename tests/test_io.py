@@ -70,3 +70,11 @@ def test_json_lines_and_csv(tmp_path):
     ]
     with pytest.raises(ValueError):
         io.write_json(tmp_path / "x.json", {"cost": float("nan")})  # never invalid JSON
+
+
+def test_non_finite_floats_become_null_so_json_can_hold_them(tmp_path):
+    value = {"costs": [1.0, float("inf"), float("nan")], "rise": -np.inf, "n": 3, "s": "x"}
+    found = io.finite(value)
+    assert found == {"costs": [1.0, None, None], "rise": None, "n": 3, "s": "x"}
+    io.write_json(tmp_path / "a.json", found)  # would refuse the infinities
+    assert io.read_json(tmp_path / "a.json") == found

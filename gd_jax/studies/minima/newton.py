@@ -113,7 +113,7 @@ class Local(NamedTuple):
         """All three numbers below their bounds, and the gradient not mostly in the
         near-null space, unless it is no more than float64's rounding of it (then its
         direction means nothing)."""
-        rounding = self.grad_norm <= ROUNDING * self.grad_noise
+        rounding = 0 < self.grad_norm <= ROUNDING * self.grad_noise
         return bool(
             self.rel_grad < criteria.grad_rtol and self.newton_step < criteria.step_rtol
             and abs(self.decrement) < criteria.decrement_rtol
@@ -204,6 +204,11 @@ def local(f, flat, args, criteria: Criteria, krylov: int, *, reordered=None) -> 
     scale = max(abs(cost), np.finfo(np.float64).tiny)
     norm = max(param_norm, np.finfo(np.float64).tiny)
     null_share = float(np.clip(np.sum(weights[~live]), 0, 1))
+    if grad_norm == 0 and not np.all(live):
+        # An exactly zero gradient is underflow (σ' of saturated units below float64's
+        # range) unless the point is exactly critical; it says nothing of where the true
+        # gradient points, which may be the near-null space found here: flat, not certified.
+        null_share = 1.0
     return Local(
         cost=cost, grad_norm=grad_norm, param_norm=param_norm,
         rel_grad=grad_norm * param_norm / scale,
@@ -282,15 +287,21 @@ def _search(problem: Problem, flat, budget, criteria, *, stop, origin=None):
     start = point = flat
     phase = "lbfgs" if stop else "continue-lbfgs"
     at = measure(point, phase, 0)
-    taken, state = 0, init(jnp.asarray(point))
+    taken, state, size = 0, init(jnp.asarray(point)), budget.every
     while taken < budget.lbfgs_steps and not (stop and at.critical(criteria)) and not left(at):
-        steps = min(budget.every, budget.lbfgs_steps - taken)
+        steps = min(size, budget.lbfgs_steps - taken)
         moved_to, moved_state = lbfgs(jnp.asarray(point), state, args, steps)
-        if not np.all(np.isfinite(np.asarray(moved_to))):
-            break  # the line search found nothing finite: keep the last good point
         moved_to = np.asarray(moved_to)
+        if not _descended(f, moved_to, args, at.cost):
+            # The line search broke down inside the block: from the last good point, a
+            # fresh memory and shorter blocks; where one step breaks down, it ends.
+            if steps == 1:
+                break
+            state, size = init(jnp.asarray(point)), max(1, steps // 8)
+            continue
         still = np.linalg.norm(moved_to - point) <= RESOLVED_STEP * np.linalg.norm(point)
         point, state, taken = moved_to, moved_state, taken + steps
+        size = min(2 * size, budget.every)
         at = measure(point, phase, taken)
         if still:
             break  # float64 cannot move it any further
@@ -316,6 +327,18 @@ def _search(problem: Problem, flat, budget, criteria, *, stop, origin=None):
     if stop and not critical and newton:
         point, at = lbfgs_end, lbfgs_at  # Newton-MR found nothing critical: undo it
     return Found(point, at, critical, taken, newton, rows)
+
+
+def _descended(f, flat, args, cost: float) -> bool:
+    """Whether an L-BFGS block ended finite and no higher than it began. Each of its
+    steps satisfies a sufficient-decrease condition, so a block that ends higher broke
+    down: where the gradient underflows (σ' of saturated units is below float64's
+    range) the line search can accept a jump of many orders of magnitude in ‖θ‖ onto a
+    plateau of exactly zero gradient."""
+    if not np.all(np.isfinite(flat)):
+        return False
+    value = float(_programs(f)[0](jnp.asarray(flat), *args)[0])
+    return math.isfinite(value) and value <= cost
 
 
 def flatten(params: Any) -> tuple[np.ndarray, Any]:

@@ -157,7 +157,8 @@ def analyse_width(inputs: OfWidth) -> WidthAnalysis:
 def _analysis_json(found: WidthAnalysis) -> dict:
     tabled = {"rows": io.table(found.rows), "pairs": io.table(found.pairs),
               "ensemble": io.table(found.ensemble)}  # fmt: skip
-    return {**found._asdict(), **tabled}
+    # A network whose polished point overflows float32 has infinite costs on its paths.
+    return io.finite({**found._asdict(), **tabled})
 
 
 def _analysis_of(stored: dict) -> WidthAnalysis:
