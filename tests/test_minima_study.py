@@ -63,7 +63,7 @@ def _width(width, spread, *, minima=8, descending=0):
 
 
 CONFIG = TrainConfig(dataset="digits")
-STUDY = MinimaConfig(equal_tol=0.02)
+STUDY = MinimaConfig()
 
 
 def test_the_verdict_reads_the_whole_curve_not_its_two_ends():

@@ -31,6 +31,9 @@ class Networks(NamedTuple):
     # Relative size of a random nudge to the initial parameters (None: none), to see how
     # far rounding-sized differences grow in training (``nudged``).
     nudge: np.ndarray | None = None  # float [N]
+    # The seed whose init key draws the initial parameters (None: ``seed``), to vary the
+    # data order alone: every network starts from one initialisation.
+    init_seed: np.ndarray | None = None  # int [N]
 
     def __len__(self) -> int:
         return len(self.learning_rate)
@@ -40,8 +43,14 @@ class Networks(NamedTuple):
         return zip(self.learning_rate, self.seed, strict=True)
 
     def take(self, index) -> "Networks":
-        nudge = None if self.nudge is None else self.nudge[index]
-        return Networks(self.learning_rate[index], self.seed[index], nudge)
+        pick = lambda a: None if a is None else a[index]
+        return Networks(
+            self.learning_rate[index], self.seed[index], pick(self.nudge), pick(self.init_seed)
+        )
+
+    def init_seeds(self) -> np.ndarray:
+        """The seed each network's initial parameters are drawn from."""
+        return self.seed if self.init_seed is None else self.init_seed
 
 
 def grid(learning_rates, seeds) -> Networks:
@@ -79,7 +88,7 @@ def init(networks: Networks, model_config: ModelConfig, tx) -> SweepState:
     """Fresh states for all networks, η of network *i* in its optimiser state."""
     # Eager on purpose: XLA compiles the vmapped random draws slowly (seconds), while
     # eager ops compile once per shape and are then cached for every later sweep.
-    init_keys, _ = keys(networks.seed)
+    init_keys, _ = keys(networks.init_seeds())
     params = jax.vmap(model_config.init_params)(init_keys)
     if networks.nudge is not None:
         params = nudged(params, init_keys, jnp.asarray(networks.nudge, jnp.float32))

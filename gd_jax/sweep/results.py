@@ -38,6 +38,8 @@ def to_arrays(result: SweepResult) -> dict[str, np.ndarray]:
         "seconds_per_epoch": result.seconds_per_epoch,
         "compile_seconds": result.compile_seconds,
     }
+    if result.networks.init_seed is not None:
+        arrays["init_seed"] = result.networks.init_seed
     arrays.update({f"metrics/{k}": v for k, v in result.metrics.items()})
     for i, (w, b) in enumerate(result.params):
         arrays[f"params/{i}/w"], arrays[f"params/{i}/b"] = w, b
@@ -48,7 +50,9 @@ def from_arrays(stored: dict[str, np.ndarray]) -> SweepResult:
     """The inverse of :func:`to_arrays`."""
     layers = sum(1 for k in stored if k.startswith("params/") and k.endswith("/w"))
     return SweepResult(
-        networks=Networks(stored["learning_rate"], stored["seed"]),
+        networks=Networks(
+            stored["learning_rate"], stored["seed"], init_seed=stored.get("init_seed")
+        ),
         epochs=stored["epochs"],
         metrics={k[len("metrics/") :]: v for k, v in stored.items() if k.startswith("metrics/")},
         params=[(stored[f"params/{i}/w"], stored[f"params/{i}/b"]) for i in range(layers)],

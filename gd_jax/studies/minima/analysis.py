@@ -166,7 +166,7 @@ def init_paths(context: Width, sgd: SweepResult, polished, evaluate):
     """Per network, the cost along the straight path from its initialisation to its
     polished point (``polished``: stacked parameters), and whether it only falls."""
     model_config, study, train_xy = context.model_config, context.study, context.train_xy
-    init_keys, _ = engine.keys(sgd.networks.seed)
+    init_keys, _ = engine.keys(sgd.networks.init_seeds())
     found = []
     for i in range(len(sgd.networks.seed)):
         init = model_config.init_params(init_keys[i])

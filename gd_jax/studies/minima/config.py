@@ -24,6 +24,10 @@ def parse_widths(text: str) -> tuple[int, ...]:
     return parse_int_list(text, name="widths", hint=hint)
 
 
+# What --vary lets the seeds change: init keys, data keys, or both.
+VARY = ("both", "init", "order")
+
+
 @dataclasses.dataclass(frozen=True)
 class MinimaConfig:
     """The widths, seeds and measurements of the local-minima study."""
@@ -34,7 +38,13 @@ class MinimaConfig:
         parse=parse_widths,
         show=show_ints,
     )
-    seeds: int = option(8, "Initialisations per width (seeds --seed, --seed+1, ...).")
+    seeds: int = option(32, "Networks per width (seeds --seed, --seed+1, ...).")
+    vary: str = option(
+        "both",
+        "What the seeds vary: both (initialisation and data order), init (one data order, "
+        "that of --seed) or order (one initialisation, that of --seed).",
+        choices=VARY,
+    )
     grad_tol: float = option(2e-3, "Stop a network once ‖∇C‖ on the training set is below this.")
     eval_every: int = option(1, "Epochs between measurements (and gradient checks).")
     lanczos_iters: int = option(
@@ -82,11 +92,15 @@ class MinimaConfig:
     curve_pairs: int = option(2, "Pairs per width joined by a trained Bézier curve (0: none).")
     curve_steps: int = option(300, "Adam steps that train each curve's bend.")
     curve_learning_rate: float = option(0.01, "Adam's learning rate for the curves.")
-    bootstrap: int = option(2000, "Bootstrap resamples of the seeds for the intervals.")
-    equal_tol: float = option(
-        0.02,
-        "Minima are of roughly equal quality where their test accuracies span at most "
-        "this (0.02: 2 points).",
+    alpha: float = option(
+        0.05, "Significance level of the tests of spread, and 1 − the intervals' confidence."
+    )
+    escape_points: int = option(
+        2, "The worst points of each width trained on and perturbed, to see if they escape."
+    )
+    escape_epochs: int = option(20, "Epochs of SGD in each escape attempt.")
+    escape_noise: float = option(
+        0.1, "The perturbation of an escape attempt: Gaussian, this share of each layer's norm."
     )
 
     def __post_init__(self):
@@ -139,8 +153,13 @@ class MinimaConfig:
                 0 < self.curve_learning_rate < finite_max,
                 f"--curve_learning_rate={self.curve_learning_rate} (positive)",
             ),
-            (self.bootstrap >= 1, f"--bootstrap={self.bootstrap} (at least 1)"),
-            (0 <= self.equal_tol <= 1, f"--equal_tol={self.equal_tol} (in [0, 1])"),
+            (0 < self.alpha < 0.5, f"--alpha={self.alpha} (in (0, 0.5))"),
+            (self.escape_points >= 0, f"--escape_points={self.escape_points} (0 or more)"),
+            (self.escape_epochs >= 1, f"--escape_epochs={self.escape_epochs} (at least 1)"),
+            (
+                0 <= self.escape_noise < finite_max,
+                f"--escape_noise={self.escape_noise} (0 or more, finite)",
+            ),
         ]
         for ok, what in checks:
             if not ok:
@@ -159,11 +178,23 @@ class MinimaConfig:
             self.polish_steps, self.newton_steps, self.polish_every, self.newton_iters
         )
 
-    def flags(self) -> dict:
-        """The config as JSON-friendly flag values."""
+    def flags(self, *, stage: tuple[str, ...] | None = None) -> dict:
+        """The config as JSON-friendly flag values: all, or those that decide ``stage``
+        (``TRAINING`` or ``POLISH``; a stage's key holds only what decides it, so that
+        a new analysis does not redo the training and the polish)."""
         values = dataclasses.asdict(self)
         values["widths"] = list(self.widths)
-        return values
+        return values if stage is None else {k: values[k] for k in stage}
+
+
+# The study's flags that decide a width's SGD training, and its float64 polish (beside
+# every flag of the TrainConfig, the width and the seeds).
+TRAINING = ("grad_tol", "eval_every", "vary")
+POLISH = (
+    *TRAINING, "lanczos_iters", "negative_tol", "polish_steps", "polish_every",
+    "newton_steps", "newton_iters", "critical_grad", "critical_step", "critical_decrement",
+    "null_tol", "flat_share", "saturation_threshold",
+)  # fmt: skip
 
 
 class StudyCost(NamedTuple):

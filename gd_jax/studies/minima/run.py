@@ -26,7 +26,7 @@ from gd_jax.errors import GdJaxError
 from gd_jax.report import document
 from gd_jax.report import tensorboard as tensorboard_writer
 from gd_jax.studies.minima import figures, spectrum_figures, stages, tables
-from gd_jax.studies.minima.config import MinimaConfig, check_cost
+from gd_jax.studies.minima.config import POLISH, TRAINING, MinimaConfig, check_cost
 from gd_jax.studies.minima.context import Width
 from gd_jax.studies.minima.polish import Polished
 from gd_jax.studies.minima.records import Ensemble, Pair, Point
@@ -34,10 +34,11 @@ from gd_jax.studies.minima.report import report
 from gd_jax.sweep import mesh
 
 
-def study_flags(config: TrainConfig, study: MinimaConfig) -> dict:
-    """The flags that define the study (``config.json``)."""
+def study_flags(config: TrainConfig, study: MinimaConfig, *, stage=None) -> dict:
+    """The flags that define the study (``config.json``), or those that decide
+    ``stage`` (``config.TRAINING``, ``config.POLISH``)."""
     flags = config.flags()
-    flags.update(study.flags())
+    flags.update(study.flags(stage=stage))
     return flags
 
 
@@ -119,6 +120,7 @@ def _study(folder, dataset, config, study, *, devices, budget, tensorboard):
     baseline = costs.constant_cost(config.cost, dataset.train.labels, dataset.num_classes)
     bar = costs.learned_bar(baseline)
     flags, seeds = study_flags(config, study), config.seed + np.arange(study.seeds)
+    decide = lambda names: study_flags(config, study, stage=names)
 
     def context_of(width):
         model_config = config.model_config(
@@ -129,9 +131,13 @@ def _study(folder, dataset, config, study, *, devices, budget, tensorboard):
 
     found, polished, curves = {}, {}, []
     for width in study.widths:
-        inputs = stages.OfWidth(flags, width, seeds, context_of(width))
+        # Each stage is keyed on the flags that decide it: a change to the analysis
+        # redoes neither the training nor the polish.
+        inputs = stages.OfWidth(decide(TRAINING), width, seeds, context_of(width))
         inputs = replace(inputs, trained=stage.run(folder, stages.trained(width), inputs))
+        inputs = replace(inputs, flags=decide(POLISH))
         inputs = replace(inputs, polished=stage.run(folder, stages.polished(width), inputs))
+        inputs = replace(inputs, flags=flags)
         found[width] = stage.run(folder, stages.analysed(width), inputs)
         polished[width] = inputs.polished
         if tensorboard:
@@ -184,7 +190,7 @@ def write_tables(
     pairs = [p for w in widths for p in w.pairs]
     ensembles = [e for w in widths for e in w.ensemble]
     spectra = {width: found[width].spectra for width in study.widths}
-    spread = tables.spread_rows(rows, resamples=study.bootstrap, bar=bar)
+    spread = tables.spread_rows(rows, bar=bar)
     io.write_records(folder / "results.csv", rows)
     io.write_records(folder / "pairs.csv", pairs)
     io.write_csv(folder / "spread.csv", spread)

@@ -49,7 +49,7 @@ def train_width(inputs: OfWidth) -> results.SweepResult:
     """All seeds of one width, trained by SGD as one program."""
     context, seeds = inputs.context, inputs.seeds
     config, study = context.config, context.study
-    networks = engine.Networks(np.full(len(seeds), config.learning_rate), seeds)
+    networks = varied(seeds, config.learning_rate, vary=study.vary, base=config.seed)
 
     def progress(epoch, scores, seconds, measure_seconds):
         del measure_seconds
@@ -63,7 +63,7 @@ def train_width(inputs: OfWidth) -> results.SweepResult:
         )  # fmt: skip
 
     options = trainer.FitOptions(
-        shared_order=False,
+        shared_order=study.vary == "init",
         eval_every=study.eval_every,
         grad_tol=study.grad_tol,
         devices=context.devices,
@@ -73,6 +73,16 @@ def train_width(inputs: OfWidth) -> results.SweepResult:
         networks, context.model_config, config, context.train_xy, {"test": context.test_xy},
         options, on_epoch=progress,
     )  # fmt: skip
+
+
+def varied(seeds, learning_rate: float, *, vary: str, base: int) -> engine.Networks:
+    """The networks of ``seeds``, all at ``learning_rate``: with their own
+    initialisation and data order (``vary="both"``), their own initialisation and the
+    data order of seed ``base`` (``"init"``: the trainer's shared order), or the
+    initialisation of ``base`` and their own data order (``"order"``)."""
+    seeds = np.asarray(seeds)
+    init_seed = np.full(len(seeds), base) if vary == "order" else None
+    return engine.Networks(np.full(len(seeds), learning_rate), seeds, init_seed=init_seed)
 
 
 def params_of(stored: dict) -> list:

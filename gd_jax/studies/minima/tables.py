@@ -242,7 +242,7 @@ def verdict(config: TrainConfig, study: MinimaConfig, per_width: list[dict]) -> 
     """The seed's claim judged on certified minima only: per width, how many there
     were, and over the widths with two or more, the curve of their spread (its shape,
     where it is smallest, where they are of roughly equal quality: best − worst test
-    accuracy within ``study.equal_tol``). A width with fewer is named apart with what
+    accuracy within ``0.02``). A width with fewer is named apart with what
     its points were instead; the other classes are never mixed into the spread."""
     points = lambda v: f"{100 * v:.2f}"
     known = [w for w in per_width if w["minima"] >= 2 and w["test_accuracy_range"] is not None]
@@ -279,14 +279,14 @@ def verdict(config: TrainConfig, study: MinimaConfig, per_width: list[dict]) -> 
     else:
         shape = "is not monotone in width"
     smallest = min(known, key=lambda w: w["test_accuracy_range"])
-    equal = [w["width"] for w in known if w["test_accuracy_range"] <= study.equal_tol]
+    equal = [w["width"] for w in known if w["test_accuracy_range"] <= 0.02]
     if not equal:
-        holds = f"at no width are they within {points(study.equal_tol)} points"
+        holds = f"at no width are they within {points(0.02)} points"
     elif len(equal) == len(known):
-        holds = f"at every such width they are within {points(study.equal_tol)} points"
+        holds = f"at every such width they are within {points(0.02)} points"
     else:
         holds = (
-            f"they are within {points(study.equal_tol)} points at width "
+            f"they are within {points(0.02)} points at width "
             f"{', '.join(map(str, equal))} only"
         )
     return (
