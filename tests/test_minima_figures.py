@@ -11,7 +11,7 @@ from matplotlib.collections import LineCollection, PathCollection, PolyCollectio
 from matplotlib.figure import Figure
 
 from gd_jax.report.style import DPI
-from gd_jax.studies.minima import figures
+from gd_jax.studies.minima import figures, spread_figures
 from gd_jax.studies.minima.records import Ensemble, Pair, Point
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -29,6 +29,9 @@ def make_rows(widths=WIDTHS, seeds=8) -> list[Point]:
             final_train_cost=0.2 / w * np.exp(rng.normal(0, 0.3)),
             final_test_cost=0.3 / w + rng.normal(0, 0.001),
             final_test_accuracy=1 - 0.2 / w + rng.normal(0, 0.002),
+            sgd_train_cost=0.25 / w,
+            sgd_test_cost=0.32 / w + rng.normal(0, 0.001),
+            sgd_test_accuracy=1 - 0.21 / w + rng.normal(0, 0.002),
             classification=KINDS[s % len(KINDS)],
         )
         for w in widths
@@ -80,10 +83,14 @@ def make_spread(widths=WIDTHS) -> list[dict]:
     return [
         {
             "width": w,
-            "test_accuracy_range": 0.08 / w,
-            "test_accuracy_std": 0.03 / w,
-            "train_cost_range": 0.1 / w,
-            "train_cost_std": 0.03 / w,
+            "sgd_test_accuracy_sd": 0.03 / w,
+            "sgd_test_accuracy_sd_low": 0.02 / w,
+            "sgd_test_accuracy_sd_high": 0.05 / w,
+            "sgd_test_accuracy_floor": 0.002,
+            "sgd_test_cost_sd": 0.01 / w,
+            "sgd_test_cost_sd_low": 0.008 / w,
+            "sgd_test_cost_sd_high": 0.015 / w,
+            "sgd_test_cost_floor": 0.0005,
             "num_params": 795 * w + 10,
         }
         for w in widths
@@ -235,25 +242,46 @@ def test_ensemble_figure_skips_a_width_without_values():
     assert dashed.get_linestyle() == "--"
 
 
-def test_spread_figure_plots_range_and_std_against_log2_width():
-    fig = figures.spread_figure(make_spread())
+def test_spread_figure_plots_the_sd_with_its_interval_and_the_floor_against_log2_width():
+    fig = spread_figures.spread_figure(make_spread())
     ax_acc, ax_cost = fig.get_axes()
     for ax in (ax_acc, ax_cost):
-        assert len(ax.get_lines()) == 2
         assert ax.get_xscale() == "log"
         np.testing.assert_array_equal(ax.get_xticks(), WIDTHS)
-    np.testing.assert_allclose(ax_acc.get_lines()[0].get_ydata(), [2.0, 0.5, 0.125])
-    assert ax_cost.get_yscale() == "log"
-    assert fig.get_suptitle() == "Does the spread narrow as the network grows?"
+    sd, floor = ax_acc.get_lines()[0], ax_acc.get_lines()[-1]
+    np.testing.assert_allclose(sd.get_ydata(), [0.75, 0.1875, 0.046875])
+    np.testing.assert_allclose(floor.get_ydata(), [0.2, 0.2, 0.2])
+    (bars,) = [c for c in ax_acc.collections if isinstance(c, LineCollection)]
+    low, high = np.asarray(bars.get_segments())[0][:, 1]
+    assert (low, high) == pytest.approx((0.5, 1.25))
+    assert fig.get_suptitle() == "Spread of the SGD endpoints against width"
 
 
 def test_spread_figure_one_width_and_an_all_none_series():
     spread = make_spread(widths=(16,))
-    spread[0]["train_cost_std"] = None
+    spread[0]["sgd_test_cost_floor"] = None
     spread[0]["num_params"] = None
-    ax_acc, ax_cost = figures.spread_figure(spread).get_axes()
-    assert len(ax_acc.get_lines()) == 2
-    assert len(ax_cost.get_lines()) == 1
+    ax_acc, ax_cost = spread_figures.spread_figure(spread).get_axes()
+    assert any(line.get_label().startswith("noise floor") for line in ax_acc.get_lines())
+    assert not any(line.get_label().startswith("noise floor") for line in ax_cost.get_lines())
+
+
+def test_distribution_figure_draws_every_learned_endpoint_and_one_ecdf_per_width():
+    rows = make_rows()
+    rows[0] = replace(rows[0], sgd_train_cost=1.0)  # did not learn: left out
+    ax_acc, ax_cost, ax_ecdf = spread_figures.distribution_figure(rows, bar=0.5).get_axes()
+    # Each learned network twice: its SGD endpoint and its polished point.
+    assert points(ax_acc) == points(ax_cost) == 2 * (len(rows) - 1)
+    labels = [c.get_label() for c in ax_acc.collections if not c.get_label().startswith("_")]
+    assert sorted(labels) == sorted(["SGD endpoint", *(f"polished: {k}" for k in set(KINDS))])
+    lines = ax_ecdf.get_lines()
+    assert [line.get_label() for line in lines] == [
+        "w=4 (7 endpoints)",
+        "w=16 (8 endpoints)",
+        "w=64 (8 endpoints)",
+    ]
+    y = lines[1].get_ydata()
+    assert y[-1] == 1 and np.all(np.diff(y) >= 0)
 
 
 @pytest.mark.parametrize(
@@ -267,8 +295,10 @@ def test_spread_figure_one_width_and_an_all_none_series():
         (figures.paths_figure, {}),
         (figures.ensemble_figure, make_ensemble()),
         (figures.ensemble_figure, []),
-        (figures.spread_figure, make_spread()),
-        (figures.spread_figure, []),
+        (spread_figures.spread_figure, make_spread()),
+        (spread_figures.spread_figure, []),
+        (spread_figures.distribution_figure, make_rows()),
+        (spread_figures.distribution_figure, []),
     ],
 )
 def test_each_figure_saves_as_png(build, data, tmp_path):

@@ -22,86 +22,77 @@ SMALL = (
 )  # fmt: skip
 
 
-def test_spread_of_known_endpoints():
-    rows = [
-        blank(Point, width=4, num_params=10, final_train_cost=c, final_test_cost=2 * c,
-              final_test_accuracy=a, classification=k)
-        for c, a, k in [(0.1, 0.9, "minimum"), (0.2, 0.8, "saddle"), (0.3, 0.7, "minimum"),
-                        (0.25, 0.75, "minimum"), (0.4, 0.6, "descending")]
+def _points(width, classes_and_accuracy, *, seed0=0, cost=0.1):
+    return [
+        blank(Point, width=width, seed=seed0 + i, num_params=10, final_train_cost=cost,
+              final_test_cost=2 * cost, final_test_accuracy=a, sgd_train_cost=cost,
+              sgd_test_cost=2 * cost, sgd_test_accuracy=a - 0.01, classification=k)
+        for i, (k, a) in enumerate(classes_and_accuracy)
     ]  # fmt: skip
-    (row,) = tables.spread_rows(rows)
-    # The quality is the certified minima's: 0.9, 0.75 and 0.7.
-    assert row["minima"] == 3
-    assert row["test_accuracy_range"] == pytest.approx(0.2)
-    assert row["test_accuracy_mean"] == pytest.approx(0.7833333)
-    assert row["test_accuracy_iqr"] == pytest.approx(0.1)
-    assert row["train_test_cost_correlation"] == pytest.approx(1.0)
-    # Every class is shown beside it, never mixed in.
-    assert row["all_test_accuracy_range"] == pytest.approx(0.3)
+
+
+def test_spread_of_known_endpoints_per_population():
+    rows = _points(4, [("minimum", 0.9), ("saddle", 0.8), ("minimum", 0.7),
+                       ("minimum", 0.75), ("descending", 0.6)])  # fmt: skip
+    noise = {4: {"minima": {"accuracy": {"floor": 0.003, "binomial": 0.004}, "cost": {}}}}
+    (row,) = tables.spread_rows(rows, noise)
+    # The minima's quality is that of the certified minima: 0.9, 0.7 and 0.75.
+    assert row["minima"] == 3 and row["minima_test_accuracy_n"] == 3
+    assert row["minima_test_accuracy_range"] == pytest.approx(0.2)
+    assert row["minima_test_accuracy_mean"] == pytest.approx(0.7833333)
+    assert row["minima_test_accuracy_sd"] == pytest.approx(0.10408, rel=1e-4)
+    assert row["minima_test_accuracy_sd_low"] < 0.104 < row["minima_test_accuracy_sd_high"]
+    assert row["minima_test_accuracy_floor"] == 0.003
+    assert row["minima_test_accuracy_floor_p"] < 1e-6  # 10 points is far above 0.3
+    # Every class is shown beside it, never mixed in; the SGD endpoints apart.
+    assert row["polished_test_accuracy_range"] == pytest.approx(0.3)
+    assert row["sgd_test_accuracy_mean"] == pytest.approx(0.74)
+    assert row["sgd_test_accuracy_floor"] is None  # no floor measured for them
     assert (row["minimum"], row["saddle"], row["descending"]) == (3, 1, 1)
 
 
 def test_a_network_that_learned_nothing_is_left_out_of_the_spread():
-    rows = [
-        blank(Point, width=8, num_params=10, final_train_cost=c, final_test_cost=c,
-              final_test_accuracy=a, classification=k)
-        for c, a, k in [(0.1, 0.90, "minimum"), (0.12, 0.88, "minimum"),
-                        (0.5, 0.10, "minimum")]
-    ]  # fmt: skip
-    (row,) = tables.spread_rows(rows, bar=0.405)
+    rows = _points(8, [("minimum", 0.90), ("minimum", 0.88)])
+    rows += _points(8, [("minimum", 0.10)], seed0=2, cost=0.5)
+    (row,) = tables.spread_rows(rows, {}, bar=0.405)
     assert row["learned"] == 2 and row["minima"] == 2 and row["minimum"] == 3
-    assert row["test_accuracy_range"] == pytest.approx(0.02)
-    assert row["test_accuracy_range_all"] == pytest.approx(0.80)
-
-
-def _width(width, spread, *, minima=8, descending=0):
-    return {"width": width, "seeds": 8, "learned": 8, "minima": minima, "minimum": minima,
-            "saddle": 0, "descending": descending, "gradient-flat": 0,
-            "unconverged": 8 - minima - descending, "test_accuracy_range": spread,
-            "test_accuracy_range_low": spread and spread / 2,
-            "test_accuracy_range_high": spread}  # fmt: skip
+    assert row["minima_test_accuracy_range"] == pytest.approx(0.02)
+    assert row["sgd_test_accuracy_n"] == 2
 
 
 CONFIG = TrainConfig(dataset="digits")
 STUDY = MinimaConfig()
 
 
-def test_the_verdict_reads_the_whole_curve_not_its_two_ends():
-    # The ends alone say "does not narrow" (0.20 → 0.21); the middle is where it holds.
-    curve = [_width(4, 0.20), _width(16, 0.015), _width(64, 0.21)]
-    text = tables.verdict(CONFIG, STUDY, curve)
-    assert "certified minima's test accuracy" in text and "is not monotone in width" in text
-    assert "w=16: 1.50 [0.75–1.50] (8 minima of 8 points)" in text
-    assert "smallest at width 16 (1.50 points)" in text
-    assert "within 2.00 points at width 16 only" in text
+def _judged(minima_per_width: dict[int, int], sds: dict[int, float]):
+    """32 points per width, ``minima`` of them certified minima, the rest descending;
+    test accuracies normal about 0.9 with the width's sd (fixed draws)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for width, minima in minima_per_width.items():
+        kinds = ["minimum"] * minima + ["descending"] * (32 - minima)
+        accuracy = rng.normal(0.9, sds[width], 32)
+        rows += _points(width, list(zip(kinds, accuracy, strict=True)))
+    spread = tables.spread_rows(rows, {})
+    tests = tables.spread_tests(rows, bar=float("inf"), alpha=0.05)
+    return tables.verdict(CONFIG, STUDY, spread, tests)
 
 
-@pytest.mark.parametrize(
-    "spreads, shape, holds",
-    [((0.2, 0.05, 0.01), "narrows steadily with width", "at width 64 only"),
-     ((0.01, 0.05, 0.2), "widens steadily with width", "at width 4 only"),
-     ((0.02, 0.01, 0.01), "narrows steadily", "at every such width they are within 2.00"),
-     ((0.1, 0.2, 0.3), "widens steadily", "at no width are they within 2.00 points")],
-)  # fmt: skip
-def test_the_verdict_names_the_shape_and_where_the_claim_holds(spreads, shape, holds):
-    text = tables.verdict(
-        CONFIG, STUDY, [_width(w, s) for w, s in zip((4, 16, 64), spreads, strict=True)]
-    )
-    assert shape in text and holds in text
+def test_the_verdict_is_on_minima_where_there_are_enough():
+    text = _judged({16: 20, 64: 12}, {16: 0.003, 64: 0.003})
+    assert text.startswith("On digits, learned certified minima per width: w=16: 20 of 32")
+    assert "The spread of the certified minima's test accuracy does not differ" in text
+    assert "(w=16, n=20)" in text and "(w=64, n=12)" in text
 
 
-def test_a_width_without_two_minima_is_named_with_what_its_points_were():
-    # Eight points on a slope that goes on are not eight minima of equal quality.
-    curve = [_width(16, 0.03), _width(64, 0.01, minima=2, descending=5),
-             _width(256, 0.001, minima=1, descending=7)]  # fmt: skip
-    text = tables.verdict(CONFIG, STUDY, curve)
-    assert "smallest at width 64" in text and "w=256:" not in text.split("Too few")[0]
-    assert "w=64: 1.00 [0.50–1.00] (2 minima of 8 points)" in text
-    assert "Too few minima to judge: w=256: 1 learned minimum of 8 points" in text
-    assert "(1 minimum, 7 descending)" in text
-    nothing = tables.verdict(CONFIG, STUDY, [_width(16, 0.1, minima=0, descending=8)])
-    assert nothing.startswith("On digits, no width has two certified minima")
-    assert "cannot be judged" in nothing and "(8 descending)" in nothing
+def test_without_minima_the_verdict_says_so_and_judges_the_sgd_endpoints_apart():
+    text = _judged({16: 0, 64: 2}, {16: 0.02, 64: 0.002})
+    assert "too few points are certified minima to judge the claim on minima" in text
+    assert "w=16: 0 of 32 (32 descending); w=64: 2 of 32 (2 minimum, 30 descending)" in text
+    assert "The spread of the SGD endpoints' test accuracy shrinks with width" in text
+    assert "(w=16, n=32)" in text
 
 
 def test_the_report_says_which_points_were_not_certified_and_what_they_did():
@@ -132,6 +123,7 @@ def test_the_cli_writes_every_table_and_plot(tmp_path):
     for name in (
         "config.json", "results.csv", "pairs.csv", "spread.csv", "ensemble.csv",
         "summary.json", "report.md", "quality.png", "spread.png", "barriers.png", "paths.png",
+        "distribution.png", "escape.csv",
         "ensemble.png", "surface.png", "surface.json", "spectrum.png", "curves.png",
         "polish.csv", "polish.png",
     ):  # fmt: skip
@@ -173,16 +165,19 @@ def test_the_cli_writes_every_table_and_plot(tmp_path):
     assert summary["networks"] == 6 and "verdict" in summary
     for width in summary["per_width"]:
         assert sum(width[c] for c in classes.CLASSES) == 3
-        if width["minima"] >= 2:
-            assert width["test_accuracy_range_low"] <= width["test_accuracy_range"]
-            assert width["test_accuracy_mean_low"] <= width["test_accuracy_mean"]
-            assert width["test_accuracy_mean"] <= width["test_accuracy_mean_high"]
+        sgd = tables.of_population([width], "sgd", "test_accuracy")[0]
+        if sgd["n"] >= 2:  # intervals whose ends are not the estimate
+            assert sgd["sd_low"] < sgd["sd"] < sgd["sd_high"]
+            assert sgd["floor"] is not None and sgd["binomial"] >= sgd["floor"]
+        assert width["dead_class_points"] <= 3
         spectrum = width["spectrum"]
         assert len(spectrum["density"]) == len(spectrum["density_grid"]) == 201
         assert 0 <= spectrum["negative_mass"] <= 1
     report = (tmp_path / "report.md").read_text()
     assert summary["verdict"] in report
-    for png in ("quality", "polish", "spread", "barriers", "paths", "ensemble", "surface"):
+    assert "Brown–Forsythe" in report and "noise floor" in report
+    for png in ("quality", "polish", "spread", "barriers", "paths", "ensemble", "surface",
+                "distribution"):  # fmt: skip
         assert f"]({png}.png)" in report
     runs = sorted(p.name for p in (tmp_path / "tensorboard").iterdir())
     assert runs == [f"w={w},seed={s}" for w in (3, 6) for s in (0, 1, 2)]
@@ -208,10 +203,12 @@ def test_a_killed_study_resumes_with_nothing_lost(tmp_path, monkeypatch):
     monkeypatch.setattr(analysis, "certify", certify)
     fits = []
     fit = trainer.fit
-    monkeypatch.setattr(trainer, "fit", lambda *a, **k: (fits.append(1), fit(*a, **k))[1])
+    started = lambda k: "from init" if k.get("start") is None else "from endpoints"
+    monkeypatch.setattr(trainer, "fit", lambda *a, **k: (fits.append(started(k)), fit(*a, **k))[1])
     assert cli(minima_cli, *SMALL, "--resume", f"--workdir={workdir}") == 0
-    assert fits == []  # nothing trained again
-    for name in ("results.csv", "pairs.csv", "spread.csv"):
+    # Nothing trained again; only the escape attempts of the width not yet analysed.
+    assert fits == ["from endpoints"]
+    for name in ("results.csv", "pairs.csv", "spread.csv", "escape.csv"):
         assert io.read_csv(workdir / name) == io.read_csv(tmp_path / "whole" / name), name
 
 

@@ -124,10 +124,23 @@ def _epochs(result: dict) -> str:
     return f"{result['flags']['epochs']} epochs"
 
 
+def _sd(w: dict, name: str) -> str:
+    """``"mean, sd [χ² interval]"`` of a population's test accuracy, in points."""
+    prefix = f"{name}_test_accuracy_"
+    if not w.get(f"{prefix}n"):
+        return "none"
+    if w.get(f"{prefix}sd") is None:
+        return f"{percent(w[f'{prefix}mean'])} (n = 1)"
+    pts = lambda v: f"{100 * v:.2f}"
+    return (f"{percent(w[f'{prefix}mean'])}, sd {pts(w[f'{prefix}sd'])} "
+            f"[{pts(w[f'{prefix}sd_low'])}–{pts(w[f'{prefix}sd_high'])}] "
+            f"(n = {w[f'{prefix}n']})")  # fmt: skip
+
+
 def minima(results: dict) -> str:
-    """Per run and width: classes of the polished points, the quality of the certified
-    minima with intervals (of every learned point where there are none), barriers and
-    ensembles."""
+    """Per run and width: classes of the polished points, the test accuracy of the SGD
+    endpoints and of the certified minima (mean, sd with its χ² interval) beside the
+    noise floor of test sampling, barriers and ensembles."""
     rows = []
     for name, label in MINIMA_RUNS:
         if name not in results:
@@ -135,15 +148,10 @@ def minima(results: dict) -> str:
         for i, w in enumerate(results[name]["summary"]["per_width"]):
             first = f"{label} ({_epochs(results[name])})" if i == 0 else ""
             classes = ", ".join(f"{w[c]} {plural}" for c, plural in CLASS_NAMES if w[c])
-            quality = (
-                f"{percent(w['test_accuracy_mean'])} ({_points(w['test_accuracy_range'])} "
-                f"[{_points(w['test_accuracy_range_low'])}–{_points(w['test_accuracy_range_high'])}])"
-                if w["minima"] >= 2
-                else f"{w['minima']} minima"
-            )
+            floor, p = w.get("sgd_test_accuracy_floor"), w.get("sgd_test_accuracy_floor_p")
             rows.append([
-                first, w["width"], classes, quality,
-                f"{percent(w['all_test_accuracy_mean'])} ({_points(w['all_test_accuracy_range'])})",
+                first, w["width"], classes, _sd(w, "sgd"),
+                "—" if floor is None else f"{100 * floor:.2f} ({_p(p)})", _sd(w, "minima"),
                 f"{format_value(w['median_naive_barrier'])} → "
                 f"{format_value(w['median_matched_barrier'])}",
                 f"{format_value(w['median_curve_barrier'])} → "
@@ -152,11 +160,15 @@ def minima(results: dict) -> str:
                 f"{percent(w['ensemble_accuracy'])} vs {percent(w['mean_single_accuracy'])}",
             ])  # fmt: skip
     return markdown_table(
-        ["data, initialisation", "width", "polished points", "minima: test accuracy mean "
-         "(best − worst, points [95% CI])", "every learned point: mean (best − worst)",
-         "line barrier: as trained → matched",
-         "curve barrier: as trained → matched", "disagreement", "ensemble of 8 vs one"], rows,
+        ["data, initialisation", "width", "polished points", "SGD endpoints: test accuracy, "
+         "sd in points [95% CI]", "noise floor (p: sd above it)", "certified minima: test "
+         "accuracy", "line barrier: as trained → matched",
+         "curve barrier: as trained → matched", "disagreement", "ensemble vs one"], rows,
     )  # fmt: skip
+
+
+def _p(value) -> str:
+    return "—" if value is None else "p < 0.001" if value < 0.001 else f"p = {value:.2g}"
 
 
 def minima_polish(results: dict) -> str:

@@ -84,12 +84,16 @@ def twins(networks: Networks, seed: int, nudge: float) -> Networks:
     return Networks(networks.learning_rate[index], networks.seed[index], np.full(len(index), nudge))
 
 
-def init(networks: Networks, model_config: ModelConfig, tx) -> SweepState:
-    """Fresh states for all networks, η of network *i* in its optimiser state."""
+def init(networks: Networks, model_config: ModelConfig, tx, start=None) -> SweepState:
+    """Fresh states for all networks, η of network *i* in its optimiser state; their
+    parameters drawn from their init keys, or ``start`` (stacked) where given."""
     # Eager on purpose: XLA compiles the vmapped random draws slowly (seconds), while
     # eager ops compile once per shape and are then cached for every later sweep.
     init_keys, _ = keys(networks.init_seeds())
-    params = jax.vmap(model_config.init_params)(init_keys)
+    if start is None:
+        params = jax.vmap(model_config.init_params)(init_keys)
+    else:
+        params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), start)
     if networks.nudge is not None:
         params = nudged(params, init_keys, jnp.asarray(networks.nudge, jnp.float32))
     opt_state = jax.vmap(tx.init)(params)

@@ -59,6 +59,7 @@ def fit(
     options: FitOptions = FitOptions(),
     *,
     on_epoch: OnEpoch | None = None,
+    start=None,
 ) -> SweepResult:
     """Trains all ``networks`` for ``epochs`` epochs as one compiled program per epoch.
 
@@ -73,6 +74,8 @@ def fit(
       evals: other splits to score each epoch; empty splits are skipped.
       options: the order of batches, measurements, convergence, memory and devices
         (:class:`FitOptions`).
+      start: the networks' initial parameters (stacked, numpy or device arrays), to
+        train on from where they are; None draws them from their init keys.
       on_epoch: called as ``on_epoch(epoch, metrics, seconds, measure_seconds)`` after
         each measurement with its per-network metrics (numpy arrays [N]), the seconds
         per epoch of the block's training and the seconds the measurement took, e.g.
@@ -85,15 +88,17 @@ def fit(
     count = network_mesh.devices.size
     n = len(networks)
     padded = np.concatenate([np.arange(n), np.full(-n % count, n - 1)])
+    if start is not None:
+        start = jax.tree.map(lambda leaf: np.asarray(leaf)[padded], start)
     result = _fit_on(
         network_mesh, networks.take(padded), model_config, config, (train_xy, evals),
-        options, on_epoch,
+        options, on_epoch, start,
     )  # fmt: skip
     return result if len(padded) == n else results.take(result, np.arange(n))
 
 
 def _fit_on(
-    network_mesh, networks, model_config, config, data, options: FitOptions, on_epoch
+    network_mesh, networks, model_config, config, data, options: FitOptions, on_epoch, start
 ) -> SweepResult:
     train_xy, evals = data
     shared_order, eval_every, grad_tol = options.shared_order, options.eval_every, options.grad_tol
@@ -103,7 +108,7 @@ def _fit_on(
     by_network = NamedSharding(network_mesh, PartitionSpec("networks"))
     # Host values go to the mesh: with several processes, every process passes the same
     # numbers and each keeps the shards of its own devices.
-    state = engine.init(networks, model_config, tx)
+    state = engine.init(networks, model_config, tx, start)
     state = jax.device_put(jax.device_get(state), by_network)
     # Data a study placed once (mesh.replicate) stays where it is: no copy per chunk.
     train_xy, evals = mesh.replicate((train_xy, evals), network_mesh)

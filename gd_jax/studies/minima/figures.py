@@ -2,8 +2,8 @@
 
 Networks of hidden width w (every hidden layer has w units) are trained from many seeds;
 the figures ask whether the endpoints are equally good and whether they are one minimum
-up to the symmetries of the network. Widths sit at categorical positions ("w=4", ...)
-except in :func:`spread_figure`, whose x axis is log₂ w. Inputs are plain rows of floats
+up to the symmetries of the network. Widths sit at categorical positions ("w=4", ...).
+The figures of spread are in ``spread_figures``. Inputs are plain rows of floats
 as the experiment writes them; None (not measured, or not finite) is skipped.
 """
 
@@ -19,7 +19,7 @@ from matplotlib.axes import Axes
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import MaxNLocator, NullFormatter, NullLocator
+from matplotlib.ticker import MaxNLocator
 
 from gd_jax.report.style import plain_log
 from gd_jax.studies.minima.records import Ensemble, Pair, Point
@@ -284,56 +284,6 @@ def ensemble_figure(rows: Sequence[Ensemble]) -> Figure:
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("Ensembles of the first k endpoints")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig
-
-
-def spread_figure(spread: Sequence[dict[str, Any]]) -> Figure:
-    """Spread over seeds of test accuracy and final training cost, against width.
-
-    Args:
-      spread: one per width: width, test_accuracy_range (best − worst, a fraction),
-        test_accuracy_std, train_cost_range, train_cost_std, num_params.
-
-    Returns:
-      Two axes: [accuracy spread (percentage points), cost spread].
-    """
-    fig = Figure(figsize=(12, 4.6))
-    ax_acc, ax_cost = fig.subplots(1, 2)
-    rows = sorted(spread, key=lambda r: r["width"])
-    widths = np.array([r["width"] for r in rows], dtype=float)
-    ticks = [
-        f"{int(w)}" + (f"\n{int(r['num_params']):,} params" if r.get("num_params") else "")
-        for w, r in zip(widths, rows, strict=True)
-    ]
-    for ax, prefix, scale in ((ax_acc, "test_accuracy", 100), (ax_cost, "train_cost", 1)):
-        for stat, style, color, label in (
-            ("range", "o-", "C0", "range (best − worst)"),
-            ("std", "s--", "C1", "standard deviation"),
-        ):
-            y = scale * _array(r.get(f"{prefix}_{stat}") for r in rows)
-            ok = np.isfinite(y)
-            if ok.any():
-                ax.plot(widths[ok], y[ok], style, color=color, label=label)
-        if len(widths):
-            ax.set_xscale("log", base=2)
-            ax.set_xticks(widths, ticks, fontsize=8)
-            ax.set_xlim(widths.min() / 1.4, widths.max() * 1.4)
-            ax.xaxis.set_minor_locator(NullLocator())
-            ax.xaxis.set_minor_formatter(NullFormatter())
-        if ax.get_lines():
-            ax.legend(fontsize=8)
-        else:
-            _note(ax, "no values")
-        ax.set_xlabel("hidden width w")
-        ax.grid(alpha=0.3)
-    _log(ax_cost, _plotted(ax_cost))
-    ax_acc.set_ylim(bottom=0)
-    ax_acc.set_ylabel("spread of test accuracy (percentage points)")
-    ax_acc.set_title("Test accuracy over seeds")
-    ax_cost.set_ylabel("spread of final training cost")
-    ax_cost.set_title("Final training cost over seeds")
-    fig.suptitle("Does the spread narrow as the network grows?")
     fig.tight_layout()
     return fig
 

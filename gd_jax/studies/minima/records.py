@@ -58,6 +58,13 @@ class Point:
     # The straight path from the initialisation to the polished point.
     init_path_monotone: bool | None = None
     init_path_max_rise: float | None = None
+    # On the test set: the classes never predicted (space-separated); on the training
+    # set: the share of hidden units dead (act'(z) below --saturation_threshold on every
+    # example). Of the SGD endpoint and of the polished point.
+    sgd_dead_classes: str | None = None
+    dead_classes: str | None = None
+    sgd_dead_units: float | None = None
+    dead_units: float | None = None
 
 
 @record
@@ -101,3 +108,21 @@ def of(kind, rows: list[dict]) -> list:
       TypeError: a row lacks a field of ``kind`` or has one it does not.
     """
     return [kind(**row) for row in rows]
+
+
+@record
+class Escape:
+    """One of a width's poorest SGD endpoints, trained on and perturbed."""
+
+    width: int
+    seed: int
+    test_accuracy: float  # the SGD endpoint's
+    others_median: float  # of the width's other SGD endpoints
+    others_q1: float
+    poor: bool  # more than OUTLIER_Z robust sds below the others, or not learned
+    trained_on_accuracy: float | None
+    perturbed_accuracy: float | None
+    dead_classes: str
+    trained_on_dead_classes: str
+    perturbed_dead_classes: str
+    outcome: str  # quality.ESCAPES, or "not poor"

@@ -3,6 +3,10 @@
 from gd_jax.report.document import figure_sections
 from gd_jax.report.format import format_value, markdown_table, percent
 from gd_jax.studies.minima.classes import CLASSES, STABLE_SHARE
+from gd_jax.studies.minima.tables import MEASURED, of_population
+
+POPULATION_NAMES = {"sgd": "SGD endpoints", "polished": "polished points",
+                    "minima": "certified minima"}  # fmt: skip
 
 
 def _arrow(before, after, fmt=format_value) -> str:
@@ -43,19 +47,6 @@ def report(config, study, summary, spread, figures) -> str:
         [[w["width"], s["median_lambda_max"], s["median_lambda_min"],
           percent(s["median_negative_mass"]), percent(s["negative_mass"])]
          for w in per_width for s in [w["spectrum"]]],
-    )  # fmt: skip
-    quality = table(
-        ["width", "learned minima", "test accuracy mean [95% CI]",
-         "best − worst, points [95% CI]", "every learned point: best − worst",
-         "SGD endpoints: best − worst", "sd", "train cost mean", "corr(train, test cost)"],
-        [[s["width"], f"{s['minima']} of {s['seeds']}",
-          f"{percent(s['test_accuracy_mean'])} [{_points(s['test_accuracy_mean_low'])}–"
-          f"{_points(s['test_accuracy_mean_high'])}]",
-          f"{_points(s['test_accuracy_range'])} [{_points(s['test_accuracy_range_low'])}–"
-          f"{_points(s['test_accuracy_range_high'])}]",
-          _points(s["all_test_accuracy_range"]), _points(s["sgd_test_accuracy_range"]),
-          percent(s["test_accuracy_std"]),
-          s["train_cost_mean"], s["train_test_cost_correlation"]] for s in spread],
     )  # fmt: skip
     barriers = table(
         ["width", "pairs", "straight: as trained", "one-pass aligned", "matched",
@@ -106,10 +97,7 @@ def report(config, study, summary, spread, figures) -> str:
     parts += [
         f"## What polishing did (medians, SGD endpoint → polished point)\n\n{polish}\n",
         f"## Spectrum at the polished points\n\n{spectrum}\n",
-        f"## Spread of quality (polished points)\n\n{quality}\n",
-        "The spread is that of the certified *minima* that learned (training cost below "
-        f"{summary['learned_cost_bar']:.4g}, 90% of the best constant output's); the "
-        "learned points of every class are shown beside it, not mixed into it.\n",
+        _quality(summary, spread, study),
         f"## Paths between polished points (median barriers)\n\n{barriers}\n",
         "The barrier of a path is its highest training cost minus the mean of its two ends. "
         "*One-pass aligned*: B's hidden units permuted and sign-flipped to match A's by the "
@@ -167,3 +155,121 @@ def _uncertified(points: list[dict]) -> str:
         else ""
     )
     return f"{len(points)} point(s) are not certified critical.{why}\n\n{rows}\n"
+
+
+def _p(value) -> str:
+    return "—" if value is None else f"{value:.2g}" if value >= 0.001 else "< 0.001"
+
+
+def _interval(low, high, scale=100.0, digits=2) -> str:
+    if low is None or high is None:
+        return "—"
+    return f"{scale * low:.{digits}f}–{scale * high:.{digits}f}"
+
+
+def _spread_table(spread: list[dict], name: str, metric: str) -> str:
+    """One population's spread of one metric, per width."""
+    scale, digits = (100.0, 2) if metric == "test_accuracy" else (1.0, 4)
+    show = lambda v: "—" if v is None else f"{scale * v:.{digits}f}"
+    rows = []
+    for w in of_population(spread, name, metric):
+        if not w["n"]:
+            rows.append([w["width"], 0, *["—"] * 10])
+            continue
+        rows.append([
+            w["width"], w["n"], show(w["mean"]), show(w["sd"]),
+            _interval(w["sd_low"], w["sd_high"], scale, digits),
+            _interval(w["sd_bonett_low"], w["sd_bonett_high"], scale, digits),
+            f"{show(w['mad'])} / {show(w['iqr'])}", show(w["range"]),
+            f"{show(w['floor'])} ({show(w['binomial'])})", _p(w["floor_p"]),
+            show(w["excess"]),
+            ", ".join(f"seed {seed}: {show(v)}" for seed, v, _ in w["outliers"]) or "none",
+        ])  # fmt: skip
+    unit = "points" if metric == "test_accuracy" else "cost"
+    return markdown_table(
+        ["width", "n", "mean", "sd", "sd 95% χ²", "sd 95% Bonett", "MAD / IQR", "range",
+         "noise floor (binomial)", "p: sd > floor", "sd beyond floor", "outliers (robust z > 3.5)"],
+        rows,
+    ) + f"\n\n(in {unit})"  # fmt: skip
+
+
+def _quality(summary: dict, spread: list[dict], study) -> str:
+    """The spread of quality: per population and metric, the tests across widths, the
+    poor endpoints and the escape attempts."""
+    tests = summary.get("spread_tests") or {}
+    judged = summary.get("judged", "sgd")
+    parts = ["## Quality and its spread\n",
+             f"Points that learned: training cost below {summary['learned_cost_bar']:.4g} "
+             "(90% of the best constant output's). The claim is judged on the "
+             f"**{POPULATION_NAMES[judged]}** (the certified minima where at least 3 learned "
+             "at two widths, else the SGD endpoints, which are not critical points); the "
+             "other populations are shown beside it, never mixed into it. *Noise floor*: the "
+             "sd across networks that the choice of test examples alone gives them, all "
+             "scored on one test set (from each network's score per example against the mean "
+             "of all networks there); in brackets the binomial √(p(1−p)/n) of one network on "
+             "a test set of its own. *p: sd > floor*: the one-sided χ² test of the sd "
+             "against the floor.\n"]  # fmt: skip
+    for name in ("sgd", "polished", "minima"):
+        for metric in ("test_accuracy", "test_cost"):
+            label = "test accuracy" if metric == "test_accuracy" else "test cost"
+            parts.append(f"### {POPULATION_NAMES[name]}: {label}\n\n"
+                         f"{_spread_table(spread, name, metric)}\n")  # fmt: skip
+    rows = []
+    for name, metric in MEASURED:
+        t = tests.get(f"{name}_{metric}") or {}
+        if t.get("brown_forsythe_p") is None:
+            rows.append([POPULATION_NAMES[name], metric.replace("_", " "), "—", "—", "—", "—"])
+            continue
+        scale = 100.0 if metric == "test_accuracy" else 1.0
+        rows.append([POPULATION_NAMES[name], metric.replace("_", " "),
+                     _p(t["brown_forsythe_p"]), _p(t["fligner_p"]),
+                     f"{scale * t['trend_slope']:+.3g} [{scale * t['trend_low']:+.3g}, "
+                     f"{scale * t['trend_high']:+.3g}]", _p(t["trend_p"])])  # fmt: skip
+    parts.append(
+        "### Do the spreads differ between widths?\n\n"
+        + markdown_table(["points", "metric", "Brown–Forsythe p", "Fligner–Killeen p",
+                          "trend per doubling of width [95% CI]", "trend p"], rows)
+        + "\n\nBrown–Forsythe is Levene's test about the medians; Fligner–Killeen ranks the "
+        "absolute deviations from them; the trend is the slope of the absolute deviations "
+        "from each width's median against log₂ width (accuracy in points). Widths with "
+        f"fewer than 3 points are left out; the level is {study.alpha:g}.\n"
+    )  # fmt: skip
+    parts.append(_poor(summary, study))
+    return "\n".join(parts)
+
+
+def _poor(summary: dict, study) -> str:
+    """Dead classes and units per width, and the escape attempts of the poorest points."""
+    per_width = summary["per_width"]
+    dead = markdown_table(
+        ["width", "SGD endpoints with a class never predicted", "dead hidden units (median)"],
+        [[w["width"], f"{w.get('dead_class_points', 0)} of {w['seeds']}",
+          percent(w.get("median_sgd_dead_units"))] for w in per_width],
+    )  # fmt: skip
+    escapes = summary.get("escapes") or []
+    text = (f"### The poor endpoints\n\n{dead}\n\nA dead class is one the network never "
+            "predicts on the test set; a dead unit has act'(z) below the saturation threshold "
+            "on every training example.\n")  # fmt: skip
+    if escapes:
+        rows = markdown_table(
+            ["width", "seed", "test accuracy", "others: median (lower quartile)", "poor",
+             "trained on", "perturbed, trained on", "dead classes: before → on → perturbed",
+             "outcome"],
+            [[e["width"], e["seed"], percent(e["test_accuracy"]),
+              f"{percent(e['others_median'])} ({percent(e['others_q1'])})",
+              "yes" if e["poor"] else "no", percent(e["trained_on_accuracy"]),
+              percent(e["perturbed_accuracy"]),
+              f"{e['dead_classes'] or '–'} → {e['trained_on_dead_classes'] or '–'} → "
+              f"{e['perturbed_dead_classes'] or '–'}", e["outcome"]] for e in escapes],
+        )  # fmt: skip
+        text += (f"\nEscape attempts: the {study.escape_points} poorest SGD endpoints of "
+                 f"each width (by test accuracy), trained on for {study.escape_epochs} "
+                 "epochs (the others get none) from where they "
+                 f"stopped, and perturbed (Gaussian noise of {study.escape_noise:g} of each "
+                 "layer's norm) and trained on as long. A point escapes "
+                 "when it reaches the lower quartile of the others; one that does by "
+                 "training on was stuck (slow, not trapped), one that needs the "
+                 "perturbation sat in a shallow basin, one that does neither is in a bad "
+                 f"basin as far as this budget sees. A point is poor when it did not learn "
+                 f"or lies more than 3.5 robust sds below the others.\n\n{rows}\n")  # fmt: skip
+    return text

@@ -25,11 +25,11 @@ from gd_jax.config import TrainConfig, check_seed_range
 from gd_jax.errors import GdJaxError
 from gd_jax.report import document
 from gd_jax.report import tensorboard as tensorboard_writer
-from gd_jax.studies.minima import figures, spectrum_figures, stages, tables
+from gd_jax.studies.minima import figures, spectrum_figures, spread_figures, stages, tables
 from gd_jax.studies.minima.config import POLISH, TRAINING, MinimaConfig, check_cost
 from gd_jax.studies.minima.context import Width
 from gd_jax.studies.minima.polish import Polished
-from gd_jax.studies.minima.records import Ensemble, Pair, Point
+from gd_jax.studies.minima.records import Ensemble, Escape, Pair, Point
 from gd_jax.studies.minima.report import report
 from gd_jax.sweep import mesh
 
@@ -129,7 +129,7 @@ def _study(folder, dataset, config, study, *, devices, budget, tensorboard):
         chunk = memory.chunk_for(model_config.sizes, len(dataset.train.labels), budget)
         return Width(model_config, config, study, train_xy, test_xy, bar, devices, budget, chunk)
 
-    found, polished, curves = {}, {}, []
+    found, polished, curves, escapes = {}, {}, [], []
     for width in study.widths:
         # Each stage is keyed on the flags that decide it: a change to the analysis
         # redoes neither the training nor the polish.
@@ -139,6 +139,8 @@ def _study(folder, dataset, config, study, *, devices, budget, tensorboard):
         inputs = replace(inputs, polished=stage.run(folder, stages.polished(width), inputs))
         inputs = replace(inputs, flags=flags)
         found[width] = stage.run(folder, stages.analysed(width), inputs)
+        inputs = replace(inputs, analysed=found[width])
+        escapes += stage.run(folder, stages.escaped(width), inputs)
         polished[width] = inputs.polished
         if tensorboard:
             names = [f"w={width},seed={seed}" for seed in seeds]
@@ -149,7 +151,9 @@ def _study(folder, dataset, config, study, *, devices, budget, tensorboard):
     surface = stages.surface_inputs(flags, context_of(widest), rows, polished[widest])
     plane = None if surface is None else stage.run(folder, stages.SURFACE, surface)
 
-    summary, tabled = write_tables(folder, config, study, found, bar=bar, polished=polished)
+    summary, tabled = write_tables(
+        folder, config, study, found, bar=bar, polished=polished, escapes=escapes
+    )
     if tensorboard:
         tensorboard_writer.write_runs(folder, curves)
     shown = figures_of(tabled, plane=plane, summary=summary)
@@ -182,7 +186,7 @@ def polish_rows(width: int, seeds, polished: Polished) -> list[dict]:
 
 def write_tables(
     folder, config, study, found: dict[int, stages.WidthAnalysis], *, bar: float,
-    polished: dict[int, Polished],
+    polished: dict[int, Polished], escapes: list[Escape],
 ) -> tuple[dict, Tables]:  # fmt: skip
     """The study's CSV tables and ``summary.json``; returns the summary and the tables."""
     widths = [found[width] for width in study.widths]
@@ -190,18 +194,18 @@ def write_tables(
     pairs = [p for w in widths for p in w.pairs]
     ensembles = [e for w in widths for e in w.ensemble]
     spectra = {width: found[width].spectra for width in study.widths}
-    spread = tables.spread_rows(rows, bar=bar)
+    noise = {width: found[width].noise for width in study.widths}
+    spread = tables.spread_rows(rows, noise, bar=bar, alpha=study.alpha)
     io.write_records(folder / "results.csv", rows)
     io.write_records(folder / "pairs.csv", pairs)
     io.write_csv(folder / "spread.csv", spread)
     io.write_records(folder / "ensemble.csv", ensembles)
+    io.write_records(folder / "escape.csv", escapes)
     seeds = config.seed + np.arange(study.seeds)
     trajectories = [r for w in study.widths for r in polish_rows(w, seeds, polished[w])]
     io.write_csv(folder / "polish.csv", trajectories)
-    summary = tables.summarize(
-        config, study, rows=rows, pairs=pairs, spread=spread, ensembles=ensembles,
-        spectra=spectra, bar=bar,
-    )  # fmt: skip
+    found_all = tables.Found(rows, pairs, spread, ensembles, spectra, escapes)
+    summary = tables.summarize(config, study, found_all, bar=bar)
     io.write_json(folder / io.SUMMARY, summary)
     examples = {width: found[width].example for width in study.widths}
     return summary, Tables(rows, pairs, examples, ensembles, spread, trajectories)
@@ -215,7 +219,10 @@ def figures_of(found: Tables, *, plane: dict | None, summary: dict) -> list[docu
          figures.quality_figure(rows)),
         ("polish.png", "The float64 polish: cost and ‖θ‖ against its steps, per width",
          spectrum_figures.polish_figure(trajectories)),
-        ("spread.png", "Spread of quality against width", figures.spread_figure(spread)),
+        ("distribution.png", "Test accuracy and test cost of every endpoint, and their ECDFs",
+         spread_figures.distribution_figure(rows, bar=summary["learned_cost_bar"])),
+        ("spread.png", "Spread of quality against width, beside the noise floor",
+         spread_figures.spread_figure(spread, summary["judged"])),
         ("spectrum.png", "Hessian spectrum at the polished points, per width",
          spectrum_figures.density_figure(summary["per_width"])),
         ("barriers.png", "Barriers and distances, before and after weight matching",

@@ -26,7 +26,7 @@ from absl import logging
 
 from gd_jax import io, landscape, stage, train, watchdog
 from gd_jax.report.format import nan_quiet
-from gd_jax.studies.minima import analysis, pairs, polish, records
+from gd_jax.studies.minima import analysis, pairs, polish, quality, records, spread
 from gd_jax.studies.minima.context import Width
 from gd_jax.studies.minima.polish import Polished
 from gd_jax.sweep import engine, results, trainer
@@ -43,6 +43,7 @@ class OfWidth:
     # What earlier stages of the width found (None for the first).
     trained: results.SweepResult | None = dataclasses.field(default=None, compare=False)
     polished: Polished | None = dataclasses.field(default=None, compare=False)
+    analysed: "WidthAnalysis | None" = dataclasses.field(default=None, compare=False)
 
 
 def train_width(inputs: OfWidth) -> results.SweepResult:
@@ -137,6 +138,9 @@ class WidthAnalysis(NamedTuple):
     example: dict  # the first pair's paths and every path from initialisation, for figures
     ensemble: list[records.Ensemble]
     spectra: list[dict]  # per network: the Hessian quadrature (nodes, weights)
+    # Per population (quality.POPULATIONS): the noise floor of test sampling of its
+    # test accuracy and test cost (spread.noise_floor).
+    noise: dict
 
 
 def analyse_width(inputs: OfWidth) -> WidthAnalysis:
@@ -149,6 +153,23 @@ def analyse_width(inputs: OfWidth) -> WidthAnalysis:
     rows, spectra = analysis.certify(context, sgd, polished)
     # Paths, pairs and ensembles are float32 work, like the training.
     params = jax.tree.map(lambda leaf: jnp.asarray(leaf, jnp.float32), polished.params)
+    watchdog.beat(f"width {width}: scores per test example begun")
+    score = lambda p: quality.score(
+        context.model_config, p, context.train_xy[0], context.test_xy,
+        threshold=context.study.saturation_threshold, chunk=context.chunk,
+    )  # fmt: skip
+    at_sgd, at_end = score(sgd.params), score(params)
+    rows = [
+        dataclasses.replace(
+            row,
+            sgd_dead_classes=quality.dead_classes(at_sgd["counts"][i]),
+            dead_classes=quality.dead_classes(at_end["counts"][i]),
+            sgd_dead_units=float(at_sgd["dead_units"][i]),
+            dead_units=float(at_end["dead_units"][i]),
+        )
+        for i, row in enumerate(rows)
+    ]
+    noise = quality.noise(rows, at_sgd, at_end, bar=context.bar)
     watchdog.beat(f"width {width}: paths from initialisation begun")
     paths = analysis.init_paths(context, sgd, params, evaluate)
     rows = [
@@ -161,7 +182,58 @@ def analyse_width(inputs: OfWidth) -> WidthAnalysis:
     found_pairs, example = pairs.compare_pairs(context, params, rows, evaluate)
     example["init_paths"] = [path["costs"] for path in paths]
     ensemble = pairs.ensemble_rows(context.model_config, width, params, len(rows), context.test_xy)
-    return WidthAnalysis(rows, found_pairs, example, ensemble, spectra)
+    return WidthAnalysis(rows, found_pairs, example, ensemble, spectra, noise)
+
+
+def escape_width(inputs: OfWidth) -> list[records.Escape]:
+    """The ``--escape_points`` poorest SGD endpoints of the width (by test accuracy),
+    trained on for ``--escape_epochs`` from where they stopped, and from there
+    perturbed by ``--escape_noise``: does either reach the others' quality?"""
+    context, study, width = inputs.context, inputs.context.study, inputs.width
+    sgd, rows = inputs.trained, inputs.analysed.rows
+    count = min(study.escape_points, len(rows) - 1)
+    if count <= 0:
+        return []
+    accuracy = np.asarray([-np.inf if r.sgd_test_accuracy is None else r.sgd_test_accuracy
+                           for r in rows])  # fmt: skip
+    worst = np.argsort(accuracy, kind="stable")[:count]
+    others = np.delete(accuracy, worst)
+    others = others[np.isfinite(others)]
+    median, q1 = float(np.median(others)), float(np.percentile(others, 25))
+    mad = float(np.median(np.abs(others - median)))
+    start = jax.tree.map(lambda leaf: np.asarray(leaf)[worst], sgd.params)
+    seeds = np.asarray(sgd.networks.seed)[worst]
+    moved = quality.perturbed(start, seeds, study.escape_noise)
+    both = jax.tree.map(lambda a, b: np.concatenate([a, b]), start, moved)
+    config = dataclasses.replace(context.config, epochs=study.escape_epochs)
+    networks = engine.Networks(np.full(2 * count, config.learning_rate), np.tile(seeds, 2))
+    options = trainer.FitOptions(shared_order=False, eval_every=study.escape_epochs,
+                                 devices=context.devices, memory_budget=context.budget)  # fmt: skip
+    watchdog.beat(f"width {width}: escape attempts begun")
+    found = trainer.fit(networks, context.model_config, config, context.train_xy,
+                        {"test": context.test_xy}, options, start=both)  # fmt: skip
+    after = found.metrics["test_accuracy"][-1]
+    counts = quality.score(
+        context.model_config, found.params, context.train_xy[0][:1], context.test_xy,
+        threshold=study.saturation_threshold, chunk=context.chunk,
+    )["counts"]  # fmt: skip
+    escapes = []
+    for j, i in enumerate(worst):
+        row = rows[i]
+        learned = row.sgd_train_cost is not None and row.sgd_train_cost < context.bar
+        poor = not learned or accuracy[i] < median - spread.OUTLIER_Z * mad / 0.6745
+        value = lambda a: None if not np.isfinite(a) else float(a)
+        on, perturbed = value(after[j]), value(after[count + j])
+        escapes.append(records.Escape(
+            width=width, seed=int(row.seed), test_accuracy=float(accuracy[i]),
+            others_median=median, others_q1=q1, poor=bool(poor),
+            trained_on_accuracy=on, perturbed_accuracy=perturbed,
+            dead_classes=row.sgd_dead_classes or "",
+            trained_on_dead_classes=quality.dead_classes(counts[j]),
+            perturbed_dead_classes=quality.dead_classes(counts[count + j]),
+            outcome=quality.outcome(not poor, on, perturbed, q1),
+        ))  # fmt: skip
+    return escapes
 
 
 def _analysis_json(found: WidthAnalysis) -> dict:
@@ -180,6 +252,7 @@ def _analysis_of(stored: dict) -> WidthAnalysis:
         example=stored["example"],
         ensemble=records.of(records.Ensemble, stored["ensemble"]),
         spectra=stored["spectra"],
+        noise=stored["noise"],
     )
 
 
@@ -199,6 +272,13 @@ def polished(width: int) -> stage.Stage[OfWidth, Polished]:
 def analysed(width: int) -> stage.Stage[OfWidth, WidthAnalysis]:
     codec = stage.as_json(_analysis_json, _analysis_of)
     return stage.Stage(f"widths/analysis_{width}", analyse_width, codec)
+
+
+def escaped(width: int) -> stage.Stage[OfWidth, list[records.Escape]]:
+    codec = stage.as_json(
+        lambda found: io.finite(io.table(found)), lambda rows: records.of(records.Escape, rows)
+    )
+    return stage.Stage(f"widths/escape_{width}", escape_width, codec)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,14 +1,18 @@
-"""The local-minima study's tables: the spread of quality per width with bootstrap
-intervals, what polishing did, the spectra, the summary and the verdict."""
+"""The local-minima study's tables: the spread of quality per width and population
+with its intervals and noise floor, what polishing did, the spectra, the summary and
+the verdict."""
+
+import dataclasses
+from typing import NamedTuple
 
 import numpy as np
 
 from gd_jax import curvature
 from gd_jax.config import TrainConfig
-from gd_jax.report.format import floats
+from gd_jax.studies.minima import spread
 from gd_jax.studies.minima.classes import CLASSES, CRITICAL, MINIMUM, SADDLE
 from gd_jax.studies.minima.config import MinimaConfig
-from gd_jax.studies.minima.records import Ensemble, Pair, Point
+from gd_jax.studies.minima.records import Ensemble, Escape, Pair, Point
 
 # What the report shows of each point certified critical: the stop and the continuation.
 CERTIFIED_KEYS = (
@@ -25,97 +29,90 @@ UNCERTIFIED_KEYS = (
 )  # fmt: skip
 
 
-def _stats(values) -> dict:
-    v = np.asarray([x for x in values if x is not None], float)
-    if not v.size:
-        return dict.fromkeys(("mean", "std", "iqr", "min", "max", "range"))
-    q1, q3 = np.percentile(v, [25, 75])
-    return {
-        "mean": float(v.mean()),
-        "std": float(v.std(ddof=1)) if v.size > 1 else 0.0,
-        "iqr": float(q3 - q1),
-        "min": float(v.min()),
-        "max": float(v.max()),
-        "range": float(v.max() - v.min()),
-    }
+# The values whose spread is measured: (population, metric) → the row's field. Of
+# the SGD endpoints, of every polished point and of the certified minima (each: those
+# that learned).
+MEASURED = {
+    ("sgd", "test_accuracy"): "sgd_test_accuracy", ("sgd", "test_cost"): "sgd_test_cost",
+    ("polished", "test_accuracy"): "final_test_accuracy",
+    ("polished", "test_cost"): "final_test_cost",
+    ("minima", "test_accuracy"): "final_test_accuracy", ("minima", "test_cost"): "final_test_cost",
+}  # fmt: skip
+# A width is judged on its certified minima only where at least this many learned;
+# the tests of spread across widths need as many per width.
+MIN_JUDGED = 3
 
 
-def bootstrap(values, *, resamples: int, seed: int = 0) -> dict:
-    """95% percentile intervals, over resamples of the seeds with replacement, of the
-    mean and of best − worst of ``values`` (None are left out). Best − worst of a
-    resample can only shrink, so its interval leans low: a lower bound on the spread."""
-    v = np.asarray([x for x in values if x is not None], float)
-    if v.size < 2:
-        return dict.fromkeys(("mean_low", "mean_high", "range_low", "range_high"))
-    draws = v[np.random.default_rng(seed).integers(0, v.size, (resamples, v.size))]
-    means, ranges = draws.mean(axis=1), np.ptp(draws, axis=1)
-    (mean_low, mean_high), (range_low, range_high) = (
-        np.percentile(x, [(100 - INTERVAL) / 2, (100 + INTERVAL) / 2]) for x in (means, ranges)
-    )
-    return {
-        "mean_low": float(mean_low),
-        "mean_high": float(mean_high),
-        "range_low": float(range_low),
-        "range_high": float(range_high),
-    }
+def population(rows: list[Point], name: str, *, bar: float) -> list[Point]:
+    """The points of ``rows`` in population ``name`` (``quality.POPULATIONS``)."""
+    if name == "sgd":
+        return [r for r in rows if r.sgd_train_cost is not None and r.sgd_train_cost < bar]
+    learned = [r for r in rows if r.final_train_cost is not None and r.final_train_cost < bar]
+    return [r for r in learned if r.classification == MINIMUM] if name == "minima" else learned
 
 
 def spread_rows(
-    rows: list[Point], *, resamples: int = 2000, bar: float = float("inf")
+    rows: list[Point], noise: dict[int, dict], *, bar: float = float("inf"), alpha: float = 0.05
 ) -> list[dict]:
-    """Per width: the classes, and how the quality of its certified minima spreads.
+    """Per width: the classes, and how quality spreads in each population.
 
-    The claim is about minima, so the quality of a width is that of the points
-    certified as *minima* that learned (training cost below ``bar``, 90% of the best
-    constant output's): ``minima`` of ``seeds``. The learned points of every class are
-    summarised beside it (``all_…``), never mixed into it.
-
-    Worst − best is reported as a positive ``range`` (for accuracy best − worst, for
-    costs worst − best), beside the mean, standard deviation and interquartile range;
-    bootstrap intervals of the mean and of best − worst of the test accuracy; the same
-    spread for the SGD endpoints; the correlation across seeds of training and test
-    cost; the count of each class.
+    For each population (the learned SGD endpoints, polished points and certified
+    minima) and each of test accuracy and test cost: ``spread.spread`` (sd with its χ²
+    and Bonett intervals, MAD, IQR, range), the noise floor of test sampling
+    (``noise[width][population][metric]``, from ``quality.noise``) with the χ² test of
+    the sd against it and the spread in excess, and the outliers by robust z. Keys are
+    ``{population}_{metric}_{statistic}``; the row also holds the count of each class,
+    the learned points and the learned minima.
     """
     table = []
     for width in sorted({r.width for r in rows}):
         mine = [r for r in rows if r.width == width]
-        learned = [r for r in mine if r.final_train_cost is not None and r.final_train_cost < bar]
-        minima = [r for r in learned if r.classification == MINIMUM]
         row = {"width": width, "num_params": mine[0].num_params, "seeds": len(mine),
-               "learned": len(learned), "minima": len(minima)}  # fmt: skip
-        for key, name in (
-            ("final_train_cost", "train_cost"),
-            ("final_test_cost", "test_cost"),
-            ("final_test_accuracy", "test_accuracy"),
-        ):
-            for stat, value in _stats(getattr(r, key) for r in minima).items():
-                row[f"{name}_{stat}"] = value
-        everyone = _stats(r.final_test_accuracy for r in learned)
-        row["all_test_accuracy_mean"], row["all_test_accuracy_range"] = (
-            everyone["mean"],
-            everyone["range"],
-        )
-        row["test_accuracy_range_all"] = _stats(r.final_test_accuracy for r in mine)["range"]
-        intervals = bootstrap([r.final_test_accuracy for r in minima], resamples=resamples)
-        row.update({f"test_accuracy_{k}": v for k, v in intervals.items()})
-        sgd = _stats(
-            r.sgd_test_accuracy
-            for r in mine
-            if r.sgd_train_cost is not None and r.sgd_train_cost < bar
-        )
-        row["sgd_test_accuracy_mean"], row["sgd_test_accuracy_range"] = sgd["mean"], sgd["range"]
-        train_cost = floats(r.final_train_cost for r in minima)
-        test_cost = floats(r.final_test_cost for r in minima)
-        ok = np.isfinite(train_cost) & np.isfinite(test_cost)
-        row["train_test_cost_correlation"] = (
-            float(np.corrcoef(train_cost[ok], test_cost[ok])[0, 1])
-            if ok.sum() > 2 and np.std(train_cost[ok]) > 0 and np.std(test_cost[ok]) > 0
-            else None
-        )
+               "learned": len(population(mine, "polished", bar=bar)),
+               "minima": len(population(mine, "minima", bar=bar))}  # fmt: skip
         for kind in CLASSES:
             row[kind] = sum(r.classification == kind for r in mine)
+        for (name, metric), field in MEASURED.items():
+            points = population(mine, name, bar=bar)
+            values = [getattr(r, field) for r in points]
+            found = spread.spread(values, alpha=alpha)
+            floor = ((noise.get(width) or {}).get(name) or {}).get(metric.removeprefix("test_"))
+            found["floor"] = (floor or {}).get("floor")
+            found["binomial"] = (floor or {}).get("binomial")
+            found.update(spread.beyond_floor(found["sd"], found["n"], found["floor"]))
+            kept = [(r.seed, v) for r, v in zip(points, values, strict=True) if v is not None]
+            odd = spread.outliers([v for _, v in kept], [s for s, _ in kept])
+            found["outliers"] = " ".join(f"{seed}:{value:.6g}:{z:.3g}" for seed, value, z in odd)
+            row.update({f"{name}_{metric}_{k}": v for k, v in found.items()})
         table.append(row)
     return table
+
+
+def of_population(spread_table: list[dict], name: str, metric: str) -> list[dict]:
+    """Per width, the fields of one population and metric of :func:`spread_rows`
+    without their prefix, with ``width`` and the outliers as ``(seed, value, z)``."""
+    prefix = f"{name}_{metric}_"
+    found = []
+    for row in spread_table:
+        entry = {k[len(prefix) :]: v for k, v in row.items() if k.startswith(prefix)}
+        entry["width"] = row["width"]
+        entry["outliers"] = [
+            (int(seed), float(value), float(z))
+            for seed, value, z in (o.split(":") for o in (entry.get("outliers") or "").split())
+        ]
+        found.append(entry)
+    return found
+
+
+def spread_tests(rows: list[Point], *, bar: float, alpha: float) -> dict:
+    """``spread.across`` of each population and metric: ``{"sgd_test_accuracy": ...}``."""
+    tests = {}
+    for (name, metric), field in MEASURED.items():
+        groups = {}
+        for r in population(rows, name, bar=bar):
+            groups.setdefault(r.width, []).append(getattr(r, field))
+        tests[f"{name}_{metric}"] = spread.across(groups, alpha=alpha)
+    return tests
 
 
 def _median(values):
@@ -149,8 +146,6 @@ def polish_summary(rows: list[Point]) -> dict:
 # with the few hundred Ritz values of 8 seeds × the probes.
 DENSITY_POINTS = 201
 DENSITY_SMOOTHING = 50
-# The bootstrap's intervals are central 95% intervals (percentiles 2.5 and 97.5).
-INTERVAL = 95.0
 
 
 def spectrum_summary(rows: list[dict], spectra: list[dict], *, study: MinimaConfig) -> dict:
@@ -172,22 +167,24 @@ def spectrum_summary(rows: list[dict], spectra: list[dict], *, study: MinimaConf
     }
 
 
-def summarize(
-    config: TrainConfig,
-    study: MinimaConfig,
-    *,
-    rows: list[Point],
-    pairs: list[Pair],
-    spread: list[dict],
-    ensembles: list[Ensemble],
-    spectra: dict[int, list[dict]],
-    bar: float,
-) -> dict:
-    """The study's ``summary.json``: per width, the classes, the spread with its
-    intervals, the barriers, the ensembles, what polishing did and the spectrum; the
-    verdict."""
+class Found(NamedTuple):
+    """What the study found, every width's joined: what its summary is made from."""
+
+    rows: list[Point]
+    pairs: list[Pair]
+    spread_table: list[dict]  # spread_rows
+    ensembles: list[Ensemble]
+    spectra: dict[int, list[dict]]  # per width, each network's Hessian quadrature
+    escapes: list[Escape]
+
+
+def summarize(config: TrainConfig, study: MinimaConfig, found: Found, *, bar: float) -> dict:
+    """The study's ``summary.json``: per width, the classes, the spread of quality in
+    each population, the barriers, the ensembles, what polishing did and the
+    spectrum; the tests of spread across widths, the escape attempts and the verdict."""
+    rows, pairs, spread_table, ensembles, spectra, escapes = found
     per_width = []
-    for s in spread:
+    for s in spread_table:
         width = s["width"]
         mine = [p for p in pairs if p.width == width]
         networks = [r for r in rows if r.width == width]
@@ -196,10 +193,7 @@ def summarize(
         best_ensemble = max(
             (e for e in ensembles if e.width == width), key=lambda e: e.k, default=None
         )
-        entry = {k: s[k] for k in ("width", "num_params", "seeds", "learned", "minima",
-                                   *CLASSES)}  # fmt: skip
-        entry.update({k: s[k] for k in s if k.startswith(("test_accuracy_", "sgd_", "all_"))})
-        entry["train_cost_range"] = s["train_cost_range"]
+        entry = dict(s)
         entry["pairs"] = len(mine)
         for barrier in ("naive", "one_pass", "matched", "curve", "matched_curve"):
             entry[f"median_{barrier}_barrier"] = median(f"{barrier}_barrier", mine)
@@ -208,16 +202,24 @@ def summarize(
                     "matching_sweeps"):  # fmt: skip
             entry[f"median_{key}"] = median(key, mine)
         entry["ensemble_accuracy"] = best_ensemble.ensemble_accuracy if best_ensemble else None
+        entry["ensemble_size"] = best_ensemble.k if best_ensemble else None
         entry["mean_single_accuracy"] = (
             best_ensemble.mean_single_accuracy if best_ensemble else None
         )
         entry["init_paths_monotone"] = sum(bool(r.init_path_monotone) for r in networks)
+        entry["dead_class_points"] = sum(bool(r.sgd_dead_classes) for r in networks)
+        entry["median_sgd_dead_units"] = _median(r.sgd_dead_units for r in networks)
         entry["polish"] = polish_summary(networks)
         entry["spectrum"] = spectrum_summary(networks, spectra[width], study=study)
         per_width.append(entry)
+    tests = spread_tests(rows, bar=bar, alpha=study.alpha)
+    judged = judged_population(per_width)
     return {
         "per_width": per_width,
-        "verdict": verdict(config, study, per_width),
+        "spread_tests": tests,
+        "judged": judged,
+        "verdict": verdict(config, study, per_width, tests),
+        "escapes": [dataclasses.asdict(e) for e in escapes],
         "learned_cost_bar": bar,
         "certified_minima": sum(r.classification == MINIMUM for r in rows),
         "certified_saddles": sum(r.classification == SADDLE for r in rows),
@@ -238,60 +240,40 @@ def _classes(w: dict) -> str:
     return ", ".join(f"{w[c]} {c}" for c in CLASSES if w[c]) or "none"
 
 
-def verdict(config: TrainConfig, study: MinimaConfig, per_width: list[dict]) -> str:
-    """The seed's claim judged on certified minima only: per width, how many there
-    were, and over the widths with two or more, the curve of their spread (its shape,
-    where it is smallest, where they are of roughly equal quality: best − worst test
-    accuracy within ``0.02``). A width with fewer is named apart with what
-    its points were instead; the other classes are never mixed into the spread."""
-    points = lambda v: f"{100 * v:.2f}"
-    known = [w for w in per_width if w["minima"] >= 2 and w["test_accuracy_range"] is not None]
-    failed = [w for w in per_width if w not in known]
-    left_out = "; ".join(
-        f"w={w['width']}: {w['minima']} learned minim{'um' if w['minima'] == 1 else 'a'} of "
-        f"{w['seeds']} points ({_classes(w)})"
-        for w in failed
+def judged_population(per_width: list[dict]) -> str:
+    """The population the claim is judged on: the certified minima where at least
+    MIN_JUDGED learned at two widths or more (or at the only width), else the SGD
+    endpoints that learned."""
+    enough = [w for w in per_width if w["minima"] >= MIN_JUDGED]
+    return "minima" if len(enough) >= min(2, len(per_width)) else "sgd"
+
+
+POINTS = {"minima": "the certified minima's test accuracy",
+          "sgd": "the SGD endpoints' test accuracy"}  # fmt: skip
+
+
+def verdict(config: TrainConfig, study: MinimaConfig, per_width: list[dict], tests: dict) -> str:
+    """The seed's claim judged on certified minima where there are enough of them
+    (:func:`judged_population`), else on the SGD endpoints that learned, said so: how
+    many minima each width has, then ``spread.verdict`` of the test accuracy (the
+    tests of equal spread and trend, every width's sd with its interval, the noise
+    floor, the outliers). The other classes are never mixed into the minima."""
+    counts = "; ".join(
+        f"w={w['width']}: {w['minima']} of {w['seeds']} ({_classes(w)})" for w in per_width
     )
-    if not known:
-        return (
-            f"On {config.dataset}, no width has two certified minima, so the claim that "
-            f"minima are of roughly equal quality cannot be judged on these points: "
-            f"{left_out}."
-        )
-    left_out = f" Too few minima to judge: {left_out}." if left_out else ""
-    interval = lambda w: (
-        f"[{points(w['test_accuracy_range_low'] or 0)}–"
-        f"{points(w['test_accuracy_range_high'] or 0)}]"
-    )
-    curve = ", ".join(
-        f"w={w['width']}: {points(w['test_accuracy_range'])} {interval(w)} "
-        f"({w['minima']} minima of {w['seeds']} points)"
-        for w in known
-    )
-    ranges = [w["test_accuracy_range"] for w in known]
-    steps = np.diff(ranges)
-    if len(ranges) == 1:
-        shape = "one width only, so no trend"
-    elif np.all(steps <= 0):
-        shape = "narrows steadily with width"
-    elif np.all(steps >= 0):
-        shape = "widens steadily with width"
+    judged = judged_population(per_width)
+    if judged == "minima":
+        head = f"On {config.dataset}, learned certified minima per width: {counts}."
+        widths = [w for w in per_width if w["minima"] >= MIN_JUDGED]
     else:
-        shape = "is not monotone in width"
-    smallest = min(known, key=lambda w: w["test_accuracy_range"])
-    equal = [w["width"] for w in known if w["test_accuracy_range"] <= 0.02]
-    if not equal:
-        holds = f"at no width are they within {points(0.02)} points"
-    elif len(equal) == len(known):
-        holds = f"at every such width they are within {points(0.02)} points"
-    else:
-        holds = (
-            f"they are within {points(0.02)} points at width "
-            f"{', '.join(map(str, equal))} only"
+        head = (
+            f"On {config.dataset}, too few points are certified minima to judge the claim "
+            f"on minima ({counts}); what follows is of the SGD endpoints that learned, "
+            "which are not certified minima."
         )
-    return (
-        f"On {config.dataset}, the spread of the certified minima's test accuracy "
-        f"(best − worst over seeds, in points, with its bootstrap interval) {shape}: "
-        f"{curve}. It is smallest at width {smallest['width']} "
-        f"({points(smallest['test_accuracy_range'])} points); {holds}.{left_out}"
-    )
+        widths = per_width
+    sentence = spread.verdict(
+        of_population(widths, judged, "test_accuracy"), tests[f"{judged}_test_accuracy"],
+        alpha=study.alpha, points=POINTS[judged],
+    )  # fmt: skip
+    return f"{head} {sentence}"
