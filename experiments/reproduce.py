@@ -35,8 +35,7 @@ FASHION = "idx:{fashion}"
 ONE_RUN = ("--layers=16,16", "--learning_rate=3.0", "--batch_size=10", "--epochs=30")
 LR = ("--layers=16,16", "--batch_size=10", "--epochs=30", "--learning_rates=logspace:0.01:100:13",
       "--seeds=3", "--track_sharpness_every=25")  # fmt: skip
-MINIMA = ("--layers=16,16", "--batch_size=10", "--learning_rate=3.0", "--widths=4,16,64",
-          "--seeds=8")  # fmt: skip
+MINIMA = ("--layers=16,16", "--batch_size=10", "--learning_rate=3.0", "--widths=4,16,64")
 # name: (entry point, flags, the figures the README shows: file in the run -> in docs/)
 RUNS = {
     "train-digits": ("train", ("--dataset=digits", *ONE_RUN), {}),
@@ -59,10 +58,16 @@ RUNS = {
                               "spectrum.png": "digits_minima_spectrum_scaled.png",
                               "curves.png": "digits_minima_curves_scaled.png"}),
     "minima-fashion-normal": ("local_minima", (f"--dataset={FASHION}", "--train_size=10000",
-                                               *MINIMA, "--epochs=60"), {}),
+                                               *MINIMA, "--seeds=8", "--epochs=60"), {}),
     "minima-fashion-scaled": ("local_minima", (f"--dataset={FASHION}", "--train_size=10000",
-                                               *MINIMA, "--epochs=150", "--init=scaled"),
+                                               *MINIMA, "--seeds=8", "--epochs=150",
+                                               "--init=scaled"),
                               {"spectrum.png": "fashion_minima_spectrum_scaled.png"}),
+    # The default 32 seeds at two widths on MNIST-size data: the spread's statistics.
+    "minima-fashion-seeds": ("local_minima", (f"--dataset={FASHION}", "--train_size=10000",
+                                              *MINIMA[:3], "--widths=4,16", "--epochs=60"),
+                             {"distribution.png": "fashion_minima_distribution.png",
+                              "spread.png": "fashion_minima_spread.png"}),
 }  # fmt: skip
 
 

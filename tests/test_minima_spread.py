@@ -126,6 +126,17 @@ def test_the_verdict_on_clearly_shrinking_spreads_says_so():
     assert "grows with width" in sentence
 
 
+def test_a_trend_that_does_not_hold_at_every_step_says_so():
+    # Widths 4 → 16 shrink the spread eightfold, 16 → 64 widen it again: the trend over
+    # all points is downward, but the sentence must not read as a steady fall.
+    tests, sentence = _verdict(_sets((0.03, 0.004, 0.012)))
+    assert tests["trend_slope"] < 0 and tests["trend_p"] < 0.05
+    assert "shrinks with width overall but not at every step" in sentence
+    first, second = tests["steps"]
+    assert first["ratio"] < 0.2 and first["p"] < 0.001 and second["ratio"] > 2
+    assert "w=16 → 64: sd ×" in sentence
+
+
 def test_one_outlier_is_named_and_does_not_make_a_trend():
     tests, sentence = _verdict(_sets((0.003, 0.003, 0.003), outlier=16))
     # The sd of width 16 is inflated tenfold, but the robust tests see no difference.

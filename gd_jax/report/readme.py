@@ -113,6 +113,7 @@ MINIMA_RUNS = (
     ("minima-digits-scaled", "digits, `--init=scaled`"),
     ("minima-fashion-normal", "Fashion-MNIST 10k, N(0, 1)"),
     ("minima-fashion-scaled", "Fashion-MNIST 10k, `--init=scaled`"),
+    ("minima-fashion-seeds", "Fashion-MNIST 10k, N(0, 1), 32 seeds"),
 )
 
 

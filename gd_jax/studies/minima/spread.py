@@ -113,7 +113,7 @@ def across(groups: dict[int, list[float]], *, alpha: float = 0.05) -> dict:
     groups = {w: np.asarray([x for x in v if x is not None], float) for w, v in groups.items()}
     groups = {w: v for w, v in sorted(groups.items()) if v.size >= 3}
     empty = dict.fromkeys(("brown_forsythe", "brown_forsythe_p", "fligner", "fligner_p",
-                           "trend_slope", "trend_low", "trend_high", "trend_p"))  # fmt: skip
+                           "trend_slope", "trend_low", "trend_high", "trend_p", "steps"))  # fmt: skip
     if len(groups) < 2:
         return {"widths": list(groups), **empty}
     samples = list(groups.values())
@@ -125,7 +125,14 @@ def across(groups: dict[int, list[float]], *, alpha: float = 0.05) -> dict:
     y = np.concatenate([np.abs(v - np.median(v)) for v in samples])
     fit = stats.linregress(x, y)
     half = stats.t.ppf(1 - alpha / 2, x.size - 2) * fit.stderr
-    return {"widths": list(groups),
+    widths = list(groups)
+    steps = []
+    for a, b in zip(widths, widths[1:], strict=False):
+        sd_a, sd_b = np.std(groups[a], ddof=1), np.std(groups[b], ddof=1)
+        pair = stats.levene(groups[a], groups[b], center="median")
+        steps.append({"from": a, "to": b, "ratio": float(sd_b / sd_a) if sd_a else None,
+                      "p": float(pair.pvalue)})  # fmt: skip
+    return {"widths": widths, "steps": steps,
             "brown_forsythe": float(bf.statistic), "brown_forsythe_p": float(bf.pvalue),
             "fligner": float(fk.statistic), "fligner_p": float(fk.pvalue),
             "trend_slope": float(fit.slope), "trend_low": float(fit.slope - half),
@@ -185,19 +192,33 @@ def verdict(per_width: list[dict], tests: dict, *, alpha: float, points: str, un
             head = (f"The spread of {points} does not differ between widths beyond chance "
                     f"({named}; sd {sds} {unit_name})")  # fmt: skip
         elif tp < alpha:
-            way = "shrinks" if tests["trend_slope"] < 0 else "grows"
+            down = tests["trend_slope"] < 0
+            way = "shrinks" if down else "grows"
+            steps = tests.get("steps") or []
+            against = [st for st in steps if st["ratio"] is not None
+                       and (st["ratio"] > 1 if down else st["ratio"] < 1)]  # fmt: skip
+            if against:
+                way += " with width overall but not at every step"
+            else:
+                way += " with width"
             agree = "" if bf < alpha else ", though Brown–Forsythe alone does not reach it"
-            head = (f"The spread of {points} {way} with width ({named}{agree}; sd {sds} "
-                    f"{unit_name})")  # fmt: skip
+            head = f"The spread of {points} {way} ({named}{agree}; sd {sds} {unit_name})"
         else:
             head = (f"The spread of {points} differs between widths but not as a trend in "
                     f"width ({named}; sd {sds} {unit_name})")  # fmt: skip
+        steps = tests.get("steps") or []
+        if len(steps) > 1:
+            head += "; step by step (Brown–Forsythe): " + "; ".join(
+                f"w={st['from']} → {st['to']}: sd ×{st['ratio']:.2g}, {_p(st['p'])}"
+                for st in steps if st["ratio"] is not None
+            )  # fmt: skip
     floors = [w for w in judged if w.get("floor") is not None]
     tail = ""
     if floors:
         within = [w["width"] for w in floors if w["floor_p"] >= alpha]
         above = [w for w in floors if w["floor_p"] < alpha]
-        floor = "–".join(sorted({show(w["floor"]) for w in (floors[0], floors[-1])}))
+        low, high = min(w["floor"] for w in floors), max(w["floor"] for w in floors)
+        floor = show(low) if show(low) == show(high) else f"{show(low)}–{show(high)}"
         parts = []
         if within:
             parts.append(f"width {', '.join(map(str, within))} within it")
