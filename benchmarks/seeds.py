@@ -55,8 +55,9 @@ def main(argv):
             case = {"width": width, "seeds": seeds, "seconds_per_epoch": result.seconds_per_epoch,
                     "compile_seconds": result.compile_seconds}  # fmt: skip
             found["cases"].append(case)
-            print(f"{width} | {seeds} | {result.seconds_per_epoch:.2f} | "
-                  f"{result.seconds_per_epoch / seeds:.3f} | {result.compile_seconds:.1f}")  # fmt: skip
+            per = result.seconds_per_epoch
+            print(f"{width} | {seeds} | {per:.2f} | {per / seeds:.3f} | "
+                  f"{result.compile_seconds:.1f}")  # fmt: skip
     Path(FLAGS.out).parent.mkdir(parents=True, exist_ok=True)
     Path(FLAGS.out).write_text(json.dumps(found, indent=1) + "\n")
     print(f"Written to {FLAGS.out}")

@@ -20,6 +20,7 @@ t interval and p-value); both use every point, so they hold with two widths.
 :func:`verdict` turns them into one sentence that states only what the tests show.
 """
 
+import itertools
 import math
 
 import numpy as np
@@ -113,7 +114,8 @@ def across(groups: dict[int, list[float]], *, alpha: float = 0.05) -> dict:
     groups = {w: np.asarray([x for x in v if x is not None], float) for w, v in groups.items()}
     groups = {w: v for w, v in sorted(groups.items()) if v.size >= 3}
     empty = dict.fromkeys(("brown_forsythe", "brown_forsythe_p", "fligner", "fligner_p",
-                           "trend_slope", "trend_low", "trend_high", "trend_p", "steps"))  # fmt: skip
+                           "trend_slope", "trend_low", "trend_high", "trend_p",
+                           "steps"))  # fmt: skip
     if len(groups) < 2:
         return {"widths": list(groups), **empty}
     samples = list(groups.values())
@@ -127,7 +129,7 @@ def across(groups: dict[int, list[float]], *, alpha: float = 0.05) -> dict:
     half = stats.t.ppf(1 - alpha / 2, x.size - 2) * fit.stderr
     widths = list(groups)
     steps = []
-    for a, b in zip(widths, widths[1:], strict=False):
+    for a, b in itertools.pairwise(widths):
         sd_a, sd_b = np.std(groups[a], ddof=1), np.std(groups[b], ddof=1)
         pair = stats.levene(groups[a], groups[b], center="median")
         steps.append({"from": a, "to": b, "ratio": float(sd_b / sd_a) if sd_a else None,
