@@ -145,6 +145,15 @@ def test_one_outlier_is_named_and_does_not_make_a_trend():
     assert "w=16 seed 5 at 60.00" in sentence
 
 
+def test_many_outliers_are_named_most_extreme_first_and_counted():
+    groups = _sets((0.003, 0.003, 0.003))
+    for i in range(8):
+        groups[64][i] = 0.8 - 0.01 * i  # seed 7 the lowest
+    _, sentence = _verdict(groups)
+    assert sentence.index("w=64 seed 7 at 73.00") < sentence.index("w=64 seed 6 at 74.00")
+    assert sentence.endswith("and 3 more.") and "seed 2 at" not in sentence
+
+
 def test_the_verdict_with_one_width_compares_nothing():
     tests, sentence = _verdict({16: list(np.linspace(0.89, 0.91, 8))})
     assert tests["brown_forsythe_p"] is None

@@ -180,13 +180,13 @@ def minima_polish(results: dict) -> str:
             continue
         for i, w in enumerate(results[name]["summary"]["per_width"]):
             p = w["polish"]
-            arrow = lambda key, fmt=format_value, p=p: (
-                f"{fmt(p[f'median_sgd_{key}'])} → {fmt(p[f'median_{key}'])}"
+            arrow = lambda key, fmt=format_value, p=p, at="": (
+                f"{fmt(p[f'median_sgd_{key}'])} → {fmt(p[f'median_{at}{key}'])}"
             )
             rows.append([
                 label if i == 0 else "", w["width"],
                 f"{p['median_lbfgs_steps']:g} + {p['median_newton_steps']:g}",
-                arrow("train_cost"), arrow("param_norm"), arrow("saturation", percent),
+                arrow("train_cost", at="final_"), arrow("param_norm"), arrow("saturation", percent),
                 format_value(p["median_rel_grad"]), format_value(p["median_newton_step"]),
                 format_value(p["median_descent_slope"]),
                 f"{p['continued']}: {_continued(p)}",

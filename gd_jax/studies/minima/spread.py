@@ -31,6 +31,8 @@ BONETT_MIN = 5
 # A point whose robust z, 0.6745·(x − median)/MAD, exceeds this is an outlier
 # (Iglewicz and Hoaglin 1993).
 OUTLIER_Z = 3.5
+# The verdict names at most this many outliers.
+SHOWN_OUTLIERS = 5
 
 
 def spread(values, *, alpha: float = 0.05) -> dict:
@@ -232,8 +234,12 @@ def verdict(per_width: list[dict], tests: dict, *, alpha: float, points: str, un
                 f"(the noise floor): {'; '.join(parts)}")  # fmt: skip
     odd = [(w["width"], o) for w in judged for o in w.get("outliers") or []]
     if odd:
+        # The most extreme first, at most SHOWN_OUTLIERS of them (the report lists all).
+        odd.sort(key=lambda o: -abs(o[1][2]))
         tail += ". Outliers (robust z beyond 3.5): " + ", ".join(
             f"w={width} seed {seed} at {show(value)} (z = {z:+.1f})"
-            for width, (seed, value, z) in odd
+            for width, (seed, value, z) in odd[:SHOWN_OUTLIERS]
         )
+        if len(odd) > SHOWN_OUTLIERS:
+            tail += f" and {len(odd) - SHOWN_OUTLIERS} more"
     return head + tail + "."
