@@ -91,7 +91,7 @@ TINY_LR = (
 TINY_MINIMA = (
     "--dataset=digits", "--layers=8", "--widths=3,5", "--seeds=2", "--epochs=2",
     "--lanczos_iters=4", "--max_pairs=1", "--path_points=3", "--train_size=200",
-    "--polish_steps=40", "--curve_steps=20",
+    "--polish_steps=40", "--curve_steps=20", "--escape_points=0",
 )  # fmt: skip
 
 

@@ -18,7 +18,7 @@ from gd_jax.sweep import trainer
 SMALL = (
     "--dataset=digits", "--layers=8", "--widths=3,6", "--seeds=3", "--epochs=3",
     "--lanczos_iters=8", "--max_pairs=2", "--path_points=5", "--train_size=400",
-    "--polish_steps=40", "--curve_pairs=1", "--curve_steps=20",
+    "--polish_steps=40", "--curve_pairs=1", "--curve_steps=20", "--escape_epochs=2",
 )  # fmt: skip
 
 
