@@ -24,7 +24,8 @@ import numpy as np
 import scipy.optimize
 from absl import app, flags
 
-from gd_jax import data, train
+from benchmarks import timing
+from gd_jax import train
 from gd_jax.config import TrainConfig
 from gd_jax.studies.minima import newton, polish
 from gd_jax.studies.minima.config import MinimaConfig
@@ -38,12 +39,7 @@ FLAGS = flags.FLAGS
 
 
 def _data():
-    if Path(FLAGS.fashion_dir).is_dir():
-        dataset = data.load(f"idx:{FLAGS.fashion_dir}", train_size=FLAGS.examples)
-        return "Fashion-MNIST", dataset.train.x, dataset.train.labels.astype(np.int32)
-    rng = np.random.default_rng(0)
-    x = rng.random((FLAGS.examples, 784), np.float32)
-    return "random", x, rng.integers(0, 10, FLAGS.examples).astype(np.int32)
+    return timing.fashion_or_synthetic(FLAGS.fashion_dir, FLAGS.examples)
 
 
 def _seconds(fn):

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from gd_jax import data
+from benchmarks import timing
 from gd_jax.config import TrainConfig
 from gd_jax.studies.minima import stages
 from gd_jax.sweep import trainer
@@ -31,12 +31,7 @@ FLAGS = flags.FLAGS
 
 
 def _data():
-    if Path(FLAGS.fashion_dir).is_dir():
-        found = data.load(f"idx:{FLAGS.fashion_dir}", train_size=FLAGS.examples)
-        return "Fashion-MNIST", found.train.x, found.train.labels.astype(np.int32)
-    rng = np.random.default_rng(0)
-    x = rng.random((FLAGS.examples, 784), np.float32)
-    return "random", x, rng.integers(0, 10, FLAGS.examples).astype(np.int32)
+    return timing.fashion_or_synthetic(FLAGS.fashion_dir, FLAGS.examples)
 
 
 def main(argv):

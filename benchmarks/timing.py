@@ -2,11 +2,12 @@
 per epoch of gd-jax's single-run and sweep epochs."""
 
 import time
+from pathlib import Path
 
 import jax
 import numpy as np
 
-from gd_jax import fast_gd, optim, train
+from gd_jax import data, fast_gd, optim, train
 from gd_jax.config import ModelConfig
 from gd_jax.sweep import engine
 
@@ -23,6 +24,17 @@ def synthetic(examples: int = 50_000, features: int = 784, classes: int = 10):
     x = jax.random.uniform(kx, (examples, features))
     labels = jax.random.randint(ky, (examples,), 0, classes)
     return x, labels
+
+
+def fashion_or_synthetic(fashion_dir: str, examples: int):
+    """``(source, x, labels)``: the first ``examples`` of Fashion-MNIST's training set
+    where ``fashion_dir`` holds its IDX files, else :func:`synthetic` data of its shape
+    (the cost of a step does not depend on the pixels; a trajectory does)."""
+    if Path(fashion_dir).is_dir():
+        found = data.load(f"idx:{fashion_dir}", train_size=examples)
+        return "Fashion-MNIST", found.train.x, found.train.labels.astype(np.int32)
+    x, labels = synthetic(examples)
+    return "random", np.asarray(x), np.asarray(labels, np.int32)
 
 
 def time_epochs(epoch, state, x, labels, epochs, min_seconds=1.0) -> tuple[float, float]:

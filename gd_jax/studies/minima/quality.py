@@ -75,17 +75,25 @@ def dead_classes(counts) -> str:
     return " ".join(str(c) for c in np.flatnonzero(np.asarray(counts) == 0))
 
 
+def population(rows, name: str, *, bar: float) -> list:
+    """The points of ``rows`` in population ``name`` (``POPULATIONS``): the SGD
+    endpoints, the polished points or the certified minima whose training cost is
+    below ``bar``."""
+    if name == "sgd":
+        return [r for r in rows if r.sgd_train_cost is not None and r.sgd_train_cost < bar]
+    learned = [r for r in rows if r.final_train_cost is not None and r.final_train_cost < bar]
+    return [r for r in learned if r.classification == MINIMUM] if name == "minima" else learned
+
+
 def noise(rows, sgd: dict, polished: dict, *, bar: float) -> dict:
     """Per population (``POPULATIONS``), the noise floor of test sampling
     (``spread.noise_floor``) of its learned points' test accuracy and test cost
     (``sgd``, ``polished``: :func:`score` of the SGD endpoints and polished points)."""
-    learned = np.asarray([r.learned for r in rows])
-    minima = learned & np.asarray([r.classification == MINIMUM for r in rows])
-    sgd_learned = np.asarray([r.sgd_train_cost is not None and r.sgd_train_cost < bar
-                              for r in rows])  # fmt: skip
     found = {}
-    for name, scored, pick in (("minima", polished, minima), ("polished", polished, learned),
-                               ("sgd", sgd, sgd_learned)):  # fmt: skip
+    for name in POPULATIONS:
+        scored = sgd if name == "sgd" else polished
+        picked = {id(r) for r in population(rows, name, bar=bar)}
+        pick = np.asarray([id(r) in picked for r in rows], bool)
         found[name] = {
             "accuracy": spread.noise_floor(scored["correct"][pick]),
             "cost": spread.noise_floor(scored["cost"][pick]),

@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter, NullLocator
 
 from gd_jax.studies.minima.figures import CLASS_COLORS, _array, _categorical, _note, _widths
+from gd_jax.studies.minima.quality import population
 from gd_jax.studies.minima.records import Point
 
 
@@ -90,11 +91,11 @@ def distribution_figure(rows: Sequence[Point], *, bar: float = math.inf) -> Figu
     fig = Figure(figsize=(15, 4.6))
     ax_acc, ax_cost, ax_ecdf = fig.subplots(1, 3)
     widths = _widths(rows)
+    learned = population(rows, "sgd", bar=bar)
     rng = np.random.default_rng(0)
     for ax, field, scale in ((ax_acc, "test_accuracy", 100), (ax_cost, "test_cost", 1)):
         for pos, width in enumerate(widths):
-            mine = [r for r in rows if r.width == width
-                    and r.sgd_train_cost is not None and r.sgd_train_cost < bar]  # fmt: skip
+            mine = [r for r in learned if r.width == width]
             sgd = scale * _array(getattr(r, f"sgd_{field}") for r in mine)
             jitter = rng.uniform(-0.12, 0.12, len(mine))
             ax.scatter(pos - 0.2 + jitter, sgd, s=14, color="black", alpha=0.7,
@@ -117,14 +118,7 @@ def distribution_figure(rows: Sequence[Point], *, bar: float = math.inf) -> Figu
     ax_cost.set_ylabel("test cost")
     ax_cost.set_title("Test cost of each endpoint")
     for i, width in enumerate(widths):
-        v = np.sort(
-            100
-            * _array(
-                r.sgd_test_accuracy
-                for r in rows
-                if r.width == width and r.sgd_train_cost is not None and r.sgd_train_cost < bar
-            )
-        )
+        v = np.sort(100 * _array(r.sgd_test_accuracy for r in learned if r.width == width))
         v = v[np.isfinite(v)]
         if v.size:
             ax_ecdf.step(v, np.arange(1, v.size + 1) / v.size, where="post", color=f"C{i}",

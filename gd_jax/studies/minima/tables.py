@@ -9,7 +9,7 @@ import numpy as np
 
 from gd_jax import curvature
 from gd_jax.config import TrainConfig
-from gd_jax.studies.minima import spread
+from gd_jax.studies.minima import quality, spread
 from gd_jax.studies.minima.classes import CLASSES, CRITICAL, MINIMUM, SADDLE
 from gd_jax.studies.minima.config import MinimaConfig
 from gd_jax.studies.minima.records import Ensemble, Escape, Pair, Point
@@ -43,14 +43,6 @@ MEASURED = {
 MIN_JUDGED = 3
 
 
-def population(rows: list[Point], name: str, *, bar: float) -> list[Point]:
-    """The points of ``rows`` in population ``name`` (``quality.POPULATIONS``)."""
-    if name == "sgd":
-        return [r for r in rows if r.sgd_train_cost is not None and r.sgd_train_cost < bar]
-    learned = [r for r in rows if r.final_train_cost is not None and r.final_train_cost < bar]
-    return [r for r in learned if r.classification == MINIMUM] if name == "minima" else learned
-
-
 def spread_rows(
     rows: list[Point], noise: dict[int, dict], *, bar: float = float("inf"), alpha: float = 0.05
 ) -> list[dict]:
@@ -68,12 +60,12 @@ def spread_rows(
     for width in sorted({r.width for r in rows}):
         mine = [r for r in rows if r.width == width]
         row = {"width": width, "num_params": mine[0].num_params, "seeds": len(mine),
-               "learned": len(population(mine, "polished", bar=bar)),
-               "minima": len(population(mine, "minima", bar=bar))}  # fmt: skip
+               "learned": len(quality.population(mine, "polished", bar=bar)),
+               "minima": len(quality.population(mine, "minima", bar=bar))}  # fmt: skip
         for kind in CLASSES:
             row[kind] = sum(r.classification == kind for r in mine)
         for (name, metric), field in MEASURED.items():
-            points = population(mine, name, bar=bar)
+            points = quality.population(mine, name, bar=bar)
             values = [getattr(r, field) for r in points]
             found = spread.spread(values, alpha=alpha)
             floor = ((noise.get(width) or {}).get(name) or {}).get(metric.removeprefix("test_"))
@@ -109,7 +101,7 @@ def spread_tests(rows: list[Point], *, bar: float, alpha: float) -> dict:
     tests = {}
     for (name, metric), field in MEASURED.items():
         groups = {}
-        for r in population(rows, name, bar=bar):
+        for r in quality.population(rows, name, bar=bar):
             groups.setdefault(r.width, []).append(getattr(r, field))
         tests[f"{name}_{metric}"] = spread.across(groups, alpha=alpha)
     return tests
