@@ -37,6 +37,7 @@ def define_flags() -> None:
     flags.DEFINE_integer("batch_size", 10, "Examples per step; 0 for one full-batch step.")
     flags.DEFINE_list("sizes", ["784", "30", "10"], "Layer widths.")
     flags.DEFINE_integer("networks", 1, "More than 1: a sweep of this many on one shared order.")
+    flags.DEFINE_integer("examples", 50_000, "Training examples (the epoch's steps).")
     flags.DEFINE_integer("top", 25, "Ops to print.")
     flags.DEFINE_string("trace_dir", None, "Where the trace goes (default: a temporary folder).")
 
@@ -80,7 +81,7 @@ def main(argv):
     flag = "--xla_cpu_enable_xprof_traceme=true"
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
     sizes = [int(s) for s in FLAGS.sizes]
-    x, labels = timing.synthetic(features=sizes[0], classes=sizes[-1])
+    x, labels = timing.synthetic(FLAGS.examples, features=sizes[0], classes=sizes[-1])
     if FLAGS.networks > 1:
         epoch, state = timing.sweep_epoch(FLAGS.networks, sizes, FLAGS.batch_size, FLAGS.path)
     else:

@@ -56,8 +56,12 @@ def make_loss(model_config: ModelConfig) -> Loss:
     return loss
 
 
-def make_head_loss(model_config: ModelConfig):
+def make_head_loss(model_config: ModelConfig, matmul=jnp.matmul):
     """The cost of a batch from the first layer's pre-activations.
+
+    Args:
+      model_config: the network.
+      matmul: the layers' product (``model.from_first_layer``).
 
     Returns:
       ``head_loss(z, rest, labels)`` with ``z = x W + b`` of the first layer and
@@ -68,7 +72,9 @@ def make_head_loss(model_config: ModelConfig):
     activation = model_config.activation
 
     def head_loss(z, rest, labels):
-        outputs = model.from_first_layer(z, rest, activation=activation, output=output)
+        outputs = model.from_first_layer(
+            z, rest, activation=activation, output=output, matmul=matmul
+        )
         targets = jax.nn.one_hot(labels, outputs.shape[-1], dtype=outputs.dtype)
         return cost_fn(outputs, targets)
 

@@ -1,4 +1,9 @@
-"""The profile's bookkeeping: XLA's per-op trace events summed into a table."""
+"""The benchmarks' bookkeeping: XLA's per-op trace events summed into a table, and the
+whole-job benchmark's record of a tiny job."""
+
+import json
+import subprocess
+import sys
 
 from benchmarks import profile
 
@@ -38,3 +43,18 @@ def test_op_table_sums_each_op_over_threads_and_leaves_out_the_runtime():
     assert dot["what"] == "f32[784,30]{1,0} dot"
     assert rows[1]["what"] == "f32[10,30]{1,0} fusion (__ynn_fusion)"
     assert rows[2]["what"] == "f32[10,784]{1,0} fusion (kLoop)"
+
+
+def test_the_whole_job_benchmark_times_training_and_scoring_apart(tmp_path):
+    out = tmp_path / "job.json"
+    command = [sys.executable, "-m", "benchmarks.job", "--networks=4", "--seeds=2",
+               "--epochs=3", "--eval_every=2", "--examples=200", "--validation=50",
+               f"--fashion_dir={tmp_path / 'none'}", f"--out={out}"]  # fmt: skip
+    subprocess.run(command, check=True, timeout=300, capture_output=True)
+    found = json.loads(out.read_text())
+    assert found["data"] == "random" and found["networks"] == 4
+    # Scored before training, after epoch 2 and after the last (3).
+    assert [e["epoch"] for e in found["epochs_timed"]] == [2, 3] and found["scorings"] == 3
+    assert found["train_seconds_per_epoch"] > 0 and found["eval_seconds_per_epoch"] > 0
+    assert 0 < found["credited_share_of_peak_job"] < found["six_p_n_share_of_peak_job"] < 1
+    assert found["six_p_n_tflop_per_epoch"] == 6 * 13_002 * 200 * 4 / 1e12

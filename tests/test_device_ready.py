@@ -40,7 +40,7 @@ single.train_run(config, out + "/train")
 lr.run(config, LrConfig(learning_rates=(0.5, 3.0), seeds=1, full_batch_steps=4,
        track_sharpness_every=2, range_steps=8, lanczos_iters=4), out + "/lr")
 minima.run(config, MinimaConfig(widths=(3,), seeds=2, lanczos_iters=4, max_pairs=1,
-           path_points=3), out + "/minima")
+           path_points=3, polish_steps=40, curve_steps=20, escape_points=0), out + "/minima")
 """
 CONSTANT = re.compile(r"= (\w+)\[([\d,]*)\][^ ]* constant\(")
 

@@ -2,6 +2,7 @@
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 from conftest import assert_trees_close, assert_trees_equal, fresh_state, mlp, tiny_data
 
@@ -173,3 +174,17 @@ def test_the_fast_path_steps_by_the_runs_learning_rate_not_the_optimisers_state(
         gaps = jax.tree.map(lambda u, v: float(jnp.max(jnp.abs(u - v))), a.params, c.params)
         far = max(jax.tree.leaves(gaps))
         assert far > 1e-2  # and η = 0.5 would have landed elsewhere
+
+
+def test_the_fast_paths_matmul_has_matmuls_gradient():
+    # fast_gd.matmul spells out a @ w's backward pass; it must be the same gradient,
+    # for one network and vmapped over many.
+    ka, kw, kg = jax.random.split(jax.random.key(0), 3)
+    a, w = jax.random.normal(ka, (5, 10, 7)), jax.random.normal(kw, (5, 7, 3))
+    target = jax.random.normal(kg, (5, 10, 3))
+    for mm in (fast_gd.matmul, jax.vmap(fast_gd.matmul)):
+        cost = lambda f: lambda a, w: jnp.sum(jnp.sin(f(a, w) - target))
+        ours = jax.grad(cost(mm), argnums=(0, 1))(a, w)
+        plain = jax.grad(cost(jnp.matmul), argnums=(0, 1))(a, w)
+        assert_trees_close(ours, plain, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(mm(a, w), a @ w, rtol=1e-6)

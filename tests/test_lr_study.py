@@ -110,7 +110,14 @@ def test_the_cli_writes_every_table_and_plot(tmp_path):
     assert {(float(r["learning_rate"]), int(r["seed"])) for r in rows} == {
         (eta, seed) for eta in (0.3, 3.0, 30.0) for seed in (0, 1)
     }
-    assert len(io.read_csv(tmp_path / "curves.csv")) == 6 * 3  # epochs 0, 1, 2
+    curves = io.read_csv(tmp_path / "curves.csv")
+    assert len(curves) == 6 * 3  # epochs 0, 1, 2
+    # Scored before training and after the last epoch (--eval_every=5 > --epochs=2);
+    # every trained epoch has its average training cost.
+    scored = {int(r["epoch"]) for r in curves if r["test_accuracy"] not in ("", None)}
+    assert scored == {0, 2}
+    assert all(r["avg_train_cost"] not in ("", None) for r in curves if int(r["epoch"]) > 0)
+    assert all(r["final_grad_norm"] not in ("", None) for r in rows)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["best_learning_rate"] in (0.3, 3.0, 30.0)
     assert [s["seed"] for s in summary["stability"]] == [0, 1]

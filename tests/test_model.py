@@ -72,3 +72,27 @@ def test_cross_entropy_perplexity_and_accuracy():
     uniform = costs.cross_entropy(jnp.zeros((4, 10)), jnp.eye(10)[:4])
     assert float(costs.perplexity(uniform)) == pytest.approx(10.0, rel=1e-5)
     assert float(costs.accuracy(logits, jnp.array([0, 2]))) == 0.5
+
+
+def test_the_sigmoid_is_jaxs_bit_for_bit_and_so_is_its_gradient():
+    # model.sigmoid writes out the exponential XLA:CPU would compute one element at a
+    # time; it must give the very same float32 numbers, saturated ends and ∞/NaN too.
+    z = np.concatenate(
+        [np.linspace(-120, 120, 200_001, dtype=np.float32),
+         np.float32([np.inf, -np.inf, np.nan, 0.0, -0.0, 1e-30, -1e-30, 88.3, -87.3])]
+    )  # fmt: skip
+    ours, jaxs = jax.jit(model.sigmoid)(z), jax.jit(jax.nn.sigmoid)(z)
+    np.testing.assert_array_equal(np.asarray(ours), np.asarray(jaxs))
+    slope = lambda f: jax.jit(jax.vmap(jax.grad(f)))(z)
+    ours, jaxs = slope(model.sigmoid), slope(jax.nn.sigmoid)
+    np.testing.assert_array_equal(np.asarray(ours), np.asarray(jaxs))
+    # Second order (the Hessian-vector products of the curvature code) through its jvp.
+    f = lambda g: lambda v: jnp.sum(g(v) ** 2)
+    at = jnp.float32([-3.0, -0.5, 0.0, 0.7, 4.0])
+    hvp = lambda g: jax.jvp(jax.grad(f(g)), (at,), (jnp.ones_like(at),))[1]
+    np.testing.assert_allclose(hvp(model.sigmoid), hvp(jax.nn.sigmoid), rtol=1e-6)
+
+
+def test_the_sigmoid_of_other_dtypes_is_jaxs():
+    z = np.linspace(-30, 30, 101).astype(np.float16)
+    np.testing.assert_array_equal(np.asarray(model.sigmoid(z)), np.asarray(jax.nn.sigmoid(z)))

@@ -190,3 +190,9 @@ def test_a_missing_checkpoint_beside_recorded_epochs_is_refused_and_nothing_chan
     assert cli(train_cli, *args, "--epochs=3", "--resume", f"--workdir={tmp_path}") == 2
     assert "records 2 trained epochs, but" in capsys.readouterr().err
     assert snapshot(tmp_path) == before
+
+
+def test_scoring_every_zero_epochs_is_refused():
+    with pytest.raises(GdJaxError, match="--eval_every=0") as caught:
+        LrConfig(eval_every=0)
+    assert caught.value.field == "eval_every"

@@ -228,10 +228,34 @@ def test_blocks_of_epochs_between_measurements_change_nothing_but_the_record():
     networks = engine.Networks(np.array([0.5, 3.0]), np.array([0, 1]))
     every = run(networks, epochs=6, shared_order=True)
     blocks = run(networks, epochs=6, shared_order=True, eval_every=4)
-    assert every.epochs.tolist() == [0, 1, 2, 3, 4, 5, 6]
-    assert blocks.epochs.tolist() == [0, 4, 6]
+    assert every.epochs.tolist() == blocks.epochs.tolist() == [0, 1, 2, 3, 4, 5, 6]
     assert_trees_close(every.params, blocks.params, rtol=1e-6, atol=1e-7)
-    np.testing.assert_allclose(blocks.metrics["train_cost"], every.metrics["train_cost"][[0, 4, 6]])
+    # Scored after epochs 4 and 6 (the last) only; the rows between hold NaN.
+    measured = np.isfinite(blocks.metrics["train_cost"]).all(axis=1)
+    assert measured.tolist() == [True, False, False, False, True, False, True]
+    np.testing.assert_allclose(
+        blocks.metrics["train_cost"][measured], every.metrics["train_cost"][measured], rtol=1e-6
+    )
+    # Every epoch's own average cost, whatever was scored.
+    np.testing.assert_allclose(
+        blocks.metrics["avg_train_cost"][1:], every.metrics["avg_train_cost"][1:], rtol=1e-6
+    )
+    assert np.isfinite(blocks.metrics["avg_train_cost"][1:]).all()
+
+
+def test_the_gradient_norm_is_measured_only_when_asked():
+    networks = engine.Networks(np.array([0.5, 3.0]), np.array([0, 1]))
+    always = run(networks, epochs=3, shared_order=True, eval_every=2)
+    last = run(networks, epochs=3, shared_order=True, eval_every=2, grad_norm="last")
+    never = run(networks, epochs=3, shared_order=True, eval_every=2, grad_norm="never")
+    assert "grad_norm" not in never.metrics
+    assert np.isfinite(always.metrics["grad_norm"][[0, 2, 3]]).all()
+    np.testing.assert_allclose(last.metrics["grad_norm"][-1], always.metrics["grad_norm"][-1])
+    assert np.isnan(last.metrics["grad_norm"][:-1]).all()
+    for key in ("train_cost", "train_accuracy", "test_cost", "test_accuracy"):
+        np.testing.assert_allclose(never.metrics[key], always.metrics[key], rtol=1e-6)
+    with pytest.raises(ValueError, match="grad_norm"):
+        run(networks, epochs=2, shared_order=True, grad_norm="last", grad_tol=1e-3)
 
 
 def test_a_network_meeting_the_gradient_tolerance_stops_there():

@@ -157,7 +157,7 @@ def make_epoch(loss: train.Loss, tx, batch_size: int, *, shared_order: bool, sta
             batches = lambda k: train.batch_order(k, n, batch_size)
             order = (batches if shared_order else jax.vmap(batches))(keys)
         if stacked is not None:
-            head_loss = train.make_head_loss(stacked)
+            head_loss = train.make_head_loss(stacked, fast_gd.matmul)
             trained, costs = fast_gd.delayed_steps(
                 state.train, state.learning_rate, batch, order, head_loss, full=batch_size == 0
             )
@@ -244,12 +244,19 @@ def chunked_mean(fn: Callable, x: jax.Array, labels: jax.Array, chunk: int):
 
 
 def make_measure(
-    model_config: ModelConfig, splits: tuple[str, ...], chunk: int, network_chunk: int
+    model_config: ModelConfig,
+    splits: tuple[str, ...],
+    chunk: int,
+    network_chunk: int,
+    *,
+    grad_norm: bool = True,
 ):
     """Per-network scores after an epoch: ``measure(params, train, evals) -> dict``.
 
-    Keys: ``train_cost``, ``train_accuracy``, ``grad_norm`` (‖∇C‖ on the whole
-    training set) and ``{split}_cost``, ``{split}_accuracy`` for each of ``splits``.
+    Keys: ``train_cost``, ``train_accuracy``, ``{split}_cost``, ``{split}_accuracy``
+    for each of ``splits`` (one forward pass over each split gives both), and where
+    ``grad_norm``, ``grad_norm`` (‖∇C‖ on the whole training set: a full-batch
+    gradient, three times the forward pass over the training set).
     Networks are scored ``network_chunk`` at a time, each on ``chunk`` examples at a
     time, so memory holds ``network_chunk × chunk`` examples' activations at most.
     """
@@ -261,6 +268,8 @@ def make_measure(
         for name, (x, labels) in (("train", train_xy), *zip(splits, evals, strict=True)):
             values = chunked_mean(lambda a, b: evaluate(params, a, b), x, labels, chunk)
             scores.update({f"{name}_{k}": v for k, v in values.items()})
+        if not grad_norm:
+            return scores
         grads = chunked_mean(lambda a, b: gradient(params, a, b), *train_xy, chunk)
         scores["grad_norm"] = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads)))
         return scores

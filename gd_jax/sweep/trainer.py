@@ -18,6 +18,9 @@ from gd_jax.sweep.results import SweepResult
 # Examples scored at a time when a sweep is measured.
 EVAL_CHUNK = 10_000
 
+# When ‖∇C‖ is measured (FitOptions.grad_norm).
+GRAD_NORM = ("always", "last", "never")
+
 OnEpoch = Callable[[int, dict[str, np.ndarray], float, float], None]
 
 
@@ -30,10 +33,18 @@ class FitOptions:
         of ``config.seed`` (so the network with that seed matches a single run);
         otherwise each network draws from its own seed's data key.
       eval_every: epochs run as one compiled block between two measurements (and
-        host syncs); full-batch runs of thousands of steps want more than 1.
+        host syncs); the last epoch is always measured. Every epoch still gets a row
+        of the result, with its average training cost (free: the steps compute it)
+        and NaN for the scores it was not measured for. Full-batch runs of thousands
+        of steps, and sweeps of thousands of networks, want more than 1.
       grad_tol: a network whose ‖∇C‖ on the training set falls below this at a
         measurement stops training there (``converged_epoch``); the sweep ends when
         every network has converged or diverged. ``None`` trains every epoch.
+      grad_norm: when to measure ‖∇C‖ on the whole training set, a full-batch
+        gradient that costs three forward passes over it: ``"always"`` (needed by
+        ``grad_tol``), ``"last"`` (the final measurement only; NaN before) or
+        ``"never"``. A study that reads it only at the end saves most of each
+        measurement.
       eval_chunk: examples scored at a time.
       memory_budget: GiB the activations of the networks scored at once may take
         (``gd_jax.memory``).
@@ -45,6 +56,7 @@ class FitOptions:
     shared_order: bool = True
     eval_every: int = 1
     grad_tol: float | None = None
+    grad_norm: str = "always"
     eval_chunk: int = EVAL_CHUNK
     memory_budget: float = memory.MEMORY_BUDGET_GIB
     devices: int | None = None
@@ -124,7 +136,15 @@ def _fit_on(
     eval_data = tuple(evals[name] for name in splits)
     examples = min(eval_chunk, max(x.shape[0] for x, _ in (train_xy, *evals.values())))
     network_chunk = memory.chunk_for(model_config.sizes, examples, memory_budget)
-    measure = jax.jit(engine.make_measure(model_config, splits, eval_chunk, network_chunk))
+    if options.grad_norm not in GRAD_NORM:
+        raise ValueError(f"FitOptions.grad_norm={options.grad_norm!r}: one of {GRAD_NORM}.")
+    if grad_tol is not None and options.grad_norm != "always":
+        raise ValueError("FitOptions.grad_tol needs grad_norm='always': it stops on ‖∇C‖.")
+    make = lambda with_norm: jax.jit(
+        engine.make_measure(model_config, splits, eval_chunk, network_chunk, grad_norm=with_norm)
+    )
+    measure = make(options.grad_norm == "always")
+    measure_last = make(True) if options.grad_norm == "last" else measure
     x, labels = train_xy
 
     epoch_fn = engine.build_epoch(
@@ -133,8 +153,8 @@ def _fit_on(
 
     @jax.jit
     def block(state, block_keys, x, labels):  # eval_every epochs in one program
-        state, avg = jax.lax.scan(lambda st, k: epoch_fn(st, x, labels, k), state, block_keys)
-        return state, jnp.mean(avg, axis=0)
+        # avg: [epochs of the block, N], each epoch's average cost
+        return jax.lax.scan(lambda st, k: epoch_fn(st, x, labels, k), state, block_keys)
 
     starts = list(range(1, epochs + 1, eval_every))
     compiled = {}
@@ -147,26 +167,47 @@ def _fit_on(
 
     watchdog.beat(f"compiling the epoch of {len(networks)} networks")
     tic = time.perf_counter()
-    if starts:
-        first_keys = jnp.stack([epoch_keys(e) for e in range(1, 1 + min(eval_every, epochs))])
-        compiled[len(first_keys)] = block.lower(state, first_keys, x, labels).compile()
+    # Both block lengths (full blocks, and a shorter last one) compiled before the clock
+    # of any epoch starts.
+    for first in starts[:1] + starts[-1:]:
+        count = min(eval_every, epochs - first + 1)
+        if count not in compiled:
+            block_keys = jnp.stack([epoch_keys(e) for e in range(first, first + count)])
+            compiled[count] = block.lower(state, block_keys, x, labels).compile()
+    programs = {False: measure, True: measure_last}
+    programs = {
+        last: program.lower(state.train.params, train_xy, eval_data).compile()
+        for last, program in programs.items()
+        if last is False or measure_last is not measure
+    }
+    programs.setdefault(True, programs[False])
     compile_seconds = time.perf_counter() - tic
 
     history, recorded = [], []
+    n = len(networks)
 
     def record(epoch, state, avg_cost):
-        scores = mesh.host(measure(state.train.params, train_xy, eval_data))
+        """The scores after ``epoch``; ``avg_cost`` ``[epochs, N]`` holds the average
+        cost of each epoch since the last record, which get rows of their own."""
+        program = programs[epoch == epochs]
+        scores = mesh.host(program(state.train.params, train_xy, eval_data))
         scores = {k: np.asarray(v, np.float64) for k, v in scores.items()}
-        scores["avg_train_cost"] = np.asarray(mesh.host(avg_cost), np.float64)
+        if options.grad_norm == "last":
+            scores.setdefault("grad_norm", np.full(n, np.nan))
+        avg_cost = np.asarray(mesh.host(avg_cost), np.float64)
         dead = ~mesh.host(state.alive)
         for v in scores.values():
             v[dead] = np.nan
+        for i, cost in enumerate(avg_cost[:-1]):  # epochs trained but not measured
+            history.append({**{k: np.full(n, np.nan) for k in scores}, "avg_train_cost": cost})
+            recorded.append(epoch - len(avg_cost) + 1 + i)
+        scores["avg_train_cost"] = avg_cost[-1]
+        scores["avg_train_cost"][dead] = np.nan
         history.append(scores)
         recorded.append(epoch)
         return scores
 
-    n = len(networks)
-    scores = record(0, state, np.full(n, np.nan))
+    scores = record(0, state, np.full((1, n), np.nan))
     diverged_epoch = np.full(n, -1)
     converged_epoch = np.full(n, -1)
     seconds = []

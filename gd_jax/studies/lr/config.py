@@ -92,6 +92,12 @@ class LrConfig:
     seeds: int = option(3, "Initialisations per η (seeds --seed, --seed+1, ...).")
     shared_order: bool = option(True, "All networks see the same mini-batches (those of --seed).")
     chunk_size: int = option(64, "Networks per compiled program; each chunk is saved.")
+    eval_every: int = option(
+        5,
+        "Score every split every K epochs (and after the last): a forward pass over the "
+        "training, validation and test sets costs about a third of a batch-10 epoch. The "
+        "average training cost of every epoch is recorded whatever K.",
+    )
     full_batch_steps: int = option(500, "Steps of the full-batch trace (0: no trace).")
     track_sharpness_every: int = option(25, "Measure λ_max every K full-batch steps (0: never).")
     sharpness_examples: int = option(
@@ -139,6 +145,12 @@ class LrConfig:
             fail(f"--seeds={self.seeds} must be at least 1 (initialisations per η).")
         if self.chunk_size < 1:
             fail(f"--chunk_size={self.chunk_size} must be at least 1 network.")
+        if self.eval_every < 1:
+            fail(
+                f"--eval_every={self.eval_every} must be at least 1: the epochs between two "
+                "scorings of the networks (the last epoch is always scored).",
+                "eval_every",
+            )
         if self.sharpness_examples < 1:
             fail(
                 f"--sharpness_examples={self.sharpness_examples} must be at least 1: the "

@@ -89,7 +89,8 @@ def report(config: TrainConfig, study: LrConfig, summary: dict, figures) -> str:
     intro = (
         f"{summary['networks']} networks ({len(etas)} learning rates from {min(etas):g} to "
         f"{max(etas):g}, {study.seeds} seeds each) trained with `{config.optimizer}`, "
-        f"{batch}, {config.epochs} epochs, `{config.cost}` cost, `{config.init}` init{order}. "
+        f"{batch}, {config.epochs} epochs, `{config.cost}` cost, `{config.init}` init{order}, "
+        f"{_scored(study.eval_every)}. "
         f"Best η by mean final test accuracy: **{best}** "
         f"({percent(summary['best_mean_final_test_accuracy'])}). "
         f"{summary['trained_networks']} of {summary['networks']} networks trained; "
@@ -150,3 +151,14 @@ def rounding_note(summary: dict) -> str:
 
 def _change(change) -> str:
     return "one of the two runs failed" if change is None else f"{100 * change:.2g}%"
+
+
+def _scored(every: int) -> str:
+    """When the networks were scored on every split."""
+    if every == 1:
+        return "scored on every split after each epoch"
+    return (
+        f"scored on every split every {every} epochs and after the last (the training "
+        "cost of each epoch is recorded throughout; best accuracies are over the scored "
+        "epochs)"
+    )

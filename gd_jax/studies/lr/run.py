@@ -229,13 +229,13 @@ class _Eta:
         self.networks = len(networks)
         # Wall seconds of each epoch (its measurement included), and of its measurement.
         self.epoch_seconds, self.eval_seconds = [], []
-        self.last = time.perf_counter()
+        self.last, self.last_epoch = time.perf_counter(), 0
         train_xy, evals = context.train_xy, context.evals
         evaluated = sum(int(labels.shape[0]) for _, labels in evals.values())
         self.examples = {"train": int(train_xy[1].shape[0]), "eval": evaluated}
 
     def restart(self) -> None:
-        self.last = time.perf_counter()
+        self.last, self.last_epoch = time.perf_counter(), 0
 
     def progress(self, index: int):
         def on_epoch(epoch, scores, seconds, measure_seconds):
@@ -248,7 +248,8 @@ class _Eta:
         seconds, measure_seconds = timing
         now = time.perf_counter()
         wall, self.last = now - self.last, now
-        self.epoch_seconds.append(wall)
+        trained, self.last_epoch = epoch - self.last_epoch, epoch
+        self.epoch_seconds.append(wall / max(trained, 1))  # its share of the scoring too
         self.eval_seconds.append(measure_seconds)
         left = (self.count - index - 1) * config.epochs + config.epochs - epoch
         epoch_seconds = float(np.median(self.epoch_seconds))

@@ -59,6 +59,8 @@ def train_chunk(chunk: Chunk) -> results.SweepResult:
     padded = np.concatenate([np.arange(members), np.full(chunk.size - members, members - 1)])
     options = trainer.FitOptions(
         shared_order=context.study.shared_order,
+        eval_every=context.study.eval_every,
+        grad_norm="last",  # the study reads ‖∇C‖ only at the end (results.csv)
         devices=context.devices,
         memory_budget=context.budget,
     )
