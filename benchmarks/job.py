@@ -18,7 +18,6 @@ script runs unchanged.
     python -m benchmarks.job [--epochs=30] [--networks=1024] [--eval_every=1]
 """
 
-import itertools
 import json
 import os
 import time
@@ -30,7 +29,7 @@ import numpy as np
 from absl import app, flags
 
 from benchmarks import limits, timing
-from gd_jax import data, run_folder
+from gd_jax import data, model, run_folder
 from gd_jax.config import TrainConfig
 from gd_jax.studies.lr.config import LrConfig
 from gd_jax.sweep import engine, trainer
@@ -102,7 +101,7 @@ def main(argv):
 
     examples = int(train_xy[0].shape[0])
     credited = limits.flops_per_epoch(sizes, FLAGS.batch_size, examples) * n
-    weights = sum((a + 1) * b for a, b in itertools.pairwise(sizes))
+    weights = model.num_params(sizes)
     rounder = 6 * weights * examples * n
     trained = FLAGS.epochs
     train_seconds = sum(e["train_seconds"] * _count(epochs, i) for i, e in enumerate(epochs))

@@ -174,13 +174,12 @@ def _fit_on(
         if count not in compiled:
             block_keys = jnp.stack([epoch_keys(e) for e in range(first, first + count)])
             compiled[count] = block.lower(state, block_keys, x, labels).compile()
-    programs = {False: measure, True: measure_last}
-    programs = {
-        last: program.lower(state.train.params, train_xy, eval_data).compile()
-        for last, program in programs.items()
-        if last is False or measure_last is not measure
-    }
-    programs.setdefault(True, programs[False])
+
+    def compile_scoring(program):
+        return program.lower(state.train.params, train_xy, eval_data).compile()
+
+    scoring = compile_scoring(measure)
+    final_scoring = scoring if measure_last is measure else compile_scoring(measure_last)
     compile_seconds = time.perf_counter() - tic
 
     history, recorded = [], []
@@ -189,7 +188,7 @@ def _fit_on(
     def record(epoch, state, avg_cost):
         """The scores after ``epoch``; ``avg_cost`` ``[epochs, N]`` holds the average
         cost of each epoch since the last record, which get rows of their own."""
-        program = programs[epoch == epochs]
+        program = final_scoring if epoch == epochs else scoring
         scores = mesh.host(program(state.train.params, train_xy, eval_data))
         scores = {k: np.asarray(v, np.float64) for k, v in scores.items()}
         if options.grad_norm == "last":
