@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from gd_jax import optim, train
+from gd_jax import native_head, optim, train
 from gd_jax.config import ModelConfig
 
 # The first layer's pre-activations z = x W (no bias), the deeper layers, the labels:
@@ -104,7 +104,16 @@ matmul.defvjp(_matmul_forward, _matmul_backward)
 DELAY = 16
 
 
-def run(params, eta: jax.Array, batch, order: jax.Array, head_loss: HeadLoss, *, full: bool):
+def run(
+    params,
+    eta: jax.Array,
+    batch,
+    order: jax.Array,
+    head_loss: HeadLoss,
+    *,
+    full: bool,
+    native: bool = False,
+):
     """Gradient descent for N networks on the mini-batches of ``order``.
 
     Args:
@@ -116,6 +125,9 @@ def run(params, eta: jax.Array, batch, order: jax.Array, head_loss: HeadLoss, *,
       head_loss: one network's cost from its first layer's pre-activations.
       full: one step on the whole set (``order`` is then ``[1, 1]`` and ``batch``
         ignores it): nothing to delay.
+      native: step the layers after the first with ``gd_jax.native_head`` (which
+        ``native_head.usable`` must have allowed for this network) instead of
+        ``jax.grad`` of ``head_loss``; the networks are then laid out last.
 
     Returns:
       ``(params, costs)``: the layers after all steps (same layout as given) and each
@@ -123,7 +135,14 @@ def run(params, eta: jax.Array, batch, order: jax.Array, head_loss: HeadLoss, *,
     """
     (w1, b1), *rest = params
     n_nets, d, h = w1.shape
-    wide = jnp.transpose(w1, (1, 0, 2)).reshape(d, n_nets * h)
+    if native:
+        # Columns (unit, network): a batch's pre-activations [B, H·N] are the native
+        # head's [B, H, N] as they are.
+        wide = jnp.transpose(w1, (1, 2, 0)).reshape(d, h * n_nets)
+        b1, rest = b1.T, native_head.to_networks_last(rest)
+    else:
+        # Columns (network, unit): each network's H columns side by side.
+        wide = jnp.transpose(w1, (1, 0, 2)).reshape(d, n_nets * h)
     eta_cols = jnp.repeat(eta, h)[None]  # η of the network each column belongs to
     scale = lambda a: eta.reshape((-1,) + (1,) * (a.ndim - 1))
 
@@ -148,9 +167,19 @@ def run(params, eta: jax.Array, batch, order: jax.Array, head_loss: HeadLoss, *,
         ]
         return b1 - scale(b1) * db1, new_rest
 
+    def native_block(wide, b1, rest, inputs, gram, labels):
+        """The block's steps by the native head: ``(W1 after them, b1, rest, costs)``."""
+        steps, size = labels.shape
+        start = (inputs @ wide).reshape(steps, size, h, n_nets)
+        costs, deltas, b1, rest = native_head.block(start, gram, labels, eta, b1, rest)
+        return wide + inputs.T @ deltas.reshape(steps * size, h * n_nets), b1, rest, costs
+
     def full_batch_step(params, idx):
         (wide, b1), *rest = params
         xb, yb = batch(idx)
+        if native:
+            wide, b1, rest, costs = native_block(wide, b1, rest, xb, jnp.zeros((1, 1)), yb[None])
+            return [(wide, b1), *rest], costs[0]
         dz1, db1, grest, cost = head(xb @ wide, b1, rest, yb)
         b1, rest = update_small(b1, rest, db1, grest)
         return [(wide - eta_cols * (xb.T @ dz1), b1), *rest], cost
@@ -160,6 +189,9 @@ def run(params, eta: jax.Array, batch, order: jax.Array, head_loss: HeadLoss, *,
         xs, ys = batch(block)  # [K, B, D], [K, B]
         steps, size = block.shape
         inputs = xs.reshape(steps * size, d)
+        if native:
+            wide, b1, rest, costs = native_block(wide, b1, rest, inputs, inputs @ inputs.T, ys)
+            return [(wide, b1), *rest], costs
         start = (inputs @ wide).reshape(steps, size, -1)  # x_s W_0 for the whole block
         gram = (inputs @ inputs.T).reshape(steps, size, steps * size)  # x_s x_rᵀ
 
@@ -191,21 +223,33 @@ def run(params, eta: jax.Array, batch, order: jax.Array, head_loss: HeadLoss, *,
             params, tail = delayed_block(params, order[whole:])
             costs = jnp.concatenate([costs, tail])
     (wide, b1), *rest = params
-    w1 = jnp.transpose(wide.reshape(d, n_nets, h), (1, 0, 2))
+    if native:
+        w1 = jnp.transpose(wide.reshape(d, h, n_nets), (2, 0, 1))
+        b1, rest = b1.T, native_head.from_networks_last(rest)
+    else:
+        w1 = jnp.transpose(wide.reshape(d, n_nets, h), (1, 0, 2))
     return [(w1, b1), *rest], costs
 
 
 def delayed_steps(
-    state: train.TrainState, eta: jax.Array, batch, order: jax.Array, head_loss, *, full: bool
+    state: train.TrainState,
+    eta: jax.Array,
+    batch,
+    order: jax.Array,
+    head_loss,
+    *,
+    full: bool,
+    native: bool = False,
 ):
     """Plain gradient descent for N networks stacked on a leading axis, on batches they
-    share, by :func:`run`, network *i* with learning rate ``eta[i]``.
+    share, by :func:`run` (``native`` as there), network *i* with learning rate
+    ``eta[i]``.
 
     Returns:
       ``(state, costs)``: the state after all steps (step and optimiser count advanced
       by their number) and each step's cost before its update, ``[steps, N]``.
     """
-    params, costs = run(state.params, eta, batch, order, head_loss, full=full)
+    params, costs = run(state.params, eta, batch, order, head_loss, full=full, native=native)
     steps = costs.shape[0]
     opt_state = state.opt_state._replace(count=state.opt_state.count + steps)
     return train.TrainState(params, opt_state, state.step + steps), costs

@@ -1,11 +1,14 @@
-"""The benchmarks' bookkeeping: XLA's per-op trace events summed into a table, and the
-whole-job benchmark's record of a tiny job."""
+"""The benchmarks' bookkeeping: XLA's per-op trace events summed into a table, the
+whole-job benchmark's record of a tiny job, and the native head's equality check."""
 
 import json
 import subprocess
 import sys
 
+import pytest
+
 from benchmarks import profile
+from gd_jax import native_head
 
 HLO = """
 ENTRY %main {
@@ -58,3 +61,24 @@ def test_the_whole_job_benchmark_times_training_and_scoring_apart(tmp_path):
     assert found["train_seconds_per_epoch"] > 0 and found["eval_seconds_per_epoch"] > 0
     assert 0 < found["credited_share_of_peak_job"] < found["six_p_n_share_of_peak_job"] < 1
     assert found["six_p_n_tflop_per_epoch"] == 6 * 13_002 * 200 * 4 / 1e12
+
+
+def test_the_native_head_equality_check_compares_both_heads_on_the_same_networks(tmp_path):
+    if native_head._compiler() is None or native_head.disabled():
+        pytest.skip("no C++ compiler here: no native head to compare")
+    out = tmp_path / "equality.json"
+    command = [sys.executable, "-m", "benchmarks.native_equality", "--networks=64",
+               "--sample_rates=3", "--sample_seeds=2", "--epochs=1", "--examples=300",
+               f"--fashion_dir={tmp_path / 'none'}", f"--out={out}"]  # fmt: skip
+    subprocess.run(command, check=True, timeout=300, capture_output=True)
+    found = json.loads(out.read_text())
+    # η 0.01 and 100: after one block of 16 steps, rounding-sized at the small η (at
+    # η = 100 training amplifies it, to about 1e-3 on these random inputs).
+    assert set(found["one_block"]) == {"0-0.1", "10-100"}
+    assert 0 <= found["one_block"]["0-0.1"] < 1e-6
+    assert 0 <= found["one_block"]["10-100"] < 0.1
+    epochs = found["whole_epochs"]
+    assert epochs["same diverged steps"] is True
+    assert {"native median", "nudged up largest", "nudged down over 1e-3"} <= set(
+        epochs["train_cost 0-0.1"]
+    )

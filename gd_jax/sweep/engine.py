@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gd_jax import fast_gd, memory, optim, train
+from gd_jax import fast_gd, memory, native_head, optim, train
 from gd_jax.config import ModelConfig
 
 
@@ -145,6 +145,7 @@ def make_epoch(loss: train.Loss, tx, batch_size: int, *, shared_order: bool, sta
         network); ``None`` for the general vmapped step.
     """
     step = train.make_step(loss, tx)
+    native = stacked is not None and native_head.usable(stacked)
 
     def epoch(state: SweepState, x, labels, keys):
         n = x.shape[0]
@@ -159,7 +160,13 @@ def make_epoch(loss: train.Loss, tx, batch_size: int, *, shared_order: bool, sta
         if stacked is not None:
             head_loss = train.make_head_loss(stacked, fast_gd.matmul)
             trained, costs = fast_gd.delayed_steps(
-                state.train, state.learning_rate, batch, order, head_loss, full=batch_size == 0
+                state.train,
+                state.learning_rate,
+                batch,
+                order,
+                head_loss,
+                full=batch_size == 0,
+                native=native,
             )
         else:
             body = lambda train_state, idx: step(train_state, *batch(idx))
