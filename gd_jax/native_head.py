@@ -207,18 +207,17 @@ def _check(model_config: ModelConfig) -> str:
     rng = np.random.default_rng(0)
     draw = lambda *shape: rng.normal(size=shape).astype(np.float32)
     params = [(draw(n, i, j), draw(n, j)) for i, j in itertools.pairwise(sizes)]
-    x = jnp.asarray(draw(examples, sizes[0]) / np.sqrt(sizes[0]))  # units unsaturated
-    labels = jnp.asarray(rng.integers(0, sizes[-1], examples).astype(np.int32))
+    x = draw(examples, sizes[0]) / np.sqrt(sizes[0])  # first-layer units unsaturated
+    labels = rng.integers(0, sizes[-1], examples).astype(np.int32)
     eta = np.geomspace(0.01, 1, n).astype(np.float32)  # small steps: rounding stays small
+    order = np.arange(examples, dtype=np.int32).reshape(-1, batch_size)
     head_loss = train.make_head_loss(model_config, fast_gd.matmul)
-    batch = lambda idx: (x[idx], labels[idx])
-    order = np.arange(examples).reshape(-1, batch_size)
 
-    def both(params):
+    def both(params, x, labels, eta, order):  # the data as arguments, not constants
         def run(native, full):
-            steps = (lambda i: (x, labels)) if full else batch
+            batch = (lambda idx: (x, labels)) if full else (lambda idx: (x[idx], labels[idx]))
             return fast_gd.run(
-                params, eta, steps, order[:1] if full else order, head_loss,
+                params, eta, batch, order[:1] if full else order, head_loss,
                 full=full, native=native,
             )  # fmt: skip
 
@@ -226,7 +225,7 @@ def _check(model_config: ModelConfig) -> str:
 
     try:
         with jax.ensure_compile_time_eval():  # concrete numbers, even under a trace
-            results = jax.jit(both)(params)
+            results = jax.jit(both)(params, x, labels, eta, order)
     except Exception as e:  # any failure of the library means: not usable
         return f"the check failed to run: {str(e).splitlines()[0]}"
     names = [f"{kind}{k + 1}" for k in range(len(params)) for kind in ("W", "b")] + ["cost"]

@@ -68,7 +68,7 @@ def test_the_native_head_equality_check_compares_both_heads_on_the_same_networks
         pytest.skip("no C++ compiler here: no native head to compare")
     out = tmp_path / "equality.json"
     command = [sys.executable, "-m", "benchmarks.native_equality", "--networks=64",
-               "--sample_rates=3", "--sample_seeds=2", "--epochs=1", "--examples=300",
+               "--sample_rates=3", "--sample_seeds=1", "--epochs=1", "--examples=100",
                f"--fashion_dir={tmp_path / 'none'}", f"--out={out}"]  # fmt: skip
     subprocess.run(command, check=True, timeout=300, capture_output=True)
     found = json.loads(out.read_text())

@@ -38,7 +38,6 @@ def test_the_native_head_takes_the_steps_jax_grad_takes(sizes):
     # 19 networks (a whole group of SIMD lanes and a remainder), two blocks of 16 steps
     # and one of 8, and one full-batch step: agreement to 1e-5 of each largest value.
     assert native_head._check(mlp(sizes)) == ""
-    assert native_head.usable(mlp(sizes))
 
 
 def test_other_models_keep_xlas_head():
@@ -150,20 +149,34 @@ def test_a_source_that_does_not_build_says_why_and_leaves_nothing(
     assert list((tmp_path / "cache").iterdir()) == []  # no half-built library left
 
 
-@needs_compiler
-def test_the_library_is_built_once_per_source_and_cpu(monkeypatch, fresh_caches, tmp_path):
-    monkeypatch.setenv("GD_JAX_CACHE", str(tmp_path))
-    assert native_head._library()[0] is not None
-    (built,) = tmp_path.glob("native_head_*.so")
-    stamp = built.stat().st_mtime_ns
-    native_head._library.cache_clear()
-    assert native_head._library()[0] is not None
-    assert [p.stat().st_mtime_ns for p in tmp_path.glob("native_head_*.so")] == [stamp]
-    # Another CPU (a cluster node with other features) gets a library of its own.
+FAKE_COMPILER = """#!/bin/sh
+echo "$@" >> "$(dirname "$0")/calls"
+[ "$1" = "--version" ] && { echo "fake c++ 1.0"; exit 0; }
+while [ $# -gt 0 ]; do [ "$1" = "-o" ] && echo built > "$2"; shift; done
+"""
+
+
+def test_the_library_is_built_once_per_source_and_cpu(monkeypatch, tmp_path):
+    compiler = tmp_path / "c++"
+    compiler.write_text(FAKE_COMPILER)
+    compiler.chmod(0o755)
+    monkeypatch.setenv("GD_JAX_CACHE", str(tmp_path / "cache"))
+    builds = lambda: [c for c in (tmp_path / "calls").read_text().splitlines() if "-o" in c]
+    first = native_head._built(str(compiler))
+    assert native_head._built(str(compiler)) == first and len(builds()) == 1
+    assert first.read_text() == "built\n" and first.name.startswith("native_head_")
+    # Another CPU (a cluster node with other features) gets a library of its own, and
+    # so does another source.
     monkeypatch.setattr(native_head, "_cpu_signature", lambda: "flags : another cpu")
-    native_head._library.cache_clear()
-    assert native_head._library()[0] is not None
-    assert len(list(tmp_path.glob("native_head_*.so"))) == 2
+    second = native_head._built(str(compiler))
+    source = tmp_path / "native_head.cc"
+    source.write_text(native_head.SOURCE.read_text() + "// changed\n")
+    monkeypatch.setattr(native_head, "SOURCE", source)
+    third = native_head._built(str(compiler))
+    assert len({first, second, third}) == 3 and len(builds()) == 3
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == sorted(
+        p.name for p in (first, second, third)
+    )  # no temporary file left beside them
 
 
 def test_a_single_run_keeps_xlas_head():
