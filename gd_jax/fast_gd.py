@@ -178,7 +178,8 @@ def run(
         (wide, b1), *rest = params
         xb, yb = batch(idx)
         if native:
-            wide, b1, rest, costs = native_block(wide, b1, rest, xb, jnp.zeros((1, 1)), yb[None])
+            no_gram = jnp.zeros((1, 1), jnp.float32)  # one step: nothing to correct
+            wide, b1, rest, costs = native_block(wide, b1, rest, xb, no_gram, yb[None])
             return [(wide, b1), *rest], costs[0]
         dz1, db1, grest, cost = head(xb @ wide, b1, rest, yb)
         b1, rest = update_small(b1, rest, db1, grest)

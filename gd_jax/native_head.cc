@@ -6,12 +6,12 @@
 // native head of gd_jax/native_head.py, which builds, loads and checks it.
 //
 // Layout, networks last: x_s W_0 [K, B, H, N], −η δ [K·B, H, N], b1 [H, N], each later
-// layer W [I, J, N], b [J, N]. kLanes networks sit side by side in the lanes of one vector (GCC's vector
-// extensions, one AVX-512 or AVX2 register), so every operation below is an elementwise
-// one on whole vectors; the networks after the last whole group of kLanes take the
-// same code with one lane. Per network the arithmetic is that of jax.grad of
-// train.make_head_loss, in another order of the sums: equal up to float rounding,
-// which native_head.py checks before it is used.
+// layer W [I, J, N], b [J, N]. kLanes networks sit side by side in the lanes of one
+// vector (GCC's vector extensions, one AVX-512 or AVX2 register), so every operation
+// below is an elementwise one on whole vectors; the last group, if short, has zeros in
+// its spare lanes, so every network takes the same instructions wherever it sits. Per
+// network the arithmetic is that of jax.grad of train.make_head_loss, in another order
+// of the sums: equal up to float rounding, which native_head.py checks before use.
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
@@ -37,38 +37,34 @@ typedef float Vec __attribute__((vector_size(kLanes * sizeof(float))));
 typedef int32_t IVec __attribute__((vector_size(kLanes * sizeof(int32_t))));
 typedef uint32_t UVec __attribute__((vector_size(kLanes * sizeof(uint32_t))));
 
-template <typename V>
-inline V Load(const float* p) {
-  if constexpr (sizeof(V) == sizeof(float)) {
-    return *p;
-  } else {
-    V v;
+// The first m lanes of a vector from memory, or to it: m is kLanes but in the last group
+// of networks, whose lanes past m are zeros and never written back. So every network
+// takes the same code, whatever its place among the others.
+inline Vec Get(const float* p, int m) {
+  Vec v{};
+  if (m == kLanes) {
     std::memcpy(&v, p, sizeof v);
-    return v;
+  } else {
+    std::memcpy(&v, p, m * sizeof(float));
+  }
+  return v;
+}
+
+inline void Put(float* p, Vec v, int m) {
+  if (m == kLanes) {
+    std::memcpy(p, &v, sizeof v);
+  } else {
+    std::memcpy(p, &v, m * sizeof(float));
   }
 }
 
-template <typename V>
-inline void Store(float* p, V v) {
-  std::memcpy(p, &v, sizeof v);
-}
-
-// ⌊x⌋ (of a finite x in float32's int32 range), 2ⁿ from an integral float n of the
-// normal exponents' range, for one lane or many.
-inline float Floor(float x) {
-  const float t = static_cast<float>(static_cast<int32_t>(x));
-  return t > x ? t - 1.0f : t;
-}
+// ⌊x⌋ (of a finite x in float32's int32 range), and 2ⁿ from an integral float n of the
+// normal exponents' range.
 inline Vec Floor(Vec x) {
   const Vec t = __builtin_convertvector(__builtin_convertvector(x, IVec), Vec);
   return t > x ? t - 1.0f : t;
 }
-inline float Pow2(float n) {
-  const uint32_t bits = static_cast<uint32_t>(static_cast<int32_t>(n) + 127) << 23;
-  float out;
-  std::memcpy(&out, &bits, sizeof out);
-  return out;
-}
+
 inline Vec Pow2(Vec n) {
   const UVec bits = reinterpret_cast<UVec>(__builtin_convertvector(n, IVec) + 127) << 23;
   Vec out;
@@ -78,7 +74,8 @@ inline Vec Pow2(Vec n) {
 
 // 1 / (1 + e⁻ᶻ), the exponential as model._exp32 computes it (Cephes expf). A NaN
 // stays NaN (through r); n is taken from 0 there, to stay within Floor's range.
-template <typename V>
+using V = Vec;
+
 inline V Sigmoid(V z) {
   V x = -z;
   x = x < -87.3f ? V{} - 87.3f : x;
@@ -156,14 +153,13 @@ int64_t ScratchCount(const Problem& p) {
   return count + p.steps * p.batch * p.width0;  // + −η δ of the block's steps
 }
 
-// The whole block for the networks n0 … n0 + lanes − 1, one per lane of V. Their
+// The whole block for the networks n0 … n0 + m − 1, one per lane of V. Their
 // parameters and −η δ are worked on in `scratch` (ScratchCount values of V), where
 // they lie contiguous: in the problem's buffers a network's values are N floats apart.
-template <typename V>
-void Block(const Problem& p, int64_t n0, V* scratch) {
+void Block(const Problem& p, int64_t n0, int m, V* scratch) {
   const int64_t K = p.steps, B = p.batch, H = p.width0, N = p.nets;
   const int64_t L = static_cast<int64_t>(p.layers.size());
-  const V eta = Load<V>(p.eta + n0);
+  const V eta = Get(p.eta + n0, m);
   V* act[16];
   V* w[16];
   V* bias[16];
@@ -180,15 +176,15 @@ void Block(const Problem& p, int64_t n0, V* scratch) {
   next += B * p.max_width;
   V* b1 = next;
   next += H;
-  for (int64_t i = 0; i < H; ++i) b1[i] = Load<V>(p.b1_in + i * N + n0);
+  for (int64_t i = 0; i < H; ++i) b1[i] = Get(p.b1_in + i * N + n0, m);
   for (int64_t l = 0; l < L; ++l) {
     const Layer& layer = p.layers[l];
     w[l] = next;
     next += layer.fan_in * layer.fan_out;
     bias[l] = next;
     next += layer.fan_out;
-    for (int64_t k = 0; k < layer.fan_in * layer.fan_out; ++k) w[l][k] = Load<V>(layer.w_in + k * N + n0);
-    for (int64_t j = 0; j < layer.fan_out; ++j) bias[l][j] = Load<V>(layer.b_in + j * N + n0);
+    for (int64_t k = 0; k < layer.fan_in * layer.fan_out; ++k) w[l][k] = Get(layer.w_in + k * N + n0, m);
+    for (int64_t j = 0; j < layer.fan_out; ++j) bias[l][j] = Get(layer.b_in + j * N + n0, m);
   }
   V* delta = next;  // [K·B, H]
 
@@ -199,7 +195,7 @@ void Block(const Problem& p, int64_t n0, V* scratch) {
       const float* gram_row = p.gram + (s * B + b) * (K * B);
       V* a0 = act[0] + b * H;
       Sums<V>(
-          H, s * B, [&](int64_t i) { return Load<V>(p.start + ((s * B + b) * H + i) * N + n0); },
+          H, s * B, [&](int64_t i) { return Get(p.start + ((s * B + b) * H + i) * N + n0, m); },
           [&](int64_t r) { return gram_row[r]; }, delta, H, 1,
           [&](int64_t i, V z) { a0[i] = Sigmoid(z + b1[i]); });
     }
@@ -232,7 +228,7 @@ void Block(const Problem& p, int64_t n0, V* scratch) {
       }
       total += row;
     }
-    Store(p.cost + s * N + n0, 0.5f * (total * inv_b));
+    Put(p.cost + s * N + n0, 0.5f * (total * inv_b), m);
 
     // Backward through the later layers, each updated once its δ is through it.
     for (int64_t l = L - 1; l >= 0; --l) {
@@ -270,18 +266,18 @@ void Block(const Problem& p, int64_t n0, V* scratch) {
     for (int64_t k = 0; k < B * H; ++k) d_out[k] = -eta * d_cur[k];
   }
 
-  for (int64_t k = 0; k < K * B * H; ++k) Store(p.delta + k * N + n0, delta[k]);
-  for (int64_t i = 0; i < H; ++i) Store(p.b1 + i * N + n0, b1[i]);
+  for (int64_t k = 0; k < K * B * H; ++k) Put(p.delta + k * N + n0, delta[k], m);
+  for (int64_t i = 0; i < H; ++i) Put(p.b1 + i * N + n0, b1[i], m);
   for (int64_t l = 0; l < L; ++l) {
     const Layer& layer = p.layers[l];
-    for (int64_t k = 0; k < layer.fan_in * layer.fan_out; ++k) Store(layer.w + k * N + n0, w[l][k]);
-    for (int64_t j = 0; j < layer.fan_out; ++j) Store(layer.b + j * N + n0, bias[l][j]);
+    for (int64_t k = 0; k < layer.fan_in * layer.fan_out; ++k) Put(layer.w + k * N + n0, w[l][k], m);
+    for (int64_t j = 0; j < layer.fan_out; ++j) Put(layer.b + j * N + n0, bias[l][j], m);
   }
 }
 
 struct Shared {
   Problem problem;
-  int64_t groups = 0;  // of kLanes networks; the networks after them are the last one
+  int64_t groups = 0;  // of kLanes networks, the last one perhaps short
   std::atomic<int64_t> next{0};
   std::atomic<int64_t> done{0};
 };
@@ -289,15 +285,11 @@ struct Shared {
 // Takes groups one at a time until none is left; XLA's threads and the caller's share them.
 void Work(Shared& shared) {
   const Problem& p = shared.problem;
-  std::vector<Vec> scratch(ScratchCount(p));
-  std::vector<float> tail(scratch.size());
-  const int64_t whole = p.nets / kLanes;
+  std::vector<Vec> scratch;  // allocated once a group is claimed: a late helper needs none
   for (int64_t g; (g = shared.next.fetch_add(1)) < shared.groups;) {
-    if (g < whole) {
-      Block<Vec>(p, g * kLanes, scratch.data());
-    } else {
-      for (int64_t n = whole * kLanes; n < p.nets; ++n) Block<float>(p, n, tail.data());
-    }
+    if (scratch.empty()) scratch.resize(ScratchCount(p));
+    const int64_t n0 = g * kLanes;
+    Block(p, n0, static_cast<int>(std::min<int64_t>(kLanes, p.nets - n0)), scratch.data());
     shared.done.fetch_add(1, std::memory_order_release);
   }
 }
@@ -316,8 +308,16 @@ ffi::Error HeadBlock(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> start,
   p.batch = dims[1];
   p.width0 = dims[2];
   p.nets = dims[3];
-  if (p.steps > 1 && gram.element_count() != p.steps * p.batch * p.steps * p.batch) {
+  const int64_t K = p.steps, B = p.batch, H = p.width0, N = p.nets;
+  if (K > 1 && gram.element_count() != K * B * K * B) {
     return ffi::Error::InvalidArgument("native head: gram must be [K·B, K·B]");
+  }
+  if (labels.element_count() != K * B || eta.element_count() != N ||
+      b1.element_count() != H * N || b1_out->element_count() != H * N ||
+      cost->element_count() != K * N || delta->element_count() != K * B * H * N) {
+    return ffi::Error::InvalidArgument(
+        "native head: labels [K, B], eta [N], b1 [H, N], cost [K, N] and delta [K·B, H, N] "
+        "must match start [K, B, H, N]");
   }
   p.start = start.typed_data();
   p.gram = gram.typed_data();
@@ -341,6 +341,14 @@ ffi::Error HeadBlock(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> start,
       return ffi::Error::InvalidArgument("native head: every layer must be float32");
     }
     const auto shape = w->dimensions();
+    const int64_t fan_in = p.layers.empty() ? H : p.layers.back().fan_out;
+    if (shape.size() != 3 || shape[0] != fan_in || shape[2] != N ||
+        w_out.value()->element_count() != w->element_count() ||
+        b->element_count() != shape[1] * N || b_out.value()->element_count() != shape[1] * N) {
+      return ffi::Error::InvalidArgument(
+          "native head: each later layer must be W [I, J, N] and b [J, N], I the width "
+          "before it");
+    }
     Layer layer{w->typed_data(), b->typed_data(), (*w_out)->typed_data(),
                 (*b_out)->typed_data(), shape[0], shape[1]};
     p.max_width = std::max({p.max_width, layer.fan_in, layer.fan_out});

@@ -13,8 +13,8 @@ from gd_jax import fast_gd, native_head, optim, train
 from gd_jax.sweep import engine
 
 needs_compiler = pytest.mark.skipif(
-    native_head._compiler() is None or native_head.disabled(),
-    reason="no C++ compiler here (or GD_JAX_NATIVE_HEAD=0): the native head cannot be built",
+    native_head._library()[0] is None,
+    reason="the native head cannot be built here: " + native_head._library()[1],
 )
 
 
@@ -84,16 +84,23 @@ def test_the_native_sweep_trains_as_the_xla_sweep_over_epochs(monkeypatch):
     x, labels = tiny_data(80, sizes[0], sizes[-1], seed=2)
     keys = [jax.random.key(k) for k in range(3)]
 
+    build = lambda: jax.jit(
+        engine.build_epoch(model_config, "gd", tx, batch_size, shared_order=True)
+    )
+    epoch_text = lambda: build().lower(state, x, labels, keys[0]).as_text()
+
     def three_epochs():
-        epoch = jax.jit(engine.build_epoch(model_config, "gd", tx, batch_size, shared_order=True))
+        epoch = build()
         s, costs = state, []
         for key in keys:
             s, cost = epoch(s, x, labels, key)
             costs.append(cost)
         return s, np.stack(costs)
 
+    native_text = epoch_text()
     native, native_costs = three_epochs()
     monkeypatch.setattr(native_head, "usable", lambda config: False)
+    assert native_head.TARGET in native_text and native_head.TARGET not in epoch_text()
     xla, xla_costs = three_epochs()
     assert_trees_close(native, xla, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(native_costs, xla_costs, rtol=1e-5)
@@ -179,6 +186,25 @@ def test_the_library_is_built_once_per_source_and_cpu(monkeypatch, tmp_path):
     )  # no temporary file left beside them
 
 
+@needs_compiler
+def test_where_a_network_sits_among_the_others_changes_none_of_its_numbers():
+    # 20 networks: a whole group of lanes and a short one, padded; reversed, every
+    # network changes group and lane, and its numbers stay bit for bit the same.
+    start, gram, labels, eta, b1, rest = block_inputs()
+    flip = lambda a: a[..., ::-1]
+    block = jax.jit(native_head.block)
+    straight = block(start, gram, labels, eta, b1, rest)
+    reversed_ = block(flip(start), gram, labels, flip(eta), flip(b1), jax.tree.map(flip, rest))
+    for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(reversed_), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(flip(b)))
+
+
+def test_several_devices_keep_xlas_head(monkeypatch, fresh_caches):
+    monkeypatch.setattr(jax, "device_count", lambda: 2)
+    assert not native_head.usable(mlp((12, 8, 4)))
+
+
+@needs_compiler
 def test_a_single_run_keeps_xlas_head():
     # One network gains nothing from the native head (benchmarks/README.md): a single
     # run's epoch has no custom call.
