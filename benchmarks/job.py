@@ -24,12 +24,11 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
 from benchmarks import limits, timing
-from gd_jax import data, model, native_head, run_folder
+from gd_jax import model, native_head, run_folder
 from gd_jax.config import TrainConfig
 from gd_jax.studies.lr.config import LrConfig
 from gd_jax.sweep import engine, trainer
@@ -53,25 +52,11 @@ flags.DEFINE_string("out", "benchmarks/results/job.json", "Where the numbers go.
 FLAGS = flags.FLAGS
 
 
-def _data():
-    """``(source, train_xy, evals)`` on the device."""
-    if Path(FLAGS.fashion_dir).is_dir():
-        found = data.load(
-            f"idx:{FLAGS.fashion_dir}", validation_size=FLAGS.validation, train_size=FLAGS.examples
-        )
-        pairs = {"train": found.train, "validation": found.validation, "test": found.test}
-        as_xy = lambda s: (jnp.asarray(s.x), jnp.asarray(s.labels, jnp.int32))
-        xy = {k: as_xy(v) for k, v in pairs.items()}
-        return "Fashion-MNIST", xy.pop("train"), xy
-    x, labels = timing.synthetic(FLAGS.examples + FLAGS.validation + 10_000)
-    cut = np.cumsum([FLAGS.examples, FLAGS.validation])
-    parts = [(a, b) for a, b in zip(jnp.split(x, cut), jnp.split(labels, cut), strict=True)]
-    return "random", parts[0], {"validation": parts[1], "test": parts[2]}
-
-
 def main(argv):
     del argv
-    source, train_xy, evals = _data()
+    source, train_xy, evals = timing.fashion_splits(
+        FLAGS.fashion_dir, FLAGS.examples, FLAGS.validation
+    )
     sizes = (784, *map(int, FLAGS.layers), 10)
     n = FLAGS.networks
     etas = np.geomspace(0.01, 100, n // FLAGS.seeds)

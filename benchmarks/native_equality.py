@@ -26,12 +26,11 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
 from benchmarks import timing
-from gd_jax import data, fast_gd, native_head, optim, train
+from gd_jax import fast_gd, native_head, optim, train
 from gd_jax.config import TrainConfig
 from gd_jax.sweep import engine, trainer
 
@@ -58,17 +57,6 @@ def xla_head():
         yield
     finally:
         native_head.usable = usable
-
-
-def _data():
-    """``(source, train_xy, test_xy)`` on the device."""
-    if Path(FLAGS.fashion_dir).is_dir():
-        found = data.load(f"idx:{FLAGS.fashion_dir}", validation_size=0, train_size=FLAGS.examples)
-        as_xy = lambda s: (jnp.asarray(s.x), jnp.asarray(s.labels, jnp.int32))
-        return "Fashion-MNIST", as_xy(found.train), as_xy(found.test)
-    x, labels = timing.synthetic(FLAGS.examples + 10_000)
-    n = FLAGS.examples
-    return "random", (x[:n], labels[:n]), (x[n:], labels[n:])
 
 
 def _band(eta: np.ndarray, band) -> np.ndarray:
@@ -154,7 +142,8 @@ def main(argv):
     model_config = TrainConfig(layers=SIZES[1:-1]).model_config(SIZES[0], SIZES[-1])
     if not native_head.usable(model_config):
         raise SystemExit("the native head is not usable here (see the warning above)")
-    source, train_xy, test_xy = _data()
+    source, train_xy, evals = timing.fashion_splits(FLAGS.fashion_dir, FLAGS.examples, 0)
+    test_xy = evals["test"]
     tic = time.perf_counter()
     found = {
         "date": time.strftime("%Y-%m-%d"),

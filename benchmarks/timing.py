@@ -5,6 +5,7 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from gd_jax import data, fast_gd, optim, train
@@ -35,6 +36,22 @@ def fashion_or_synthetic(fashion_dir: str, examples: int):
         return "Fashion-MNIST", found.train.x, found.train.labels.astype(np.int32)
     x, labels = synthetic(examples)
     return "random", np.asarray(x), np.asarray(labels, np.int32)
+
+
+def fashion_splits(fashion_dir: str, examples: int, validation: int):
+    """``(source, train_xy, evals)`` on the device, ``evals`` holding ``"validation"``
+    (``validation`` held-out examples) and ``"test"``: Fashion-MNIST's splits where
+    ``fashion_dir`` holds its IDX files, else :func:`synthetic` data of their shape
+    (10,000 test examples)."""
+    if Path(fashion_dir).is_dir():
+        found = data.load(f"idx:{fashion_dir}", validation_size=validation, train_size=examples)
+        pairs = {"train": found.train, "validation": found.validation, "test": found.test}
+        xy = {k: (jnp.asarray(v.x), jnp.asarray(v.labels, jnp.int32)) for k, v in pairs.items()}
+        return "Fashion-MNIST", xy.pop("train"), xy
+    x, labels = synthetic(examples + validation + 10_000)
+    cut = np.cumsum([examples, validation])
+    parts = [(a, b) for a, b in zip(jnp.split(x, cut), jnp.split(labels, cut), strict=True)]
+    return "random", parts[0], {"validation": parts[1], "test": parts[2]}
 
 
 def time_epochs(epoch, state, x, labels, epochs, min_seconds=1.0) -> tuple[float, float]:
