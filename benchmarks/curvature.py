@@ -22,6 +22,7 @@ from absl import app, flags
 
 from gd_jax import memory, optim
 from gd_jax.config import TrainConfig
+from gd_jax.fast import pieces
 from gd_jax.studies.lr.trace import TraceOptions, full_batch_trace
 from gd_jax.studies.minima import analysis
 from gd_jax.studies.minima.config import MinimaConfig
@@ -49,7 +50,8 @@ def main(argv):
 
     def trace():
         found = full_batch_trace(networks, model_config, (x, labels), (x[:1000], labels[:1000]),
-                                 TraceOptions(20, 10, memory_budget=budget))  # fmt: skip
+                                 TraceOptions(20, 10, memory_budget=budget),
+                                 loss=pieces.make_loss(model_config))  # fmt: skip
         return float(np.nanmax(found.lambda_max))
 
     study = MinimaConfig()

@@ -27,7 +27,9 @@ from absl import app, flags
 
 from benchmarks.rss import GIB
 from benchmarks.timing import mlp, synthetic
-from gd_jax import fast_gd, optim, train
+from gd_jax import optim, train
+from gd_jax.config import TrainConfig
+from gd_jax.fast import paths
 from gd_jax.sweep import engine
 
 flags.DEFINE_string(
@@ -63,12 +65,18 @@ def timed(epoch, state, x, labels, epochs: int) -> dict:
     }
 
 
+def chosen(sizes, batch_size: int, fast: bool, *, sweep: bool) -> paths.Path:
+    """The fast path (asked for by name, checked against the core) or the plain one."""
+    name = ("column" if batch_size == 0 and not sweep else "delayed") if fast else "plain"
+    config = TrainConfig(dataset="digits", batch_size=batch_size, epoch_path=name, head="xla")
+    return paths.choose(config, mlp(sizes), sweep=sweep)
+
+
 def single(sizes, batch_size: int, fast: bool, x, labels, epochs: int) -> dict:
     tx = optim.make("gd", 3.0)
     state = train.init_state(mlp(sizes).init_params(jax.random.key(0)), tx)
-    epoch = fast_gd.build_epoch(
-        mlp(sizes), "gd", tx, batch_size, learning_rate=3.0, fast_paths=fast
-    )
+    path = chosen(sizes, batch_size, fast, sweep=False)
+    epoch = paths.build_epoch(mlp(sizes), path, tx, batch_size, learning_rate=3.0)
     return timed(epoch, state, x, labels, epochs)
 
 
@@ -76,7 +84,9 @@ def sweep(networks: int, sizes, fast: bool, x, labels, epochs: int) -> dict:
     tx = optim.make("gd", 1.0)
     grid = engine.Networks(np.geomspace(0.1, 10, networks), np.arange(networks))
     state = engine.init(grid, mlp(sizes), tx)
-    epoch = engine.build_epoch(mlp(sizes), "gd", tx, 10, shared_order=True, fast_paths=fast)
+    path = chosen(sizes, 10, fast, sweep=True)
+    loss = paths.functions(mlp(sizes), path).loss
+    epoch = engine.build_epoch(mlp(sizes), path, tx, 10, shared_order=True, loss=loss)
     return timed(epoch, state, x, labels, epochs)
 
 

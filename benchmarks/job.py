@@ -28,7 +28,7 @@ import numpy as np
 from absl import app, flags
 
 from benchmarks import limits, timing
-from gd_jax import model, native_head, run_folder
+from gd_jax import model, run_folder
 from gd_jax.config import TrainConfig
 from gd_jax.studies.lr.config import LrConfig
 from gd_jax.sweep import engine, trainer
@@ -107,7 +107,8 @@ def main(argv):
         "epochs": trained,
         "eval_every": FLAGS.eval_every,
         "grad_norm": FLAGS.grad_norm,
-        "native_head": native_head.usable(model_config),
+        "epoch_path": str(result.epoch_path[0]),
+        "head": str(result.head[0]),
         "scorings": len(epochs) + 1,
         "matmul_peak_gflops": [peak_before, peak_after],
         "compile_seconds": result.compile_seconds,

@@ -1,6 +1,6 @@
 """Peak resident memory of a large sweep, measured in a process of its own.
 
-One epoch of ``engine.build_epoch(model_config, "gd", tx, 10, shared_order=True)``
+One epoch of ``engine.build_epoch`` (the path a default sweep takes, ``paths.choose``)
 over N networks on 60,000 MNIST-shaped synthetic examples. The peak is read from the
 kernel's high-water mark (``VmHWM`` in ``/proc/self/status``), reset between phases
 (``/proc/self/clear_refs``) so each phase reports its own peak; on systems without
@@ -20,7 +20,8 @@ from absl import app, flags
 
 from benchmarks.rss import GIB, device_memory, reset_peak, status_kib
 from gd_jax import optim
-from gd_jax.config import ModelConfig
+from gd_jax.config import ModelConfig, TrainConfig
+from gd_jax.fast import paths
 from gd_jax.sweep import engine
 
 flags.DEFINE_integer("networks", 1024, "Networks in the sweep.")
@@ -61,7 +62,9 @@ def measure(networks: int, sizes, examples: int, steps: int) -> dict:
     state = engine.init(grid, model_config, tx)
     jax.block_until_ready(state)
     phase("init")
-    epoch = jax.jit(engine.build_epoch(model_config, "gd", tx, 10, shared_order=True))
+    path = paths.choose(TrainConfig(dataset="digits"), model_config, sweep=True)
+    loss = paths.functions(model_config, path).loss
+    epoch = jax.jit(engine.build_epoch(model_config, path, tx, 10, shared_order=True, loss=loss))
     tic = time.perf_counter()
     compiled = epoch.lower(state, xs, ls, jax.random.key(1)).compile()
     compile_seconds = time.perf_counter() - tic

@@ -20,7 +20,7 @@ Writes ``benchmarks/results/native_equality.json``.
     python -m benchmarks.native_equality [--networks=1024] [--epochs=2]
 """
 
-import contextlib
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -30,8 +30,10 @@ import numpy as np
 from absl import app, flags
 
 from benchmarks import timing
-from gd_jax import fast_gd, native_head, optim, train
+from gd_jax import optim, train
 from gd_jax.config import TrainConfig
+from gd_jax.errors import GdJaxError
+from gd_jax.fast import delayed, paths, pieces
 from gd_jax.sweep import engine, trainer
 
 flags.DEFINE_integer("networks", 1024, "Networks of the one-block check (32 seeds per η).")
@@ -48,17 +50,6 @@ BANDS = ((0, 0.1), (0.1, 1), (1, 3), (3, 10), (10, 100))
 NUDGE = 1e-7
 
 
-@contextlib.contextmanager
-def xla_head():
-    """Every sweep built inside takes XLA's head."""
-    usable = native_head.usable
-    native_head.usable = lambda model_config: False
-    try:
-        yield
-    finally:
-        native_head.usable = usable
-
-
 def _band(eta: np.ndarray, band) -> np.ndarray:
     low, high = band
     return (eta > low) & (eta <= high)
@@ -70,12 +61,12 @@ def one_block(model_config, train_xy) -> dict:
     networks = engine.grid(etas, np.arange(32))
     state = engine.init(networks, model_config, optim.make("gd", 1.0))
     x, labels = train_xy
-    order = train.batch_order(jax.random.key(0), x.shape[0], 10)[: fast_gd.DELAY]
+    order = train.batch_order(jax.random.key(0), x.shape[0], 10)[: delayed.DELAY]
     batch = lambda idx: (x[idx], labels[idx])
-    head_loss = train.make_head_loss(model_config, fast_gd.matmul)
+    head_loss = pieces.head_loss(model_config, pieces.matmul)
 
     def block(params, native):
-        return fast_gd.run(
+        return delayed.run(
             params, state.learning_rate, batch, order, head_loss, full=False, native=native
         )[0]
 
@@ -102,17 +93,15 @@ def whole_epochs(model_config, train_xy, test_xy) -> dict:
     networks = engine.grid(etas, np.arange(FLAGS.sample_seeds))
     config = TrainConfig(layers=SIZES[1:-1], batch_size=10, epochs=FLAGS.epochs)
     evals = {"test": test_xy}
-    fit = lambda start=None: trainer.fit(
-        networks, model_config, config, train_xy, evals, start=start
-    )
+    fit = lambda start=None, head="native": trainer.fit(
+        networks, model_config, dataclasses.replace(config, head=head), train_xy, evals,
+        start=start,
+    )  # fmt: skip
     native = fit()
-    with xla_head():
-        plain = fit()
-        start = engine.init(networks, model_config, optim.make("gd", 1.0)).train.params
-        nudge = lambda sign: jax.tree.map(
-            lambda a: np.asarray(a) * np.float32(1 + sign * NUDGE), start
-        )
-        nudged = {"nudged up": fit(nudge(1)), "nudged down": fit(nudge(-1))}
+    plain = fit(head="xla")
+    start = engine.init(networks, model_config, optim.make("gd", 1.0)).train.params
+    nudge = lambda sign: jax.tree.map(lambda a: np.asarray(a) * np.float32(1 + sign * NUDGE), start)
+    nudged = {"nudged up": fit(nudge(1), "xla"), "nudged down": fit(nudge(-1), "xla")}
     eta = np.asarray(networks.learning_rate)
     found = {}
     for name in ("train_cost", "test_accuracy"):
@@ -140,8 +129,11 @@ def whole_epochs(model_config, train_xy, test_xy) -> dict:
 def main(argv):
     del argv
     model_config = TrainConfig(layers=SIZES[1:-1]).model_config(SIZES[0], SIZES[-1])
-    if not native_head.usable(model_config):
-        raise SystemExit("the native head is not usable here (see the warning above)")
+    config = TrainConfig(layers=SIZES[1:-1], head="native")
+    try:
+        paths.choose(config, model_config, sweep=True)
+    except GdJaxError as e:
+        raise SystemExit(str(e)) from None
     source, train_xy, evals = timing.fashion_splits(FLAGS.fashion_dir, FLAGS.examples, 0)
     test_xy = evals["test"]
     tic = time.perf_counter()

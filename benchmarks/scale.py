@@ -29,6 +29,7 @@ from absl import app, flags
 from benchmarks.rss import GIB, device_memory, reset_peak, status_kib
 from gd_jax import memory
 from gd_jax.config import ModelConfig, TrainConfig
+from gd_jax.fast import pieces
 from gd_jax.studies.lr.trace import TraceOptions, full_batch_trace, make_trace
 from gd_jax.sweep import engine, results, trainer
 
@@ -89,6 +90,7 @@ def run_study(networks: int, examples: int, chunk_size: int, steps: int, budget:
     trace = full_batch_trace(
         grid, mlp(SEED_NETWORK), train_xy, tuple(a[:5000] for a in train_xy),
         TraceOptions(steps, steps, lanczos_iters=4, memory_budget=budget),
+        loss=pieces.make_loss(mlp(SEED_NETWORK)),  # a default study's (paths.functions)
     )  # fmt: skip
     phase("trace", seconds=time.perf_counter() - tic, samples=len(trace.sample_steps))
     return {
@@ -139,8 +141,8 @@ def plan(sizes, networks: int, examples: int, chunk_size: int, budget: float) ->
     eval_chunk = memory.chunk_for(sizes, 10_000, budget)
     found = {"network": "-".join(map(str, sizes)), "networks": networks}
     for name, chunk in (("chunked", trace_chunk), ("all_at_once", networks)):
-        run = make_trace(mlp(sizes), steps=1, every=1, track_sharpness=True, lanczos_iters=4,
-                         lanczos_seed=0, chunk=chunk)  # fmt: skip
+        run = make_trace(pieces.make_loss(mlp(sizes)), steps=1, every=1, track_sharpness=True,
+                         lanczos_iters=4, lanczos_seed=0, chunk=chunk)  # fmt: skip
         found[f"trace_{name}"] = {
             "chunk": chunk,
             **program_gib(run, stacked(sizes, networks), eta, *data, *sharpness),

@@ -8,8 +8,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gd_jax import data, fast_gd, optim, train
-from gd_jax.config import ModelConfig
+from gd_jax import data, optim, train
+from gd_jax.config import ModelConfig, TrainConfig
+from gd_jax.fast import paths
 from gd_jax.sweep import engine
 
 
@@ -72,32 +73,40 @@ def time_epochs(epoch, state, x, labels, epochs, min_seconds=1.0) -> tuple[float
     return compile_seconds, min(seconds)
 
 
+def library_path(sizes, batch_size: int, *, sweep: bool) -> paths.Path:
+    """The path a default gd-jax run of plain gradient descent takes here (``auto``)."""
+    config = TrainConfig(dataset="digits", batch_size=batch_size)
+    return paths.choose(config, mlp(sizes), sweep=sweep)
+
+
 def single_epoch(sizes, batch_size, path: str = "library"):
     """``(epoch, state)`` of a single network: quadratic cost, sigmoid, gd with η = 3.0.
 
-    ``path``: ``"library"`` is ``fast_gd.build_epoch``, the epoch every gd-jax run of plain
-    gradient descent trains with (the delayed first-layer path at batch 10); ``"plain"``
-    is ``train.make_epoch``, the straightforward ``lax.scan`` of ``train.make_step``.
+    ``path``: ``"library"`` is the epoch a default gd-jax run of plain gradient descent
+    trains with (``paths.choose`` with ``auto``: the delayed first-layer path at batch
+    10 on a CPU); ``"plain"`` is ``train.make_epoch``, the core's ``lax.scan`` of
+    ``train.make_step``.
     """
     tx = optim.make("gd", 3.0)
     state = train.init_state(mlp(sizes).init_params(jax.random.key(0)), tx)
     if path == "library":
-        return fast_gd.build_epoch(mlp(sizes), "gd", tx, batch_size, learning_rate=3.0), state
+        chosen = library_path(sizes, batch_size, sweep=False)
+        return paths.build_epoch(mlp(sizes), chosen, tx, batch_size, learning_rate=3.0), state
     return train.make_epoch(train.make_loss(mlp(sizes)), tx, batch_size), state
 
 
 def sweep_epoch(networks, sizes, batch_size: int = 10, path: str = "library"):
     """``(epoch, state)`` of ``networks`` networks, η from 0.1 to 10, on one shared data
-    order: ``"library"`` is ``engine.build_epoch`` (the delayed path), ``"plain"`` the
-    ``vmap`` of the single-network step."""
+    order: ``"library"`` is the path a default sweep takes (``paths.choose``), ``"plain"``
+    the ``vmap`` of the core's single-network step."""
     tx = optim.make("gd", 1.0)
     grid = engine.Networks(np.geomspace(0.1, 10, networks), np.arange(networks))
     state = engine.init(grid, mlp(sizes), tx)
-    if path == "library":
-        epoch = engine.build_epoch(mlp(sizes), "gd", tx, batch_size, shared_order=True)
-    else:
-        loss = train.make_loss(mlp(sizes))
-        epoch = engine.make_epoch(loss, tx, batch_size, shared_order=True)
+    chosen = library_path(sizes, batch_size, sweep=True)
+    if path != "library":
+        chosen = chosen._replace(epoch=paths.PLAIN, head=paths.XLA)
+    loss = paths.functions(mlp(sizes), chosen).loss
+    epoch = engine.build_epoch(mlp(sizes), chosen, tx, batch_size, shared_order=True, loss=loss)
     return epoch, state
 
 

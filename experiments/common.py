@@ -16,14 +16,17 @@ import math
 import signal
 import sys
 import types
+from pathlib import Path
 from typing import Any
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from gd_jax import io, memory, watchdog
+from gd_jax.config import TrainConfig
 from gd_jax.errors import GdJaxError
 from gd_jax.report import tensorboard
 from gd_jax.sweep import mesh
+from gd_jax.sweep.study import Where
 
 FLAGS = flags.FLAGS
 # Flags defined (or declared key) from here count as the calling entry point's own.
@@ -161,8 +164,9 @@ def define_device_flags() -> None:
 
 def entry_point(*, join: bool = True, resume: bool = True):
     """Wraps an experiment's ``main``: no extra arguments, JAX kept quiet, the
-    processes joined (``join``), bad input printed as one paragraph with exit status 2,
-    Ctrl-C as 130 (with a word on ``--resume`` where the entry point takes it)."""
+    processes joined (``join``), the watchdog armed (``--watchdog``), bad input printed
+    as one paragraph with exit status 2, Ctrl-C as 130 (with a word on ``--resume``
+    where the entry point takes it)."""
 
     def wrap(main):
         @functools.wraps(main)
@@ -174,8 +178,7 @@ def entry_point(*, join: bool = True, resume: bool = True):
             previous = {s: signal.signal(s, _interrupt) for s in STOP_SIGNALS}
             unraisable, sys.unraisablehook = sys.unraisablehook, _quiet_stop(sys.unraisablehook)
             try:
-                if "watchdog" in FLAGS:
-                    watchdog.set_limit(_watchdog_seconds(FLAGS.watchdog))
+                limit = _watchdog_seconds(FLAGS.watchdog) if "watchdog" in FLAGS else 0.0
                 if join:
                     mesh.join(
                         FLAGS.coordinator_address,
@@ -184,7 +187,10 @@ def entry_point(*, join: bool = True, resume: bool = True):
                         _device_ids(FLAGS.local_device_ids),
                     )
                 mesh.check_platform(FLAGS.platform)
-                return main(argv)
+                # Armed here, by the entry point only: it ends a stalled process, which
+                # a library call (a notebook's kernel) must never do.
+                with watchdog.watching(Path(FLAGS.workdir), limit):
+                    return main(argv)
             except GdJaxError as e:
                 message = str(e)
                 if e.field and f"--{e.field}" not in message:
@@ -266,3 +272,42 @@ def _watchdog_seconds(value: float) -> float:
 def quiet_jax() -> None:
     """JAX logs at INFO that it found no TPU on every CPU-only start; that is not news."""
     stdlib_logging.getLogger("jax._src.xla_bridge").setLevel(stdlib_logging.WARNING)
+
+
+def define_study_flags(study_type, *, skip: tuple[str, ...] = ()) -> None:
+    """The flags of a study of many networks: ``TrainConfig``'s (but ``skip``), the
+    study's config's, the run folder's, the devices' and TensorBoard's."""
+    define_config_flags(TrainConfig, skip=skip)
+    define_config_flags(study_type)
+    define_workdir_flags()
+    define_device_flags()
+    define_tensorboard_flag()
+
+
+def study_main(study_type, run, headline, *, skip: tuple[str, ...] = ()):
+    """The ``main`` of a study's entry point (its flags from :func:`define_study_flags`).
+
+    Args:
+      study_type: the study's config dataclass.
+      run: ``run(config, study, where) -> summary``, the study's library call.
+      headline: ``headline(summary) -> str``, logged at the end with the report's path.
+      skip: ``TrainConfig`` fields the study does not take.
+    """
+
+    @entry_point()
+    def main(argv):
+        del argv
+        config = config_from_flags(TrainConfig, skip=skip)
+        study = config_from_flags(study_type)
+        where = Where(
+            FLAGS.workdir,
+            resume=FLAGS.resume,
+            devices=FLAGS.devices,
+            memory_budget=FLAGS.memory_budget,
+            tensorboard=FLAGS.tensorboard,
+        )
+        summary = run(config, study, where)
+        logging.info("%s Report: %s/report.md", headline(summary), FLAGS.workdir)
+        return 0
+
+    return main

@@ -11,38 +11,14 @@ summary.json with the verdict, PNG plots and report.md. A killed study rerun wit
 --resume redoes only the widths it had not finished.
 """
 
-from absl import app, flags, logging
+from absl import app
 
 from experiments import common
-from gd_jax.config import TrainConfig
 from gd_jax.studies.minima import run
 from gd_jax.studies.minima.config import MinimaConfig
 
-FLAGS = flags.FLAGS
-common.define_config_flags(TrainConfig)
-common.define_config_flags(MinimaConfig)
-common.define_workdir_flags()
-common.define_device_flags()
-common.define_tensorboard_flag()
-
-
-@common.entry_point()
-def main(argv):
-    del argv
-    config = common.config_from_flags(TrainConfig)
-    study = common.config_from_flags(MinimaConfig)
-    summary = run.run(
-        config,
-        study,
-        FLAGS.workdir,
-        resume=FLAGS.resume,
-        devices=FLAGS.devices,
-        memory_budget=FLAGS.memory_budget,
-        tensorboard=FLAGS.tensorboard,
-    )
-    logging.info("%s Report: %s/report.md", summary["verdict"], FLAGS.workdir)
-    return 0
-
+common.define_study_flags(MinimaConfig)
+main = common.study_main(MinimaConfig, run.run, lambda summary: summary["verdict"])
 
 if __name__ == "__main__":
     app.run(main)

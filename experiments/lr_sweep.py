@@ -9,38 +9,19 @@ stability.csv, first_order.csv, range_test.csv, summary.json, PNG plots and repo
 A killed study rerun with --resume computes only what is missing.
 """
 
-from absl import app, flags, logging
+from absl import app
 
 from experiments import common
-from gd_jax.config import TrainConfig
 from gd_jax.studies.lr import run
 from gd_jax.studies.lr.config import LrConfig
 
-FLAGS = flags.FLAGS
-common.define_config_flags(TrainConfig, skip=("learning_rate",))
-common.define_config_flags(LrConfig)
-common.define_workdir_flags()
-common.define_device_flags()
-common.define_tensorboard_flag()
-
-
-@common.entry_point()
-def main(argv):
-    del argv
-    config = common.config_from_flags(TrainConfig, skip=("learning_rate",))
-    study = common.config_from_flags(LrConfig)
-    summary = run.run(
-        config,
-        study,
-        FLAGS.workdir,
-        resume=FLAGS.resume,
-        devices=FLAGS.devices,
-        memory_budget=FLAGS.memory_budget,
-        tensorboard=FLAGS.tensorboard,
-    )
-    logging.info("Best η %s; report: %s/report.md", summary["best_learning_rate"], FLAGS.workdir)
-    return 0
-
+common.define_study_flags(LrConfig, skip=("learning_rate",))
+main = common.study_main(
+    LrConfig,
+    run.run,
+    lambda summary: f"Best η {summary['best_learning_rate']};",
+    skip=("learning_rate",),
+)
 
 if __name__ == "__main__":
     app.run(main)

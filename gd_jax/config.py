@@ -16,6 +16,10 @@ from gd_jax.errors import GdJaxError
 
 # Values of jax_default_matmul_precision a run may ask for, most exact first.
 PRECISIONS = ("highest", "high", "default")
+# The paths a run may train on (gd_jax.fast.paths resolves "auto").
+AUTO = "auto"
+EPOCH_PATHS = (AUTO, "plain", "delayed", "column")
+HEADS = (AUTO, "xla", "native")
 
 
 def option(
@@ -91,8 +95,8 @@ class ModelConfig:
 
     @property
     def output(self) -> str:
-        """The output layer the cost expects (``model.OUTPUTS``)."""
-        return costs.COSTS[self.cost][1]
+        """The output layer the cost expects (a key of ``model.OUTPUTS``)."""
+        return costs.COSTS[self.cost].output
 
     @property
     def num_params(self) -> int:
@@ -159,6 +163,25 @@ class TrainConfig:
         "(TF32 or bfloat16 passes on NVIDIA GPUs since Ampere); a CPU computes float32 "
         "either way.",
         choices=PRECISIONS,
+    )
+
+    epoch_path: str = option(
+        AUTO,
+        "How an epoch is computed. plain: the scan of train.make_step, the code the core "
+        "reads as. delayed: plain gradient descent with the first layer's updates applied "
+        "once per block of steps (gd_jax/fast/delayed.py). column: a single run's "
+        "full-batch step in the column layout (gd_jax/fast/column.py). auto: a fast path "
+        "where plain gradient descent runs on a CPU, once checked against "
+        "train.make_loss; else plain. The path taken is in config.json and summary.json.",
+        choices=EPOCH_PATHS,
+    )
+    head: str = option(
+        AUTO,
+        "What steps the layers after the first on the delayed path of a sweep. xla: "
+        "jax.grad of the model's cost. native: a C++ kernel (gd_jax/fast/native_head.cc), "
+        "sigmoid networks with the mse cost, one CPU. auto: native where it builds and "
+        "is checked equal to train.make_loss, else xla.",
+        choices=HEADS,
     )
 
     def __post_init__(self):
@@ -234,6 +257,8 @@ def check(config: TrainConfig) -> None:
         ("init", config.init, model.SCHEMES),
         ("optimizer", config.optimizer, optim.OPTIMIZERS),
         ("matmul_precision", config.matmul_precision, PRECISIONS),
+        ("epoch_path", config.epoch_path, EPOCH_PATHS),
+        ("head", config.head, HEADS),
     ):
         if value not in choices:
             fail(f"--{name}={value!r} is not one of {', '.join(choices)}.")

@@ -6,6 +6,7 @@ any batch size.
 """
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -52,24 +53,67 @@ def accuracy(outputs: jax.Array, labels: jax.Array) -> jax.Array:
     return jnp.mean(jnp.argmax(outputs, axis=-1) == labels)
 
 
-# Each cost with the output layer it expects (see ``model.OUTPUTS``).
-COSTS: dict[str, tuple[Callable[[jax.Array, jax.Array], jax.Array], str]] = {
-    "mse": (mse, "sigmoid"),
-    "cross_entropy": (cross_entropy, "logits"),
-}
+class Cost(NamedTuple):
+    """A cost, with everything a study needs from it.
+
+    Attributes:
+      name: its ``--cost`` value.
+      fn: ``fn(outputs, targets)``, the mean over the examples of a batch.
+      output: the output layer it expects, a key of ``model.OUTPUTS``.
+      best_constant: the cost of the best constant output, from the class
+        frequencies ``p``: the bar a network must clear to have learned anything.
+      probabilities: the outputs as class probabilities, for an ensemble's vote.
+      extra: further scores of a split from its mean cost, e.g. ``{"perplexity": ...}``.
+      title: how a figure names it.
+    """
+
+    name: str
+    fn: Callable[[jax.Array, jax.Array], jax.Array]
+    output: str
+    best_constant: Callable[[np.ndarray], float]
+    probabilities: Callable[[jax.Array], jax.Array]
+    extra: Callable[[jax.Array], dict[str, jax.Array]]
+    title: str
+
+
+def _quadratic_best_constant(p: np.ndarray) -> float:
+    # The best constant output is p itself: C = ½ Σ_j p_j (1 − p_j), 0.45 for 10
+    # balanced classes (an output of all zeros costs 0.5).
+    return float(0.5 * np.sum(p * (1 - p)))
+
+
+def _entropy(p: np.ndarray) -> float:
+    # The best constant logits give softmax = p: C = the entropy of p.
+    return float(-np.sum(p[p > 0] * np.log(p[p > 0])))
+
+
+MSE = Cost(
+    name="mse",
+    fn=mse,
+    output="sigmoid",
+    best_constant=_quadratic_best_constant,
+    probabilities=lambda outputs: outputs,  # sigmoid outputs, each in (0, 1)
+    extra=lambda value: {},
+    title=r"Quadratic cost $C = \frac{1}{n}\,\Sigma_x\,\frac{1}{2}\|y(x) - a(x)\|^2$",
+)
+CROSS_ENTROPY = Cost(
+    name="cross_entropy",
+    fn=cross_entropy,
+    output="logits",
+    best_constant=_entropy,
+    probabilities=lambda logits: jax.nn.softmax(logits, axis=-1),
+    extra=lambda value: {"perplexity": perplexity(value)},
+    title="Cross-entropy cost",
+)
+# Adding a cost is one entry here.
+COSTS: dict[str, Cost] = {cost.name: cost for cost in (MSE, CROSS_ENTROPY)}
 
 
 def constant_cost(cost: str, labels: np.ndarray, num_classes: int) -> float:
-    """The cost of the best constant output, the bar a network must clear to have learned.
-
-    For the quadratic cost the best constant is the class frequencies p, with
-    C = ½ Σ_j p_j (1 − p_j) (0.45 for 10 balanced classes; an output of all zeros costs
-    0.5). For the cross-entropy it is the entropy of p.
-    """
+    """The cost of the best constant output on ``labels``: the bar a network must clear
+    to have learned anything (``Cost.best_constant`` of the class frequencies)."""
     p = np.bincount(labels, minlength=num_classes) / len(labels)
-    if cost == "mse":
-        return float(0.5 * np.sum(p * (1 - p)))
-    return float(-np.sum(p[p > 0] * np.log(p[p > 0])))
+    return COSTS[cost].best_constant(p)
 
 
 def learned_bar(baseline: float) -> float:

@@ -25,24 +25,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from gd_jax.config import TrainConfig, check_against_data, check_memory
-from gd_jax.errors import GdJaxError
+from gd_jax.errors import OFFLINE_HINT, DataError
 
 _NUM_CLASSES = 10
 
 _CHOICES = "mnist, fashion_mnist, digits, idx:DIR"
-OFFLINE_HINT = (
-    "Use --dataset=digits (scikit-learn's 8x8 digits, embedded, works offline) or "
-    "--dataset=idx:DIR (a folder of the four MNIST-format IDX files, e.g. "
-    "/usr/share/datasets/fashion-mnist from Debian's dataset-fashion-mnist package)."
-)
 _IDX_FIX = "Re-download or re-extract the IDX files, or pick another --dataset."
 # (magic number, number of dimensions) per IDX file kind; 0x08 in the magic means uint8.
 _IDX_IMAGES = (0x00000803, 3)
 _IDX_LABELS = (0x00000801, 1)
-
-
-class DataError(GdJaxError):
-    """A dataset that cannot be loaded: an unknown name, bad files or no network."""
 
 
 class Split(NamedTuple):
@@ -112,8 +103,11 @@ def load(
     elif name in ("mnist", "fashion_mnist"):
         from gd_jax import download  # TensorFlow only when a TFDS dataset is asked for
 
-        train, test, image_shape = download.load(name, data_dir, tfds_manual_dir)
-        train, test = _split(*train), _split(*test)
+        (train_images, train_labels), (test_images, test_labels), image_shape = download.load(
+            name, data_dir, tfds_manual_dir
+        )
+        train = _split(pixels(train_images), train_labels)
+        test = _split(pixels(test_images), test_labels)
     elif name.startswith("idx:"):
         train, test, image_shape = _load_idx(name.removeprefix("idx:"))
     else:
@@ -206,6 +200,12 @@ def load_for(
         memory_budget=memory_budget,
     )
     return dataset
+
+
+def load_config(config: TrainConfig | str) -> Dataset:
+    """The dataset a run trains on: ``load_for(config)``, or for a name alone (e.g.
+    ``"digits"``), that dataset with the default splits. ``gd_jax.load``."""
+    return load_for(TrainConfig(dataset=config) if isinstance(config, str) else config)
 
 
 def on_device(split: Split) -> tuple[jax.Array, jax.Array]:

@@ -23,7 +23,7 @@ import urllib.parse
 import numpy as np
 from absl import logging
 
-from gd_jax.data import OFFLINE_HINT, DataError, pixels
+from gd_jax.errors import OFFLINE_HINT, DataError
 
 # Seconds to wait for the dataset's server before calling it unreachable.
 REACH_TIMEOUT = 3.0
@@ -52,8 +52,8 @@ def unreachable(url: str, timeout: float = REACH_TIMEOUT) -> str | None:
 
 
 def load(name: str, data_dir: str | None, manual_dir: str | None):
-    """``((train x, labels), (test x, labels), image_shape)`` of a TFDS dataset,
-    prepared first if it is not in the cache.
+    """``((train images, labels), (test images, labels), image_shape)`` of a TFDS
+    dataset, uint8 images as stored, prepared first if it is not in the cache.
 
     Raises:
       DataError: the server is unreachable, the manual files are missing or are not
@@ -72,7 +72,7 @@ def load(name: str, data_dir: str | None, manual_dir: str | None):
         _prepare(tfds, builder, name, manual_dir)
     # batch_size=-1 in tfds.load aborts the process under TF 2.21, so batch by hand.
     train, test = (
-        (pixels(np.concatenate(images)), np.concatenate(labels))
+        (np.concatenate(images), np.concatenate(labels))
         for images, labels in (
             zip(*ds.batch(10_000).as_numpy_iterator(), strict=True)
             for ds in builder.as_dataset(split=["train", "test"], as_supervised=True)

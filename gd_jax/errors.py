@@ -18,3 +18,15 @@ class GdJaxError(Exception):
     def __init__(self, message: str, *, field: str | None = None):
         super().__init__(message)
         self.field = field
+
+
+class DataError(GdJaxError):
+    """A dataset that cannot be loaded: an unknown name, bad files or no network."""
+
+
+# What a message about data that cannot be had offers instead.
+OFFLINE_HINT = (
+    "Use --dataset=digits (scikit-learn's 8x8 digits, embedded, works offline) or "
+    "--dataset=idx:DIR (a folder of the four MNIST-format IDX files, e.g. "
+    "/usr/share/datasets/fashion-mnist from Debian's dataset-fashion-mnist package)."
+)

@@ -10,67 +10,18 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 Params = list[tuple[jax.Array, jax.Array]]
 
-# exp(x) = 2ⁿ · exp(r) with n = round(x / ln 2) and |r| ≤ ln 2 / 2, ln 2 split in two
-# parts so n·ln 2 is exact, and exp(r) by the degree-7 polynomial of the Cephes library's
-# expf. x is clamped to where 2ⁿ is a normal float32.
-_LOG2E = np.float32(1.44269504088896341)
-_LN2_HI, _LN2_LO = np.float32(0.693359375), np.float32(-2.12194440e-4)
-_EXP_COEFFS = tuple(
-    np.float32(c)
-    for c in (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2,
-              1.6666665459e-1, 5.0000001201e-1)
-)  # fmt: skip
-
-
-def _exp32(x: jax.Array) -> jax.Array:
-    x = jnp.clip(x, np.float32(-87.3), np.float32(88.3))
-    n = jnp.floor(x * _LOG2E + np.float32(0.5))
-    r = x - n * _LN2_HI - n * _LN2_LO
-    p = _EXP_COEFFS[0]
-    for c in _EXP_COEFFS[1:]:
-        p = p * r + c
-    p = p * (r * r) + r + 1
-    two_n = jax.lax.bitcast_convert_type((n.astype(jnp.int32) + 127) << 23, jnp.float32)
-    return p * two_n
-
-
-@jax.custom_jvp
-def sigmoid(z: jax.Array) -> jax.Array:
-    """σ(z) = 1 / (1 + e⁻ᶻ), the same float32 numbers as ``jax.nn.sigmoid`` (tested
-    bit for bit from −120 to 120, ±∞ and NaN) in a form XLA:CPU vectorises.
-
-    XLA:CPU computes the exponential inside ``jax.nn.sigmoid`` with the same
-    polynomial, but one element at a time: about 3 ns an element on a 2-core AMD EPYC,
-    against 0.4 ns written out here in elementwise operations, and a sweep of 1,024
-    networks spends seconds an epoch in it (``benchmarks/README.md``). Other dtypes
-    (float64 for the minima study's polish) take ``jax.nn.sigmoid``. Its derivative
-    is σ(1 − σ) from the output, as ``jax.nn.sigmoid``'s.
-    """
-    if z.dtype != jnp.float32:
-        return jax.nn.sigmoid(z)
-    return 1 / (1 + _exp32(-z))
-
-
-@sigmoid.defjvp
-def _sigmoid_jvp(primals, tangents):
-    (z,), (t,) = primals, tangents
-    s = sigmoid(z)
-    return s, t * (s * (1 - s))
-
-
 SCHEMES = ("normal", "scaled")
 ACTIVATIONS = {
-    "sigmoid": sigmoid,
+    "sigmoid": jax.nn.sigmoid,
     "tanh": jnp.tanh,
     "relu": jax.nn.relu,
 }
 # The output layer: sigmoid for the quadratic cost (outputs in (0, 1) like one-hot
 # targets), raw logits for the softmax cross-entropy.
-OUTPUTS = {"sigmoid": sigmoid, "logits": lambda z: z}
+OUTPUTS = {"sigmoid": jax.nn.sigmoid, "logits": lambda z: z}
 
 
 def init_params(key: jax.Array, sizes: Sequence[int], scheme: str = "normal") -> Params:
@@ -108,47 +59,25 @@ def predict(
     activation: str = "sigmoid",
     output: str = "sigmoid",
 ) -> jax.Array:
-    """The network's output for a batch.
+    """The network's output for a batch: ``a ← act(a W + b)`` layer by layer.
 
     Args:
       params: the layers, as from :func:`init_params`.
       x: inputs of shape ``[n, sizes[0]]``.
       activation: hidden-layer nonlinearity, one of ``ACTIVATIONS``.
-      output: ``"sigmoid"`` (activations in (0, 1)) or ``"logits"`` (no nonlinearity).
+      output: the output layer, one of ``OUTPUTS``: ``"sigmoid"`` (activations in
+        (0, 1)) or ``"logits"`` (no nonlinearity).
 
     Returns:
       The output layer, shape ``[n, sizes[-1]]``.
     """
-    (w, b), *rest = params
-    # b[None] broadcasts the bias over the batch explicitly (tests forbid rank promotion).
-    return from_first_layer(x @ w + b[None], rest, activation=activation, output=output)
-
-
-def from_first_layer(
-    z: jax.Array,
-    rest: Params,
-    *,
-    activation: str = "sigmoid",
-    output: str = "sigmoid",
-    matmul=jnp.matmul,
-) -> jax.Array:
-    """The network's output from its first layer's pre-activations ``z = x W + b``.
-
-    ``predict`` is this after one matmul; the fast gradient-descent path
-    (``gd_jax.fast_gd``) computes ``z`` its own way and then shares this code.
-
-    Args:
-      z: pre-activations of the first layer, ``[n, fan_out]``.
-      rest: the layers after the first (empty for a network with one layer).
-      activation, output: as for :func:`predict`.
-      matmul: the product of a layer's input and weights (``jnp.matmul``; the fast
-        paths pass ``gd_jax.fast_gd.matmul``, the same product with a backward pass
-        laid out for XLA:CPU).
-    """
     act = ACTIVATIONS[activation]
-    for w, b in rest:
-        z = matmul(act(z), w) + b[None]
-    return OUTPUTS[output](z)
+    *hidden, (w_out, b_out) = params
+    a = x
+    for w, b in hidden:
+        # b[None] broadcasts the bias over the batch explicitly (tests forbid rank promotion).
+        a = act(a @ w + b[None])
+    return OUTPUTS[output](a @ w_out + b_out[None])
 
 
 def num_params(sizes: Sequence[int]) -> int:

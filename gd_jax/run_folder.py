@@ -6,7 +6,8 @@ never leaves a stale lock): a second process on the same folder is refused at on
 writes nothing. ``config.json`` records the kind of run (``train``, ``lr_sweep``, ...)
 and its flags; a folder holding another kind, or another run, is refused, and
 ``--resume`` continues only the run with the same flags (those in ``mutable`` may
-grow: training longer is allowed).
+grow: training longer is allowed; those in ``free`` may change, for what the run
+records of them to judge).
 """
 
 import contextlib
@@ -41,8 +42,10 @@ class RunFolder:
                 field="workdir",
             )
         self.path = Path(workdir)
-        # Whether the run continues one already here (set by :meth:`check`).
+        # Whether the run continues one already here, and its config.json (set by
+        # :meth:`check`).
         self.resumed = False
+        self.previous: dict | None = None
 
     def __truediv__(self, name: str) -> Path:
         return self.path / name
@@ -68,7 +71,9 @@ class RunFolder:
             )
         return record
 
-    def check(self, kind: str, flags: dict | None, *, resume: bool, mutable=("epochs",)) -> bool:
+    def check(
+        self, kind: str, flags: dict | None, *, resume: bool, mutable=("epochs",), free=()
+    ) -> bool:
         """Checks that the folder may hold this run; reads, never writes.
 
         Args:
@@ -77,6 +82,7 @@ class RunFolder:
             kind of run whose folder is simply replaced by the next run of its kind.
           resume: whether continuing an earlier run here is intended.
           mutable: numeric flags that may grow on resume (training longer).
+          free: flags that may take another value on resume.
 
         Returns:
           Whether the folder already holds this run (so it is resumed).
@@ -114,6 +120,7 @@ class RunFolder:
             k
             for k in set(old) | set(flags)
             if old.get(k) != flags.get(k)
+            and k not in free
             and not (k in mutable and _grows(old.get(k), flags.get(k)))
         )
         if differ:
@@ -123,7 +130,7 @@ class RunFolder:
                 f"--workdir={self.path} holds a different run, so --resume cannot continue "
                 f"it ({listed}). Resume with the same flags{grow}, or choose a new --workdir."
             )
-        self.resumed = True
+        self.resumed, self.previous = True, record
         return True
 
     def stopped(self) -> str | None:
@@ -242,6 +249,8 @@ def start_run(
     resume: bool,
     load: Callable[[], T],
     mutable: tuple[str, ...] = ("epochs",),
+    free: tuple[str, ...] = (),
+    describe: Callable[[T, dict | None], dict] | None = None,
 ) -> Iterator[tuple[RunFolder, T]]:
     """What every run does first, and holds for its life: check the folder, claim it,
     load the data, record the config.
@@ -256,29 +265,35 @@ def start_run(
       flags: the values that define the run (``config.json``'s ``flags``).
       resume: whether continuing a run already in the folder is intended.
       load: loads (and checks) the run's data; called once the folder is claimed.
-      mutable: flags that may grow on resume (see :meth:`RunFolder.check`).
+      mutable, free: flags that may grow, or change, on resume (see
+        :meth:`RunFolder.check`).
+      describe: ``describe(loaded, previous)``, called with what ``load`` returned and
+        the ``config.json`` of the run being resumed (None for a new one): the fields
+        to record beside the flags (the path that trains the run, say). It raises
+        ``GdJaxError`` to refuse the resume, before anything is written.
 
     Yields:
       ``(folder, load())``, with the folder's lock held until the block ends.
     """
     folder = RunFolder(workdir)
-    folder.check(kind, flags, resume=resume, mutable=mutable)  # fail before making anything
+    check = lambda: folder.check(kind, flags, resume=resume, mutable=mutable, free=free)
+    check()  # fail before making anything
     with folder.claim():
-        folder.check(kind, flags, resume=resume, mutable=mutable)  # again, as its owner
+        check()  # again, as its owner
         if folder.resumed and not resume:
             logging.info("%s: the run there was %s; continuing it.", folder.path,
                          folder.stopped())  # fmt: skip
         if jax.process_count() > 1:  # every process has looked before the first one writes
             multihost_utils.sync_global_devices("gd_jax: run folder checked")
         loaded = load()
-        record = {"kind": kind, "flags": flags or {}, **environment()}
+        described = {} if describe is None else describe(loaded, folder.previous)
+        record = {"kind": kind, "flags": flags or {}, **described, **environment()}
         io.write_json(folder / io.CONFIG, record)
-        with watchdog.watching(folder.path):
-            try:
-                yield folder, loaded
-            except KeyboardInterrupt:
-                mark_interrupted(folder)
-                raise
+        try:
+            yield folder, loaded
+        except KeyboardInterrupt:
+            mark_interrupted(folder)
+            raise
 
 
 def mark_interrupted(folder: RunFolder) -> None:

@@ -9,11 +9,15 @@ width, ...). A :class:`Stage` has
 * a **codec** that writes the output to that one file and reads it back.
 
 Its inputs are a frozen dataclass. The fields that decide the output (networks,
-configs, steps) are hashed into the stage's **key**, which is stored inside the file;
-fields declared with ``dataclasses.field(compare=False)`` carry what the computation
-needs but does not depend on for its identity (the data already on the device, which
-the run folder's flags fix; a progress callback; a memory budget that changes how the
-work is split, not its numbers).
+configs, steps, and what earlier stages found) are hashed into the stage's **key**,
+which is stored inside the file; fields declared with
+``dataclasses.field(compare=False)`` carry what the computation needs but does not
+depend on for its identity (the data already on the device, which the run folder's
+flags fix; a progress callback; a memory budget that changes how the work is split,
+not its numbers). An earlier stage's output enters a later one's key as its
+:func:`digest`, the numbers it stores with wall-clock timings left out: a stage
+computed again to the same numbers leaves the later ones standing, and one computed
+again to other numbers (on another path, say) makes them computed again.
 
 :func:`run` is then the whole story of resuming: a file that decodes and holds the
 key of these inputs is the stage's output and is kept; a file that is cut short,
@@ -29,6 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+import jax
 import numpy as np
 from absl import logging
 
@@ -110,6 +115,20 @@ class Stage(Generic[In, Out]):
         return Path(folder / f"{self.name}{self.codec.suffix}")
 
 
+def digest(stage: Stage[Any, Out], value: Out) -> str:
+    """A digest of ``value`` as ``stage`` stores it, wall-clock timings (arrays named
+    with ``seconds``) left out: what a later stage that reads ``value`` holds in its key. Equal for the output just
+    computed and for the same output read back from its file."""
+    encoded = stage.codec.encode(value)
+    if stage.codec.suffix == ".npz":
+        canonical = {k: _canonical(np.asarray(v)) for k, v in encoded.items()
+                     if "seconds" not in k}  # fmt: skip
+    else:
+        canonical = encoded  # a JSON value already (the codec makes it one)
+    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
 def key_of(inputs) -> str:
     """The hash of the fields of ``inputs`` that decide the output (not those declared
     ``compare=False``): equal for equal settings in any process, on any machine."""
@@ -130,7 +149,7 @@ def _canonical(value):
         return {str(k): _canonical(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_canonical(v) for v in value]
-    if isinstance(value, np.ndarray | np.generic):
+    if isinstance(value, np.ndarray | np.generic | jax.Array):
         array = np.ascontiguousarray(value)
         digest = hashlib.sha256(array.tobytes()).hexdigest()
         return {"dtype": str(array.dtype), "shape": list(array.shape), "sha256": digest}

@@ -4,9 +4,11 @@ The step is ``value_and_grad`` → ``tx.update`` → ``optax.apply_updates``. An
 ``lax.scan`` of that step over the mini-batches of a random permutation of the training
 set, drawn inside the compiled program from a per-epoch key, so there is no Python loop
 over batches and no host sync until the epoch ends. The builders below return plain
-(unjitted) functions so a sweep can ``vmap`` them before it jits. The fast paths of
-plain gradient descent, and the choice between them and this module's epoch, are in
-``gd_jax.fast_gd``.
+(unjitted) functions so a sweep can ``vmap`` them before it jits.
+
+This module is the definition of training: :func:`make_loss` is the one cost every
+path trains on. Faster arrangements of the same steps live in ``gd_jax.fast``, each
+checked against this module before a run may take it (``gd_jax.fast.paths``).
 """
 
 import math
@@ -39,46 +41,23 @@ def init_state(params: model.Params, tx: optax.GradientTransformation) -> TrainS
 
 
 def make_loss(model_config: ModelConfig) -> Loss:
-    """The cost of a batch as a function of the parameters.
+    """The cost of a batch as a function of the parameters: the definition every path
+    trains on.
 
     Args:
       model_config: the network; its cost fixes the output layer as well.
 
     Returns:
-      ``loss(params, x, labels)``, with integer ``labels`` turned into one-hot targets.
+      ``loss(params, x, labels) = C(predict(params, x), one_hot(labels))``.
     """
-    head_loss = make_head_loss(model_config)
+    cost = costs.COSTS[model_config.cost]
 
     def loss(params, x, labels):
-        (w, b), *rest = params
-        return head_loss(x @ w + b[None], rest, labels)
+        outputs = model_config.predict(params, x)
+        targets = jax.nn.one_hot(labels, outputs.shape[-1], dtype=outputs.dtype)
+        return cost.fn(outputs, targets)
 
     return loss
-
-
-def make_head_loss(model_config: ModelConfig, matmul=jnp.matmul):
-    """The cost of a batch from the first layer's pre-activations.
-
-    Args:
-      model_config: the network.
-      matmul: the layers' product (``model.from_first_layer``).
-
-    Returns:
-      ``head_loss(z, rest, labels)`` with ``z = x W + b`` of the first layer and
-      ``rest`` the layers after it; :func:`make_loss` is this after one matmul, and the
-      fast gradient-descent paths (``gd_jax.fast_gd``) share it too.
-    """
-    cost_fn, output = costs.COSTS[model_config.cost]
-    activation = model_config.activation
-
-    def head_loss(z, rest, labels):
-        outputs = model.from_first_layer(
-            z, rest, activation=activation, output=output, matmul=matmul
-        )
-        targets = jax.nn.one_hot(labels, outputs.shape[-1], dtype=outputs.dtype)
-        return cost_fn(outputs, targets)
-
-    return head_loss
 
 
 def make_step(loss: Loss, tx: optax.GradientTransformation):
@@ -134,24 +113,24 @@ def batch_order(key: jax.Array, num_examples: int, batch_size: int) -> jax.Array
     return order.reshape(batches, batch_size)
 
 
+def scores(model_config: ModelConfig, outputs: jax.Array, labels: jax.Array) -> dict:
+    """The scores of a split from the network's outputs on it: ``{"cost", "accuracy"}``
+    and the cost's extra scores (``costs.Cost.extra``, e.g. perplexity)."""
+    cost = costs.COSTS[model_config.cost]
+    targets = jax.nn.one_hot(labels, outputs.shape[-1], dtype=outputs.dtype)
+    value = cost.fn(outputs, targets)
+    return {"cost": value, "accuracy": costs.accuracy(outputs, labels), **cost.extra(value)}
+
+
 def make_evaluate(model_config: ModelConfig):
     """Scores of the parameters on a whole split.
 
     Returns:
-      ``evaluate(params, x, labels) -> {"cost", "accuracy"[, "perplexity"]}``.
+      ``evaluate(params, x, labels) -> {"cost", "accuracy", ...}`` (:func:`scores`).
     """
-    cost = model_config.cost
-    cost_fn, output = costs.COSTS[cost]
-    activation = model_config.activation
 
     def evaluate(params, x, labels):
-        outputs = model.predict(params, x, activation=activation, output=output)
-        targets = jax.nn.one_hot(labels, outputs.shape[-1], dtype=outputs.dtype)
-        value = cost_fn(outputs, targets)
-        scores = {"cost": value, "accuracy": costs.accuracy(outputs, labels)}
-        if cost == "cross_entropy":
-            scores["perplexity"] = costs.perplexity(value)
-        return scores
+        return scores(model_config, model_config.predict(params, x), labels)
 
     return evaluate
 
@@ -197,8 +176,7 @@ def fit(
         an empty split is skipped.
       model_config: the network, for the scores.
       epoch_fn: one epoch, ``epoch_fn(state, x, labels, key) -> (state, avg cost)``:
-        :func:`make_epoch`'s, or ``gd_jax.fast_gd.build_epoch``'s (the fastest
-        correct one for the optimiser).
+        :func:`make_epoch`'s, or a substitute for it from ``gd_jax.fast.paths``.
       epochs: the epoch to stop after (counting from 1).
       data_key: the key whose per-epoch folds order the mini-batches.
       start_epoch: epochs already done; when 0, epoch 0 (the initial state) is

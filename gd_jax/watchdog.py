@@ -32,7 +32,6 @@ EXIT_STALLED = 3
 STATUS_STALLED = "stalled"
 
 _last = {"label": "starting", "time": time.monotonic()}
-_limit = {"seconds": DEFAULT_LIMIT_SECONDS}
 
 
 def beat(label: str) -> None:
@@ -43,11 +42,6 @@ def beat(label: str) -> None:
 def last() -> tuple[str, float]:
     """What was reported last, and how many seconds ago."""
     return _last["label"], time.monotonic() - _last["time"]
-
-
-def set_limit(seconds: float) -> None:
-    """Sets the limit of the watchdogs :func:`watching` starts (0 turns them off)."""
-    _limit["seconds"] = float(seconds)
 
 
 class Watchdog:
@@ -105,9 +99,9 @@ def stalled(workdir: Path, limit: float) -> Callable[[str, float], None]:
 
 
 @contextmanager
-def watching(workdir: Path) -> Iterator[None]:
-    """Watches the run writing ``workdir`` for the block's duration (see the module)."""
-    limit = _limit["seconds"]
+def watching(workdir: Path, limit: float = DEFAULT_LIMIT_SECONDS) -> Iterator[None]:
+    """Watches the run writing ``workdir`` for the block's duration (see the module);
+    ``limit`` seconds without a beat end it (0: not watched)."""
     if limit <= 0:
         yield
         return

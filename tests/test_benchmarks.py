@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from benchmarks import profile
-from gd_jax import native_head
+from gd_jax.fast import native
 
 HLO = """
 ENTRY %main {
@@ -56,6 +56,7 @@ def test_the_whole_job_benchmark_times_training_and_scoring_apart(tmp_path):
     subprocess.run(command, check=True, timeout=300, capture_output=True)
     found = json.loads(out.read_text())
     assert found["data"] == "random" and found["networks"] == 4
+    assert found["epoch_path"] in ("delayed", "plain") and found["head"] in ("xla", "native")
     # Scored before training, after epoch 2 and after the last (3).
     assert [e["epoch"] for e in found["epochs_timed"]] == [2, 3] and found["scorings"] == 3
     assert found["train_seconds_per_epoch"] > 0 and found["eval_seconds_per_epoch"] > 0
@@ -64,7 +65,7 @@ def test_the_whole_job_benchmark_times_training_and_scoring_apart(tmp_path):
 
 
 def test_the_native_head_equality_check_compares_both_heads_on_the_same_networks(tmp_path):
-    if native_head._compiler() is None or native_head.disabled():
+    if native._library()[0] is None:
         pytest.skip("no C++ compiler here: no native head to compare")
     out = tmp_path / "equality.json"
     command = [sys.executable, "-m", "benchmarks.native_equality", "--networks=64",

@@ -18,6 +18,7 @@ from conftest import cli, mlp
 
 from experiments import train as train_cli
 from gd_jax import landscape, memory, train
+from gd_jax.fast import paths, pieces
 from gd_jax.studies.lr.trace import make_trace
 from gd_jax.studies.minima.analysis import make_measure
 from gd_jax.studies.minima.config import MinimaConfig
@@ -34,13 +35,15 @@ from gd_jax.studies.minima.config import MinimaConfig
 from gd_jax.studies.lr import run as lr
 from gd_jax.studies.minima import run as minima
 from gd_jax.studies.run import run as single
+from gd_jax.sweep.study import Where
 out = sys.argv[1]
 config = TrainConfig(dataset="digits", layers=(8,), epochs=1)
 single.train_run(config, out + "/train")
 lr.run(config, LrConfig(learning_rates=(0.5, 3.0), seeds=1, full_batch_steps=4,
-       track_sharpness_every=2, range_steps=8, lanczos_iters=4), out + "/lr")
+       track_sharpness_every=2, range_steps=8, lanczos_iters=4), Where(out + "/lr"))
 minima.run(config, MinimaConfig(widths=(3,), seeds=2, lanczos_iters=4, max_pairs=1,
-           path_points=3, polish_steps=40, curve_steps=20, escape_points=0), out + "/minima")
+           path_points=3, polish_steps=40, curve_steps=20, escape_points=0),
+           Where(out + "/minima"))
 """
 CONSTANT = re.compile(r"= (\w+)\[([\d,]*)\][^ ]* constant\(")
 
@@ -164,6 +167,11 @@ def stacked_params(n: int):
     ]
 
 
+def functions(model_config) -> paths.Functions:
+    """The loss and scores a default study computes with on a CPU (the fast pieces)."""
+    return paths.Functions(pieces.make_loss(model_config), pieces.make_evaluate(model_config))
+
+
 DATA = (
     jax.ShapeDtypeStruct((EXAMPLES, SIZES[0]), jnp.float32),
     jax.ShapeDtypeStruct((EXAMPLES,), jnp.int32),
@@ -171,14 +179,14 @@ DATA = (
 
 
 def trace_memory(n: int, chunk: int) -> int:
-    run = make_trace(mlp(SIZES), steps=2, every=1, track_sharpness=True, lanczos_iters=3,
-                     lanczos_seed=0, chunk=chunk)  # fmt: skip
+    run = make_trace(pieces.make_loss(mlp(SIZES)), steps=2, every=1, track_sharpness=True,
+                     lanczos_iters=3, lanczos_seed=0, chunk=chunk)  # fmt: skip
     eta = jax.ShapeDtypeStruct((n,), jnp.float32)
     return temp_bytes(run, stacked_params(n), eta, *DATA, *DATA)
 
 
 def measure_memory(n: int, chunk: int) -> int:
-    measure = engine.make_measure(mlp(SIZES), ("test",), EXAMPLES, chunk)
+    measure = engine.make_measure(functions(mlp(SIZES)), ("test",), EXAMPLES, chunk)
     return temp_bytes(measure, stacked_params(n), DATA, (DATA,))
 
 
@@ -218,6 +226,8 @@ import jax, jax.numpy as jnp, numpy as np
 from conftest import mlp
 from gd_jax import landscape, model, train
 from gd_jax.studies.lr.trace import make_trace
+from gd_jax.fast import pieces
+from gd_jax.fast.paths import Functions
 from gd_jax.sweep import engine
 
 SIZES, EXAMPLES = (64, 32, 32, 10), 10_000
@@ -228,11 +238,12 @@ x = jnp.asarray(rng.random((EXAMPLES, SIZES[0]), dtype=np.float32))
 labels = jnp.asarray(rng.integers(0, 10, EXAMPLES), dtype=jnp.int32)
 nets = jax.vmap(lambda k: model.init_params(k, SIZES))(jax.random.split(jax.random.key(0), n))
 run = {
-    "trace": lambda: jax.jit(make_trace(config, steps=2, every=1, track_sharpness=False,
-        lanczos_iters=3, lanczos_seed=0, chunk=chunk))(
+    "trace": lambda: jax.jit(make_trace(pieces.make_loss(config), steps=2, every=1,
+        track_sharpness=False, lanczos_iters=3, lanczos_seed=0, chunk=chunk))(
         nets, jnp.full((n,), 0.1), x, labels, x[:100], labels[:100]),
-    "evaluation": lambda: jax.jit(engine.make_measure(config, ("test",), EXAMPLES, chunk))(
-        nets, (x, labels), ((x, labels),)),
+    "evaluation": lambda: jax.jit(engine.make_measure(
+        Functions(pieces.make_loss(config), pieces.make_evaluate(config)), ("test",), EXAMPLES,
+        chunk))(nets, (x, labels), ((x, labels),)),
     "surface": lambda: landscape.surface(  # an n x n grid of points
         train.make_evaluate(config), model.init_params(jax.random.key(0), SIZES), x, labels,
         key=jax.random.key(1), num=n, chunk=chunk),

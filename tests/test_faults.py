@@ -4,6 +4,8 @@ swallowed. Each case gives a clear error and no traceback, or the right result."
 import json
 import shutil
 
+import conftest
+import jax
 import numpy as np
 import pytest
 from conftest import TINY_LR, TINY_MINIMA, cli, snapshot
@@ -13,6 +15,8 @@ from experiments import lr_sweep as lr_cli
 from experiments import toy_descent as toy_cli
 from experiments import train as train_cli
 from gd_jax import data, io
+from gd_jax.fast import native
+from gd_jax.sweep import trainer
 
 TRAIN = ("--dataset=digits", "--layers=8", "--batch_size=10")
 LR, MINIMA = TINY_LR, TINY_MINIMA
@@ -221,3 +225,101 @@ def test_a_damaged_minima_cache_is_computed_again(tmp_path, minima_reference, ca
     plane = json.loads((workdir / "surface.json").read_text())
     expected = json.loads((minima_reference / "surface.json").read_text())
     np.testing.assert_allclose(plane["cost"], expected["cost"], rtol=1e-6)
+
+
+# --- the path a study trained on: recorded, and never mixed on resume --------------------
+
+
+def test_a_resume_where_the_recorded_head_is_missing_is_refused_then_recomputed(
+    tmp_path, lr_reference, capsys, caplog, monkeypatch
+):
+    caplog.set_level("INFO")
+    recorded = io.read_json(lr_reference / io.CONFIG)["path"]
+    if recorded["head"] != "native":
+        pytest.skip("the native head is not available here")
+    assert {r["head"] for r in io.read_csv(lr_reference / "results.csv")} == {"native"}
+    workdir = tmp_path / "moved"
+    shutil.copytree(lr_reference, workdir)
+    before = snapshot(workdir)
+    monkeypatch.setenv("GD_JAX_NATIVE_HEAD", "off")  # a machine without it
+    native._library.cache_clear()
+    try:
+        assert cli(lr_cli, *LR, "--resume", f"--workdir={workdir}") == 2
+        message = error_of(capsys)
+        assert "--epoch_path=delayed --head=native (config.json)" in message
+        assert "resume with --epoch_path=delayed --head=xla" in message
+        assert snapshot(workdir) == before  # nothing changed
+        # Named, the other head goes on, and trains again what the native head trained.
+        assert cli(lr_cli, *LR, "--resume", "--head=xla", f"--workdir={workdir}") == 0
+    finally:
+        native._library.cache_clear()
+    assert "chunks/sweep_000 was computed from other inputs" in caplog.text.replace(".npz", "")
+    assert {r["head"] for r in io.read_csv(workdir / "results.csv")} == {"xla"}
+    assert io.read_json(workdir / io.CONFIG)["path"] == {"epoch_path": "delayed", "head": "xla"}
+    assert io.read_json(workdir / io.SUMMARY)["head"] == "xla"
+    # The trace and the range test do not depend on the head: kept.
+    assert "trace: already on disk, kept." in caplog.text
+
+
+def test_a_study_resumed_with_the_other_head_is_that_heads_study(tmp_path, caplog):
+    # One data order (--vary=init), so the delayed path and its heads train the study.
+    # Its SGD endpoints trained again with the other head: everything that read them is
+    # computed again, and the tables are those of a fresh run with that head.
+    if native.unavailable(conftest.mlp((64, 3, 10))):
+        pytest.skip("the native head is not available here")
+    caplog.set_level("INFO")
+    args = (*[a for a in MINIMA if not a.startswith("--widths")], "--widths=3", "--vary=init")
+    first = tmp_path / "a"
+    assert cli(minima_cli, *args, f"--workdir={first}") == 0
+    assert io.read_json(first / io.CONFIG)["path"] == {"epoch_path": "delayed", "head": "native"}
+    workdir = tmp_path / "b"
+    shutil.copytree(first, workdir)
+    (workdir / "widths" / "width_3.npz").unlink()
+    assert cli(minima_cli, *args, "--resume", "--head=xla", f"--workdir={workdir}") == 0
+    for name in ("polished_3", "analysis_3", "escape_3", "surface"):
+        assert f"{name} was computed from other inputs" in kept_or_not(caplog)
+    fresh = tmp_path / "fresh"
+    assert cli(minima_cli, *args, "--head=xla", f"--workdir={fresh}") == 0
+    names = (*MINIMA_TABLES, "polish.csv", "escape.csv")
+    assert tables_of(workdir, names) == tables_of(fresh, names)
+    assert {r["head"] for r in io.read_csv(workdir / "results.csv")} == {"xla"}
+
+
+def kept_or_not(caplog) -> str:
+    """The log, stage files named as their stages are."""
+    return caplog.text.replace(".npz", "").replace(".json", "").replace("widths/", "")
+
+
+def test_a_stage_is_keyed_on_what_it_read(tmp_path, minima_reference, caplog, monkeypatch):
+    # Width 3 trained again to other numbers under the same key (a nudge stands in for
+    # a nondeterministic machine): what read it is computed again, width 5 is kept.
+    caplog.set_level("INFO")
+    fit = trainer.fit
+
+    def nudged(*args, **kwargs):
+        found = fit(*args, **kwargs)
+        return found._replace(params=jax.tree.map(lambda a: a * np.float32(1.001), found.params))
+
+    monkeypatch.setattr(trainer, "fit", nudged)
+    workdir = tmp_path / "b"
+    shutil.copytree(minima_reference, workdir)
+    (workdir / "widths" / "width_3.npz").unlink()
+    assert cli(minima_cli, *MINIMA, "--resume", f"--workdir={workdir}") == 0
+    log = kept_or_not(caplog)
+    for name in ("polished_3", "analysis_3", "escape_3"):
+        assert f"{name} was computed from other inputs" in log
+    for name in ("width_5", "polished_5", "analysis_5", "surface"):
+        assert f"{name}: already on disk, kept." in log
+
+
+def test_a_stage_computed_again_to_the_same_numbers_keeps_what_read_it(
+    tmp_path, minima_reference, caplog
+):
+    caplog.set_level("INFO")
+    workdir = tmp_path / "b"
+    shutil.copytree(minima_reference, workdir)
+    (workdir / "widths" / "width_3.npz").unlink()
+    assert cli(minima_cli, *MINIMA, "--resume", f"--workdir={workdir}") == 0
+    for name in ("polished_3", "analysis_3", "escape_3", "surface"):
+        assert f"{name}: already on disk, kept." in kept_or_not(caplog)
+    assert tables_of(workdir, MINIMA_TABLES) == tables_of(minima_reference, MINIMA_TABLES)

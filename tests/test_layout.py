@@ -30,6 +30,8 @@ def study_of(name: str) -> str | None:
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_a_study_imports_no_other_study_and_the_core_imports_none(path):
     relative = path.relative_to(ROOT).parts
+    if relative == ("__init__.py",):
+        return  # the front door: gd_jax.fit is the single run's
     own = relative[1] if relative[0] == "studies" and len(relative) > 2 else None
     for name in imported(path):
         other = study_of(name)
@@ -81,4 +83,90 @@ def test_the_parameter_count_sees_every_kind_of_parameter():
 
 def test_the_fast_path_keeps_out_of_optaxs_state():
     # Its learning rate is the run's (config, Networks), not an optimiser's internals.
-    assert "hyperparams" not in (ROOT / "fast_gd.py").read_text()
+    assert "hyperparams" not in (ROOT / "fast" / "delayed.py").read_text()
+
+
+def module_name(path: Path) -> str:
+    parts = ("gd_jax", *path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+NAMES = {module_name(p) for p in MODULES}
+
+
+def imports(path: Path) -> set[str]:
+    """The gd_jax modules ``path`` imports, wherever the import stands (inside a
+    function too): ``from gd_jax.a import b`` is ``gd_jax.a.b`` if that is a module."""
+    found = set()
+    for name in imported(path):
+        while name and name not in NAMES:
+            name = name.rpartition(".")[0]
+        if name and name != "gd_jax":  # the package's lazy front door is no dependency
+            found.add(name)
+    found.discard(module_name(path))
+    return found
+
+
+GRAPH = {module_name(p): imports(p) for p in MODULES}
+
+
+def cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import circle of ``graph``, as the modules around it, or None."""
+    state: dict[str, str] = {}
+    trail: list[str] = []
+
+    def visit(node):
+        state[node] = "open"
+        trail.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == "open":
+                return [*trail[trail.index(nxt) :], nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        state[node] = "done"
+        trail.pop()
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def test_no_module_imports_itself_round_a_circle():
+    assert cycle(GRAPH) is None, " -> ".join(cycle(GRAPH))
+
+
+def test_the_circle_finder_finds_a_circle():
+    assert cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c", "a"]
+    assert cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) is None
+    assert "gd_jax.data" in GRAPH["gd_jax.download"] or "gd_jax.errors" in GRAPH["gd_jax.download"]
+
+
+# The definition: the seed's maths as pure functions, and what they stand on.
+CORE = ("model", "costs", "optim", "train", "config", "errors", "curvature", "landscape",
+        "data", "download", "io", "memory")  # fmt: skip
+
+
+def reaches(start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        for nxt in GRAPH.get(todo.pop(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
+@pytest.mark.parametrize("name", CORE)
+def test_the_core_imports_nothing_from_the_fast_paths(name):
+    fast = {m for m in reaches(f"gd_jax.{name}") if m.startswith("gd_jax.fast")}
+    assert not fast, f"gd_jax.{name} reaches {sorted(fast)}"
+
+
+def test_the_core_holds_no_performance_machinery():
+    text = "".join((ROOT / f"{name}.py").read_text() for name in ("model", "costs", "train"))
+    for machinery in ("custom_jvp", "custom_vjp", "optimization_barrier", "matmul=", "ffi",
+                      "bitcast_convert_type"):  # fmt: skip
+        assert machinery not in text
+    assert "jax.nn.sigmoid" in (ROOT / "model.py").read_text()

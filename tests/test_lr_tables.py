@@ -15,6 +15,7 @@ def row(eta, seed, accuracy, cost, *, trained=True, diverged=False):
         learning_rate=eta, seed=seed, final_test_accuracy=accuracy, final_train_cost=cost,
         trained=trained, diverged=diverged, final_train_accuracy=None, final_test_cost=None,
         best_test_accuracy=None, final_grad_norm=None, diverged_epoch=None,
+        epoch_path="delayed", head="xla",
     )  # fmt: skip
 
 

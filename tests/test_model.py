@@ -74,25 +74,16 @@ def test_cross_entropy_perplexity_and_accuracy():
     assert float(costs.accuracy(logits, jnp.array([0, 2]))) == 0.5
 
 
-def test_the_sigmoid_is_jaxs_bit_for_bit_and_so_is_its_gradient():
-    # model.sigmoid writes out the exponential XLA:CPU would compute one element at a
-    # time; it must give the very same float32 numbers, saturated ends and ∞/NaN too.
-    z = np.concatenate(
-        [np.linspace(-120, 120, 200_001, dtype=np.float32),
-         np.float32([np.inf, -np.inf, np.nan, 0.0, -0.0, 1e-30, -1e-30, 88.3, -87.3])]
-    )  # fmt: skip
-    ours, jaxs = jax.jit(model.sigmoid)(z), jax.jit(jax.nn.sigmoid)(z)
-    np.testing.assert_array_equal(np.asarray(ours), np.asarray(jaxs))
-    slope = lambda f: jax.jit(jax.vmap(jax.grad(f)))(z)
-    ours, jaxs = slope(model.sigmoid), slope(jax.nn.sigmoid)
-    np.testing.assert_array_equal(np.asarray(ours), np.asarray(jaxs))
-    # Second order (the Hessian-vector products of the curvature code) through its jvp.
-    f = lambda g: lambda v: jnp.sum(g(v) ** 2)
-    at = jnp.float32([-3.0, -0.5, 0.0, 0.7, 4.0])
-    hvp = lambda g: jax.jvp(jax.grad(f(g)), (at,), (jnp.ones_like(at),))[1]
-    np.testing.assert_allclose(hvp(model.sigmoid), hvp(jax.nn.sigmoid), rtol=1e-6)
-
-
-def test_the_sigmoid_of_other_dtypes_is_jaxs():
-    z = np.linspace(-30, 30, 101).astype(np.float16)
-    np.testing.assert_array_equal(np.asarray(model.sigmoid(z)), np.asarray(jax.nn.sigmoid(z)))
+def test_a_cost_is_one_value_with_everything_a_study_needs():
+    p = np.full(10, 0.1)  # ten balanced classes
+    mse, ce = costs.COSTS["mse"], costs.COSTS["cross_entropy"]
+    assert mse.best_constant(p) == pytest.approx(0.45)
+    assert ce.best_constant(p) == pytest.approx(np.log(10))
+    assert (mse.output, ce.output) == ("sigmoid", "logits")
+    assert {cost.output for cost in costs.COSTS.values()} <= set(model.OUTPUTS)
+    logits = jnp.array([[2.0, 0.0], [0.0, 1.0]])
+    np.testing.assert_allclose(ce.probabilities(logits).sum(axis=-1), [1.0, 1.0], rtol=1e-6)
+    np.testing.assert_array_equal(mse.probabilities(logits), logits)
+    assert mse.extra(jnp.float32(0.3)) == {}
+    assert float(ce.extra(jnp.log(jnp.float32(4.0)))["perplexity"]) == pytest.approx(4.0)
+    assert all(name == cost.name for name, cost in costs.COSTS.items())

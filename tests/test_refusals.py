@@ -18,6 +18,7 @@ from experiments import train as train_cli
 from gd_jax import data, memory, model, train
 from gd_jax.config import TrainConfig
 from gd_jax.errors import GdJaxError
+from gd_jax.fast.paths import Path
 from gd_jax.report import tensorboard
 from gd_jax.studies.lr.config import LrConfig, parse_learning_rates, show_floats
 from gd_jax.studies.minima import pairs
@@ -82,7 +83,8 @@ def test_curves_train_on_a_training_set_smaller_than_their_batch():
     study = MinimaConfig(curve_steps=2, path_points=3)
     evaluate = train.make_evaluate(model_config)
     context = Width(model_config, TrainConfig(), study, (x, labels), (x, labels),
-                    bar=1.0, devices=None, budget=1.0, chunk=2)  # fmt: skip
+                    bar=1.0, devices=None, budget=1.0, chunk=2,
+                    path=Path("plain", "xla", "--epoch_path=plain"))  # fmt: skip
     ((naive, matched),) = pairs.fit_curves(context, [tuple(ends)], evaluate)
     assert naive.shape == matched.shape == (3,)
     assert np.all(np.isfinite(naive)) and np.all(np.isfinite(matched))

@@ -14,6 +14,7 @@ from gd_jax import curvature, io, optim, train
 from gd_jax import data as datasets
 from gd_jax.config import TrainConfig
 from gd_jax.errors import GdJaxError
+from gd_jax.fast import paths
 from gd_jax.studies.lr.trace import TraceOptions, full_batch_trace
 from gd_jax.sweep import engine, mesh, trainer
 
@@ -130,10 +131,19 @@ def test_a_diverging_network_is_frozen_and_leaves_the_others_bit_identical():
     assert np.isfinite(wild.metrics["train_cost"][0, 1])
 
 
-def test_a_new_learning_rate_grid_does_not_recompile(compile_counter):
+def sweep_epoch(model_config, tx, batch_size: int, epoch_path: str, head: str = "xla"):
+    """The sweep's epoch on the path named (checked against the core, as a study's)."""
+    config = TrainConfig(dataset="digits", batch_size=batch_size, epoch_path=epoch_path,
+                         head=head)  # fmt: skip
+    path = paths.choose(config, model_config, sweep=True)
+    loss = paths.functions(model_config, path).loss
+    return engine.build_epoch(model_config, path, tx, batch_size, shared_order=True, loss=loss)
+
+
+@pytest.mark.parametrize("epoch_path", ["plain", "delayed"])
+def test_a_new_learning_rate_grid_does_not_recompile(compile_counter, epoch_path):
     tx = optim.make("gd", 1.0)
-    loss = train.make_loss(mlp(SIZES))
-    epoch = jax.jit(engine.make_epoch(loss, tx, 10, shared_order=True))
+    epoch = jax.jit(sweep_epoch(mlp(SIZES), tx, 10, epoch_path))
     x, labels = data()
     key = jax.random.key(0)
     first = engine.init(engine.grid([0.1, 1.0], [0, 1]), mlp(SIZES), tx)
@@ -215,9 +225,8 @@ def test_the_stacked_gd_path_equals_the_vmapped_step(cost, activation, sizes, ba
     x, labels = data()
     x = x[:, : sizes[0]]
     key = jax.random.key(3)
-    loss = train.make_loss(model_config)
-    plain = engine.make_epoch(loss, tx, batch_size, shared_order=True)
-    stacked = engine.build_epoch(model_config, "gd", tx, batch_size, shared_order=True)
+    plain = sweep_epoch(model_config, tx, batch_size, "plain")
+    stacked = sweep_epoch(model_config, tx, batch_size, "delayed")
     (a, cost_a), (b, cost_b) = (jax.jit(f)(state, x, labels, key) for f in (plain, stacked))
     assert_trees_close(a, b, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(cost_a, cost_b, rtol=1e-5)

@@ -101,3 +101,27 @@ def duration(seconds: float) -> str:
     """``42s`` or ``3m07s``."""
     seconds = round(seconds)
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+_PATHS = {
+    "plain": "the core's own steps (the plain scan of `train.make_step`)",
+    "delayed": "the delayed first-layer path (`gd_jax/fast/delayed.py`)",
+    "column": "the column-layout full batch (`gd_jax/fast/column.py`)",
+}
+
+
+def trained_on(summary: dict) -> str:
+    """The sentence of a report that says which path trained its networks, from
+    ``summary.json``'s ``epoch_path`` and ``head``."""
+    path = _PATHS.get(summary.get("epoch_path"), f"`{summary.get('epoch_path')}`")
+    head = " with the native head (`gd_jax/fast/native_head.cc`)"
+    head = head if summary.get("head") == "native" else ""
+    core = (
+        ""
+        if summary.get("epoch_path") == "plain"
+        else (
+            ", checked against the core before use; `--epoch_path=plain` trains on the core's "
+            "own steps"
+        )
+    )
+    return f"Trained on {path}{head}{core}."

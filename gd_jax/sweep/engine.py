@@ -19,8 +19,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gd_jax import fast_gd, memory, native_head, optim, train
+from gd_jax import memory, optim, train
 from gd_jax.config import ModelConfig
+from gd_jax.fast import delayed, pieces
+from gd_jax.fast.paths import NATIVE, PLAIN, Functions, Path
 
 
 class Networks(NamedTuple):
@@ -75,11 +77,11 @@ def keys(seeds) -> tuple[jax.Array, jax.Array]:
     return pairs[:, 0], pairs[:, 1]
 
 
-def twins(networks: Networks, seed: int, nudge: float) -> Networks:
-    """The networks of seed ``seed``, their initial parameters to be nudged by a relative
-    ``nudge`` (:func:`nudged`): how far a rounding-sized change grows in training tells
-    whether their results are reproducible beyond rounding."""
-    index = np.flatnonzero(networks.seed == seed)
+def twins(networks: Networks, seed: int | None, nudge: float) -> Networks:
+    """The networks of seed ``seed`` (every network if None), their initial parameters to
+    be nudged by a relative ``nudge`` (:func:`nudged`): how far a rounding-sized change
+    grows in training tells whether their results are reproducible beyond rounding."""
+    index = np.arange(len(networks)) if seed is None else np.flatnonzero(networks.seed == seed)
     # Not _replace: Networks' __len__ (its networks) is not its number of fields.
     return Networks(networks.learning_rate[index], networks.seed[index], np.full(len(index), nudge))
 
@@ -125,27 +127,35 @@ def all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]))
 
 
-def make_epoch(loss: train.Loss, tx, batch_size: int, *, shared_order: bool, stacked=None):
-    """The vmapped epoch: ``epoch(state, x, labels, keys) -> (state, avg cost [N])``.
+def build_epoch(
+    model_config: ModelConfig, path: Path, tx, batch_size: int, *, shared_order: bool, loss
+):
+    """The sweep's epoch: ``epoch(state, x, labels, keys) -> (state, avg cost [N])``.
+
+    On the delayed path (``path``, from ``gd_jax.fast.paths.choose``), plain gradient
+    descent of every network in one program (``gd_jax.fast.delayed``: one matmul meets
+    every network), its later layers stepped by ``path.head``. Otherwise the core's
+    step on ``loss``, ``vmap``-ed over the networks: every optimiser, and networks that
+    each draw their own mini-batches.
 
     ``keys`` is one key when ``shared_order`` (the permutation, and each batch's gather,
     is then computed once for all networks) or one key per network.
 
     Divergence is checked once per epoch, not per step: a per-step check and select
     would read and write every parameter of every network at every step, a large
-    share of a sweep's time (``benchmarks/README.md``). A network whose epoch produced
-    a non-finite cost (or parameters) gets its start-of-epoch state back and is frozen
-    from then on;
-    ``diverged_step`` records the first step whose cost was not finite.
+    share of a sweep's time (``benchmarks/``). A network whose epoch produced a
+    non-finite cost (or parameters) gets its start-of-epoch state back and is frozen
+    from then on; ``diverged_step`` records the first step whose cost was not finite.
 
     Args:
-      loss, tx, batch_size, shared_order: as for a single run.
-      stacked: the network's :class:`ModelConfig`, to train plain gradient descent
-        with a shared order through ``gd_jax.fast_gd`` (one matmul meets every
-        network); ``None`` for the general vmapped step.
+      model_config: the network every one of them is.
+      path: the run's path.
+      tx, batch_size, shared_order: as for a single run.
+      loss: the cost the vmapped step takes (``paths.functions``).
     """
+    stacked = path.epoch != PLAIN and (shared_order or batch_size == 0)
     step = train.make_step(loss, tx)
-    native = stacked is not None and native_head.usable(stacked)
+    head_loss = pieces.head_loss(model_config, pieces.matmul)
 
     def epoch(state: SweepState, x, labels, keys):
         n = x.shape[0]
@@ -157,17 +167,11 @@ def make_epoch(loss: train.Loss, tx, batch_size: int, *, shared_order: bool, sta
         else:
             batches = lambda k: train.batch_order(k, n, batch_size)
             order = (batches if shared_order else jax.vmap(batches))(keys)
-        if stacked is not None:
-            head_loss = train.make_head_loss(stacked, fast_gd.matmul)
-            trained, costs = fast_gd.delayed_steps(
-                state.train,
-                state.learning_rate,
-                batch,
-                order,
-                head_loss,
-                full=batch_size == 0,
-                native=native,
-            )
+        if stacked:
+            trained, costs = delayed.delayed_steps(
+                state.train, state.learning_rate, batch, order, head_loss,
+                full=batch_size == 0, native=path.head == NATIVE,
+            )  # fmt: skip
         else:
             body = lambda train_state, idx: step(train_state, *batch(idx))
             run = lambda train_state, order: jax.lax.scan(body, train_state, order)
@@ -176,34 +180,6 @@ def make_epoch(loss: train.Loss, tx, batch_size: int, *, shared_order: bool, sta
         return settle(state, trained, costs)
 
     return epoch
-
-
-def epoch_path(optimizer: str, batch_size: int, *, shared_order: bool, fast_paths=None) -> str:
-    """Which epoch :func:`build_epoch` builds, as a summary names it: the stacked path
-    of plain gradient descent on batches every network shares (``fast_gd``'s
-    ``DELAYED``, or its ``COLUMN_LAYOUT`` for full batches: one matmul meets all
-    networks) where ``fast_gd.tuned_for_backend(fast_paths)``, else ``fast_gd.PLAIN``
-    (the vmapped single-network step: other optimisers, per-network orders, other
-    backends)."""
-    if not (shared_order or batch_size == 0):
-        return fast_gd.PLAIN
-    return fast_gd.epoch_path(optimizer, batch_size, fast_paths)
-
-
-def build_epoch(
-    model_config: ModelConfig,
-    optimizer: str,
-    tx,
-    batch_size: int,
-    *,
-    shared_order: bool,
-    fast_paths: bool | None = None,
-):
-    """The fastest correct epoch for a sweep (:func:`epoch_path` names it)."""
-    loss = train.make_loss(model_config)
-    path = epoch_path(optimizer, batch_size, shared_order=shared_order, fast_paths=fast_paths)
-    stacked = None if path == fast_gd.PLAIN else model_config
-    return make_epoch(loss, tx, batch_size, shared_order=shared_order, stacked=stacked)
 
 
 def settle(state: SweepState, trained: train.TrainState, costs: jax.Array):
@@ -251,7 +227,7 @@ def chunked_mean(fn: Callable, x: jax.Array, labels: jax.Array, chunk: int):
 
 
 def make_measure(
-    model_config: ModelConfig,
+    functions: Functions,
     splits: tuple[str, ...],
     chunk: int,
     network_chunk: int,
@@ -266,9 +242,10 @@ def make_measure(
     gradient, three times the forward pass over the training set).
     Networks are scored ``network_chunk`` at a time, each on ``chunk`` examples at a
     time, so memory holds ``network_chunk × chunk`` examples' activations at most.
+    ``functions`` are the run's loss and scores (``gd_jax.fast.paths.functions``).
     """
-    evaluate = train.make_evaluate(model_config)
-    gradient = train.make_gradient(train.make_loss(model_config))
+    evaluate = functions.evaluate
+    gradient = train.make_gradient(functions.loss)
 
     def one(params, train_xy, evals):
         scores = {}

@@ -24,6 +24,13 @@ class SweepResult(NamedTuple):
     converged_epoch: np.ndarray  # int [N]: when ‖∇C‖ first met the tolerance; -1 if never
     seconds_per_epoch: float
     compile_seconds: float
+    # str [N]: the path and head that trained each network (gd_jax.fast.paths).
+    epoch_path: np.ndarray
+    head: np.ndarray
+
+
+# The fields with one entry per network.
+PER_NETWORK = ("diverged_step", "diverged_epoch", "converged_epoch", "epoch_path", "head")
 
 
 def to_arrays(result: SweepResult) -> dict[str, np.ndarray]:
@@ -32,9 +39,7 @@ def to_arrays(result: SweepResult) -> dict[str, np.ndarray]:
         "learning_rate": result.networks.learning_rate,
         "seed": result.networks.seed,
         "epochs": result.epochs,
-        "diverged_step": result.diverged_step,
-        "diverged_epoch": result.diverged_epoch,
-        "converged_epoch": result.converged_epoch,
+        **{name: getattr(result, name) for name in PER_NETWORK},
         "seconds_per_epoch": result.seconds_per_epoch,
         "compile_seconds": result.compile_seconds,
     }
@@ -56,9 +61,7 @@ def from_arrays(stored: dict[str, np.ndarray]) -> SweepResult:
         epochs=stored["epochs"],
         metrics={k[len("metrics/") :]: v for k, v in stored.items() if k.startswith("metrics/")},
         params=[(stored[f"params/{i}/w"], stored[f"params/{i}/b"]) for i in range(layers)],
-        diverged_step=stored["diverged_step"],
-        diverged_epoch=stored["diverged_epoch"],
-        converged_epoch=stored["converged_epoch"],
+        **{name: stored[name] for name in PER_NETWORK},
         seconds_per_epoch=float(stored["seconds_per_epoch"]),
         compile_seconds=float(stored["compile_seconds"]),
     )
@@ -70,9 +73,7 @@ def take(result: SweepResult, index) -> SweepResult:
         networks=result.networks.take(index),
         metrics={k: v[:, index] for k, v in result.metrics.items()},
         params=jax.tree.map(lambda leaf: leaf[index], result.params),
-        diverged_step=result.diverged_step[index],
-        diverged_epoch=result.diverged_epoch[index],
-        converged_epoch=result.converged_epoch[index],
+        **{name: getattr(result, name)[index] for name in PER_NETWORK},
     )
 
 
@@ -95,9 +96,7 @@ def concatenate(parts: list[SweepResult]) -> SweepResult:
             k: np.concatenate([pad(p.metrics[k]) for p in parts], axis=1) for k in parts[0].metrics
         },
         params=jax.tree.map(cat, *(p.params for p in parts)),
-        diverged_step=cat(*(p.diverged_step for p in parts)),
-        diverged_epoch=cat(*(p.diverged_epoch for p in parts)),
-        converged_epoch=cat(*(p.converged_epoch for p in parts)),
+        **{name: cat(*(getattr(p, name) for p in parts)) for name in PER_NETWORK},
         seconds_per_epoch=float(np.mean([p.seconds_per_epoch for p in parts])),
         compile_seconds=parts[0].compile_seconds,
     )

@@ -11,6 +11,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from gd_jax import memory, optim, train, watchdog
 from gd_jax.config import ModelConfig, TrainConfig
+from gd_jax.fast import paths
 from gd_jax.sweep import engine, mesh, results
 from gd_jax.sweep.engine import Networks
 from gd_jax.sweep.results import SweepResult
@@ -51,6 +52,8 @@ class FitOptions:
       devices: shard the network axis over this many devices (all visible ones if
         None); the networks are padded with copies of the last one to a multiple of
         the device count, and the copies dropped from the result.
+      path: the path that trains the networks (``gd_jax.fast.paths.Path``); None
+        resolves ``config.epoch_path`` and ``config.head`` for this sweep.
     """
 
     shared_order: bool = True
@@ -60,6 +63,7 @@ class FitOptions:
     eval_chunk: int = EVAL_CHUNK
     memory_budget: float = memory.MEMORY_BUDGET_GIB
     devices: int | None = None
+    path: paths.Path | None = None
 
 
 def fit(
@@ -96,6 +100,9 @@ def fit(
     Returns:
       A :class:`SweepResult`.
     """
+    if options.path is None:
+        path = paths.choose(config, model_config, sweep=True, shared_order=options.shared_order)
+        options = dataclasses.replace(options, path=path)
     network_mesh = mesh.network_mesh(options.devices)
     count = network_mesh.devices.size
     n = len(networks)
@@ -140,16 +147,21 @@ def _fit_on(
         raise ValueError(f"FitOptions.grad_norm={options.grad_norm!r}: one of {GRAD_NORM}.")
     if grad_tol is not None and options.grad_norm != "always":
         raise ValueError("FitOptions.grad_tol needs grad_norm='always': it stops on ‖∇C‖.")
+    path = options.path
+    functions = paths.functions(model_config, path)
     make = lambda with_norm: jax.jit(
-        engine.make_measure(model_config, splits, eval_chunk, network_chunk, grad_norm=with_norm)
+        engine.make_measure(functions, splits, eval_chunk, network_chunk, grad_norm=with_norm)
     )
     measure = make(options.grad_norm == "always")
     measure_last = make(True) if options.grad_norm == "last" else measure
     x, labels = train_xy
 
     epoch_fn = engine.build_epoch(
-        model_config, optimizer, tx, batch_size, shared_order=shared_order
+        model_config, path, tx, batch_size, shared_order=shared_order, loss=functions.loss
     )
+    # The path each network trained on: the delayed one needs the batches shared.
+    stacked = path.fast and (shared_order or batch_size == 0)
+    trained_on = (path.epoch, path.head) if stacked else (paths.PLAIN, paths.XLA)
 
     @jax.jit
     def block(state, block_keys, x, labels):  # eval_every epochs in one program
@@ -248,4 +260,6 @@ def _fit_on(
         converged_epoch=converged_epoch,
         seconds_per_epoch=float(np.median(seconds)) if seconds else float("nan"),
         compile_seconds=compile_seconds,
+        epoch_path=np.full(n, trained_on[0]),
+        head=np.full(n, trained_on[1]),
     )

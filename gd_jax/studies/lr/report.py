@@ -3,7 +3,7 @@ the figures and the notes."""
 
 from gd_jax.config import TrainConfig
 from gd_jax.report.document import figure_sections
-from gd_jax.report.format import format_value, markdown_table, percent
+from gd_jax.report.format import format_value, markdown_table, percent, trained_on
 from gd_jax.studies.lr.config import LrConfig
 from gd_jax.studies.lr.tables import SENSITIVE_CHANGE
 
@@ -105,6 +105,7 @@ def report(config: TrainConfig, study: LrConfig, summary: dict, figures) -> str:
 
 def notes(config, study, summary) -> list[str]:
     found = [
+        trained_on(summary),
         f"A network *trained* when its final training cost is finite and below 90% of "
         f"the cost of the best constant output ({summary['constant_output_cost']:.4g} here). "
         "Sigmoid outputs keep the quadratic cost bounded, so a too-large η seldom "
@@ -129,23 +130,38 @@ def notes(config, study, summary) -> list[str]:
 
 
 def rounding_note(summary: dict) -> str:
-    """Which η's results are sensitive to rounding, with the measured size."""
+    """Which networks' results are sensitive to rounding, with the measured size, and
+    which networks the check tried."""
     nudge = f"{summary['rounding_nudge']:g}"
-    head = (f"Rounding check (`rounding.csv`): the first seed of every η trained again "
-            f"from initial weights nudged by a relative {nudge}, the size of float32 "
-            "rounding.")  # fmt: skip
+    checked = summary["rounding_checked"]
+    if checked["every_seed"]:
+        tried, untried = "every network (each seed of each η)", ""
+    else:
+        seeds = ", ".join(map(str, checked["seeds"]))
+        tried = f"seed {seeds} of each η"
+        untried = (
+            " The other seeds were not tried: a network of theirs that is sensitive is "
+            "not flagged here (`--rounding_seeds=all` tries every one)."
+        )
+    head = (f"Rounding check (`rounding.csv`): {tried} trained again from initial weights "
+            f"nudged by a relative {nudge}, the size of float32 rounding.")  # fmt: skip
     flagged, limit = summary["sensitive_to_rounding"], f"{SENSITIVE_CHANGE:g}"
     if not flagged:
-        return f"{head} No η changed its final training cost by more than {limit} of it."
+        return (
+            f"{head} No network tried changed its final training cost by more than {limit} "
+            f"of it.{untried}"
+        )
     listed = ", ".join(
-        f"η = {format_value(r['learning_rate'])} ({_change(r['relative_change'])})" for r in flagged
+        f"η = {format_value(r['learning_rate'])} seed {r['seed']} ({_change(r['relative_change'])})"
+        for r in flagged
     )
+    etas = len({r["learning_rate"] for r in flagged})
     return (
         f"{head} **Sensitive to rounding** (the final training cost moved by more than "
-        f"{limit} of it): {listed}. There training amplifies a rounding-sized difference "
-        "until it is as large as the result, so another chunk size, device or library "
-        "version gives another number: read those η through the spread over seeds, not "
-        "one run."
+        f"{limit} of it): {listed} ({len(flagged)} networks at {etas} η). There training "
+        "amplifies a rounding-sized difference until it is as large as the result, so "
+        "another chunk size, device, library version or path gives another number: read "
+        f"those η through the spread over seeds, not one run.{untried}"
     )
 
 

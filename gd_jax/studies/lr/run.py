@@ -17,13 +17,13 @@ Then the tables, the figures and the report.
 import time
 from typing import NamedTuple
 
-import jax
 import numpy as np
 from absl import logging
 
-from gd_jax import costs, data, io, memory, run_folder, stage
+from gd_jax import costs, data, io, run_folder, stage
 from gd_jax.config import TrainConfig, check_seed_range
 from gd_jax.errors import GdJaxError
+from gd_jax.fast import paths
 from gd_jax.report import document
 from gd_jax.report import tensorboard as tensorboard_writer
 from gd_jax.report.format import duration
@@ -33,6 +33,8 @@ from gd_jax.studies.lr.report import report
 from gd_jax.studies.lr.trace import TraceResult
 from gd_jax.studies.lr.trace import estimate as trace_estimate
 from gd_jax.sweep import engine, mesh, results
+from gd_jax.sweep import study as sweep_study
+from gd_jax.sweep.study import Where
 
 
 def study_flags(config: TrainConfig, study: LrConfig) -> dict:
@@ -43,51 +45,31 @@ def study_flags(config: TrainConfig, study: LrConfig) -> dict:
     return flags
 
 
-def run(
-    config: TrainConfig,
-    study: LrConfig,
-    workdir: str,
-    *,
-    resume: bool = False,
-    devices: int | None = None,
-    memory_budget: float = memory.MEMORY_BUDGET_GIB,
-    tensorboard: bool = tensorboard_writer.ON,
-) -> dict:
-    """Runs the learning-rate study into ``workdir`` and returns its summary.
+def run(config: TrainConfig, study: LrConfig, where: Where) -> dict:
+    """Runs the learning-rate study into ``where.workdir`` and returns its summary.
 
     Args:
       config: the model, data and training (its ``learning_rate`` is not read: the
         study sweeps ``study.learning_rates``).
       study: the η grid, seeds and measurements.
-      workdir: the run folder.
-      resume: continue a killed study; finished chunks and measurements are kept.
-      devices: the devices the networks are sharded over (all if None).
-      memory_budget: GiB the activations of the networks worked on at once may take
-        (per device); larger studies work in more chunks, not more memory.
-      tensorboard: also write each network's curves as TensorBoard event files
-        (``workdir/tensorboard/eta=…,seed=…``).
+      where: the run folder, and the devices and memory the study may take.
 
     Raises:
       GdJaxError: bad input; the folder is left as it was.
     """
-    memory_budget = memory.check_budget(memory_budget)
     check(config, study)
-    mesh.network_mesh(devices)  # a bad device count fails before the folder is made
-    with (
-        run_folder.start_run(
-            workdir,
-            "lr_sweep",
-            study_flags(config, study),
-            resume=resume,
-            load=lambda: data.load_for(config, memory_budget=memory_budget),
-            mutable=(),
-        ) as (folder, dataset),
-        jax.default_matmul_precision(config.matmul_precision),
-    ):
-        return _study(
-            folder, dataset, config, study, devices=devices, budget=memory_budget,
-            tensorboard=tensorboard,
-        )  # fmt: skip
+    model_configs = lambda dataset: [config.model_config(*shape(dataset))]
+    started = sweep_study.start(
+        "lr_sweep", config, study_flags(config, study), where, model_configs=model_configs,
+        shared_order=study.shared_order,
+    )  # fmt: skip
+    with started as (folder, dataset, path, budget):
+        return _study(folder, dataset, config, study, where=where, path=path, budget=budget)
+
+
+def shape(dataset) -> tuple[int, int]:
+    """A dataset's input size and number of classes."""
+    return dataset.train.x.shape[1], dataset.num_classes
 
 
 def check(config: TrainConfig, study: LrConfig) -> None:
@@ -105,35 +87,41 @@ def check(config: TrainConfig, study: LrConfig) -> None:
     check_seed_range(config.seed, study.seeds)
 
 
-def _study(folder, dataset, config, study, *, devices, budget, tensorboard):
+def _study(folder, dataset, config, study, *, where: Where, path, budget):
     """The study as its stages, then its tables, figures and report."""
+    devices = where.devices
     train_xy = data.on_device(dataset.train)
     evals = {"validation": data.on_device(dataset.validation),
              "test": data.on_device(dataset.test)}  # fmt: skip
     # On the sweep's devices once for the whole study, not once per chunk.
     train_xy, evals = mesh.replicate((train_xy, evals), mesh.network_mesh(devices))
-    model_config = config.model_config(dataset.train.x.shape[1], dataset.num_classes)
-    context = stages.Context(config, study, model_config, train_xy, evals, devices, budget)
-    flags = study_flags(config, study)
+    model_config = config.model_config(*shape(dataset))
+    context = stages.Context(config, study, model_config, train_xy, evals, devices, budget, path)
+    # The stages are keyed on the path they resolve to, not on the flags that chose it.
+    flags = paths.without_path(study_flags(config, study))
     networks = engine.grid(study.learning_rates, config.seed + np.arange(study.seeds))
 
     sweep = sweep_in_chunks(folder, context, flags, networks)
     rounding = None
     if study.rounding_check:
-        logging.info("Rounding check: the first seed of each η again, nudged by %g.", NUDGE)
-        twins = engine.twins(networks, config.seed, NUDGE)
+        first = study.rounding_seeds == "first"
+        logging.info("Rounding check: %s again, nudged by %g.",
+                     "the first seed of each η" if first else "every network", NUDGE)  # fmt: skip
+        twins = engine.twins(networks, config.seed if first else None, NUDGE)
         rounding = sweep_in_chunks(folder, context, flags, twins, name="rounding")
     trace = None
     if study.tracing:
-        trace = stage.run(folder, stages.TRACE, stages.Trace(flags, networks, context))
+        inputs = stages.Trace(flags, networks, path.pieces, context)
+        trace = stage.run(folder, stages.TRACE, inputs)
     range_found = None
     if study.range_test:
-        range_found = stage.run(folder, stages.RANGE_TEST, stages.Range(flags, context))
+        inputs = stages.Range(flags, path.pieces, context)
+        range_found = stage.run(folder, stages.RANGE_TEST, inputs)
 
     baseline = costs.constant_cost(config.cost, dataset.train.labels, dataset.num_classes)
     found = Found(sweep, rounding, trace, range_found, baseline)
     summary, rows, first_order = write_tables(folder, context, found, networks=len(networks))
-    if tensorboard:
+    if where.tensorboard:
         names = tensorboard_writer.network_names(sweep.networks.learning_rate, sweep.networks.seed)
         tensorboard_writer.write_runs(
             folder, tensorboard_writer.sweep_runs(names, sweep.epochs, sweep.metrics)
@@ -176,15 +164,17 @@ def write_tables(folder, context: stages.Context, found: Found, *, networks: int
     )  # fmt: skip
     model_config, study = context.model_config, context.study
     summary.update(
-        sizes=list(model_config.sizes), num_params=model_config.num_params, networks=networks
-    )
+        sizes=list(model_config.sizes), num_params=model_config.num_params, networks=networks,
+        **context.path.record(),
+    )  # fmt: skip
     summary["sharpness_examples"] = min(study.sharpness_examples, len(context.train_xy[1]))
     if found.rounding is not None:
         rounding_rows = tables.rounding_rows(rows, found.rounding)
         io.write_records(folder / "rounding.csv", rounding_rows)
         summary["rounding_nudge"] = NUDGE
+        summary["rounding_checked"] = tables.rounding_checked(rounding_rows, study.seeds)
         summary["sensitive_to_rounding"] = [
-            {"learning_rate": r.learning_rate, "relative_change": r.relative_change}
+            {"learning_rate": r.learning_rate, "seed": r.seed, "relative_change": r.relative_change}
             for r in rounding_rows
             if r.sensitive_to_rounding
         ]
@@ -213,7 +203,8 @@ def sweep_in_chunks(
     parts = []
     for index in range(count):
         members = networks.take(np.arange(index * size, min((index + 1) * size, len(networks))))
-        chunk = stages.Chunk(flags, members, size, context, on_epoch=eta.progress(index))
+        chunk = stages.Chunk(flags, members, size, context.path.record(), context,
+                             on_epoch=eta.progress(index))  # fmt: skip
         eta.restart()  # the epoch's clock starts with the chunk
         parts.append(stage.run(folder, stages.chunk_stage(name, index), chunk))
     return results.concatenate(parts)
@@ -254,13 +245,14 @@ class _Eta:
         left = (self.count - index - 1) * config.epochs + config.epochs - epoch
         epoch_seconds = float(np.median(self.epoch_seconds))
         eta_seconds = left * epoch_seconds
-        if self.name == "sweep" and study.rounding_check:  # one twin per η, still to train
-            twins = self.networks // study.seeds
-            eta_seconds += twins / self.size * config.epochs * epoch_seconds
+        if self.name == "sweep" and study.rounding_check:  # the twins, still to train
+            twins = self.networks // (study.seeds if study.rounding_seeds == "first" else 1)
+            eta_seconds += -(-twins // self.size) * config.epochs * epoch_seconds
         if study.tracing and not stages.TRACE.path(self.folder).exists():
             # The trace is of every network of the study (the rounding check's twins
-            # are one seed of each η).
-            traced = self.networks * (study.seeds if self.name == "rounding" else 1)
+            # may be one seed of each η).
+            first = self.name == "rounding" and study.rounding_seeds == "first"
+            traced = self.networks * (study.seeds if first else 1)
             eta_seconds += trace_estimate(
                 study, self.examples, float(np.median(self.eval_seconds)),
                 networks=traced, per_chunk=self.size,

@@ -19,6 +19,7 @@ from absl import logging
 
 from gd_jax import optim, stage, train
 from gd_jax.config import ModelConfig, TrainConfig
+from gd_jax.fast import paths
 from gd_jax.studies.lr import range_test
 from gd_jax.studies.lr.config import LrConfig
 from gd_jax.studies.lr.trace import TraceOptions, TraceResult, full_batch_trace, sharpness_subset
@@ -39,6 +40,7 @@ class Context:
     evals: dict[str, XY]
     devices: int | None
     budget: float
+    path: paths.Path  # what trains the networks, and what scores them
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,9 +48,10 @@ class Chunk:
     """One chunk of the sweep (or of the rounding check): ``networks``, padded with
     copies of the last one to ``size`` so every chunk reuses one compiled program."""
 
-    flags: dict  # the study's flags (config.json)
+    flags: dict  # the study's flags (config.json), but those that choose the path
     networks: engine.Networks
     size: int
+    path: dict  # the path that trains it (Path.record)
     context: Context = dataclasses.field(compare=False)
     on_epoch: Callable | None = dataclasses.field(default=None, compare=False)
 
@@ -63,6 +66,7 @@ def train_chunk(chunk: Chunk) -> results.SweepResult:
         grad_norm="last",  # the study reads ‖∇C‖ only at the end (results.csv)
         devices=context.devices,
         memory_budget=context.budget,
+        path=context.path,
     )
     part = trainer.fit(
         chunk.networks.take(padded), context.model_config, context.config, context.train_xy,
@@ -85,6 +89,7 @@ class Trace:
 
     flags: dict
     networks: engine.Networks
+    pieces: str  # Path.pieces
     context: Context = dataclasses.field(compare=False)
 
 
@@ -103,8 +108,9 @@ def trace(inputs: Trace) -> TraceResult:
         memory_budget=context.budget,
     )
     sharpness_xy = sharpness_subset(context.train_xy, study.sharpness_examples)
+    loss = paths.functions(context.model_config, context.path).loss
     found = full_batch_trace(
-        inputs.networks, context.model_config, context.train_xy, sharpness_xy, options
+        inputs.networks, context.model_config, context.train_xy, sharpness_xy, options, loss=loss
     )
     logging.info("Full-batch trace done in %.1f s.", found.seconds)
     return found
@@ -131,6 +137,7 @@ class Range:
     """One network with η rising exponentially, step by step."""
 
     flags: dict
+    pieces: str  # Path.pieces
     context: Context = dataclasses.field(compare=False)
 
 
@@ -140,7 +147,7 @@ def range_test_costs(inputs: Range) -> range_test.RangeTest:
     init_key, data_key = jax.random.split(jax.random.key(config.seed))
     tx = optim.make(config.optimizer, study.range_min, config.momentum)
     state = train.init_state(context.model_config.init_params(init_key), tx)
-    loss = train.make_loss(context.model_config)
+    loss = paths.functions(context.model_config, context.path).loss
     step_costs = jax.jit(
         lambda s, k, xy, etas: range_test.range_test(
             s, xy, loss=loss, tx=tx, batch_size=config.batch_size, learning_rates=etas, key=k

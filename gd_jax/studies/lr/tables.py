@@ -4,6 +4,7 @@ Each table is a list of records (frozen dataclasses); ``io.write_records`` makes
 CSV and ``io.table`` the lists of ``summary.json``, their fields the columns.
 """
 
+import collections
 import dataclasses
 from typing import NamedTuple
 
@@ -46,6 +47,8 @@ class NetworkResult:
     diverged: bool
     diverged_epoch: int | None
     trained: bool
+    epoch_path: str  # what trained it (gd_jax.fast.paths)
+    head: str
 
 
 def result_rows(result: SweepResult, baseline: float) -> list[NetworkResult]:
@@ -70,6 +73,8 @@ def result_rows(result: SweepResult, baseline: float) -> list[NetworkResult]:
                 diverged=diverged,
                 diverged_epoch=int(result.diverged_epoch[i]) if diverged else None,
                 trained=bool(ok[i]),
+                epoch_path=str(result.epoch_path[i]),
+                head=str(result.head[i]),
             )
         )
     return rows
@@ -112,6 +117,16 @@ def rounding_rows(rows: list[NetworkResult], nudged: SweepResult) -> list[Roundi
             sensitive_to_rounding=bool(sensitive),
         ))  # fmt: skip
     return found
+
+
+def rounding_checked(rows: list[RoundingCheck], seeds: int) -> dict:
+    """What the rounding check covered (``summary.json``'s ``rounding_checked``): the
+    seeds it trained again, and whether that is every seed of every η."""
+    per_eta = collections.Counter(row.learning_rate for row in rows)
+    return {
+        "every_seed": all(count == seeds for count in per_eta.values()),
+        "seeds": sorted({row.seed for row in rows}),
+    }
 
 
 def curve_rows(result: SweepResult) -> list[dict]:

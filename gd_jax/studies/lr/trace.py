@@ -60,6 +60,8 @@ def full_batch_trace(
     train_xy: tuple[jax.Array, jax.Array],
     sharpness_xy: tuple[jax.Array, jax.Array],
     options: TraceOptions,
+    *,
+    loss: train.Loss | None = None,
 ) -> TraceResult:
     """Full-batch gradient descent Δv = −η∇C for all networks, measured every
     ``options.every`` steps.
@@ -71,6 +73,9 @@ def full_batch_trace(
     for η < 2/λ_max, which these numbers put to the test. The whole trace is one
     compiled program: a scan over samples of a scan over steps.
 
+    ``loss`` is the cost the trace descends and measures (the core's
+    ``train.make_loss`` by default; a study passes its path's, ``paths.functions``).
+
     Returns:
       A :class:`TraceResult` with ``steps // every + 1`` samples (the last one after
       the final update).
@@ -79,7 +84,7 @@ def full_batch_trace(
     state = engine.init(networks, model_config, optim.make("gd", 1.0))
     chunk = memory.chunk_for(model_config.sizes, train_xy[0].shape[0], options.memory_budget)
     run = make_trace(
-        model_config,
+        train.make_loss(model_config) if loss is None else loss,
         steps=steps,
         every=every,
         track_sharpness=options.track_sharpness,
@@ -115,7 +120,7 @@ def full_batch_trace(
 
 
 def make_trace(
-    model_config: ModelConfig,
+    loss: train.Loss,
     *,
     steps: int,
     every: int,
@@ -125,8 +130,8 @@ def make_trace(
     chunk: int,
 ):
     """The compiled trace: ``run(params, eta, x, labels, xs, ls)`` for networks stacked
-    on a leading axis (``chunk`` at a time), the data as arguments."""
-    loss = train.make_loss(model_config)
+    on a leading axis (``chunk`` at a time), the data as arguments; ``loss`` is the cost
+    descended."""
     lanczos_key = jax.random.key(lanczos_seed)
     samples = steps // every
     nan = jnp.float32(jnp.nan)

@@ -117,6 +117,7 @@ def certify(context: Width, sgd: SweepResult, polished: Polished) -> tuple[list[
             "negative_mass": curvature.negative_mass(
                 after["nodes"][i], after["weights"][i], rtol=study.negative_tol),
             "converged_epoch": int(sgd.converged_epoch[i]),
+            "epoch_path": str(sgd.epoch_path[i]), "head": str(sgd.head[i]),
             "distance_moved": float(moved[i]),
             "negative_eigenvalues": counts[i],
             "nodes": np.sort(np.asarray(after["nodes"][i][0])),

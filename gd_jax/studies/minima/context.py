@@ -5,6 +5,7 @@ import dataclasses
 import jax
 
 from gd_jax.config import ModelConfig, TrainConfig
+from gd_jax.fast.paths import Path
 from gd_jax.studies.minima.config import MinimaConfig
 
 XY = tuple[jax.Array, jax.Array]  # (inputs, labels) of a split, on the device
@@ -25,6 +26,7 @@ class Width:
       devices: the devices the networks are sharded over (all if None).
       budget: GiB the activations worked on at once may take.
       chunk: networks (or points of a path or a surface) evaluated at once.
+      path: what trains the networks by SGD (``gd_jax.fast.paths``).
     """
 
     model_config: ModelConfig
@@ -36,6 +38,7 @@ class Width:
     devices: int | None
     budget: float
     chunk: int
+    path: Path
 
     @property
     def width(self) -> int:

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gd_jax import landscape
+from gd_jax import costs, landscape
 from gd_jax.config import ModelConfig
 from gd_jax.studies.minima.analysis import network
 from gd_jax.studies.minima.context import Width
@@ -134,8 +134,7 @@ def ensemble_rows(model_config: ModelConfig, width, params, count, test_xy) -> l
     against the mean accuracy of one network, for k = 1..count."""
     x, labels = test_xy
     outputs = jnp.stack([model_config.predict(network(params, i), x) for i in range(count)])
-    if model_config.cost == "cross_entropy":
-        outputs = jax.nn.softmax(outputs, axis=-1)
+    outputs = costs.COSTS[model_config.cost].probabilities(outputs)
     single = jnp.mean(jnp.argmax(outputs, axis=-1) == labels[None], axis=-1)
     rows = []
     for k in range(1, count + 1):

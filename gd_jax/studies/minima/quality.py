@@ -43,7 +43,7 @@ def score(model_config: ModelConfig, params, train_x, test_xy, *, threshold: flo
 @functools.cache
 def _scorer(model_config: ModelConfig, threshold: float, chunk: int):
     """The compiled scoring of stacked networks; the data are arguments, never constants."""
-    cost_fn, output = costs.COSTS[model_config.cost]
+    cost_fn, output = costs.COSTS[model_config.cost].fn, model_config.output
     act = model.ACTIVATIONS[model_config.activation]
     classes = model_config.sizes[-1]
 

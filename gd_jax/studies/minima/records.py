@@ -36,6 +36,8 @@ class Point:
     param_norm: float | None
     negative_mass: float
     converged_epoch: int  # when SGD met the gradient tolerance; -1 if never
+    epoch_path: str  # what trained it by SGD (gd_jax.fast.paths)
+    head: str
     lbfgs_steps: int  # of the float64 polish
     newton_steps: int
     distance_moved: float  # ‖polished − SGD endpoint‖

@@ -1,7 +1,7 @@
 """The local-minima study's report.md: the verdict, the tables and the figures."""
 
 from gd_jax.report.document import figure_sections
-from gd_jax.report.format import format_value, markdown_table, percent
+from gd_jax.report.format import format_value, markdown_table, percent, trained_on
 from gd_jax.studies.minima.classes import CLASSES, STABLE_SHARE
 from gd_jax.studies.minima.tables import MEASURED, of_population
 
@@ -73,7 +73,8 @@ def report(config, study, summary, spread, figures) -> str:
         f"## Certification\n\n{classes}\n",
         f"Each width trains {per_width[0]['seeds']} seeds with `{config.optimizer}`, η = "
         f"{config.learning_rate:g}, {batch}, up to {config.epochs} epochs (a network stops "
-        f"once ‖∇C‖ < {study.grad_tol:g}). Each endpoint is then searched on the whole "
+        f"once ‖∇C‖ < {study.grad_tol:g}); {trained_on(summary)[0].lower()}"
+        f"{trained_on(summary)[1:]} Each endpoint is then searched on the whole "
         f"training set in float64: up to {study.polish_steps} L-BFGS steps, then up to "
         f"{study.newton_steps} Newton-MR steps (which converge to critical points of any "
         "index), until a scale-free stop holds: "

@@ -14,15 +14,14 @@ finishes (``widths/width_W.npz``, ``widths/polished_W.npz``,
 missing.
 """
 
-from dataclasses import replace
 from typing import NamedTuple
 
-import jax
 import numpy as np
 
-from gd_jax import costs, data, io, memory, run_folder, stage
+from gd_jax import costs, data, io, memory, stage
 from gd_jax.config import TrainConfig, check_seed_range
 from gd_jax.errors import GdJaxError
+from gd_jax.fast import paths
 from gd_jax.report import document
 from gd_jax.report import tensorboard as tensorboard_writer
 from gd_jax.studies.minima import figures, spectrum_figures, spread_figures, stages, tables
@@ -32,6 +31,8 @@ from gd_jax.studies.minima.polish import Polished
 from gd_jax.studies.minima.records import Ensemble, Escape, Pair, Point
 from gd_jax.studies.minima.report import report
 from gd_jax.sweep import mesh
+from gd_jax.sweep import study as sweep_study
+from gd_jax.sweep.study import Where
 
 
 def study_flags(config: TrainConfig, study: MinimaConfig, *, stage=None) -> dict:
@@ -42,59 +43,38 @@ def study_flags(config: TrainConfig, study: MinimaConfig, *, stage=None) -> dict
     return flags
 
 
-def run(
-    config: TrainConfig,
-    study: MinimaConfig,
-    workdir: str,
-    *,
-    resume: bool = False,
-    devices: int | None = None,
-    memory_budget: float = memory.MEMORY_BUDGET_GIB,
-    tensorboard: bool = tensorboard_writer.ON,
-) -> dict:
-    """Runs the local-minima study into ``workdir`` and returns its summary.
+def run(config: TrainConfig, study: MinimaConfig, where: Where) -> dict:
+    """Runs the local-minima study into ``where.workdir`` and returns its summary.
 
     Args:
       config: the model, data and training; ``study.widths`` replace the size of
         every hidden layer of ``config.layers``.
       study: the widths, seeds and measurements.
-      workdir: the run folder.
-      resume: continue a killed study; finished widths are kept.
-      devices: the devices each width's networks are sharded over (all if None).
-      memory_budget: GiB the activations of the networks (or points of a path or a
-        surface) worked on at once may take.
-      tensorboard: also write each network's curves as TensorBoard event files
-        (``workdir/tensorboard/w=…,seed=…``).
+      where: the run folder, and the devices and memory the study may take (the
+        activations of the networks, or points of a path or a surface, worked on at
+        once).
 
     Raises:
       GdJaxError: bad input; the folder is left as it was.
     """
-    memory_budget = memory.check_budget(memory_budget)
     check(config, study)
-    mesh.network_mesh(devices)  # a bad device count fails before the folder is made
-    with (
-        run_folder.start_run(
-            workdir,
-            "local_minima",
-            study_flags(config, study),
-            resume=resume,
-            load=lambda: _load(config, study, memory_budget, devices),
-            mutable=(),
-        ) as (folder, dataset),
-        jax.default_matmul_precision(config.matmul_precision),
-    ):
-        return _study(
-            folder, dataset, config, study, devices=devices, budget=memory_budget,
-            tensorboard=tensorboard,
-        )  # fmt: skip
 
+    def model_configs(dataset):
+        shape = (dataset.train.x.shape[1], dataset.num_classes)
+        return [config.model_config(*shape, width=width) for width in study.widths]
 
-def _load(config: TrainConfig, study: MinimaConfig, memory_budget: float, devices):
-    """The data, once the study's networks are known to fit (what it costs is logged)."""
-    dataset = data.load_for(config, widths=study.widths, memory_budget=memory_budget)
-    check_cost(config, study, dataset, memory_budget=memory_budget,
-               devices=mesh.network_mesh(devices).devices.size)  # fmt: skip
-    return dataset
+    def load(budget):  # the data, once the study's networks are known to fit
+        dataset = data.load_for(config, widths=study.widths, memory_budget=budget)
+        check_cost(config, study, dataset, memory_budget=budget,
+                   devices=mesh.network_mesh(where.devices).devices.size)  # fmt: skip
+        return dataset
+
+    started = sweep_study.start(
+        "local_minima", config, study_flags(config, study), where,
+        model_configs=model_configs, shared_order=study.vary == "init", load=load,
+    )  # fmt: skip
+    with started as (folder, dataset, path, budget):
+        return _study(folder, dataset, config, study, where=where, path=path, budget=budget)
 
 
 def check(config: TrainConfig, study: MinimaConfig) -> None:
@@ -114,35 +94,40 @@ def check(config: TrainConfig, study: MinimaConfig) -> None:
     check_seed_range(config.seed, study.seeds)
 
 
-def _study(folder, dataset, config, study, *, devices, budget, tensorboard):
+def _study(folder, dataset, config, study, *, where: Where, path, budget):
     """The study as its stages, width by width, then its tables, figures and report."""
     train_xy, test_xy = data.on_device(dataset.train), data.on_device(dataset.test)
     baseline = costs.constant_cost(config.cost, dataset.train.labels, dataset.num_classes)
     bar = costs.learned_bar(baseline)
-    flags, seeds = study_flags(config, study), config.seed + np.arange(study.seeds)
-    decide = lambda names: study_flags(config, study, stage=names)
+    seeds = config.seed + np.arange(study.seeds)
+    # The stages are keyed on the path they resolve to, not on the flags that chose it.
+    decide = lambda names: paths.without_path(study_flags(config, study, stage=names))
+    flags = decide(None)
 
     def context_of(width):
         model_config = config.model_config(
             dataset.train.x.shape[1], dataset.num_classes, width=width
         )
         chunk = memory.chunk_for(model_config.sizes, len(dataset.train.labels), budget)
-        return Width(model_config, config, study, train_xy, test_xy, bar, devices, budget, chunk)
+        return Width(model_config, config, study, train_xy, test_xy, bar, where.devices,
+                     budget, chunk, path)  # fmt: skip
 
     found, polished, curves, escapes = {}, {}, [], []
     for width in study.widths:
         # Each stage is keyed on the flags that decide it: a change to the analysis
         # redoes neither the training nor the polish.
-        inputs = stages.OfWidth(decide(TRAINING), width, seeds, context_of(width))
-        inputs = replace(inputs, trained=stage.run(folder, stages.trained(width), inputs))
-        inputs = replace(inputs, flags=decide(POLISH))
-        inputs = replace(inputs, polished=stage.run(folder, stages.polished(width), inputs))
-        inputs = replace(inputs, flags=flags)
+        inputs = stages.OfWidth(
+            decide(TRAINING), width, seeds, path.record(), context=context_of(width)
+        )
+        done = stage.run(folder, stages.trained(width), inputs)
+        inputs = inputs.after(stages.trained(width), done, trained=done, flags=decide(POLISH))
+        done = stage.run(folder, stages.polished(width), inputs)
+        inputs = inputs.after(stages.polished(width), done, polished=done, flags=flags)
         found[width] = stage.run(folder, stages.analysed(width), inputs)
-        inputs = replace(inputs, analysed=found[width])
+        inputs = inputs.after(stages.analysed(width), found[width], analysed=found[width])
         escapes += stage.run(folder, stages.escaped(width), inputs)
         polished[width] = inputs.polished
-        if tensorboard:
+        if where.tensorboard:
             names = [f"w={width},seed={seed}" for seed in seeds]
             sgd = inputs.trained
             curves += tensorboard_writer.sweep_runs(names, sgd.epochs, sgd.metrics)
@@ -152,9 +137,10 @@ def _study(folder, dataset, config, study, *, devices, budget, tensorboard):
     plane = None if surface is None else stage.run(folder, stages.SURFACE, surface)
 
     summary, tabled = write_tables(
-        folder, config, study, found, bar=bar, polished=polished, escapes=escapes
-    )
-    if tensorboard:
+        folder, config, study, found, bar=bar, polished=polished, escapes=escapes,
+        path=path.record(),
+    )  # fmt: skip
+    if where.tensorboard:
         tensorboard_writer.write_runs(folder, curves)
     shown = figures_of(tabled, plane=plane, summary=summary)
     report_of = lambda captions: report(config, study, summary, tabled.spread, captions)
@@ -186,9 +172,10 @@ def polish_rows(width: int, seeds, polished: Polished) -> list[dict]:
 
 def write_tables(
     folder, config, study, found: dict[int, stages.WidthAnalysis], *, bar: float,
-    polished: dict[int, Polished], escapes: list[Escape],
+    polished: dict[int, Polished], escapes: list[Escape], path: dict,
 ) -> tuple[dict, Tables]:  # fmt: skip
-    """The study's CSV tables and ``summary.json``; returns the summary and the tables."""
+    """The study's CSV tables and ``summary.json`` (with ``path``, what trained the
+    networks); returns the summary and the tables."""
     widths = [found[width] for width in study.widths]
     rows = [r for w in widths for r in w.rows]
     pairs = [p for w in widths for p in w.pairs]
@@ -205,7 +192,7 @@ def write_tables(
     trajectories = [r for w in study.widths for r in polish_rows(w, seeds, polished[w])]
     io.write_csv(folder / "polish.csv", trajectories)
     found_all = tables.Found(rows, pairs, spread, ensembles, spectra, escapes)
-    summary = tables.summarize(config, study, found_all, bar=bar)
+    summary = {**tables.summarize(config, study, found_all, bar=bar), **path}
     io.write_json(folder / io.SUMMARY, summary)
     examples = {width: found[width].example for width in study.widths}
     return summary, Tables(rows, pairs, examples, ensembles, spread, trajectories)

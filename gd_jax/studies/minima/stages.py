@@ -34,16 +34,26 @@ from gd_jax.sweep import engine, results, trainer
 
 @dataclasses.dataclass(frozen=True)
 class OfWidth:
-    """A stage of one width: the study's flags, the width and its seeds decide it."""
+    """A stage of one width: the study's flags, the width, its seeds, the path that
+    trains it, and what the earlier stages of the width found decide it. The last enter
+    the key as digests (``read``, ``stage.digest``): a stage whose upstream was
+    computed again to other numbers is computed again too."""
 
     flags: dict
     width: int
     seeds: np.ndarray
-    context: Width = dataclasses.field(compare=False)
+    path: dict  # Path.record() of the SGD training
+    read: dict = dataclasses.field(default_factory=dict)  # stage name -> digest
+    context: Width | None = dataclasses.field(default=None, compare=False)
     # What earlier stages of the width found (None for the first).
     trained: results.SweepResult | None = dataclasses.field(default=None, compare=False)
     polished: Polished | None = dataclasses.field(default=None, compare=False)
     analysed: "WidthAnalysis | None" = dataclasses.field(default=None, compare=False)
+
+    def after(self, stage_: stage.Stage, found, **fields) -> "OfWidth":
+        """These inputs with what ``stage_`` found (under ``fields``) and its digest."""
+        read = {**self.read, stage_.name: stage.digest(stage_, found)}
+        return dataclasses.replace(self, read=read, **fields)
 
 
 def train_width(inputs: OfWidth) -> results.SweepResult:
@@ -69,6 +79,7 @@ def train_width(inputs: OfWidth) -> results.SweepResult:
         grad_tol=study.grad_tol,
         devices=context.devices,
         memory_budget=context.budget,
+        path=context.path,
     )
     return trainer.fit(
         networks, context.model_config, config, context.train_xy, {"test": context.test_xy},
@@ -207,8 +218,10 @@ def escape_width(inputs: OfWidth) -> list[records.Escape]:
     both = jax.tree.map(lambda a, b: np.concatenate([a, b]), start, moved)
     config = dataclasses.replace(context.config, epochs=study.escape_epochs)
     networks = engine.Networks(np.full(2 * count, config.learning_rate), np.tile(seeds, 2))
+    # Each network draws its own batches: the plain path (with the study's pieces).
     options = trainer.FitOptions(shared_order=False, eval_every=study.escape_epochs,
-                                 devices=context.devices, memory_budget=context.budget)  # fmt: skip
+                                 devices=context.devices, memory_budget=context.budget,
+                                 path=context.path)  # fmt: skip
     watchdog.beat(f"width {width}: escape attempts begun")
     found = trainer.fit(networks, context.model_config, config, context.train_xy,
                         {"test": context.test_xy}, options, start=both)  # fmt: skip
@@ -291,7 +304,7 @@ class Surface:
     seed: int
     classification: str
     context: Width = dataclasses.field(compare=False)
-    params: object = dataclasses.field(compare=False)  # the point's layers
+    params: list = dataclasses.field(default_factory=list)  # the point's layers
 
 
 def surface(inputs: Surface) -> dict:

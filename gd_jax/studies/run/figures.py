@@ -18,6 +18,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from gd_jax import costs
 from gd_jax.report.format import format_value
 from gd_jax.report.style import PlainLogFormatter
 
@@ -72,19 +73,14 @@ def cost_curves(history: Sequence[dict[str, Any]], *, cost_name: str = "mse") ->
 
     Args:
       history: per-epoch metric dicts, epoch 0 being the evaluation at initialisation.
-      cost_name: "mse" for the quadratic cost C = (1/n) Σₓ ½‖y(x) − a(x)‖²;
-        anything else is titled as cross-entropy.
+      cost_name: the cost's name (``costs.COSTS``), whose title heads the left axes.
 
     Returns:
       A figure with two axes: [cost, gradient norm].
     """
     fig = Figure(figsize=(12, 4.2), layout="constrained")
     ax_cost, ax_grad = fig.subplots(1, 2)
-    if cost_name == "mse":
-        title = r"Quadratic cost $C = \frac{1}{n}\,\Sigma_x\,\frac{1}{2}\|y(x) - a(x)\|^2$"
-    else:
-        title = "Cross-entropy cost"
-    ax_cost.set_title(title)
+    ax_cost.set_title(costs.COSTS[cost_name].title)
     x, y = _series(history, "avg_train_cost")
     if len(x):
         _plot(ax_cost, x, y, color="C0", linestyle="--", label="training (average over the epoch)")

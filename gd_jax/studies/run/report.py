@@ -4,7 +4,7 @@ from collections.abc import Iterable
 
 from gd_jax.config import TrainConfig
 from gd_jax.report.document import image
-from gd_jax.report.format import cell, format_value, percent
+from gd_jax.report.format import cell, format_value, percent, trained_on
 
 
 def markdown(
@@ -65,7 +65,7 @@ def report(config: TrainConfig, summary: dict, num_test: int, figures) -> str:
         ("seconds per epoch", summary["seconds_per_epoch"]),
         ("compile seconds", summary["compile_seconds"]),
     ]
-    notes = []
+    notes = [trained_on(summary)]
     if summary["diverged"]:
         notes.append(
             f"The cost stopped being finite at epoch {summary['diverged_epoch']}: gradient "

@@ -9,18 +9,18 @@ import jax
 import numpy as np
 from absl import logging
 
-from gd_jax import data, fast_gd, io, optim, run_folder, train
+from gd_jax import data, io, run_folder, train
 from gd_jax.config import ModelConfig, TrainConfig
 from gd_jax.errors import GdJaxError
+from gd_jax.fast import paths
 from gd_jax.report import document
 from gd_jax.report import tensorboard as tensorboard_writer
-from gd_jax.studies.run import figures
+from gd_jax.studies.run import figures, fit
+from gd_jax.studies.run.fit import STATUS_COMPLETED, STATUS_DIVERGED
 from gd_jax.studies.run.report import report
-from gd_jax.studies.run.tables import summarize
 
-STATUS_COMPLETED = "completed"
-STATUS_DIVERGED = "diverged"
 STATUS_INTERRUPTED = run_folder.STATUS_INTERRUPTED
+__all__ = ["STATUS_COMPLETED", "STATUS_DIVERGED", "STATUS_INTERRUPTED", "train_run"]
 
 
 def train_run(
@@ -46,16 +46,26 @@ def train_run(
       without ``resume``, continues it).
 
     Raises:
-      GdJaxError: bad input (flags, data files, a workdir holding another run); the
-        folder is left as it was.
+      GdJaxError: bad input (flags, data files, a workdir holding another run, a resume
+        on another path); the folder is left as it was.
     """
+
+    def load():
+        dataset = _load(workdir, config)
+        with jax.default_matmul_precision(config.matmul_precision):
+            return dataset, fit.prepare(config, dataset)
+
+    def describe(loaded, previous):
+        return paths.recorded(loaded[1].path, config, previous, recompute=False)
+
     with (
         run_folder.start_run(
-            workdir, "train", config.flags(), resume=resume, load=lambda: _load(workdir, config)
-        ) as (folder, dataset),
+            workdir, "train", config.flags(), resume=resume, load=load, describe=describe
+        ) as (folder, (dataset, prepared)),
         jax.default_matmul_precision(config.matmul_precision),
     ):
-        return _train(folder, dataset, config, tensorboard=tensorboard)
+        logging.info("Path: %s.", prepared.path.describe())
+        return _train(folder, dataset, config, prepared, tensorboard=tensorboard)
 
 
 def _load(workdir: str, config: TrainConfig) -> data.Dataset:
@@ -78,12 +88,8 @@ def _load(workdir: str, config: TrainConfig) -> data.Dataset:
     return data.load_for(config)
 
 
-def _train(folder, dataset: data.Dataset, config: TrainConfig, *, tensorboard):
-    model_config = config.model_config(dataset.train.x.shape[1], dataset.num_classes)
-    init_key, data_key = jax.random.split(jax.random.key(config.seed))
-    tx = optim.make(config.optimizer, config.learning_rate, config.momentum)
-    initial = train.init_state(model_config.init_params(init_key), tx)
-
+def _train(folder, dataset: data.Dataset, config: TrainConfig, prepared, *, tensorboard):
+    model_config, initial = prepared.model_config, prepared.initial
     state, start_epoch, history = initial, 0, []
     if folder.resumed and (folder / io.CHECKPOINT).exists():
         state, meta = io.load_checkpoint(folder / io.CHECKPOINT, like=initial)
@@ -91,30 +97,13 @@ def _train(folder, dataset: data.Dataset, config: TrainConfig, *, tensorboard):
         history = resumed_history(folder, start_epoch)
         logging.info("Resuming %s after epoch %d.", folder.path, start_epoch)
 
-    train_data = data.on_device(dataset.train)
-    evals = {
-        "validation": data.on_device(dataset.validation),
-        "test": data.on_device(dataset.test),
-    }
-    epoch_fn = fast_gd.build_epoch(
-        model_config, config.optimizer, tx, config.batch_size, learning_rate=config.learning_rate
-    )
     status, saved = STATUS_COMPLETED, start_epoch
     scalars = None
     if tensorboard:
         purge = start_epoch + 1 if history else None  # hide what an interrupted run wrote
         scalars = tensorboard_writer.Scalars(tensorboard_writer.run_dir(folder), purge_step=purge)
     try:
-        for result in train.fit(
-            state,
-            train_data,
-            evals,
-            model_config=model_config,
-            epoch_fn=epoch_fn,
-            epochs=config.epochs,
-            data_key=data_key,
-            start_epoch=start_epoch,
-        ):
+        for result in fit.epochs(config, prepared, state=state, start_epoch=start_epoch):
             if history and result.epoch <= history[-1]["epoch"]:
                 continue  # the checkpoint's own epoch, already in the history
             history.append(result.metrics)
@@ -149,14 +138,10 @@ def _train(folder, dataset: data.Dataset, config: TrainConfig, *, tensorboard):
         if scalars is not None:
             scalars.close()
 
-    sizes = model_config.sizes
-    summary = summarize(history, status, num_params=model_config.num_params, sizes=sizes)
-    summary["validation_examples"] = len(dataset.validation.labels)
-    summary["train_examples"] = len(dataset.train.labels)
-    summary["epoch_path"] = fast_gd.epoch_path(config.optimizer, config.batch_size)
+    summary = fit.summary(history, status, dataset, prepared)
     io.write_json(folder / io.SUMMARY, summary)
     io.write_csv(folder / "metrics.csv", history)
-    x, labels = train_data
+    x, labels = prepared.train_xy
     nudges = first_layer_nudges(model_config, [initial.params, state.params], x, labels)
     shown = [
         ("cost.png", "Cost per epoch", figures.cost_curves(history, cost_name=config.cost)),

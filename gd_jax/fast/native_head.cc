@@ -1,17 +1,18 @@
 // A block of K steps of plain gradient descent for N sigmoid networks with the
 // quadratic cost, on batches of B examples, with the first layer's weight updates held
-// back (gd_jax/fast_gd.py, "delayed first-layer updates"): from the block's x_s W_0
+// back (gd_jax/fast/delayed.py, "delayed first-layer updates"): from the block's x_s W_0
 // and Gram matrix x_s x_rᵀ, each step's first-layer pre-activations, the step of the
 // layers after the first, and the −η δ_s the first layer's update is made of. The
-// native head of gd_jax/native_head.py, which builds, loads and checks it.
+// native head of gd_jax/fast/native.py, which builds and loads it; gd_jax/fast/check.py
+// checks it against the core before a run may take it.
 //
 // Layout, networks last: x_s W_0 [K, B, H, N], −η δ [K·B, H, N], b1 [H, N], each later
 // layer W [I, J, N], b [J, N]. kLanes networks sit side by side in the lanes of one
 // vector (GCC's vector extensions, one AVX-512 or AVX2 register), so every operation
 // below is an elementwise one on whole vectors; the last group, if short, has zeros in
 // its spare lanes, so every network takes the same instructions wherever it sits. Per
-// network the arithmetic is that of jax.grad of train.make_head_loss, in another order
-// of the sums: equal up to float rounding, which native_head.py checks before use.
+// network the arithmetic is that of jax.grad of the core's train.make_loss, in another
+// order of the sums: equal up to float rounding, which is checked before use.
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
