@@ -105,11 +105,19 @@ def as_json(
 
 @dataclasses.dataclass(frozen=True)
 class Stage(Generic[In, Out]):
-    """One cached step of a study: ``compute(inputs) -> output``, stored as ``name``."""
+    """One cached step of a study: ``compute(inputs) -> output``, stored as ``name``.
+
+    A stage that can be carried further (networks trained for more epochs) has
+    ``short(inputs, stored)``, whether a stored output of the same key stops short of
+    what ``inputs`` ask, and ``go_on(inputs, stored)``, the output carried on from it:
+    the same output ``compute`` gives, without doing again what is stored.
+    """
 
     name: str
     compute: Callable[[In], Out]
     codec: Codec[Out]
+    short: Callable[[In, Out], bool] | None = None
+    go_on: Callable[[In, Out], Out] | None = None
 
     def path(self, folder) -> Path:
         return Path(folder / f"{self.name}{self.codec.suffix}")
@@ -117,8 +125,9 @@ class Stage(Generic[In, Out]):
 
 def digest(stage: Stage[Any, Out], value: Out) -> str:
     """A digest of ``value`` as ``stage`` stores it, wall-clock timings (arrays named
-    with ``seconds``) left out: what a later stage that reads ``value`` holds in its key. Equal for the output just
-    computed and for the same output read back from its file."""
+    with ``seconds``) left out: what a later stage that reads ``value`` holds in its
+    key. Equal for the output just computed and for the same output read back from its
+    file."""
     encoded = stage.codec.encode(value)
     if stage.codec.suffix == ".npz":
         canonical = {k: _canonical(np.asarray(v)) for k, v in encoded.items()
@@ -193,13 +202,18 @@ def _stored(path: Path, codec: Codec[Out], expected: str) -> Out | None:
 
 def run(folder, stage: Stage[In, Out], inputs: In) -> Out:
     """The output of ``stage`` for ``inputs``: read from its file in ``folder`` when
-    that holds it, else computed and written (atomically) before it is returned."""
+    that holds it, carried on from it where it stops short (``Stage.short``), else
+    computed; a new output is written (atomically) before it is returned."""
     path, key = stage.path(folder), key_of(inputs)
     found = _stored(path, stage.codec, key)
-    if found is not None:
+    if found is not None and not (stage.short is not None and stage.short(inputs, found)):
         logging.info("%s: already on disk, kept.", stage.name)
         return found
     watchdog.beat(f"{stage.name} begun")
-    value = stage.compute(inputs)
+    if found is not None:
+        logging.info("%s: on disk, and carried on from there.", stage.name)
+        value = stage.go_on(inputs, found)
+    else:
+        value = stage.compute(inputs)
     stage.codec.write(path, value, key)
     return value

@@ -13,7 +13,8 @@ FLAGS = ("--dataset=digits", "--epochs=2", "--train_size=300", "--layers=10")
 
 def test_fit_gives_the_numbers_of_experiments_train(tmp_path, monkeypatch):
     watched, enter = [], watchdog.Watchdog.__enter__
-    monkeypatch.setattr(watchdog.Watchdog, "__enter__", lambda self: watched.append(self) or enter(self))
+    record = lambda self: watched.append(self) or enter(self)
+    monkeypatch.setattr(watchdog.Watchdog, "__enter__", record)
     config = gd_jax.TrainConfig(dataset="digits", epochs=2, train_size=300, layers=(10,))
     monkeypatch.chdir(tmp_path)
     fitted = gd_jax.fit(config)
