@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import logging as stdlib_logging
 import math
+import os
 import signal
 import sys
 import types
@@ -21,7 +22,7 @@ from typing import Any
 
 from absl import app, flags, logging
 
-from gd_jax import io, memory, watchdog
+from gd_jax import memory, watchdog
 from gd_jax.config import TrainConfig
 from gd_jax.errors import GdJaxError
 from gd_jax.report import tensorboard
@@ -174,7 +175,8 @@ def entry_point(*, join: bool = True, resume: bool = True):
             if len(argv) > 1:
                 raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
             quiet_jax()
-            io.stop_handled()
+            watchdog.stop_handled()
+            _received["signal"] = None
             previous = {s: signal.signal(s, _interrupt) for s in STOP_SIGNALS}
             unraisable, sys.unraisablehook = sys.unraisablehook, _quiet_stop(sys.unraisablehook)
             try:
@@ -198,7 +200,7 @@ def entry_point(*, join: bool = True, resume: bool = True):
                 print(f"error: {message}", file=sys.stderr)
                 return 2
             except KeyboardInterrupt:
-                io.stop_handled()
+                watchdog.stop_handled()
                 return interrupted(resume=resume)
             finally:
                 for s, handler in previous.items():
@@ -214,10 +216,11 @@ def interrupted(*, resume: bool = True) -> int:
     """Says that the run stopped on a signal and what is kept; returns the exit status
     (128 + the signal's number, as a shell reports a process the signal ended)."""
     advice = "run the same command again to continue" if resume else "rerun to write it again"
-    name = signal.Signals(_received["signal"]).name
+    received = _received["signal"] or signal.SIGINT  # a KeyboardInterrupt of Python's own
+    name = signal.Signals(received).name
     print(f"interrupted by {name}; what was finished is kept in {FLAGS.workdir}: {advice}.",
           file=sys.stderr)  # fmt: skip
-    return 128 + _received["signal"]
+    return 128 + received
 
 
 def _device_ids(text: list[str] | None) -> list[int] | None:
@@ -233,19 +236,24 @@ def _device_ids(text: list[str] | None) -> list[int] | None:
 
 # Ctrl-C, and what Slurm (and most schedulers) send before they kill a job.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-_received = {"signal": signal.SIGINT}
+_received: dict = {"signal": None}  # the signal that asked the run to stop
 
 
 def _interrupt(signum, frame):
-    """SIGINT or SIGTERM: stop now, and make sure of it. Every file of a run is written
-    atomically and every finished stage is already on disk, so any point is a safe one;
-    waiting for the end of a stage could outlast the scheduler's grace period. Python
-    drops a KeyboardInterrupt raised inside a callback (JAX's garbage-collection hook,
-    say), so the request is also recorded, and the run's next write raises it again."""
+    """SIGINT or SIGTERM: the first asks the run to stop at its next beat (a file
+    written, an epoch or a stage finished or begun: ``watchdog.beat``), where the
+    ``KeyboardInterrupt`` unwinds through Python alone. Raised here, it could land inside
+    XLA's compiler or a native call, which may then crash the process. Every file of a
+    run is written atomically and every finished stage is on disk, so nothing is lost
+    waiting. A second signal ends the process at once, as the signal itself would."""
     del frame
+    if watchdog.stop_requested() and _received["signal"] is not None:
+        print(f"{signal.Signals(signum).name} again: stopping now.", file=sys.stderr, flush=True)
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
     _received["signal"] = signum
-    io.request_stop()
-    raise KeyboardInterrupt
+    watchdog.request_stop()
 
 
 def _quiet_stop(hook):

@@ -49,25 +49,6 @@ def _umask() -> int:
 # The permissions of a new file (mkstemp's are 0600: readable by its owner only).
 _FILE_MODE = 0o666 & ~_umask()
 
-# Set by the entry points' Ctrl-C handler: a KeyboardInterrupt raised inside a callback
-# (a garbage-collection hook, say) is swallowed by Python, so writes raise it again.
-_stop_requested = False
-
-
-def request_stop() -> None:
-    """Asks the run to stop at its next write: that write completes, then
-    ``KeyboardInterrupt`` is raised."""
-    global _stop_requested
-    _stop_requested = True
-
-
-def stop_handled() -> None:
-    """Marks a requested stop as seen: whoever caught the ``KeyboardInterrupt`` calls
-    this, so the writes that save what was finished go through."""
-    global _stop_requested
-    _stop_requested = False
-
-
 @contextlib.contextmanager
 def _atomic(path: Path) -> Iterator[Any]:
     try:
@@ -106,15 +87,13 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
     Raises:
       GdJaxError: the file cannot be written (no space, no permission).
-      KeyboardInterrupt: a stop was requested (:func:`request_stop`) and not yet
-        handled (:func:`stop_handled`); the file is written first.
+      KeyboardInterrupt: a stop was requested (``watchdog.request_stop``) and not yet
+        handled; the file is written first.
     """
     if jax.process_index() == 0:
         with _atomic(Path(path)) as f:
             f.write(data)
     watchdog.beat(f"wrote {Path(path).name}")
-    if _stop_requested:
-        raise KeyboardInterrupt
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -15,6 +15,7 @@ import fcntl
 import os
 import platform
 import sys
+import time
 from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
@@ -176,8 +177,15 @@ class RunFolder:
                 "choose another --workdir."
             ) from None
         try:
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n".encode())
+            try:
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode())
+            except OSError as e:  # a full disk, a quota: the lock is held all the same
+                raise GdJaxError(
+                    f"{self / LOCK} could not be written ({e.strerror or e}): the disk "
+                    f"holding --workdir={self.path} is full or read-only. Free some space, "
+                    "or choose another --workdir; nothing of the run was written."
+                ) from None
             yield self
         except BaseException:
             if created and {p.name for p in self.path.iterdir()} == {LOCK}:
@@ -285,25 +293,32 @@ def start_run(
                          folder.stopped())  # fmt: skip
         if jax.process_count() > 1:  # every process has looked before the first one writes
             multihost_utils.sync_global_devices("gd_jax: run folder checked")
+        started = time.time()
         loaded = load()
         described = {} if describe is None else describe(loaded, folder.previous)
         record = {"kind": kind, "flags": flags or {}, **described, **environment()}
-        io.write_json(folder / io.CONFIG, record)
-        try:
+        try:  # a stop asked for while loading is honoured at this first write
+            io.write_json(folder / io.CONFIG, record)
             yield folder, loaded
         except KeyboardInterrupt:
-            mark_interrupted(folder)
+            mark_interrupted(folder, since=started)
             raise
 
 
-def mark_interrupted(folder: RunFolder) -> None:
-    """Marks ``summary.json`` ``interrupted`` (a run that stopped on a signal), unless the
-    run already wrote its own interrupted summary; every finished stage stays on disk."""
-    io.stop_handled()
+def mark_interrupted(folder: RunFolder, *, since: float) -> None:
+    """Marks ``summary.json`` ``interrupted`` at the place of this stop (a run that
+    stopped on a signal), unless this run, started at ``since`` (``time.time()``),
+    already wrote an interrupted summary of its own; every finished stage stays on
+    disk. An interrupted summary an earlier run left is replaced: it names an older stop.
+    """
+    watchdog.stop_handled()
     if jax.process_index() != 0:
         return
+    path = folder / io.SUMMARY
     try:
-        if io.read_json(folder / io.SUMMARY).get("status") == STATUS_INTERRUPTED:
+        if io.read_json(path).get("status") == STATUS_INTERRUPTED and (
+            path.stat().st_mtime >= since
+        ):
             return
     except (OSError, ValueError, AttributeError):
         pass

@@ -34,9 +34,39 @@ STATUS_STALLED = "stalled"
 _last = {"label": "starting", "time": time.monotonic()}
 
 
+# Set when the run is asked to stop (the entry points' SIGINT and SIGTERM handler).
+_stop = {"requested": False}
+
+
 def beat(label: str) -> None:
-    """Reports progress: ``label`` says what was just finished or begun."""
+    """Reports progress: ``label`` says what was just finished or begun.
+
+    It is also where a run stops when asked to (:func:`request_stop`): a beat comes
+    between two pieces of work, in Python, never inside a compiled program or a
+    compilation, so a ``KeyboardInterrupt`` raised here unwinds cleanly.
+
+    Raises:
+      KeyboardInterrupt: a stop was requested and not yet handled (:func:`stop_handled`).
+    """
     _last["label"], _last["time"] = label, time.monotonic()
+    if _stop["requested"]:
+        raise KeyboardInterrupt
+
+
+def request_stop() -> None:
+    """Asks the run to stop at its next beat (a file written, an epoch or a stage
+    finished or begun)."""
+    _stop["requested"] = True
+
+
+def stop_requested() -> bool:
+    return _stop["requested"]
+
+
+def stop_handled() -> None:
+    """Marks a requested stop as seen: whoever caught the ``KeyboardInterrupt`` calls
+    this, so the writes that save what was finished go through."""
+    _stop["requested"] = False
 
 
 def last() -> tuple[str, float]:

@@ -229,16 +229,16 @@ def penalised(monkeypatch, strength=1e-3):
 def test_a_change_to_the_core_loss_sends_every_default_run_to_the_plain_path(
     monkeypatch, fresh_checks, caplog
 ):
-    plain_run = lambda: gd_jax.fit(config(epochs=2, train_size=200, epoch_path="plain"))
-    before = gd_jax.fit(config(epochs=2, train_size=200))
+    run = lambda **kw: gd_jax.fit(config(epochs=1, train_size=100, **kw))
+    before = run()
     assert before.summary["epoch_path"] == "delayed"
     penalised(monkeypatch)
     with caplog.at_level("WARNING"):
-        after = gd_jax.fit(config(epochs=2, train_size=200))
+        after = run()
     # The default run trains the changed loss, on the plain path, and the log says why.
     assert after.summary["epoch_path"] == "plain"
     assert "The delayed path is not taken" in caplog.text
-    assert_trees_equal(after.params, plain_run().params)
+    assert_trees_equal(after.params, run(epoch_path="plain").params)
     pairs = zip(jax.tree.leaves(after.params), jax.tree.leaves(before.params), strict=True)
     gap = max(float(jnp.max(jnp.abs(a - b))) for a, b in pairs)
     assert gap > 1e-3

@@ -14,7 +14,7 @@ from experiments import local_minima as minima_cli
 from experiments import lr_sweep as lr_cli
 from experiments import toy_descent as toy_cli
 from experiments import train as train_cli
-from gd_jax import data, io
+from gd_jax import data, io, watchdog
 from gd_jax.fast import native
 from gd_jax.sweep import trainer
 
@@ -118,7 +118,7 @@ def test_an_interrupt_python_swallowed_stops_the_run_at_its_next_write(tmp_path,
     load = data.load_for
 
     def interrupted_while_loading(config):
-        io.request_stop()  # as the Ctrl-C handler does before its KeyboardInterrupt is lost
+        watchdog.request_stop()  # as the Ctrl-C handler does before its KeyboardInterrupt is lost
         return load(config)
 
     monkeypatch.setattr(data, "load_for", interrupted_while_loading)
@@ -268,7 +268,9 @@ def test_a_study_resumed_with_the_other_head_is_that_heads_study(tmp_path, caplo
     if native.unavailable(conftest.mlp((64, 3, 10))):
         pytest.skip("the native head is not available here")
     caplog.set_level("INFO")
-    args = (*[a for a in MINIMA if not a.startswith("--widths")], "--widths=3", "--vary=init")
+    short = ("--widths", "--polish_steps", "--curve_steps")
+    args = (*[a for a in MINIMA if not a.startswith(short)], "--widths=3", "--vary=init",
+            "--polish_steps=10", "--curve_steps=5")  # fmt: skip
     first = tmp_path / "a"
     assert cli(minima_cli, *args, f"--workdir={first}") == 0
     assert io.read_json(first / io.CONFIG)["path"] == {"epoch_path": "delayed", "head": "native"}

@@ -304,7 +304,8 @@ def test_rounding_rows_flag_a_change_past_the_limit():
         epochs=np.array([0, 1]), metrics={"train_cost": twin_cost}, params=[],
         diverged_step=np.full(3, -1), diverged_epoch=np.full(3, -1),
         converged_epoch=np.full(3, -1), seconds_per_epoch=1.0, compile_seconds=1.0,
-        epoch_path=np.full(3, "delayed"), head=np.full(3, "xla"),
+        epoch_path=np.full(3, "delayed"), head=np.full(3, "xla"), opt_state=[],
+        step=np.full(3, 10),
     )  # fmt: skip
     found = tables.rounding_rows(rows, nudged)
     assert [r.sensitive_to_rounding for r in found] == [False, True, True]

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from gd_jax import io, run_folder
+from gd_jax import io, run_folder, watchdog
 from gd_jax.errors import GdJaxError
 from gd_jax.run_folder import RunFolder
 
@@ -136,7 +136,7 @@ def test_a_full_disk_is_a_clear_error_and_keeps_the_old_file(tmp_path, monkeypat
 
 
 def test_a_stop_requested_is_raised_after_the_next_write(tmp_path):
-    io.request_stop()
+    watchdog.request_stop()
     try:
         with pytest.raises(KeyboardInterrupt):
             io.write_text(tmp_path / "a.txt", "x")
@@ -144,5 +144,5 @@ def test_a_stop_requested_is_raised_after_the_next_write(tmp_path):
         with pytest.raises(KeyboardInterrupt):
             io.write_text(tmp_path / "b.txt", "x")  # until someone handles it
     finally:
-        io.stop_handled()
+        watchdog.stop_handled()
     io.write_text(tmp_path / "c.txt", "x")

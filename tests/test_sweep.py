@@ -329,3 +329,41 @@ def test_asking_for_more_devices_than_there_are_is_a_clear_error():
     with pytest.raises(GdJaxError, match="devices=64") as caught:
         mesh.network_mesh(64)
     assert caught.value.field == "devices"
+
+
+def test_the_blocks_of_a_fit_continued_end_where_a_fresh_fits_do():
+    assert trainer.schedule(12, 5) == [(1, 5), (6, 5), (11, 2)]
+    assert trainer.schedule(12, 5, done=7) == [(8, 3), (11, 2)]
+    assert trainer.schedule(12, 5, done=10) == [(11, 2)]
+    assert trainer.schedule(3, 5, done=3) == []
+
+
+@pytest.mark.parametrize(
+    "optimizer, shared_order, grad_norm, done",
+    [("gd", True, "last", 2), ("nesterov", False, "always", 3), ("adam", True, "always", 4)],
+)  # fmt: skip
+def test_a_fit_continued_from_fewer_epochs_is_the_fit_to_all_of_them(
+    optimizer, shared_order, grad_norm, done
+):
+    # Nesterov momentum and adam: the optimiser's state is carried over too; a network
+    # that stops on the way (η = 40) stops at the same step.
+    networks = engine.Networks(np.array([0.3, 40.0]), np.array([0, 1]))
+    kw = {"optimizer": optimizer, "shared_order": shared_order, "grad_norm": grad_norm,
+          "eval_every": 3}  # fmt: skip
+    if optimizer == "nesterov":
+        kw["grad_tol"] = 0.05  # and one that converges stays stopped
+    whole = run(networks, epochs=7, **kw)
+    first = run(networks, epochs=done, **kw)
+    config = TrainConfig(optimizer=optimizer, batch_size=10, epochs=7, seed=0)
+    options = trainer.FitOptions(
+        shared_order=shared_order, grad_norm=grad_norm, eval_every=3, grad_tol=kw.get("grad_tol")
+    )
+    went_on = trainer.fit(networks, mlp(SIZES), config, data(), {"test": data(30, seed=1)},
+                          options, start=first)  # fmt: skip
+    np.testing.assert_array_equal(went_on.epochs, whole.epochs)
+    for name in whole.metrics:
+        np.testing.assert_array_equal(went_on.metrics[name], whole.metrics[name], err_msg=name)
+    assert_trees_equal(went_on.params, whole.params)
+    for name in ("diverged_step", "diverged_epoch", "converged_epoch", "step"):
+        np.testing.assert_array_equal(getattr(went_on, name), getattr(whole, name), err_msg=name)
+    assert_trees_equal(went_on.opt_state, whole.opt_state)

@@ -27,10 +27,14 @@ class SweepResult(NamedTuple):
     # str [N]: the path and head that trained each network (gd_jax.fast.paths).
     epoch_path: np.ndarray
     head: np.ndarray
+    # Where training stands, to go on from (trainer.fit's start): the leaves of the
+    # optimiser state [N, ...] and each network's steps taken [N].
+    opt_state: list
+    step: np.ndarray
 
 
 # The fields with one entry per network.
-PER_NETWORK = ("diverged_step", "diverged_epoch", "converged_epoch", "epoch_path", "head")
+PER_NETWORK = ("diverged_step", "diverged_epoch", "converged_epoch", "epoch_path", "head", "step")
 
 
 def to_arrays(result: SweepResult) -> dict[str, np.ndarray]:
@@ -48,6 +52,7 @@ def to_arrays(result: SweepResult) -> dict[str, np.ndarray]:
     arrays.update({f"metrics/{k}": v for k, v in result.metrics.items()})
     for i, (w, b) in enumerate(result.params):
         arrays[f"params/{i}/w"], arrays[f"params/{i}/b"] = w, b
+    arrays.update({f"opt_state/{i}": leaf for i, leaf in enumerate(result.opt_state)})
     return arrays
 
 
@@ -64,7 +69,20 @@ def from_arrays(stored: dict[str, np.ndarray]) -> SweepResult:
         **{name: stored[name] for name in PER_NETWORK},
         seconds_per_epoch=float(stored["seconds_per_epoch"]),
         compile_seconds=float(stored["compile_seconds"]),
+        opt_state=[stored[f"opt_state/{i}"] for i in range(_count(stored, "opt_state/"))],
     )
+
+
+def _count(stored: dict, prefix: str) -> int:
+    return sum(1 for k in stored if k.startswith(prefix))
+
+
+def stops_short(result: SweepResult, epochs: int) -> bool:
+    """Whether ``result`` ended before epoch ``epochs`` with networks still training (not
+    diverged, not converged): a fit to ``epochs`` can go on from it
+    (``trainer.fit``'s ``start``)."""
+    active = (result.diverged_step < 0) & (result.converged_epoch < 0)
+    return int(result.epochs[-1]) < epochs and bool(np.any(active))
 
 
 def take(result: SweepResult, index) -> SweepResult:
@@ -74,6 +92,7 @@ def take(result: SweepResult, index) -> SweepResult:
         metrics={k: v[:, index] for k, v in result.metrics.items()},
         params=jax.tree.map(lambda leaf: leaf[index], result.params),
         **{name: getattr(result, name)[index] for name in PER_NETWORK},
+        opt_state=[leaf[index] for leaf in result.opt_state],
     )
 
 
@@ -97,6 +116,7 @@ def concatenate(parts: list[SweepResult]) -> SweepResult:
         },
         params=jax.tree.map(cat, *(p.params for p in parts)),
         **{name: cat(*(getattr(p, name) for p in parts)) for name in PER_NETWORK},
+        opt_state=[cat(*leaves) for leaves in zip(*(p.opt_state for p in parts), strict=True)],
         seconds_per_epoch=float(np.mean([p.seconds_per_epoch for p in parts])),
         compile_seconds=parts[0].compile_seconds,
     )

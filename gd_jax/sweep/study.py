@@ -91,7 +91,7 @@ def start(
 
     with (
         run_folder.start_run(
-            where.workdir, kind, flags, resume=where.resume, load=loaded, mutable=(),
+            where.workdir, kind, flags, resume=where.resume, load=loaded, mutable=("epochs",),
             free=paths.FLAGS, describe=describe,
         ) as (folder, (dataset, path)),
         jax.default_matmul_precision(config.matmul_precision),

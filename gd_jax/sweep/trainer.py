@@ -90,8 +90,12 @@ def fit(
       evals: other splits to score each epoch; empty splits are skipped.
       options: the order of batches, measurements, convergence, memory and devices
         (:class:`FitOptions`).
-      start: the networks' initial parameters (stacked, numpy or device arrays), to
-        train on from where they are; None draws them from their init keys.
+      start: where the networks begin: None draws them from their init keys; their
+        parameters (stacked, numpy or device arrays) train on from where they are; a
+        :class:`SweepResult` of these networks trained for fewer epochs with the same
+        options goes on from its end (parameters, optimiser state, steps, frozen
+        networks) to ``config.epochs``, and the result is the one a single fit to
+        ``config.epochs`` would give: its history, then the new epochs.
       on_epoch: called as ``on_epoch(epoch, metrics, seconds, measure_seconds)`` after
         each measurement with its per-network metrics (numpy arrays [N]), the seconds
         per epoch of the block's training and the seconds the measurement took, e.g.
@@ -107,7 +111,9 @@ def fit(
     count = network_mesh.devices.size
     n = len(networks)
     padded = np.concatenate([np.arange(n), np.full(-n % count, n - 1)])
-    if start is not None:
+    if isinstance(start, SweepResult):
+        start = results.take(start, padded)
+    elif start is not None:
         start = jax.tree.map(lambda leaf: np.asarray(leaf)[padded], start)
     result = _fit_on(
         network_mesh, networks.take(padded), model_config, config, (train_xy, evals),
@@ -127,7 +133,10 @@ def _fit_on(
     by_network = NamedSharding(network_mesh, PartitionSpec("networks"))
     # Host values go to the mesh: with several processes, every process passes the same
     # numbers and each keeps the shards of its own devices.
-    state = engine.init(networks, model_config, tx, start)
+    after = start if isinstance(start, SweepResult) else None
+    state = engine.init(networks, model_config, tx, start if after is None else after.params)
+    if after is not None:
+        state = _continued(state, after)
     state = jax.device_put(jax.device_get(state), by_network)
     # Data a study placed once (mesh.replicate) stays where it is: no copy per chunk.
     train_xy, evals = mesh.replicate((train_xy, evals), network_mesh)
@@ -168,24 +177,20 @@ def _fit_on(
         # avg: [epochs of the block, N], each epoch's average cost
         return jax.lax.scan(lambda st, k: epoch_fn(st, x, labels, k), state, block_keys)
 
-    starts = list(range(1, epochs + 1, eval_every))
+    done = 0 if after is None else int(after.epochs[-1])
+    blocks = schedule(epochs, eval_every, done)
     compiled = {}
 
-    def run_block(state, first, count):
-        block_keys = jnp.stack([epoch_keys(e) for e in range(first, first + count)])
-        if count not in compiled:  # at most two: full blocks and a shorter last one
-            compiled[count] = block.lower(state, block_keys, x, labels).compile()
-        return compiled[count](state, block_keys, x, labels)
+    def block_keys(first, count):
+        return jnp.stack([epoch_keys(e) for e in range(first, first + count)])
 
     watchdog.beat(f"compiling the epoch of {len(networks)} networks")
     tic = time.perf_counter()
-    # Both block lengths (full blocks, and a shorter last one) compiled before the clock
-    # of any epoch starts.
-    for first in starts[:1] + starts[-1:]:
-        count = min(eval_every, epochs - first + 1)
+    # Every block length (full blocks, a shorter last one, and where a run goes on, a
+    # first one that ends where a fresh run's would) compiled before any epoch's clock.
+    for first, count in blocks:
         if count not in compiled:
-            block_keys = jnp.stack([epoch_keys(e) for e in range(first, first + count)])
-            compiled[count] = block.lower(state, block_keys, x, labels).compile()
+            compiled[count] = block.lower(state, block_keys(first, count), x, labels).compile()
 
     def compile_scoring(program):
         return program.lower(state.train.params, train_xy, eval_data).compile()
@@ -218,9 +223,16 @@ def _fit_on(
         recorded.append(epoch)
         return scores
 
-    scores = record(0, state, np.full((1, n), np.nan))
-    diverged_epoch = np.full(n, -1)
-    converged_epoch = np.full(n, -1)
+    if after is None:
+        scores = record(0, state, np.full((1, n), np.nan))
+        diverged_epoch, converged_epoch = np.full(n, -1), np.full(n, -1)
+    else:
+        rows, converged_epoch, diverged_epoch = _going_on(
+            after, epochs, eval_every, options.grad_norm
+        )
+        history += rows
+        recorded += [int(e) for e in after.epochs]
+        state = state._replace(converged=jnp.asarray(converged_epoch >= 0))
     seconds = []
 
     def check_convergence(epoch, state, scores):
@@ -230,13 +242,13 @@ def _fit_on(
         converged_epoch[met] = epoch
         return state._replace(converged=jnp.asarray(converged_epoch >= 0))
 
-    state = check_convergence(0, state, scores)
-    for first in starts:
+    if after is None:
+        state = check_convergence(0, state, scores)
+    for first, count in blocks:
         if not np.any(mesh.host(state.alive) & ~mesh.host(state.converged)):
             break
-        count = min(eval_every, epochs - first + 1)
         tic = time.perf_counter()
-        state, avg_cost = run_block(state, first, count)
+        state, avg_cost = compiled[count](state, block_keys(first, count), x, labels)
         avg_cost = jax.block_until_ready(avg_cost)
         seconds.append((time.perf_counter() - tic) / count)
         last = first + count - 1
@@ -262,4 +274,59 @@ def _fit_on(
         compile_seconds=compile_seconds,
         epoch_path=np.full(n, trained_on[0]),
         head=np.full(n, trained_on[1]),
+        opt_state=[np.asarray(leaf) for leaf in jax.tree.leaves(mesh.host(state.train.opt_state))],
+        step=mesh.host(state.train.step),
     )
+
+
+def schedule(epochs: int, eval_every: int, done: int = 0) -> list[tuple[int, int]]:
+    """The blocks ``(first epoch, epochs)`` that train epochs ``done + 1`` to ``epochs``,
+    each ending where a fit from epoch 0 ends one (every ``eval_every`` epochs and at
+    the last), so that a fit continued from ``done`` measures where a fresh one does."""
+    blocks = []
+    for start in range(1, epochs + 1, eval_every):
+        end = min(start + eval_every - 1, epochs)
+        first = max(start, done + 1)
+        if first <= end:
+            blocks.append((first, end - first + 1))
+    return blocks
+
+
+def _continued(state: engine.SweepState, after: SweepResult) -> engine.SweepState:
+    """``state`` (fresh, of the same networks) put where ``after`` ended."""
+    like = jax.tree.structure(state.train.opt_state)
+    opt_state = jax.tree.unflatten(like, [jnp.asarray(leaf) for leaf in after.opt_state])
+    train_state = state.train._replace(opt_state=opt_state, step=jnp.asarray(after.step))
+    return state._replace(
+        train=train_state,
+        alive=jnp.asarray(after.diverged_step < 0),
+        diverged_step=jnp.asarray(after.diverged_step),
+        converged=jnp.asarray(after.converged_epoch >= 0),
+    )
+
+
+def _going_on(after: SweepResult, epochs: int, eval_every: int, grad_norm: str):
+    """``after``'s rows, and when each network converged and diverged, as a fit to
+    ``epochs`` from epoch 0 records them: ``after``'s last epoch keeps its scores only
+    where such a fit measures (the end of one of its blocks), and its ‖∇C‖ only where
+    that is measured at every measurement (``grad_norm="always"``). Where it is not
+    measured, a network that converged there goes on (nothing stopped it), and one
+    that diverged in its last block is found at the end of that fit's block.
+
+    Returns:
+      ``(rows, converged_epoch, diverged_epoch)``.
+    """
+    rows = [{k: v[r].copy() for k, v in after.metrics.items()} for r in range(len(after.epochs))]
+    converged, diverged = after.converged_epoch.copy(), after.diverged_epoch.copy()
+    done = int(after.epochs[-1])
+    if done >= epochs:
+        return rows, converged, diverged
+    ends = [first + count - 1 for first, count in schedule(epochs, eval_every)]
+    measured = done in ends
+    for k, values in rows[-1].items():
+        if k != "avg_train_cost" and (not measured or (k == "grad_norm" and grad_norm == "last")):
+            values[:] = np.nan
+    if not measured:
+        converged[converged == done] = -1
+        diverged[diverged == done] = min(e for e in ends if e > done)
+    return rows, converged, diverged

@@ -97,8 +97,11 @@ def _study(folder, dataset, config, study, *, where: Where, path, budget):
     train_xy, evals = mesh.replicate((train_xy, evals), mesh.network_mesh(devices))
     model_config = config.model_config(*shape(dataset))
     context = stages.Context(config, study, model_config, train_xy, evals, devices, budget, path)
-    # The stages are keyed on the path they resolve to, not on the flags that chose it.
+    # The stages are keyed on the path they resolve to, not on the flags that chose it;
+    # and not on --epochs: a chunk trains on to more (stages.chunk_stage), and the trace
+    # and the range test do not depend on it.
     flags = paths.without_path(study_flags(config, study))
+    del flags["epochs"]
     networks = engine.grid(study.learning_rates, config.seed + np.arange(study.seeds))
 
     sweep = sweep_in_chunks(folder, context, flags, networks)

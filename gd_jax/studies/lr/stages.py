@@ -48,7 +48,7 @@ class Chunk:
     """One chunk of the sweep (or of the rounding check): ``networks``, padded with
     copies of the last one to ``size`` so every chunk reuses one compiled program."""
 
-    flags: dict  # the study's flags (config.json), but those that choose the path
+    flags: dict  # the study's flags (config.json), but --epochs and those of the path
     networks: engine.Networks
     size: int
     path: dict  # the path that trains it (Path.record)
@@ -56,8 +56,9 @@ class Chunk:
     on_epoch: Callable | None = dataclasses.field(default=None, compare=False)
 
 
-def train_chunk(chunk: Chunk) -> results.SweepResult:
-    """The chunk's networks trained; the padding's copies dropped."""
+def train_chunk(chunk: Chunk, after: results.SweepResult | None = None) -> results.SweepResult:
+    """The chunk's networks trained (on from ``after``, the chunk trained for fewer
+    epochs, where given); the padding's copies dropped."""
     context, members = chunk.context, len(chunk.networks)
     padded = np.concatenate([np.arange(members), np.full(chunk.size - members, members - 1)])
     options = trainer.FitOptions(
@@ -68,9 +69,10 @@ def train_chunk(chunk: Chunk) -> results.SweepResult:
         memory_budget=context.budget,
         path=context.path,
     )
+    start = None if after is None else results.take(after, padded)
     part = trainer.fit(
         chunk.networks.take(padded), context.model_config, context.config, context.train_xy,
-        context.evals, options, on_epoch=chunk.on_epoch,
+        context.evals, options, on_epoch=chunk.on_epoch, start=start,
     )  # fmt: skip
     return results.take(part, np.arange(members))
 
@@ -79,8 +81,13 @@ SWEEP_CODEC = stage.arrays(results.to_arrays, results.from_arrays)
 
 
 def chunk_stage(name: str, index: int) -> stage.Stage[Chunk, results.SweepResult]:
-    """Chunk ``index`` of the sweep ``name`` (``"sweep"`` or ``"rounding"``)."""
-    return stage.Stage(f"chunks/{name}_{index:03d}", train_chunk, SWEEP_CODEC)
+    """Chunk ``index`` of the sweep ``name`` (``"sweep"`` or ``"rounding"``): its key
+    leaves out ``--epochs``, so a study resumed with more trains on from where it was."""
+    return stage.Stage(
+        f"chunks/{name}_{index:03d}", train_chunk, SWEEP_CODEC,
+        short=lambda chunk, found: results.stops_short(found, chunk.context.config.epochs),
+        go_on=train_chunk,
+    )  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)

@@ -116,9 +116,9 @@ def _study(folder, dataset, config, study, *, where: Where, path, budget):
     for width in study.widths:
         # Each stage is keyed on the flags that decide it: a change to the analysis
         # redoes neither the training nor the polish.
-        inputs = stages.OfWidth(
-            decide(TRAINING), width, seeds, path.record(), context=context_of(width)
-        )
+        # Training is keyed without --epochs: a study resumed with more trains on.
+        training = {k: v for k, v in decide(TRAINING).items() if k != "epochs"}
+        inputs = stages.OfWidth(training, width, seeds, path.record(), context=context_of(width))
         done = stage.run(folder, stages.trained(width), inputs)
         inputs = inputs.after(stages.trained(width), done, trained=done, flags=decide(POLISH))
         done = stage.run(folder, stages.polished(width), inputs)

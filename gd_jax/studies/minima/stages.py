@@ -56,8 +56,9 @@ class OfWidth:
         return dataclasses.replace(self, read=read, **fields)
 
 
-def train_width(inputs: OfWidth) -> results.SweepResult:
-    """All seeds of one width, trained by SGD as one program."""
+def train_width(inputs: OfWidth, after: results.SweepResult | None = None) -> results.SweepResult:
+    """All seeds of one width, trained by SGD as one program (on from ``after``, the
+    width trained for fewer epochs, where given)."""
     context, seeds = inputs.context, inputs.seeds
     config, study = context.config, context.study
     networks = varied(seeds, config.learning_rate, vary=study.vary, base=config.seed)
@@ -83,7 +84,7 @@ def train_width(inputs: OfWidth) -> results.SweepResult:
     )
     return trainer.fit(
         networks, context.model_config, config, context.train_xy, {"test": context.test_xy},
-        options, on_epoch=progress,
+        options, on_epoch=progress, start=after,
     )  # fmt: skip
 
 
@@ -274,7 +275,13 @@ SWEEP_CODEC = stage.arrays(results.to_arrays, results.from_arrays)
 
 
 def trained(width: int) -> stage.Stage[OfWidth, results.SweepResult]:
-    return stage.Stage(TRAINED.format(width), train_width, SWEEP_CODEC)
+    """A width's SGD training: its key leaves out ``--epochs`` (``run.py``), so a study
+    resumed with more trains on from where it was."""
+    return stage.Stage(
+        TRAINED.format(width), train_width, SWEEP_CODEC,
+        short=lambda inputs, found: results.stops_short(found, inputs.context.config.epochs),
+        go_on=train_width,
+    )  # fmt: skip
 
 
 def polished(width: int) -> stage.Stage[OfWidth, Polished]:

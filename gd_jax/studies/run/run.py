@@ -9,7 +9,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from gd_jax import data, io, run_folder, train
+from gd_jax import data, io, run_folder, train, watchdog
 from gd_jax.config import ModelConfig, TrainConfig
 from gd_jax.errors import GdJaxError
 from gd_jax.fast import paths
@@ -124,7 +124,7 @@ def _train(folder, dataset: data.Dataset, config: TrainConfig, prepared, *, tens
             state, saved = result.state, result.epoch
             _log_epoch(result.metrics, config.epochs)
     except KeyboardInterrupt:
-        io.stop_handled()
+        watchdog.stop_handled()
         status = STATUS_INTERRUPTED
         # The record ends where the checkpoint does: an epoch past it is done again.
         history = [m for m in history if m["epoch"] <= saved]
