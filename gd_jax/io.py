@@ -49,6 +49,7 @@ def _umask() -> int:
 # The permissions of a new file (mkstemp's are 0600: readable by its owner only).
 _FILE_MODE = 0o666 & ~_umask()
 
+
 @contextlib.contextmanager
 def _atomic(path: Path) -> Iterator[Any]:
     try:
