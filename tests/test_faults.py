@@ -268,9 +268,7 @@ def test_a_study_resumed_with_the_other_head_is_that_heads_study(tmp_path, caplo
     if native.unavailable(conftest.mlp((64, 3, 10))):
         pytest.skip("the native head is not available here")
     caplog.set_level("INFO")
-    short = ("--widths", "--polish_steps", "--curve_steps")
-    args = (*[a for a in MINIMA if not a.startswith(short)], "--widths=3", "--vary=init",
-            "--polish_steps=10", "--curve_steps=5")  # fmt: skip
+    args = (*[a for a in MINIMA if not a.startswith("--widths")], "--widths=3", "--vary=init")
     first = tmp_path / "a"
     assert cli(minima_cli, *args, f"--workdir={first}") == 0
     assert io.read_json(first / io.CONFIG)["path"] == {"epoch_path": "delayed", "head": "native"}

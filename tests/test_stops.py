@@ -160,10 +160,8 @@ def test_a_disk_full_from_the_start_is_one_message(small_disk, capsys):
 # --- a study grown to more epochs --------------------------------------------------------
 
 LR_TABLES = ("results.csv", "curves.csv", "stability.csv", "first_order.csv")
-# One width, one data order (the delayed path and its head train it), a short polish.
-SHORT = ("--widths", "--polish_steps", "--curve_steps")
-MINIMA = (*[a for a in TINY_MINIMA if not a.startswith(SHORT)], "--widths=3", "--vary=init",
-          "--polish_steps=10", "--curve_steps=5")  # fmt: skip
+# One width, one data order (the delayed path and its head train it).
+MINIMA = (*[a for a in TINY_MINIMA if not a.startswith("--widths")], "--widths=3", "--vary=init")
 
 
 def tables_of(workdir, names) -> dict:
@@ -174,30 +172,34 @@ def tables_of(workdir, names) -> dict:
     return found
 
 
-@pytest.mark.parametrize(
-    "entry, args, names, short, long_",
-    [(lr_cli, (*TINY_LR, "--norange_test"), LR_TABLES, 2, 4),
-     (minima_cli, MINIMA, ("results.csv", "pairs.csv", "spread.csv"), 2, 3)],
-    ids=["lr_sweep", "local_minima"],
-)  # fmt: skip
-def test_a_study_resumed_with_more_epochs_trains_on_to_a_fresh_runs_numbers(
-    tmp_path, caplog, entry, args, names, short, long_
-):
-    caplog.set_level("INFO")
-    base = [a for a in args if not a.startswith("--epochs")]
-    fresh = tmp_path / "fresh"
-    assert cli(entry, *base, f"--epochs={long_}", f"--workdir={fresh}") == 0
-    grown = tmp_path / "grown"
-    assert cli(entry, *base, f"--epochs={short}", f"--workdir={grown}") == 0
+def grow(entry, args, workdir, caplog, *, short: int, long_: int) -> list[str]:
+    """Runs a study to ``short`` epochs, then resumes it to ``long_``; the stages carried
+    on, as the log names them."""
+    assert cli(entry, *args, f"--epochs={short}", f"--workdir={workdir}") == 0
     caplog.clear()
-    assert cli(entry, *base, f"--epochs={long_}", "--resume", f"--workdir={grown}") == 0
-    carried = [r.getMessage() for r in caplog.records if "carried on" in r.getMessage()]
-    if entry is lr_cli:  # every chunk trained on; the trace and the range test kept
-        assert len(carried) == 3 and "other inputs" not in caplog.text
-        assert "trace: already on disk, kept." in caplog.text
-    else:  # each width trained on; what read its endpoints computed again
-        assert len(carried) == 1 and "polished_3.npz was computed from other inputs" in caplog.text
-    assert tables_of(grown, names) == tables_of(fresh, names)
+    assert cli(entry, *args, f"--epochs={long_}", "--resume", f"--workdir={workdir}") == 0
+    return [r.getMessage() for r in caplog.records if "carried on" in r.getMessage()]
+
+
+def test_a_sweep_resumed_with_more_epochs_trains_on_to_a_fresh_runs_numbers(tmp_path, caplog):
+    caplog.set_level("INFO")
+    args = [a for a in (*TINY_LR, "--norange_test") if not a.startswith("--epochs")]
+    assert cli(lr_cli, *args, "--epochs=4", f"--workdir={tmp_path / 'fresh'}") == 0
+    carried = grow(lr_cli, args, tmp_path / "grown", caplog, short=2, long_=4)
+    # Every chunk trained on; the trace, which does not depend on --epochs, kept.
+    assert len(carried) == 3 and "other inputs" not in caplog.text
+    assert "trace: already on disk, kept." in caplog.text
+    assert tables_of(tmp_path / "grown", LR_TABLES) == tables_of(tmp_path / "fresh", LR_TABLES)
+
+
+def test_a_minima_study_resumed_with_more_epochs_trains_its_widths_on(tmp_path, caplog):
+    # (That training on equals training from the start is the trainer's: test_sweep.)
+    caplog.set_level("INFO")
+    args = [a for a in MINIMA if not a.startswith("--epochs")]
+    carried = grow(minima_cli, args, tmp_path, caplog, short=2, long_=3)
+    assert carried == ["widths/width_3: on disk, and carried on from there."]
+    assert "polished_3.npz was computed from other inputs" in caplog.text
+    assert np.load(tmp_path / "widths" / "width_3.npz")["epochs"][-1] == 3
 
 
 # --- the latest stop is the one recorded -------------------------------------------------
