@@ -86,12 +86,31 @@ class ModelConfig:
       activation: the hidden-layer nonlinearity, a key of ``model.ACTIVATIONS``.
       cost: a key of ``costs.COSTS``; it fixes the output layer as well.
       init: the initialisation scheme, one of ``model.SCHEMES``.
+      weight_decay: λ of the L2 penalty (λ / 2n) Σ_w w² added to the cost, over the
+        weights only (not the biases); 0 for none.
+      train_examples: n, the training examples the penalty is divided by (the
+        textbook's convention: the penalty is a property of the whole training set,
+        so a mini-batch's cost carries all of it). 0 where ``weight_decay`` is 0.
     """
 
     sizes: tuple[int, ...]
     activation: str
     cost: str
     init: str
+    weight_decay: float = 0.0
+    train_examples: int = 0
+
+    def __post_init__(self):
+        if self.weight_decay and self.train_examples <= 0:
+            raise ValueError(
+                f"weight_decay={self.weight_decay} needs the number of training examples "
+                "it is divided by (train_examples)."
+            )
+
+    @property
+    def decay(self) -> float:
+        """λ/n, the coefficient of ½ Σ_w w² in the cost (0 without weight decay)."""
+        return self.weight_decay / self.train_examples if self.weight_decay else 0.0
 
     @property
     def output(self) -> str:
@@ -155,6 +174,12 @@ class TrainConfig:
     seed: int = option(0, "Seed of the initialisation and of the mini-batch order.")
     validation_size: int = option(0, "Training examples held out for validation (the last N).")
     train_size: int | None = option(None, "Use only the first N training examples.")
+    weight_decay: float = option(
+        0.0,
+        "L2 penalty λ (the textbook's lmbda): C = C₀ + (λ/2n) Σ_w w² over the weights, not "
+        "the biases, n the training examples; gradient descent then shrinks each weight by "
+        "the factor 1 − ηλ/n before its step. 0 for none. Trained on the plain path.",
+    )
     matmul_precision: str = option(
         "highest",
         "Precision of float32 matrix products (jax_default_matmul_precision). highest: full "
@@ -187,19 +212,35 @@ class TrainConfig:
     def __post_init__(self):
         check(self)
 
-    def model_config(self, num_inputs: int, num_classes: int, *, width: int | None = None):
+    def sizes(self, num_inputs: int, num_classes: int, *, width: int | None = None):
+        """The layer widths of this run's network for data of the given shape (``width``,
+        if given, replaces the size of every hidden layer)."""
+        layers = self.layers if width is None else (width,) * len(self.layers)
+        return (num_inputs, *layers, num_classes)
+
+    def model_config(
+        self,
+        num_inputs: int,
+        num_classes: int,
+        *,
+        width: int | None = None,
+        train_examples: int | None = None,
+    ):
         """The :class:`ModelConfig` of this run for data of the given shape.
 
         Args:
           num_inputs, num_classes: the data's input size and number of classes.
           width: replaces the size of every hidden layer, if given.
+          train_examples: the training examples, which the weight decay's penalty is
+            divided by (needed only with ``weight_decay``).
         """
-        layers = self.layers if width is None else (width,) * len(self.layers)
         return ModelConfig(
-            sizes=(num_inputs, *layers, num_classes),
+            sizes=self.sizes(num_inputs, num_classes, width=width),
             activation=self.activation,
             cost=self.cost,
             init=self.init,
+            weight_decay=self.weight_decay,
+            train_examples=(train_examples or 0) if self.weight_decay else 0,
         )
 
     def flags(self) -> dict:
@@ -244,6 +285,12 @@ def check(config: TrainConfig) -> None:
         )
     if config.epochs < 0:
         fail(f"--epochs={config.epochs} must be zero or more.")
+    if not (config.weight_decay >= 0 and math.isfinite(config.weight_decay)):
+        fail(
+            f"--weight_decay={config.weight_decay} must be zero (no penalty) or a positive "
+            "finite number: it is the λ of the penalty (λ/2n) Σ w², e.g. --weight_decay=5 "
+            "(the textbook's on 50,000 images)."
+        )
     if config.validation_size < 0:
         fail(f"--validation_size={config.validation_size} must be zero or more.")
     if config.train_size is not None and config.train_size <= 0:
@@ -309,10 +356,8 @@ def check_memory(
         source = f"--memory_budget={budget:g}"
     if widths:
         field, value = "widths", show_ints(widths)
-        model_config = config.model_config(num_inputs, num_classes, width=max(widths))
+        sizes = config.sizes(num_inputs, num_classes, width=max(widths))
     else:
         field, value = "layers", show_ints(config.layers)
-        model_config = config.model_config(num_inputs, num_classes)
-    memory.check_fits(
-        model_config.sizes, examples, budget, field=field, value=value, budget_from=source
-    )
+        sizes = config.sizes(num_inputs, num_classes)
+    memory.check_fits(sizes, examples, budget, field=field, value=value, budget_from=source)

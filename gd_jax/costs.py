@@ -43,6 +43,25 @@ def cross_entropy(logits: jax.Array, targets: jax.Array) -> jax.Array:
     return -jnp.mean(jnp.sum(targets * jax.nn.log_softmax(logits, axis=-1), axis=-1))
 
 
+def weight_penalty(params, decay: float) -> jax.Array:
+    """The L2 penalty (λ/2n) Σ_w w² over the weights of every layer, not the biases.
+
+    Added to a cost it makes gradient descent shrink each weight by the factor
+    1 − ηλ/n before its step, w ← (1 − ηλ/n) w − η ∂C₀/∂w: the textbook's weight decay
+    (its ``network2.py``). It grows without bound with the weights, so the regularised
+    cost has minima at finite weights, where the quadratic cost on sigmoid outputs alone
+    keeps falling as the weights grow.
+
+    Args:
+      params: the layers ``[(W, b), ...]``.
+      decay: λ/n (``ModelConfig.decay``).
+
+    Returns:
+      A scalar, ≥ 0.
+    """
+    return 0.5 * decay * sum(jnp.sum(jnp.square(w)) for w, _ in params)
+
+
 def perplexity(mean_cross_entropy: jax.Array) -> jax.Array:
     """exp(mean cross-entropy): the effective number of classes the model hesitates among."""
     return jnp.exp(mean_cross_entropy)

@@ -200,10 +200,16 @@ def dense_hessian(loss: Callable[..., jax.Array], params: Any, *args) -> jax.Arr
     return jax.hessian(f)(flat)
 
 
+def dense_eigenvalues(hessian: jax.typing.ArrayLike) -> np.ndarray:
+    """Every eigenvalue of a dense symmetric Hessian, ascending (LAPACK's ``eigvalsh`` in
+    float64, on the host: not jittable)."""
+    return np.linalg.eigvalsh(np.asarray(hessian, np.float64))
+
+
 def negative_eigenvalue_count(hessian: jax.typing.ArrayLike, *, rtol: float = 1e-4) -> int:
     """The number of eigenvalues λ < −rtol · max|λ|: directions of negative curvature that
     stand clear of rounding noise. On the host, not jittable."""
-    eigenvalues = np.linalg.eigvalsh(np.asarray(hessian, np.float64))
+    eigenvalues = dense_eigenvalues(hessian)
     return int(np.sum(eigenvalues < -rtol * np.max(np.abs(eigenvalues))))
 
 

@@ -45,17 +45,23 @@ def make_loss(model_config: ModelConfig) -> Loss:
     trains on.
 
     Args:
-      model_config: the network; its cost fixes the output layer as well.
+      model_config: the network; its cost fixes the output layer as well, and its
+        weight decay adds the penalty.
 
     Returns:
-      ``loss(params, x, labels) = C(predict(params, x), one_hot(labels))``.
+      ``loss(params, x, labels) = C₀(predict(params, x), one_hot(labels))``, plus
+      ``(λ/2n) Σ_w w²`` with weight decay (``costs.weight_penalty``): the penalty is the
+      whole training set's, so every mini-batch's cost carries all of it.
     """
     cost = costs.COSTS[model_config.cost]
 
     def loss(params, x, labels):
         outputs = model_config.predict(params, x)
         targets = jax.nn.one_hot(labels, outputs.shape[-1], dtype=outputs.dtype)
-        return cost.fn(outputs, targets)
+        value = cost.fn(outputs, targets)
+        if model_config.weight_decay:
+            value = value + costs.weight_penalty(params, model_config.decay)
+        return value
 
     return loss
 
@@ -187,6 +193,9 @@ def fit(
       ``avg_train_cost``, ``train_cost``, ``train_accuracy``, ``grad_norm``, the
       cost and accuracy of each split in ``evals`` (``{name}_cost``...),
       ``learning_rate``, ``seconds`` and ``compile_seconds`` (first epoch run here).
+      With weight decay, ``penalty`` too: ``train_cost`` and the splits' costs are
+      the data's cost C₀; the cost minimised is ``train_cost + penalty``, and
+      ``avg_train_cost`` and ``grad_norm`` are of it.
     """
     evaluate = make_evaluate(model_config)
     gradient = make_gradient(make_loss(model_config))
@@ -195,6 +204,8 @@ def fit(
     def measure(params, train, evals):  # data as arguments, never compiled in
         grad_norm = optax.tree.norm(gradient(params, *train))
         scores = {"train": {**evaluate(params, *train), "grad_norm": grad_norm}}
+        if model_config.weight_decay:
+            scores["train"]["penalty"] = costs.weight_penalty(params, model_config.decay)
         for name, (x, labels) in evals.items():
             if x.shape[0]:
                 scores[name] = evaluate(params, x, labels)
@@ -206,7 +217,7 @@ def fit(
         metrics["avg_train_cost"] = None if avg_cost is None else number(avg_cost)
         for split, values in scores.items():
             for name, value in values.items():
-                key = name if name == "grad_norm" else f"{split}_{name}"
+                key = name if name in ("grad_norm", "penalty") else f"{split}_{name}"
                 metrics[key] = number(value)
         for split in evals:
             metrics.setdefault(f"{split}_cost", None)

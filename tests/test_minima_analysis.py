@@ -11,19 +11,16 @@ from gd_jax.studies.minima import analysis, classes, pairs
 FACTS = classes.Verdict(critical=True, stable=True, descending=False, flat=False, slope=0.0)
 
 
-def test_the_dense_spectrum_turns_a_minimum_with_negative_eigenvalues_into_a_saddle():
-    kind = lambda facts, count=None: classes.kind(
-        facts, (-1e-4, 1.0), negative_tol=1e-2, negative_count=count
-    )
+def test_the_class_of_a_point_is_read_from_the_extremes_it_is_given():
+    kind = lambda facts, lambdas=(-1e-4, 1.0): classes.kind(facts, lambdas, negative_tol=1e-2)
     assert kind(FACTS) == classes.MINIMUM  # λ_min above −1% of λ_max: no clear descent
-    for count, expected in ((None, classes.MINIMUM), (0, classes.MINIMUM), (2, classes.SADDLE)):
-        assert kind(FACTS, count) == expected
-    assert classes.kind(FACTS, (-0.1, 1.0), negative_tol=1e-2) == classes.SADDLE
+    assert kind(FACTS, (-0.1, 1.0)) == classes.SADDLE
+    assert kind(FACTS, (-0.1, -1.0)) == classes.SADDLE  # |λ_max|: a maximum is no minimum
     # The rule only refines critical points: one that did not stay when continued, or
     # was never critical, is what its trajectory says, whatever the spectrum.
-    assert kind(FACTS._replace(stable=False), 5) == classes.UNCONVERGED
-    assert kind(FACTS._replace(critical=False, descending=True), 5) == classes.DESCENDING
-    assert kind(FACTS._replace(critical=False, flat=True), 5) == classes.GRADIENT_FLAT
+    assert kind(FACTS._replace(stable=False), (-0.5, 1.0)) == classes.UNCONVERGED
+    assert kind(FACTS._replace(critical=False, descending=True)) == classes.DESCENDING
+    assert kind(FACTS._replace(critical=False, flat=True)) == classes.GRADIENT_FLAT
     # Descending is read before gradient-flat: a saturating slope is both.
     both = FACTS._replace(critical=False, descending=True, flat=True)
     assert kind(both) == classes.DESCENDING

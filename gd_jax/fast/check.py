@@ -13,6 +13,7 @@ Agreement is measured against each parameter's change over the steps, not its va
 of the stored weights.
 """
 
+import dataclasses
 import functools
 import itertools
 
@@ -36,13 +37,12 @@ LEARNING_RATES = (0.01, 1.0)
 
 
 def stand_in(model_config: ModelConfig) -> ModelConfig:
-    """A small network of the same kind: the depth, activation, cost, initialisation and
-    classes of ``model_config``, 7 inputs and 5 units a hidden layer. What the XLA
-    paths compute follows the model's definition, not its sizes, so one check serves
-    every width (and costs one compilation per kind of network)."""
+    """A small network of the same kind: the depth, activation, cost, initialisation,
+    weight decay and classes of ``model_config``, 7 inputs and 5 units a hidden layer.
+    What the XLA paths compute follows the model's definition, not its sizes, so one
+    check serves every width (and costs one compilation per kind of network)."""
     hidden = (5,) * (len(model_config.sizes) - 2)
-    return ModelConfig((7, *hidden, model_config.sizes[-1]), model_config.activation,
-                       model_config.cost, model_config.init)  # fmt: skip
+    return dataclasses.replace(model_config, sizes=(7, *hidden, model_config.sizes[-1]))
 
 
 def _problem(sizes, networks: int):

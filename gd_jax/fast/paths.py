@@ -127,6 +127,11 @@ def _blocked(config: TrainConfig, *, sweep: bool, shared_order: bool, auto: bool
     """Why no fast path can train this run, or None."""
     if config.optimizer != "gd":
         return f"--optimizer={config.optimizer}; the fast paths do plain gradient descent only"
+    if config.weight_decay:
+        return (
+            f"--weight_decay={config.weight_decay:g}; the fast paths do not add the penalty "
+            "(the delayed path would have to decay the weights it holds back)"
+        )
     if sweep and not shared_order and config.batch_size > 0:
         return "each network draws its own mini-batches; the delayed path needs them shared"
     if auto and jax.default_backend() not in TUNED_BACKENDS:

@@ -58,7 +58,7 @@ def run(config: TrainConfig, study: LrConfig, where: Where) -> dict:
       GdJaxError: bad input; the folder is left as it was.
     """
     check(config, study)
-    model_configs = lambda dataset: [config.model_config(*shape(dataset))]
+    model_configs = lambda dataset: [model_config_of(config, dataset)]
     started = sweep_study.start(
         "lr_sweep", config, study_flags(config, study), where, model_configs=model_configs,
         shared_order=study.shared_order,
@@ -67,9 +67,12 @@ def run(config: TrainConfig, study: LrConfig, where: Where) -> dict:
         return _study(folder, dataset, config, study, where=where, path=path, budget=budget)
 
 
-def shape(dataset) -> tuple[int, int]:
-    """A dataset's input size and number of classes."""
-    return dataset.train.x.shape[1], dataset.num_classes
+def model_config_of(config: TrainConfig, dataset):
+    """The study's network for ``dataset``: its input size, classes and training
+    examples (which weight decay's penalty is divided by)."""
+    return config.model_config(
+        dataset.train.x.shape[1], dataset.num_classes, train_examples=len(dataset.train.labels)
+    )
 
 
 def check(config: TrainConfig, study: LrConfig) -> None:
@@ -95,7 +98,7 @@ def _study(folder, dataset, config, study, *, where: Where, path, budget):
              "test": data.on_device(dataset.test)}  # fmt: skip
     # On the sweep's devices once for the whole study, not once per chunk.
     train_xy, evals = mesh.replicate((train_xy, evals), mesh.network_mesh(devices))
-    model_config = config.model_config(*shape(dataset))
+    model_config = model_config_of(config, dataset)
     context = stages.Context(config, study, model_config, train_xy, evals, devices, budget, path)
     # The stages are keyed on the path they resolve to, not on the flags that chose it;
     # and not on --epochs: a chunk trains on to more (stages.chunk_stage), and the trace

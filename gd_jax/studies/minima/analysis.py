@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gd_jax import curvature, landscape, memory, train
+from gd_jax import costs, curvature, landscape, memory, train
 from gd_jax.config import ModelConfig
 from gd_jax.report.format import number
 from gd_jax.studies.minima.classes import CLASSES, MINIMUM, SADDLE, kind  # noqa: F401
@@ -36,6 +36,22 @@ def network(params, i):
     return jax.tree.map(lambda leaf: jnp.asarray(leaf[i]), params)
 
 
+def make_path_evaluate(model_config: ModelConfig):
+    """``train.make_evaluate``, its ``cost`` that of the cost minimised: with weight
+    decay C₀ + (λ/2n) Σ w², the cost whose minima the study finds, so that barriers
+    and paths between them are measured on it; without, the core's evaluate as it is."""
+    evaluate = train.make_evaluate(model_config)
+    if not model_config.weight_decay:
+        return evaluate
+
+    def with_penalty(params, x, labels):
+        scores = evaluate(params, x, labels)
+        penalty = costs.weight_penalty(params, model_config.decay)
+        return {**scores, "cost": scores["cost"] + penalty}
+
+    return with_penalty
+
+
 def make_measure(model_config: ModelConfig, study: MinimaConfig, chunk: int):
     """``measure(params, key, train_xy, test_xy) -> dict of [N]`` for networks stacked
     on a leading axis: scores, ‖∇C‖, parameter norm, saturation, and the Hessian's
@@ -50,6 +66,8 @@ def make_measure(model_config: ModelConfig, study: MinimaConfig, chunk: int):
         scores.update({f"test_{k}": v for k, v in evaluate(p, *test_xy).items()})
         scores["grad_norm"] = optax.tree.norm(jax.grad(loss)(p, *train_xy))
         scores["param_norm"] = optax.tree.norm(p)
+        # The cost minimised is the training cost plus this (0 without weight decay).
+        scores["penalty"] = costs.weight_penalty(p, model_config.decay)
         scores["saturation"] = saturation(
             model_config, p, train_xy[0], threshold=study.saturation_threshold
         )
@@ -103,12 +121,12 @@ def certify(context: Width, sgd: SweepResult, polished: Polished) -> tuple[list[
         )
         dense = model_config.num_params <= study.dense_max_params
         hessian = jax.jit(lambda p, x, labels: curvature.dense_hessian(loss, p, x, labels))
-        counts = [
-            curvature.negative_eigenvalue_count(
-                hessian(network(end, i), *train_xy), rtol=study.negative_tol
-            ) if dense else None
+        # Every eigenvalue, where the Hessian is small enough to hold: an independent
+        # check of the class that Lanczos' extremes give.
+        eigenvalues = [
+            curvature.dense_eigenvalues(hessian(network(end, i), *train_xy)) if dense else None
             for i in range(len(seeds))
-        ]  # fmt: skip
+        ]
     rows, spectra = [], []
     for i, network_seed in enumerate(seeds):
         b = {k: float(np.asarray(v[i])) for k, v in before.items() if np.ndim(v) == 1}
@@ -119,7 +137,7 @@ def certify(context: Width, sgd: SweepResult, polished: Polished) -> tuple[list[
             "converged_epoch": int(sgd.converged_epoch[i]),
             "epoch_path": str(sgd.epoch_path[i]), "head": str(sgd.head[i]),
             "distance_moved": float(moved[i]),
-            "negative_eigenvalues": counts[i],
+            "eigenvalues": eigenvalues[i],
             "nodes": np.sort(np.asarray(after["nodes"][i][0])),
         }))  # fmt: skip
         spectra.append(
@@ -139,7 +157,7 @@ def _point(context: Width, seed: int, points: tuple, polished: Polished, i: int,
         for k in ("train_cost", "train_accuracy", "test_cost", "test_accuracy"):
             row[f"{prefix}{k}"] = number(point[k])
     for prefix, point in (("sgd_", before), ("", after)):
-        for k in ("grad_norm", "lambda_max", "lambda_min", "saturation", "param_norm"):
+        for k in ("grad_norm", "lambda_max", "lambda_min", "saturation", "param_norm", "penalty"):
             row[f"{prefix}{k}"] = number(point[k])
     v = {k: value[i] for k, value in polished.verdicts.items()}
     row.update(
@@ -151,12 +169,20 @@ def _point(context: Width, seed: int, points: tuple, polished: Polished, i: int,
         continued_steps=int(v["continued_steps"]), descent_slope=number(v["descent_slope"]),
         learned=bool(after["train_cost"] < context.bar),
     )  # fmt: skip
-    nodes = found.pop("nodes")
+    nodes, eigenvalues = found.pop("nodes"), found.pop("eigenvalues")
     row.update(found)
+    facts = polished.verdict(i)
     row["classification"] = kind(
-        polished.verdict(i), (after["lambda_min"], after["lambda_max"]),
-        negative_tol=study.negative_tol, negative_count=found["negative_eigenvalues"],
-    )  # fmt: skip
+        facts, (after["lambda_min"], after["lambda_max"]), negative_tol=study.negative_tol
+    )
+    if eigenvalues is not None:
+        dense = (float(eigenvalues[0]), float(eigenvalues[-1]))
+        tol = study.negative_tol * float(np.max(np.abs(eigenvalues)))
+        row.update(
+            negative_eigenvalues=int(np.sum(eigenvalues < -tol)),
+            dense_lambda_min=dense[0], dense_lambda_max=dense[1],
+            dense_classification=kind(facts, dense, negative_tol=study.negative_tol),
+        )  # fmt: skip
     # One Krylov space's Ritz values: the extremes converge first, from both ends.
     row["top_eigenvalues"] = " ".join(f"{v:.4g}" for v in nodes[::-1][: study.num_eigs])
     row["bottom_eigenvalues"] = " ".join(f"{v:.4g}" for v in nodes[: study.num_eigs])

@@ -71,16 +71,13 @@ def verdict(found: Found, continued: Continued | None, criteria: Criteria) -> Ve
     )
 
 
-def kind(
-    facts: Verdict, lambdas: tuple[float, float], *, negative_tol: float,
-    negative_count: int | None = None,
-) -> str:  # fmt: skip
+def kind(facts: Verdict, lambdas: tuple[float, float], *, negative_tol: float) -> str:
     """The class of a polished point; the first rule that holds decides:
 
     * ``saddle`` / ``minimum``: critical by the scale-free stop, and stable when
       continued (it moved < 1% of ‖θ‖ and its cost changed < 1%); a saddle has
-      λ_min < −``negative_tol`` · λ_max (``lambdas``), or negative eigenvalues of the
-      dense Hessian where they were counted (``negative_count``).
+      λ_min < −``negative_tol`` · |λ_max| (``lambdas``: Lanczos' extremes, or the
+      dense Hessian's, which the study computes as an independent check).
     * ``descending``: the cost kept falling while ‖θ‖ grew (over the second half of
       the polish, or of the continuation of a point that did not stay).
     * ``gradient-flat``: at least ``Criteria.flat_share`` of ‖∇C‖² lies in the
@@ -89,8 +86,7 @@ def kind(
     """
     lambda_min, lambda_max = lambdas
     if facts.critical and facts.stable:
-        negative = lambda_min < -negative_tol * abs(lambda_max) or (negative_count or 0) > 0
-        return SADDLE if negative else MINIMUM
+        return SADDLE if lambda_min < -negative_tol * abs(lambda_max) else MINIMUM
     if facts.descending:
         return DESCENDING
     return GRADIENT_FLAT if facts.flat else UNCONVERGED
@@ -98,8 +94,8 @@ def kind(
 
 def classify(
     found: Found, continued: Continued | None, lambdas: tuple[float, float], *,
-    negative_tol: float, criteria: Criteria, negative_count: int | None = None,
+    negative_tol: float, criteria: Criteria,
 ) -> str:  # fmt: skip
     """:func:`kind` of the :func:`verdict` of a search."""
     facts = verdict(found, continued, criteria)
-    return kind(facts, lambdas, negative_tol=negative_tol, negative_count=negative_count)
+    return kind(facts, lambdas, negative_tol=negative_tol)

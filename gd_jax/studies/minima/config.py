@@ -242,8 +242,9 @@ def study_cost(
     """
     per_device = -(-study.seeds // devices)
     batch = config.batch_size or num_train
-    models = [config.model_config(num_inputs, num_classes, width=w) for w in study.widths]
-    widest = config.model_config(num_inputs, num_classes, width=max(study.widths))
+    models = [config.model_config(num_inputs, num_classes, width=w, train_examples=num_train)
+              for w in study.widths]  # fmt: skip
+    widest = models[study.widths.index(max(study.widths))]
     return StudyCost(
         networks=len(study.widths) * study.seeds,
         params=tuple(m.num_params for m in models),

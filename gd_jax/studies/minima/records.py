@@ -29,11 +29,15 @@ class Point:
     sgd_lambda_min: float | None
     sgd_saturation: float | None
     sgd_param_norm: float | None
+    # The weight decay's penalty (λ/2n) Σ w² (0 without it): the cost minimised is the
+    # training cost (the data's, ``…_train_cost``) plus this.
+    sgd_penalty: float | None
     grad_norm: float | None
     lambda_max: float | None
     lambda_min: float | None
     saturation: float | None
     param_norm: float | None
+    penalty: float | None
     negative_mass: float
     converged_epoch: int  # when SGD met the gradient tolerance; -1 if never
     epoch_path: str  # what trained it by SGD (gd_jax.fast.paths)
@@ -53,8 +57,7 @@ class Point:
     continued_steps: int
     descent_slope: float | None  # Δ log C / Δ log ‖θ‖, the polish's second half
     learned: bool  # the training cost is below 90% of a constant output's
-    negative_eigenvalues: int | None  # of the dense Hessian, where it was counted
-    classification: str  # classes.CLASSES
+    classification: str  # classes.CLASSES, from the Lanczos extremes
     top_eigenvalues: str  # the largest Ritz values, space-separated
     bottom_eigenvalues: str
     # The straight path from the initialisation to the polished point.
@@ -67,6 +70,13 @@ class Point:
     dead_classes: str | None = None
     sgd_dead_units: float | None = None
     dead_units: float | None = None
+    # Of the polished point's dense Hessian, every eigenvalue computed (where it has at
+    # most --dense_max_params rows): those below −negative_tol · max|λ|, the extremes,
+    # and the class they give: an independent check of ``classification``.
+    negative_eigenvalues: int | None = None
+    dense_lambda_min: float | None = None
+    dense_lambda_max: float | None = None
+    dense_classification: str | None = None
 
 
 @record

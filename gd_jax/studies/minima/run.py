@@ -61,7 +61,8 @@ def run(config: TrainConfig, study: MinimaConfig, where: Where) -> dict:
 
     def model_configs(dataset):
         shape = (dataset.train.x.shape[1], dataset.num_classes)
-        return [config.model_config(*shape, width=width) for width in study.widths]
+        n = len(dataset.train.labels)
+        return [config.model_config(*shape, width=w, train_examples=n) for w in study.widths]
 
     def load(budget):  # the data, once the study's networks are known to fit
         dataset = data.load_for(config, widths=study.widths, memory_budget=budget)
@@ -106,8 +107,9 @@ def _study(folder, dataset, config, study, *, where: Where, path, budget):
 
     def context_of(width):
         model_config = config.model_config(
-            dataset.train.x.shape[1], dataset.num_classes, width=width
-        )
+            dataset.train.x.shape[1], dataset.num_classes, width=width,
+            train_examples=len(dataset.train.labels),
+        )  # fmt: skip
         chunk = memory.chunk_for(model_config.sizes, len(dataset.train.labels), budget)
         return Width(model_config, config, study, train_xy, test_xy, bar, where.devices,
                      budget, chunk, path)  # fmt: skip

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from gd_jax import io, landscape, stage, train, watchdog
+from gd_jax import io, landscape, stage, watchdog
 from gd_jax.report.format import nan_quiet
 from gd_jax.studies.minima import analysis, pairs, polish, quality, records, spread
 from gd_jax.studies.minima.context import Width
@@ -160,7 +160,7 @@ def analyse_width(inputs: OfWidth) -> WidthAnalysis:
     paths, the ensembles and the polished points' spectra."""
     context, width = inputs.context, inputs.width
     sgd, polished = inputs.trained, inputs.polished
-    evaluate = train.make_evaluate(context.model_config)
+    evaluate = analysis.make_path_evaluate(context.model_config)
     watchdog.beat(f"width {width}: certifying the points begun")
     rows, spectra = analysis.certify(context, sgd, polished)
     # Paths, pairs and ensembles are float32 work, like the training.
@@ -317,7 +317,7 @@ class Surface:
 def surface(inputs: Surface) -> dict:
     """The training cost on a random plane through the point (Li et al. 2018)."""
     context = inputs.context
-    evaluate = train.make_evaluate(context.model_config)
+    evaluate = analysis.make_path_evaluate(context.model_config)
     key = jax.random.key(context.config.seed)
     found = landscape.surface(evaluate, inputs.params, *context.train_xy, key=key,
                               chunk=context.chunk)  # fmt: skip

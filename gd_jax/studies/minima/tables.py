@@ -19,13 +19,14 @@ CERTIFIED_KEYS = (
     "width", "seed", "classification", "lbfgs_steps", "newton_steps", "rel_grad",
     "newton_step", "newton_decrement", "null_share", "lambda_min", "lambda_max",
     "continued_steps", "continued_moved", "continued_cost_change", "final_test_accuracy",
+    "final_train_cost", "penalty", "param_norm", "saturation", "dense_classification",
 )  # fmt: skip
 # What the report shows of each point the polish did not certify as critical.
 UNCERTIFIED_KEYS = (
     "width", "seed", "classification", "lbfgs_steps", "rel_grad", "newton_step",
     "null_share", "descent_slope", "sgd_train_cost", "final_train_cost", "sgd_saturation",
     "saturation", "sgd_param_norm", "param_norm", "continued_moved",
-    "continued_cost_change",
+    "continued_cost_change", "sgd_penalty", "penalty",
 )  # fmt: skip
 
 
@@ -112,6 +113,25 @@ def _median(values):
     return float(np.median(v)) if v else None
 
 
+def _plus(cost, penalty):
+    return None if cost is None else cost + (penalty or 0.0)
+
+
+def _share(penalty, cost):
+    """The penalty's share of the cost minimised, C₀ + penalty."""
+    if cost is None or penalty is None or cost + penalty <= 0:
+        return None
+    return penalty / (cost + penalty)
+
+
+def dense_check(rows: list[Point]) -> dict:
+    """Where every eigenvalue of the dense Hessian was computed: how many points, and
+    at how many its class (``dense_classification``) is the one from Lanczos'."""
+    checked = [r for r in rows if r.dense_classification is not None]
+    agree = sum(r.dense_classification == r.classification for r in checked)
+    return {"dense_checked": len(checked), "dense_agree": agree}
+
+
 def polish_summary(rows: list[Point]) -> dict:
     """Medians over a width's networks of what polishing did, and where it ended by
     the scale-free stop."""
@@ -123,6 +143,15 @@ def polish_summary(rows: list[Point]) -> dict:
         "sgd_test_accuracy",
     )  # fmt: skip
     found = {f"median_{k}": _median(getattr(r, k) for r in rows) for k in keys}
+    # The cost minimised, C₀ + the weight decay's penalty (C₀ without it), and the
+    # penalty's share of it.
+    for prefix, cost in (("sgd_", "sgd_train_cost"), ("", "final_train_cost")):
+        found[f"median_{prefix}objective"] = _median(
+            _plus(getattr(r, cost), getattr(r, f"{prefix}penalty")) for r in rows
+        )
+        found[f"median_{prefix}penalty_share"] = _median(
+            _share(getattr(r, f"{prefix}penalty"), getattr(r, cost)) for r in rows
+        )
     continued = [r for r in rows if r.continued_moved is not None]
     found["continued"] = len(continued)
     found["max_continued_moved"] = max((r.continued_moved for r in continued), default=None)
@@ -202,6 +231,7 @@ def summarize(config: TrainConfig, study: MinimaConfig, found: Found, *, bar: fl
         entry["dead_class_points"] = sum(bool(r.sgd_dead_classes) for r in networks)
         entry["median_sgd_dead_units"] = _median(r.sgd_dead_units for r in networks)
         entry["polish"] = polish_summary(networks)
+        entry.update(dense_check(networks))
         entry["spectrum"] = spectrum_summary(networks, spectra[width], study=study)
         per_width.append(entry)
     tests = spread_tests(rows, bar=bar, alpha=study.alpha)
@@ -213,6 +243,8 @@ def summarize(config: TrainConfig, study: MinimaConfig, found: Found, *, bar: fl
         "verdict": verdict(config, study, per_width, tests),
         "escapes": [dataclasses.asdict(e) for e in escapes],
         "learned_cost_bar": bar,
+        "weight_decay": config.weight_decay,
+        **dense_check(rows),
         "certified_minima": sum(r.classification == MINIMUM for r in rows),
         "certified_saddles": sum(r.classification == SADDLE for r in rows),
         "certified": [

@@ -40,7 +40,9 @@ def prepare(config: TrainConfig, dataset: Dataset) -> Prepared:
     Raises:
       GdJaxError: a path asked for by name that cannot train it.
     """
-    model_config = config.model_config(dataset.train.x.shape[1], dataset.num_classes)
+    model_config = config.model_config(
+        dataset.train.x.shape[1], dataset.num_classes, train_examples=len(dataset.train.labels)
+    )
     path = paths.choose(config, model_config, sweep=False)
     init_key, data_key = jax.random.split(jax.random.key(config.seed))
     tx = optim.make(config.optimizer, config.learning_rate, config.momentum)
