@@ -137,7 +137,7 @@ def plan(sizes, networks: int, examples: int, chunk_size: int, budget: float) ->
         jax.ShapeDtypeStruct((5000,), jnp.int32),
     )
     eta = jax.ShapeDtypeStruct((networks,), jnp.float32)
-    trace_chunk = memory.chunk_for(sizes, examples, budget)
+    trace_chunk = memory.chunk_for(sizes, examples, budget, copies=memory.TRACE_COPIES, krylov=20)
     eval_chunk = memory.chunk_for(sizes, 10_000, budget)
     found = {"network": "-".join(map(str, sizes)), "networks": networks}
     for name, chunk in (("chunked", trace_chunk), ("all_at_once", networks)):

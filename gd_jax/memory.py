@@ -17,35 +17,53 @@ from gd_jax.errors import GdJaxError
 # The default budget, in GiB, for the activations of one chunk (per device).
 MEMORY_BUDGET_GIB = 2.0
 
-# Copies of one network's activations a computation holds at once: the forward pass,
-# the backward pass and, for Hessian-vector products, their tangents.
-COPIES = 8
+# Copies of one network's parameters and activations a computation holds at once: the
+# forward pass, the backward pass and, for Hessian-vector products, their tangents.
+# Calibrated on XLA's own plan of each computation's scratch memory
+# (``compiled.memory_analysis()``, tested in tests/test_device_ready.py): the
+# evaluations, Lanczos' spectra, paths and surfaces plan at most 9.4 copies per network;
+# the full-batch trace (a gradient, a Hessian-vector product and the step's predictions
+# on the whole training set in one program) 13.5–15.3. A Lanczos run holds besides
+# about KRYLOV_COPIES parameter vectors per step (its basis, reorthogonalised).
+COPIES = 10
+TRACE_COPIES = 16
+KRYLOV_COPIES = 4
 # Bytes of a float32, the type of every parameter and activation.
 FLOAT_BYTES = 4
 
 
-def network_bytes(sizes, examples: int) -> int:
+def network_bytes(sizes, examples: int, copies: int = COPIES, *, krylov: int = 0) -> int:
     """The memory one network of layer widths ``sizes`` takes while it works on
     ``examples`` examples at once, in bytes.
 
     With L layers of widths n_0 (the input) to n_L, the network has
     P = Σ_l (n_{l-1} + 1)·n_l parameters and U = Σ_{l≥1} n_l units, so its activations
-    on E examples are E·U numbers. A computation holds ``COPIES`` copies of both (the
+    on E examples are E·U numbers. A computation holds ``copies`` copies of both (the
     parameters, their gradient, the optimiser's state, the forward and backward pass
-    and their tangents), each number a float32:
+    and their tangents), and a Lanczos run of K steps ``KRYLOV_COPIES``·K vectors of P
+    besides, each number a float32:
 
-        bytes = COPIES · 4 · (E·U + P)
+        bytes = 4 · (copies · (E·U + P) + KRYLOV_COPIES · K · P)
 
     Args:
       sizes: the network's layer widths, input first.
       examples: examples it sees at once (a mini-batch, or a whole split scored).
+      copies: :data:`COPIES`, or :data:`TRACE_COPIES` for the full-batch trace.
+      krylov: K, the Lanczos steps of the computation (0 for none).
     """
     units = sum(sizes[1:])
     params = sum((a + 1) * b for a, b in itertools.pairwise(sizes))
-    return COPIES * FLOAT_BYTES * (examples * units + params)
+    return FLOAT_BYTES * (copies * (examples * units + params) + KRYLOV_COPIES * krylov * params)
 
 
-def chunk_for(sizes, examples: int, budget_gib: float = MEMORY_BUDGET_GIB) -> int:
+def chunk_for(
+    sizes,
+    examples: int,
+    budget_gib: float = MEMORY_BUDGET_GIB,
+    *,
+    copies: int = COPIES,
+    krylov: int = 0,
+) -> int:
     """How many networks of layer widths ``sizes`` can be worked on ``examples``
     examples at once within ``budget_gib`` GiB (at least 1; see :func:`network_bytes`).
 
@@ -53,8 +71,10 @@ def chunk_for(sizes, examples: int, budget_gib: float = MEMORY_BUDGET_GIB) -> in
       sizes: the network's layer widths, input first.
       examples: examples each network sees at once.
       budget_gib: the memory the chunk's activations may take.
+      copies, krylov: as in :func:`network_bytes`.
     """
-    return max(1, int(budget_gib * 2**30 // network_bytes(sizes, examples)))
+    need = network_bytes(sizes, examples, copies, krylov=krylov)
+    return max(1, int(budget_gib * 2**30 // need))
 
 
 def check_budget(value: float) -> float:
@@ -140,9 +160,25 @@ def check_fits(
 
 
 def map_in_chunks(fn, tree, chunk: int):
-    """``jax.vmap(fn)(tree)`` over the leading axis of ``tree``, ``chunk`` entries at a
-    time (a ``lax.map`` over chunks), so only one chunk's intermediates are alive."""
+    """``jax.vmap(fn)(tree)`` over the leading axis of ``tree``, at most ``chunk``
+    entries at a time (a ``lax.map`` over chunks), so only one chunk's intermediates
+    are alive.
+
+    The chunks are all of one size: N entries in k = ⌈N/chunk⌉ chunks of ⌈N/k⌉, the
+    last one filled up with copies of the first entry, whose results are dropped. A
+    shorter last chunk would be a second program beside the loop over the others, and
+    XLA plans the scratch memory of both at once (measured: 15 networks in chunks of 8
+    planned 213 MiB of scratch, 16 networks 139 MiB).
+    """
     count = jax.tree.leaves(tree)[0].shape[0]
     if count <= chunk:
         return jax.vmap(fn)(tree)
-    return jax.lax.map(fn, tree, batch_size=chunk)
+    chunks = -(-count // chunk)
+    size = -(-count // chunks)
+    extra = chunks * size - count
+    if extra:
+        tree = jax.tree.map(
+            lambda a: jax.numpy.concatenate([a, jax.numpy.repeat(a[:1], extra, axis=0)]), tree
+        )
+    found = jax.lax.map(fn, tree, batch_size=size)
+    return jax.tree.map(lambda a: a[:count], found) if extra else found

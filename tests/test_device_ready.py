@@ -215,9 +215,27 @@ def test_peak_memory_is_flat_in_the_networks_beyond_a_chunk(memory_of):
     small, large = memory_of(8, chunk), memory_of(16, chunk)
     # One chunk's activations: 2 × 4,000 examples × 74 units × 4 bytes ≈ 2.4 MB.
     assert large <= small * 1.05 + 2**20, (small, large)
+    # A number of networks that is no multiple of the chunk: a shorter last chunk would
+    # be a program of its own beside the loop, its scratch planned beside the loop's.
+    assert memory_of(15, 8) <= memory_of(16, 8) * 1.05 + 2**20
     # Without chunks, twice the networks would take about twice the memory.
     whole_small, whole_large = memory_of(8, 8), memory_of(16, 16)
     assert whole_large > 1.6 * whole_small and whole_large > 2 * large
+
+
+@pytest.mark.parametrize(
+    "memory_of, copies",
+    [(trace_memory, memory.TRACE_COPIES), (measure_memory, memory.COPIES),
+     (extremes_memory, memory.COPIES)],
+    ids=["trace", "evaluation", "lanczos"],
+)  # fmt: skip
+def test_the_estimate_a_chunk_is_sized_by_covers_what_xla_plans_for_it(memory_of, copies):
+    # XLA's planned scratch per network (a chunk of 8 against one of 4, so what every
+    # program holds once cancels) never exceeds the estimate the chunks are sized by.
+    per_network = (memory_of(8, 8) - memory_of(4, 4)) / 4
+    krylov = 3  # the Lanczos steps of trace_memory and extremes_memory
+    estimate = memory.network_bytes(SIZES, EXAMPLES, copies, krylov=krylov)
+    assert 0 < per_network <= estimate, (per_network, estimate)
 
 
 PEAK = """
@@ -291,10 +309,15 @@ def test_a_chunk_fits_its_budget():
     sizes = (784, 256, 256, 10)
     chunk = memory.chunk_for(sizes, 60_000, budget_gib=4.0)
     per_network = memory.COPIES * 4 * (60_000 * 522 + 269_322)
-    assert chunk == 4 * 2**30 // per_network == 4
+    assert chunk == 4 * 2**30 // per_network == 3
     assert memory.chunk_for(sizes, 60_000, budget_gib=0.001) == 1  # never less than one
     per_network = memory.COPIES * 4 * (10_000 * 42 + 13_002)
     assert memory.chunk_for((784, 16, 16, 10), 10_000) == 2 * 2**30 // per_network
+    # The full-batch trace of 784-16-16-10 on 10,000 examples with 20 Lanczos steps:
+    # 16 copies of its activations and parameters, and 80 parameter vectors besides.
+    per_network = 4 * (16 * (10_000 * 42 + 13_002) + 4 * 20 * 13_002)
+    trace = memory.chunk_for((784, 16, 16, 10), 10_000, copies=memory.TRACE_COPIES, krylov=20)
+    assert trace == 2 * 2**30 // per_network == 67
 
 
 def test_data_already_on_the_mesh_is_not_copied_again():

@@ -4,9 +4,10 @@ dense-Hessian rule, paths from initialisation, ensembles and disagreement."""
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import mlp
+from conftest import blank, mlp
 
 from gd_jax.studies.minima import analysis, classes, pairs
+from gd_jax.studies.minima.records import Point
 
 FACTS = classes.Verdict(critical=True, stable=True, descending=False, flat=False, slope=0.0)
 
@@ -67,3 +68,16 @@ def test_an_ensemble_averages_outputs_before_it_votes():
     assert [r.mean_single_accuracy for r in rows] == [pytest.approx(2 / 3)] * 3
     # A vote would say 1 for k = 3; the averaged outputs say 0 (0.63 against 0.37).
     assert [r.ensemble_accuracy for r in rows] == [0.0, 0.0, 0.0]
+
+
+def test_two_minima_are_one_when_matching_brings_them_within_the_continuations_tolerance():
+    point = lambda cost, kind=classes.MINIMUM: blank(
+        Point, classification=kind, param_norm=10.0, final_train_cost=cost, penalty=0.1
+    )
+    a = point(0.2)
+    assert pairs.minimised(a) == pytest.approx(0.3)  # the cost minimised carries the penalty
+    assert pairs.relation(a, point(0.2), matched_distance=0.09) == pairs.SAME  # < 1% of 10
+    assert pairs.relation(a, point(0.2), matched_distance=0.5) == pairs.EQUAL
+    assert pairs.relation(a, point(0.2 + 0.002), matched_distance=0.5) == pairs.EQUAL  # 0.7%
+    assert pairs.relation(a, point(0.21), matched_distance=0.5) == pairs.UNEQUAL  # 3.3%
+    assert pairs.relation(a, point(0.2, classes.SADDLE), matched_distance=0.0) is None

@@ -20,7 +20,7 @@ from gd_jax import costs, io, optim, train
 from gd_jax.config import TrainConfig
 from gd_jax.errors import GdJaxError
 from gd_jax.fast import check, paths
-from gd_jax.studies.minima import classes, newton
+from gd_jax.studies.minima import classes, newton, pairs
 from gd_jax.studies.minima.config import MinimaConfig
 
 SIZES = (4, 3, 3)
@@ -186,5 +186,11 @@ def test_the_study_certifies_minima_with_weight_decay_and_the_dense_hessian_agre
     polish = summary["per_width"][0]["polish"]
     assert 0 < polish["median_penalty_share"] < 1
     assert polish["median_objective"] > polish["median_final_train_cost"]
+    relations = [p["relation"] for p in io.read_csv(tmp_path / "pairs.csv")]
+    assert relations and set(relations) <= set(pairs.RELATIONS)  # every pair: two minima
+    width = summary["per_width"][0]
+    counts = [width[f"pairs_{n.replace(' ', '_').replace(',', '')}"] for n in pairs.RELATIONS]
+    assert sum(counts) == width["minima_pairs"] == len(relations)
     report = (tmp_path / "report.md").read_text()
+    assert "## Pairs of minima: one minimum, or two?" in report
     assert "weight decay λ = 0.3" in report and "dense float64 Hessian" in report

@@ -82,7 +82,10 @@ def full_batch_trace(
     """
     steps, every = options.steps, options.every
     state = engine.init(networks, model_config, optim.make("gd", 1.0))
-    chunk = memory.chunk_for(model_config.sizes, train_xy[0].shape[0], options.memory_budget)
+    chunk = memory.chunk_for(
+        model_config.sizes, train_xy[0].shape[0], options.memory_budget,
+        copies=memory.TRACE_COPIES, krylov=options.lanczos_iters if options.track_sharpness else 0,
+    )  # fmt: skip
     run = make_trace(
         train.make_loss(model_config) if loss is None else loss,
         steps=steps,

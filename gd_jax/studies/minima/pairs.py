@@ -11,9 +11,35 @@ import numpy as np
 from gd_jax import costs, landscape
 from gd_jax.config import ModelConfig
 from gd_jax.studies.minima.analysis import network
+from gd_jax.studies.minima.classes import MINIMUM
 from gd_jax.studies.minima.context import Width
 from gd_jax.studies.minima.curves import bezier, make_fit
 from gd_jax.studies.minima.records import Ensemble, Pair, Point
+
+# What two certified minima of one width are. The same minimum when, after weight
+# matching, they lie within SAME_SHARE of their mean norm (the continuation's own
+# tolerance: a certified point moves less than that); else two minima, of equal cost
+# when their costs differ by less than SAME_SHARE of the mean.
+SAME = "same minimum"
+EQUAL, UNEQUAL = "different minima, equal cost", "different minima, unequal cost"
+RELATIONS = (SAME, EQUAL, UNEQUAL)
+SAME_SHARE = 0.01
+
+
+def minimised(row: Point) -> float | None:
+    """The cost a point minimised: its training cost plus the weight decay's penalty."""
+    return None if row.final_train_cost is None else row.final_train_cost + (row.penalty or 0.0)
+
+
+def relation(a: Point, b: Point, matched_distance: float) -> str | None:
+    """What two polished points are (:data:`RELATIONS`), if both are certified minima."""
+    if not (a.classification == b.classification == MINIMUM):
+        return None
+    if matched_distance <= SAME_SHARE * 0.5 * (a.param_norm + b.param_norm):
+        return SAME
+    cost_a, cost_b = minimised(a), minimised(b)
+    return EQUAL if abs(cost_a - cost_b) <= SAME_SHARE * 0.5 * (cost_a + cost_b) else UNEQUAL
+
 
 # Examples per step of a curve's training: a mini-batch drawn without replacement, so
 # a training set of fewer gives all of its examples to every step.
@@ -70,6 +96,9 @@ def compare_pairs(context: Width, params, rows: list[Point], evaluate) -> tuple[
                 matching_sweeps=len(objectives) - 1,
                 naive_test_accuracy_drop=float(0.5 * (ends[0] + ends[-1]) - ends.min()),
                 disagreement=disagreement(model_config, pa, pb, test_xy[0]),
+                cost_a=minimised(rows[a]),
+                cost_b=minimised(rows[b]),
+                relation=relation(rows[a], rows[b], landscape.distance(pa, matched)),
             )
         )
         if k < study.curve_pairs:

@@ -100,6 +100,12 @@ class Pair:
     matching_sweeps: int
     naive_test_accuracy_drop: float
     disagreement: float  # share of test examples the two label differently
+    # The two costs minimised (C₀ + penalty), and, for two certified minima, what the
+    # pair is (``pairs.RELATIONS``): one minimum up to the hidden units' symmetries, or
+    # two minima of equal or unequal cost.
+    cost_a: float | None = None
+    cost_b: float | None = None
+    relation: str | None = None
 
 
 @record

@@ -107,6 +107,7 @@ def report(config, study, summary, spread, figures) -> str:
         parts.append(_certified(summary["certified"]))
     if uncertified:
         parts.append(_uncertified(uncertified))
+    parts.append(_minima_pairs(per_width))
     parts += [
         f"## What polishing did (medians, SGD endpoint → polished point)\n\n{polish}\n",
         f"## Spectrum at the polished points\n\n{spectrum}\n",
@@ -122,6 +123,30 @@ def report(config, study, summary, spread, figures) -> str:
     ]
     parts += figure_sections(figures)
     return "\n".join(parts)
+
+
+def _minima_pairs(per_width: list[dict]) -> str:
+    """What the pairs of certified minima of each width are: one minimum, or two."""
+    if not any(w.get("minima_pairs") for w in per_width):
+        return ""
+    rows = markdown_table(
+        ["width", "pairs of minima", "same minimum", "different, equal cost",
+         "different, unequal cost", "distance after matching / ‖θ‖",
+         "barrier after matching", "cost gap / C"],
+        [[w["width"], w["minima_pairs"], w["pairs_same_minimum"],
+          w["pairs_different_minima_equal_cost"], w["pairs_different_minima_unequal_cost"],
+          percent(w["median_minima_matched_distance_share"]),
+          w["median_minima_matched_barrier"], percent(w["median_minima_cost_gap"])]
+         for w in per_width if w.get("minima_pairs")],
+    )  # fmt: skip
+    return (
+        "## Pairs of minima: one minimum, or two?\n\n"
+        f"{rows}\n\nTwo certified minima are the *same minimum* when, after weight matching "
+        "(hidden units permuted and sign-flipped), they lie within 1% of their mean ‖θ‖ of "
+        "each other, the tolerance a certified point is held to when continued; else they "
+        "are different minima, of *equal cost* when their costs minimised differ by less "
+        "than 1%. Distances, barriers and gaps are medians over the pairs of minima.\n"
+    )
 
 
 def _dense_sentence(summary: dict, study) -> str:

@@ -110,7 +110,8 @@ def _study(folder, dataset, config, study, *, where: Where, path, budget):
             dataset.train.x.shape[1], dataset.num_classes, width=width,
             train_examples=len(dataset.train.labels),
         )  # fmt: skip
-        chunk = memory.chunk_for(model_config.sizes, len(dataset.train.labels), budget)
+        chunk = memory.chunk_for(model_config.sizes, len(dataset.train.labels), budget,
+                                 krylov=study.lanczos_iters)  # fmt: skip
         return Width(model_config, config, study, train_xy, test_xy, bar, where.devices,
                      budget, chunk, path)  # fmt: skip
 

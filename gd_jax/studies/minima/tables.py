@@ -12,6 +12,7 @@ from gd_jax.config import TrainConfig
 from gd_jax.studies.minima import quality, spread
 from gd_jax.studies.minima.classes import CLASSES, CRITICAL, MINIMUM, SADDLE
 from gd_jax.studies.minima.config import MinimaConfig
+from gd_jax.studies.minima.pairs import RELATIONS
 from gd_jax.studies.minima.records import Ensemble, Escape, Pair, Point
 
 # What the report shows of each point certified critical: the stop and the continuation.
@@ -124,6 +125,28 @@ def _share(penalty, cost):
     return penalty / (cost + penalty)
 
 
+def minima_pairs(pairs: list[Pair], rows: list[Point]) -> dict:
+    """Of a width's pairs of certified minima: how many are one minimum up to the hidden
+    units' symmetries, or two of equal or unequal cost (``pairs.RELATIONS``), and the
+    medians of their distance after matching (as a share of ‖θ‖), barrier after matching
+    and cost gap (as a share of the cost)."""
+    norms = {r.seed: r.param_norm for r in rows}
+    both = [p for p in pairs if p.relation is not None]
+    found = {"minima_pairs": len(both)}
+    for name in RELATIONS:
+        found[f"pairs_{name.replace(' ', '_').replace(',', '')}"] = sum(
+            p.relation == name for p in both
+        )
+    found["median_minima_matched_distance_share"] = _median(
+        p.matched_distance / (0.5 * (norms[p.seed_a] + norms[p.seed_b])) for p in both
+    )
+    found["median_minima_matched_barrier"] = _median(p.matched_barrier for p in both)
+    found["median_minima_cost_gap"] = _median(
+        abs(p.cost_a - p.cost_b) / (0.5 * (p.cost_a + p.cost_b)) for p in both
+    )
+    return found
+
+
 def dense_check(rows: list[Point]) -> dict:
     """Where every eigenvalue of the dense Hessian was computed: how many points, and
     at how many its class (``dense_classification``) is the one from Lanczos'."""
@@ -222,6 +245,7 @@ def summarize(config: TrainConfig, study: MinimaConfig, found: Found, *, bar: fl
         for key in ("distance", "one_pass_distance", "matched_distance", "disagreement",
                     "matching_sweeps"):  # fmt: skip
             entry[f"median_{key}"] = median(key, mine)
+        entry.update(minima_pairs(mine, networks))
         entry["ensemble_accuracy"] = best_ensemble.ensemble_accuracy if best_ensemble else None
         entry["ensemble_size"] = best_ensemble.k if best_ensemble else None
         entry["mean_single_accuracy"] = (
