@@ -118,9 +118,65 @@ class Stage(Generic[In, Out]):
     codec: Codec[Out]
     short: Callable[[In, Out], bool] | None = None
     go_on: Callable[[In, Out], Out] | None = None
+    # A stage made of many independent items (one per network) that keeps each item as
+    # it is done: ``compute(inputs, progress)`` with a :class:`Progress`.
+    by_item: bool = False
 
     def path(self, folder) -> Path:
         return Path(folder / f"{self.name}{self.codec.suffix}")
+
+    def progress_path(self, folder) -> Path:
+        return Path(folder / f"{self.name}.partial.npz")
+
+
+class Progress:
+    """The items of a long stage done so far, kept in one file beside the stage's, so
+    that a stage killed after hours goes on from its last item, not from its first.
+
+    The file holds the stage's key: items computed from other inputs are never used.
+    Each item is a dict of named arrays; the whole file is written again (atomically)
+    as each item is kept, and removed once the stage's own file is written.
+    """
+
+    def __init__(self, path: Path | None, key: str):
+        self.path, self.key, self.items = path, key, {}
+        if path is None or not path.exists():
+            return
+        try:
+            stored = io.load_arrays(path)
+            if str(stored.pop(KEY)) != key:
+                logging.warning("%s was computed from other inputs; starting over.", path)
+                return
+        except io.DAMAGED as e:
+            logging.warning("%s is damaged (%s); starting over.", path, type(e).__name__)
+            return
+        for name, array in stored.items():
+            item, _, field = name.partition("/")
+            self.items.setdefault(int(item), {})[field] = array
+        logging.info("%s: %d item(s) already done, kept.", path, len(self.items))
+
+    def get(self, item: int) -> dict | None:
+        """The arrays kept for ``item``, or None if it is not done."""
+        return self.items.get(item)
+
+    def keep(self, item: int, arrays: dict) -> None:
+        """Keeps ``item``'s arrays, on disk at once (nothing if there is no file)."""
+        self.items[item] = {k: np.asarray(v) for k, v in arrays.items()}
+        if self.path is None:
+            return
+        named = {f"{i}/{k}": v for i, found in self.items.items() for k, v in found.items()}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        io.save_arrays(self.path, **named, **{KEY: np.asarray(self.key)})
+
+    def done(self) -> None:
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+
+
+def in_memory() -> Progress:
+    """A :class:`Progress` that keeps nothing on disk (a stage computed outside a run
+    folder)."""
+    return Progress(None, "")
 
 
 def digest(stage: Stage[Any, Out], value: Out) -> str:
@@ -210,10 +266,15 @@ def run(folder, stage: Stage[In, Out], inputs: In) -> Out:
         logging.info("%s: already on disk, kept.", stage.name)
         return found
     watchdog.beat(f"{stage.name} begun")
+    progress = Progress(stage.progress_path(folder), key) if stage.by_item else None
     if found is not None:
         logging.info("%s: on disk, and carried on from there.", stage.name)
         value = stage.go_on(inputs, found)
+    elif progress is not None:
+        value = stage.compute(inputs, progress)
     else:
         value = stage.compute(inputs)
     stage.codec.write(path, value, key)
+    if progress is not None:
+        progress.done()
     return value

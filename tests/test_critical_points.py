@@ -13,7 +13,7 @@ import pytest
 import scipy.optimize
 from conftest import mlp
 
-from gd_jax import train
+from gd_jax import stage, train
 from gd_jax.studies.minima import classes, newton, polish
 from gd_jax.studies.minima.config import MinimaConfig
 
@@ -210,3 +210,36 @@ def test_the_study_polish_certifies_the_tiny_minimum_and_keeps_it_in_float64():
     again = polish.polish_networks(model_config, found.params, (x, labels), study, key=key)
     assert again.verdicts["lbfgs_steps"].tolist() == [0, 0]
     np.testing.assert_array_equal(again.params[0][0], found.params[0][0])
+
+
+def test_a_polish_killed_midway_goes_on_from_its_last_network(tmp_path, monkeypatch):
+    # Three networks, the third one's search "killed": the first two are on disk, and
+    # the polish run again searches only the third, to what an unbroken polish finds.
+    model_config, x, labels = tiny_problem()
+    study = MinimaConfig(polish_steps=60, polish_every=20, newton_iters=6, lanczos_iters=6)
+    starts = [model_config.init_params(jax.random.key(k)) for k in (3, 4, 5)]
+    stacked = jax.tree.map(lambda *leaves: np.stack(leaves), *starts)
+    key, path = jax.random.key(0), tmp_path / "polished.partial.npz"
+    whole = polish.polish_networks(model_config, stacked, (x, labels), study, key=key)
+
+    searched, one = [], polish._one
+
+    def killed_at_the_third(*args):
+        if len(searched) == 2:
+            raise KeyboardInterrupt
+        searched.append(1)
+        return one(*args)
+
+    monkeypatch.setattr(polish, "_one", killed_at_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        polish.polish_networks(model_config, stacked, (x, labels), study, key=key,
+                               progress=stage.Progress(path, "key"))  # fmt: skip
+    assert path.exists()
+    monkeypatch.setattr(polish, "_one", lambda *args: searched.append(1) or one(*args))
+    found = polish.polish_networks(model_config, stacked, (x, labels), study, key=key,
+                                   progress=stage.Progress(path, "key"))  # fmt: skip
+    assert len(searched) == 3  # two before the kill, one after
+    for a, b in zip(jax.tree.leaves(found), jax.tree.leaves(whole), strict=True):
+        np.testing.assert_array_equal(a, b)
+    # Kept for other inputs, nothing is used.
+    assert stage.Progress(path, "another key").get(0) is None

@@ -2,6 +2,7 @@
 again otherwise, and never read by anyone but the stage."""
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -100,3 +101,37 @@ def test_inputs_without_a_stable_hash_are_refused():
 
     with pytest.raises(TypeError, match="compare=False"):
         stage.key_of(Opaque(object()))
+
+
+def test_a_stage_by_item_keeps_each_item_and_goes_on_from_the_last(tmp_path):
+    folder = RunFolder(tmp_path)
+
+    def squares(inputs: Square, progress: stage.Progress) -> dict:
+        out = []
+        for i, v in enumerate(inputs.values):
+            kept = progress.get(i)
+            if kept is None:
+                if inputs.power == 2 and inputs.calls == [0, 1]:
+                    raise KeyboardInterrupt  # killed at the third item
+                inputs.calls.append(i)
+                kept = {"v": np.asarray(v**inputs.power)}
+                progress.keep(i, kept)
+            out.append(float(kept["v"]))
+        return {"out": np.asarray(out)}
+
+    by_item = stage.Stage("parts/squares", squares, ARRAYS.codec, by_item=True)
+    inputs = Square(np.arange(4.0))
+    with pytest.raises(KeyboardInterrupt):
+        stage.run(folder, by_item, inputs)
+    partial = tmp_path / "parts" / "squares.partial.npz"
+    assert partial.exists() and inputs.calls == [0, 1]
+    inputs.calls.append("resumed")  # the kill no longer fires
+    assert stage.run(folder, by_item, inputs)["out"].tolist() == [0, 1, 4, 9]
+    assert inputs.calls == [0, 1, "resumed", 2, 3]  # items 0 and 1 were not done again
+    assert not partial.exists()  # once the stage's own file is written
+    # Items kept for other inputs are not used: cubes are all computed.
+    cubes = Square(np.arange(3.0), power=3)
+    Path(partial).parent.mkdir(exist_ok=True)
+    stage.Progress(partial, stage.key_of(inputs)).keep(0, {"v": np.asarray(99.0)})
+    assert stage.run(folder, by_item, cubes)["out"].tolist() == [0, 1, 8]
+    assert cubes.calls == [0, 1, 2]

@@ -59,7 +59,9 @@ class Polished(NamedTuple):
                               slope=float(self.verdicts["descent_slope"][i]))  # fmt: skip
 
 
-def polish_networks(model_config: ModelConfig, params, train_xy, study, *, key) -> Polished:
+def polish_networks(
+    model_config: ModelConfig, params, train_xy, study, *, key, progress=None
+) -> Polished:
     """Every network of stacked ``params`` searched in float64 (one at a time), the
     critical ones continued.
 
@@ -70,6 +72,8 @@ def polish_networks(model_config: ModelConfig, params, train_xy, study, *, key) 
       study: the ``MinimaConfig`` (its budget, criteria, ``lanczos_iters`` and
         ``negative_tol`` for which continuation a critical point gets).
       key: the Lanczos start for each critical point's λ_min.
+      progress: a ``stage.Progress``: each network is kept in it as it is done, and one
+        it already holds is not searched again (a killed polish goes on from there).
     """
     loss = train.make_loss(model_config)
     count = len(np.asarray(params[0][0]))
@@ -81,9 +85,16 @@ def polish_networks(model_config: ModelConfig, params, train_xy, study, *, key) 
         _, unravel = newton.flatten(template)
         problem = _problem(model_config, loss, unravel, x, labels, study.saturation_threshold)
         for i in range(count):
-            watchdog.beat(f"polishing network {i + 1} of {count}")
-            start = jax.tree.map(lambda leaf, i=i: jnp.asarray(leaf[i], jnp.float64), params)
-            trajectory, point, record = _one(problem, newton.flatten(start)[0], study, unravel, key)
+            kept = progress.get(i) if progress is not None else None
+            if kept is not None:
+                trajectory, point, record = _item_of(kept, unravel)
+            else:
+                watchdog.beat(f"polishing network {i + 1} of {count}")
+                start = jax.tree.map(lambda leaf, i=i: jnp.asarray(leaf[i], jnp.float64), params)
+                flat = newton.flatten(start)[0]
+                trajectory, point, record = _one(problem, flat, study, unravel, key)
+                if progress is not None:
+                    progress.keep(i, _item_arrays(trajectory, point, record))
             found_params.append(point)
             for k, v in record.items():
                 verdicts[k].append(v)
@@ -94,6 +105,25 @@ def polish_networks(model_config: ModelConfig, params, train_xy, study, *, key) 
     steps = verdicts["lbfgs_steps"] + verdicts["newton_steps"]
     grad_norm = np.asarray([r["grad_norm"] for r in _last_rows(rows, count)])
     return Polished(stacked, steps, grad_norm, verdicts, trajectory)
+
+
+def _item_arrays(trajectory: list[dict], point, record: dict) -> dict:
+    """One network's search as named arrays (``stage.Progress``), exactly: float64."""
+    arrays = {"point": newton.flatten(point)[0]}
+    arrays.update({f"record/{k}": np.asarray(v) for k, v in record.items()})
+    for column in ("phase", *TRAJECTORY[1:]):
+        arrays[f"rows/{column}"] = np.asarray([r[column] for r in trajectory])
+    return arrays
+
+
+def _item_of(arrays: dict, unravel):
+    """``(trajectory, point, record)`` back from :func:`_item_arrays`."""
+    point = unravel(jnp.asarray(arrays["point"], jnp.float64))
+    record = {k: arrays[f"record/{k}"].item() for k in VERDICTS}
+    columns = ("phase", *TRAJECTORY[1:])
+    count = len(arrays["rows/phase"])
+    trajectory = [{c: arrays[f"rows/{c}"][j].item() for c in columns} for j in range(count)]
+    return trajectory, point, record
 
 
 def _problem(model_config, loss, unravel, x, labels, threshold) -> newton.Problem:

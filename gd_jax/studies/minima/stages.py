@@ -105,13 +105,14 @@ def params_of(stored: dict) -> list:
             for i in range(layers)]  # fmt: skip
 
 
-def polish_width(inputs: OfWidth) -> Polished:
+def polish_width(inputs: OfWidth, progress: stage.Progress | None = None) -> Polished:
     """The width's SGD endpoints searched to critical points in float64 on the whole
-    training set, and the critical ones continued (``polish``)."""
+    training set, and the critical ones continued (``polish``), each network kept in
+    ``progress`` as it is done."""
     context, study, width = inputs.context, inputs.context.study, inputs.width
     found = polish.polish_networks(
         context.model_config, inputs.trained.params, context.train_xy, study,
-        key=jax.random.key(context.config.seed),
+        key=jax.random.key(context.config.seed), progress=progress,
     )  # fmt: skip
     v = found.verdicts
     logging.info(
@@ -286,7 +287,7 @@ def trained(width: int) -> stage.Stage[OfWidth, results.SweepResult]:
 
 def polished(width: int) -> stage.Stage[OfWidth, Polished]:
     codec = stage.arrays(_polished_arrays, _polished_of)
-    return stage.Stage(f"widths/polished_{width}", polish_width, codec)
+    return stage.Stage(f"widths/polished_{width}", polish_width, codec, by_item=True)
 
 
 def analysed(width: int) -> stage.Stage[OfWidth, WidthAnalysis]:
