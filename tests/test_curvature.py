@@ -243,3 +243,14 @@ def test_vmap_and_jit_over_networks(compile_counter):
     with compile_counter() as compiles:
         jax.block_until_ready(predict(batch, etas))
     assert not compiles
+
+
+def test_the_dense_hessian_in_chunks_of_columns_is_the_whole_one():
+    with jax.enable_x64(True):
+        params, x, labels = problem()
+        whole = np.asarray(dense_hessian(LOSS, params, x, labels))
+        for chunk in (1, 7, 1000):  # one column at a time, uneven chunks, all at once
+            by_columns = jax.jit(
+                lambda p, x, y, c=chunk: curvature.dense_hessian(LOSS, p, x, y, chunk=c)
+            )(params, x, labels)
+            np.testing.assert_allclose(by_columns, whole, rtol=1e-12, atol=1e-14)

@@ -120,7 +120,11 @@ def certify(context: Width, sgd: SweepResult, polished: Polished) -> tuple[list[
             jax.vmap(lambda a, b: optax.tree.norm(jax.tree.map(jnp.subtract, a, b)))(end, start)
         )
         dense = model_config.num_params <= study.dense_max_params
-        hessian = jax.jit(lambda p, x, labels: curvature.dense_hessian(loss, p, x, labels))
+        # Column by column within the memory budget (float64: half the float32 chunk).
+        columns = max(1, context.chunk // 2)
+        hessian = jax.jit(
+            lambda p, x, labels: curvature.dense_hessian(loss, p, x, labels, chunk=columns)
+        )
         # Every eigenvalue, where the Hessian is small enough to hold: an independent
         # check of the class that Lanczos' extremes give.
         eigenvalues = [

@@ -52,7 +52,9 @@ class MinimaConfig:
     )
     negative_tol: float = option(1e-2, "A saddle has λ_min below −negative_tol · λ_max.")
     dense_max_params: int = option(
-        3000, "Count negative eigenvalues of the dense Hessian up to this size."
+        4000,
+        "Compute every eigenvalue of the dense float64 Hessian of a polished point with up to "
+        "this many parameters (784-4-4-10 has 3,210), an independent check of its class.",
     )
     polish_steps: int = option(
         500,
