@@ -29,7 +29,7 @@ from pathlib import Path
 
 from absl import app, flags
 
-from gd_jax import memory
+from gd_jax import memory, run_folder
 
 flags.DEFINE_list("networks", ["64", "256", "1024"], "Sizes of the study, in networks.")
 flags.DEFINE_string("fashion_dir", "/usr/share/datasets/fashion-mnist", "The IDX files.")
@@ -105,23 +105,13 @@ def main(argv):
     result = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "commit": commit.strip(),
-        "machine": f"{platform.processor() or platform.machine()}, {_cpu()}",
+        "machine": f"{platform.machine()}, {run_folder.processor_name()}",
         "budget_gib": memory.MEMORY_BUDGET_GIB,
         "command": " ".join(command(0, "DIR")[1:]).replace(":30:0", ":30:K"),
         "studies": found,
     }
     Path(FLAGS.out).write_text(json.dumps(result, indent=1) + "\n")
     print(f"Wrote {FLAGS.out}")
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.platform()
 
 
 if __name__ == "__main__":
