@@ -78,6 +78,7 @@ def compare_pairs(context: Width, params, rows: list[Point], evaluate) -> tuple[
         )
         naive_test = path(pa, pb, *test_xy)
         ends = naive_test["accuracy"]
+        matched_distance = landscape.distance(pa, matched)
         pairs.append(
             Pair(
                 width=width,
@@ -92,13 +93,13 @@ def compare_pairs(context: Width, params, rows: list[Point], evaluate) -> tuple[
                 matched_curve_barrier=None,
                 distance=landscape.distance(pa, pb),
                 one_pass_distance=landscape.distance(pa, one_pass),
-                matched_distance=landscape.distance(pa, matched),
+                matched_distance=matched_distance,
                 matching_sweeps=len(objectives) - 1,
                 naive_test_accuracy_drop=float(0.5 * (ends[0] + ends[-1]) - ends.min()),
                 disagreement=disagreement(model_config, pa, pb, test_xy[0]),
                 cost_a=minimised(rows[a]),
                 cost_b=minimised(rows[b]),
-                relation=relation(rows[a], rows[b], landscape.distance(pa, matched)),
+                relation=relation(rows[a], rows[b], matched_distance),
             )
         )
         if k < study.curve_pairs:
