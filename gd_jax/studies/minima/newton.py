@@ -77,10 +77,10 @@ class Budget(NamedTuple):
     krylov: int = 50
 
     def times(self, factor: int) -> "Budget":
+        """``factor`` times the steps of each phase, measured as often as before."""
         return self._replace(
-            lbfgs_steps=factor * self.lbfgs_steps, newton_steps=factor * self.newton_steps,
-            every=factor * self.every,
-        )  # fmt: skip
+            lbfgs_steps=factor * self.lbfgs_steps, newton_steps=factor * self.newton_steps
+        )
 
 
 class Problem(NamedTuple):
@@ -113,12 +113,17 @@ class Local(NamedTuple):
         """All three numbers below their bounds, and the gradient not mostly in the
         near-null space, unless it is no more than float64's rounding of it (then its
         direction means nothing)."""
-        rounding = 0 < self.grad_norm <= ROUNDING * self.grad_noise
+        rounding = self.rounding()
         return bool(
             self.rel_grad < criteria.grad_rtol and self.newton_step < criteria.step_rtol
             and abs(self.decrement) < criteria.decrement_rtol
             and (self.null_share < criteria.flat_share or rounding)
         )  # fmt: skip
+
+    def rounding(self) -> bool:
+        """Whether the gradient is no more than float64's rounding of it (an exact zero
+        is not: it is underflow, or an exactly critical point, see :func:`local`)."""
+        return bool(0 < self.grad_norm <= ROUNDING * self.grad_noise)
 
     def row(self) -> dict:
         """The measured numbers, for the trajectory."""
@@ -251,11 +256,14 @@ def polish(problem: Problem, flat, budget: Budget, criteria: Criteria) -> Found:
 def continue_from(
     problem: Problem, found: Found, budget: Budget, criteria: Criteria, *, lbfgs: bool
 ) -> Continued:
-    """The point ``found`` run on with ten times ``budget``: L-BFGS (``lbfgs``, for a
-    candidate minimum) then Newton-MR, or Newton-MR alone (for a candidate saddle, which
-    a descent method would leave). No tolerance stops it; it stops early only once it
-    has moved or changed its cost by 1% (it failed) or its Newton step is below what
-    float64 resolves (it is there)."""
+    """The point ``found`` run on with ten times ``budget``'s steps, measured as often:
+    L-BFGS (``lbfgs``, for a candidate minimum) then Newton-MR, or Newton-MR alone (for
+    a candidate saddle, which a descent method would leave). No tolerance stops it; it
+    stops early only once it has moved or changed its cost by 1% (it failed), or once
+    float64 cannot move it (it is there): L-BFGS stops when a block moves it by less
+    than float64 resolves, or when a measurement finds the gradient no larger than its
+    rounding and the Newton step below what float64 resolves (a direction float64
+    cannot see, and nowhere to go); Newton-MR when its step is below resolution."""
     longer = budget.times(10)
     if not lbfgs:
         longer = longer._replace(lbfgs_steps=0)
@@ -284,11 +292,17 @@ def _search(problem: Problem, flat, budget, criteria, *, stop, origin=None):
         changed = abs(at.cost - origin.cost) / max(abs(origin.cost), 1e-300)
         return moved >= STABLE_SHARE or changed >= STABLE_SHARE
 
+    def there(at):  # continuing: float64 can no longer move it (see continue_from)
+        return origin is not None and at.newton_step < RESOLVED_STEP and at.rounding()
+
     start = point = flat
     phase = "lbfgs" if stop else "continue-lbfgs"
     at = measure(point, phase, 0)
     taken, state, size = 0, init(jnp.asarray(point)), budget.every
-    while taken < budget.lbfgs_steps and not (stop and at.critical(criteria)) and not left(at):
+    while (
+        taken < budget.lbfgs_steps and not (stop and at.critical(criteria)) and not left(at)
+        and not there(at)
+    ):  # fmt: skip
         steps = min(size, budget.lbfgs_steps - taken)
         moved_to, moved_state = lbfgs(jnp.asarray(point), state, args, steps)
         moved_to = np.asarray(moved_to)
