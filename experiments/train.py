@@ -1,47 +1,6 @@
-r"""Trains the seed's perceptron by gradient descent and writes a run folder.
+"""``gd-jax-train`` from a checkout (the command is :mod:`gd_jax.cli.train`)."""
 
-    python -m experiments.train --dataset=mnist --layers=16,16 --learning_rate=3.0 \
-        --batch_size=10 --epochs=30 --workdir=runs/x
-
-The folder gets config.json, metrics.jsonl (one line per epoch), metrics.csv,
-summary.json, checkpoint.npz (after every epoch), PNG plots and report.md.
-"""
-
-import sys
-
-from absl import app, flags, logging
-
-from experiments import common
-from gd_jax.config import TrainConfig
-from gd_jax.studies.run import run
-
-FLAGS = flags.FLAGS
-common.define_config_flags(TrainConfig)
-common.define_workdir_flags()
-common.define_platform_flag()
-common.define_tensorboard_flag()
-
-
-@common.entry_point(join=False)
-def main(argv):
-    del argv
-    config = common.config_from_flags(TrainConfig)
-    summary = run.train_run(
-        config, FLAGS.workdir, resume=FLAGS.resume, tensorboard=FLAGS.tensorboard
-    )
-    logging.info("Run folder: %s (report.md, summary.json)", FLAGS.workdir)
-    if summary["status"] == run.STATUS_DIVERGED:
-        print(
-            f"error: training diverged at epoch {summary['diverged_epoch']} (the cost is no "
-            f"longer finite) with --learning_rate={config.learning_rate:g}; try a smaller "
-            f"one. Every finite epoch is in {FLAGS.workdir}.",
-            file=sys.stderr,
-        )
-        return 1
-    if summary["status"] == run.STATUS_INTERRUPTED:
-        return common.interrupted()
-    return 0
-
+from gd_jax.cli import train
 
 if __name__ == "__main__":
-    app.run(main)
+    train.command()

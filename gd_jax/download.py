@@ -59,14 +59,11 @@ def load(name: str, data_dir: str | None, manual_dir: str | None):
       DataError: the server is unreachable, the manual files are missing or are not
         the official archives, or the preparation fails.
     """
-    import tensorflow as tf
-
+    tf, tfds = _tensorflow(name)
     # TF only decodes images here; on a GPU it would grab memory that JAX needs. The
     # RuntimeError means TF already initialised its devices: too late to hide them.
     with contextlib.suppress(RuntimeError):
         tf.config.set_visible_devices([], "GPU")
-    import tensorflow_datasets as tfds
-
     builder = tfds.builder(name, data_dir=data_dir)
     if not builder.is_prepared():
         _prepare(tfds, builder, name, manual_dir)
@@ -79,6 +76,21 @@ def load(name: str, data_dir: str | None, manual_dir: str | None):
         )
     )
     return train, test, (28, 28)
+
+
+def _tensorflow(name: str):
+    """``(tensorflow, tensorflow_datasets)``, or a DataError naming the extra that
+    installs them."""
+    try:
+        import tensorflow as tf
+        import tensorflow_datasets as tfds
+    except ImportError as error:
+        raise DataError(
+            f"--dataset={name} needs tensorflow-datasets and TensorFlow ({error.name} is not "
+            "installed): install the project with its tfds extra, pip install -e '.[tfds]' "
+            f"(make does). {OFFLINE_HINT}"
+        ) from None
+    return tf, tfds
 
 
 def _prepare(tfds, builder, name: str, manual_dir: str | None) -> None:

@@ -5,8 +5,8 @@ import numpy as np
 from conftest import assert_trees_equal, cli
 
 import gd_jax
-from experiments import train as train_cli
 from gd_jax import io, optim, train, watchdog
+from gd_jax.cli import train as train_cli
 
 FLAGS = ("--dataset=digits", "--epochs=2", "--train_size=300", "--layers=10")
 

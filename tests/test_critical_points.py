@@ -250,18 +250,17 @@ def test_the_continuation_runs_ten_times_the_steps_measured_as_often():
     # bowl, within one block of the polish's cadence, not after ten times a block.
     longer = BUDGET.times(10)
     assert (longer.lbfgs_steps, longer.newton_steps, longer.every) == (2000, 200, 10)
-    found, continued, kind = searched(bowl, [0.0, 0.0])
+    _, continued, kind = searched(bowl, [0.0, 0.0])
     assert kind == classes.MINIMUM and 0 < continued.steps <= BUDGET.every
     assert all(r["step"] % BUDGET.every == 0 or r is continued.found.rows[-1]
                for r in continued.found.rows if r["phase"] == "continue-lbfgs")  # fmt: skip
-
 
 
 @pytest.mark.parametrize(
     "grad_norm, grad_noise, rounding",
     [(1e-15, 1e-15, True), (1e-14, 1e-15, True), (1e-13, 1e-15, False), (0.0, 0.0, False)],
 )
-def test_a_gradient_is_rounding_up_to_ten_times_its_summation_noise(grad_norm, grad_noise, rounding):
+def test_a_gradient_is_rounding_up_to_ten_times_its_noise(grad_norm, grad_noise, rounding):
     # Where it is, and the Newton step is below resolution, a continuation stops: float64
     # cannot see a direction to go. An exactly zero gradient is underflow, not rounding.
     at = newton.Local(1.0, grad_norm, 1.0, grad_norm, 0.0, 0.0, 0.0, 1.0, 1.0, grad_noise, None)

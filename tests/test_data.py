@@ -6,6 +6,7 @@ import gzip
 import os
 import re
 import socket
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -359,3 +360,12 @@ def test_debian_files_in_a_manual_folder_are_refused_by_checksum_and_point_to_id
     assert f"--dataset=idx:{DEBIAN_FASHION_MNIST}" in message
     # What the message points to works on the same files.
     assert len(data.load(f"idx:{DEBIAN_FASHION_MNIST}").train.labels) == 60_000
+
+
+@pytest.mark.parametrize("missing", ["tensorflow", "tensorflow_datasets"])
+def test_a_tfds_dataset_without_the_tfds_extra_is_one_line_naming_it(monkeypatch, missing):
+    # digits and idx:DIR never import TensorFlow; mnist says what to install.
+    monkeypatch.setitem(sys.modules, missing, None)  # import then fails, as uninstalled
+    with pytest.raises(data.DataError, match=r"--dataset=mnist needs .*\[tfds\]") as raised:
+        data.load("mnist")
+    assert missing in str(raised.value) and "\n" not in str(raised.value)

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from conftest import cli, mlp
 
-from experiments import train as train_cli
 from gd_jax import landscape, memory, train
+from gd_jax.cli import train as train_cli
 from gd_jax.fast import paths, pieces
 from gd_jax.studies.lr.trace import make_trace
 from gd_jax.studies.minima.analysis import make_measure
@@ -28,7 +28,7 @@ from gd_jax.sweep import engine, mesh
 STUDIES = """
 import sys
 from absl import flags
-from experiments import local_minima, lr_sweep, train
+from gd_jax.cli import local_minima, lr_sweep, train
 flags.FLAGS(["studies", "--workdir=x"])
 from gd_jax.config import TrainConfig
 from gd_jax.studies.lr.config import LrConfig

@@ -6,13 +6,14 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from absl import flags
 from absl.testing import flagsaver
 
-from experiments import common, local_minima, lr_sweep, toy_descent
-from experiments import train as train_cli
+from gd_jax.cli import common, local_minima, lr_sweep, toy_descent
+from gd_jax.cli import train as train_cli
 from gd_jax.config import TrainConfig
 from gd_jax.studies.lr.config import LrConfig
 from gd_jax.studies.minima.config import MinimaConfig
@@ -108,6 +109,24 @@ def test_help_lists_every_flag_read_with_its_field_default(entry):
         assert listed[field.name] == flag_text(field), field.name
     # Nothing is listed that the entry point does not use.
     assert listed.keys() <= read | {f.name for f in fields}, sorted(listed.keys() - read)
+
+
+@pytest.mark.parametrize("entry", sorted(ENTRIES))
+def test_the_console_command_is_the_checkout_command(entry):
+    # Installed, ``gd-jax-<entry>`` runs gd_jax.cli.<entry>; from a checkout ``python -m
+    # experiments.<entry>`` runs the same: the same --help, usage text first.
+    script = Path(sys.executable).parent / f"gd-jax-{entry.replace('_', '-')}"
+    if not script.exists():
+        pytest.skip(f"{script.name} is not installed here (pip install -e . installs it)")
+    helps = [
+        subprocess.run([*command, "--help"], capture_output=True, text=True, check=False,
+                       timeout=120).stdout
+        for command in ([str(script)], [sys.executable, "-m", f"experiments.{entry}"])
+    ]  # fmt: skip
+    # absl heads the flags with the script's path, which is all that differs.
+    helps = [re.sub(r"(?m)^/\S+:$", "SCRIPT:", text) for text in helps]
+    assert helps[0] == helps[1] and "\nflags:\n" in helps[0]
+    assert helps[0].lstrip().startswith(ENTRIES[entry][0].__doc__.strip().splitlines()[0])
 
 
 def test_lr_sweep_does_not_take_a_single_learning_rate():

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from conftest import TINY_LR, TINY_MINIMA, cli, snapshot
 
-from experiments import local_minima as minima_cli
-from experiments import lr_sweep as lr_cli
-from experiments import toy_descent as toy_cli
-from experiments import train as train_cli
 from gd_jax import data, io, watchdog
+from gd_jax.cli import local_minima as minima_cli
+from gd_jax.cli import lr_sweep as lr_cli
+from gd_jax.cli import toy_descent as toy_cli
+from gd_jax.cli import train as train_cli
 from gd_jax.fast import native
 from gd_jax.sweep import trainer
 

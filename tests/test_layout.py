@@ -1,12 +1,19 @@
 """The shape of the package: studies never import one another, the layers below them
-never import a study, and no module outgrows one layer's worth of code."""
+never import a study (only the commands, ``gd_jax.cli``, sit above them), no module
+outgrows one layer's worth of code, and the wheel installs ``gd_jax`` alone."""
 
 import ast
+import configparser
+import shutil
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent / "gd_jax"
+REPO = Path(__file__).resolve().parent.parent
+ROOT = REPO / "gd_jax"
 MODULES = sorted(ROOT.rglob("*.py"))
 
 
@@ -30,8 +37,8 @@ def study_of(name: str) -> str | None:
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_a_study_imports_no_other_study_and_the_core_imports_none(path):
     relative = path.relative_to(ROOT).parts
-    if relative == ("__init__.py",):
-        return  # the front door: gd_jax.fit is the single run's
+    if relative == ("__init__.py",) or relative[0] == "cli":
+        return  # the front doors: gd_jax.fit is the single run's, gd_jax.cli the commands
     own = relative[1] if relative[0] == "studies" and len(relative) > 2 else None
     for name in imported(path):
         other = study_of(name)
@@ -170,3 +177,38 @@ def test_the_core_holds_no_performance_machinery():
                       "bitcast_convert_type"):  # fmt: skip
         assert machinery not in text
     assert "jax.nn.sigmoid" in (ROOT / "model.py").read_text()
+
+
+COMMANDS = {"gd-jax-train", "gd-jax-lr-sweep", "gd-jax-local-minima", "gd-jax-toy-descent"}
+
+
+def test_the_wheel_installs_gd_jax_and_the_commands_and_tensorflow_only_as_an_extra(tmp_path):
+    # Built from the files a clean checkout has, away from this one's build folders.
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source / "gd_jax", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+         "--wheel-dir", str(tmp_path / "dist"), str(source)],
+        check=True, timeout=300,
+    )  # fmt: skip
+    (wheel,) = (tmp_path / "dist").glob("gd_jax-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        info = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+        entry_points = archive.read(info).decode()
+        metadata = archive.read(info.replace("entry_points.txt", "METADATA")).decode()
+    tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+    assert tops == {"gd_jax"}
+    assert "gd_jax/fast/native_head.cc" in names and "gd_jax/cli/train.py" in names
+    scripts = configparser.ConfigParser()
+    scripts.read_string(entry_points)
+    assert set(scripts["console_scripts"]) == COMMANDS
+    for command, target in scripts["console_scripts"].items():
+        module, function = target.split(":")
+        assert module == f"gd_jax.cli.{command.removeprefix('gd-jax-').replace('-', '_')}"
+        assert function == "command"
+    requires = [line for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
+    heavy = [r for r in requires if "tensorflow" in r]
+    assert heavy and all('extra == "tfds"' in r for r in heavy)

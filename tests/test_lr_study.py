@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from conftest import cli
 
-from experiments import lr_sweep as lr_cli
 from gd_jax import costs, io
+from gd_jax.cli import lr_sweep as lr_cli
 from gd_jax.errors import GdJaxError
 from gd_jax.studies.lr import range_test, tables
 from gd_jax.studies.lr.config import parse_learning_rates

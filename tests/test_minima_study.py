@@ -6,8 +6,8 @@ import json
 import pytest
 from conftest import blank, cli
 
-from experiments import local_minima as minima_cli
 from gd_jax import io
+from gd_jax.cli import local_minima as minima_cli
 from gd_jax.config import TrainConfig
 from gd_jax.errors import GdJaxError
 from gd_jax.studies.minima import analysis, classes, report, tables

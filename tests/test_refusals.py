@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from conftest import cli, mlp
 
-from experiments import local_minima as minima_cli
-from experiments import lr_sweep as lr_cli
-from experiments import train as train_cli
 from gd_jax import data, memory, model, train
+from gd_jax.cli import local_minima as minima_cli
+from gd_jax.cli import lr_sweep as lr_cli
+from gd_jax.cli import train as train_cli
 from gd_jax.config import TrainConfig
 from gd_jax.errors import GdJaxError
 from gd_jax.fast.paths import Path
@@ -182,7 +182,7 @@ def test_a_missing_checkpoint_beside_recorded_epochs_is_refused_and_nothing_chan
 ):
     from conftest import cli, snapshot
 
-    from experiments import train as train_cli
+    from gd_jax.cli import train as train_cli
 
     args = ("--dataset=digits", "--layers=8", "--epochs=2", "--notensorboard")
     assert cli(train_cli, *args, f"--workdir={tmp_path}") == 0

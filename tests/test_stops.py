@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from conftest import TINY_LR, TINY_MINIMA, cli
 
-from experiments import common
-from experiments import local_minima as minima_cli
-from experiments import lr_sweep as lr_cli
 from gd_jax import io, run_folder, watchdog
+from gd_jax.cli import common
+from gd_jax.cli import local_minima as minima_cli
+from gd_jax.cli import lr_sweep as lr_cli
 from gd_jax.errors import GdJaxError
 from gd_jax.report import tensorboard
 from gd_jax.studies.minima import analysis

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from conftest import assert_trees_close, assert_trees_equal, cli, mlp, network, tiny_data
 
-from experiments import train as train_cli
 from gd_jax import curvature, io, optim, train
 from gd_jax import data as datasets
+from gd_jax.cli import train as train_cli
 from gd_jax.config import TrainConfig
 from gd_jax.errors import GdJaxError
 from gd_jax.fast import paths

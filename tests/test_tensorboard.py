@@ -7,9 +7,9 @@ import pytest
 from conftest import cli
 from tensorboardX.proto.event_pb2 import Event
 
-from experiments import lr_sweep as lr_cli
-from experiments import train as train_cli
 from gd_jax import io
+from gd_jax.cli import lr_sweep as lr_cli
+from gd_jax.cli import train as train_cli
 
 
 def scalars(logdir: Path) -> dict[str, dict[int, float]]:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import cli
 
-from experiments import toy_descent
+from gd_jax.cli import toy_descent
 from gd_jax.studies.toy import descent
 from gd_jax.studies.toy.functions import Banana, DoubleWell, Quadratic, stable_learning_rate
 from gd_jax.studies.toy.summary import coordinate_factor

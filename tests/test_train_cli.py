@@ -1,4 +1,4 @@
-"""experiments/train.py end to end on the embedded digits: files, resume, bad input."""
+"""gd-jax-train end to end on the embedded digits: files, resume, bad input."""
 
 import json
 import subprocess
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from conftest import cli, snapshot
 
-from experiments import train as train_cli
 from gd_jax import io
+from gd_jax.cli import train as train_cli
 
 QUICK = ("--dataset=digits", "--layers=16", "--batch_size=10")
 

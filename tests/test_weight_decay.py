@@ -15,8 +15,8 @@ from conftest import cli, mlp
 from test_gradients import backprop
 
 import gd_jax
-from experiments import local_minima as minima_cli
 from gd_jax import costs, io, optim, train
+from gd_jax.cli import local_minima as minima_cli
 from gd_jax.config import TrainConfig
 from gd_jax.errors import GdJaxError
 from gd_jax.fast import check, paths

@@ -1,5 +1,5 @@
 """What every entry point shares: flags generated from the config dataclasses, the
-run-folder flags, and the wrapper around ``main``.
+run-folder flags, the wrapper around ``main`` and the launch of a command.
 
 A config field is a flag of the same name (see ``gd_jax.config.option``): its default
 and help text are the field's, so a default is written once. An entry point builds
@@ -319,3 +319,15 @@ def study_main(study_type, run, headline, *, skip: tuple[str, ...] = ()):
         return 0
 
     return main
+
+
+def launch(main, module: str) -> None:
+    """Runs ``main`` as a command (``absl.app.run``) whose ``--help`` is the command
+    module ``module``'s: its docstring and its flags, whether it was started as a
+    console command (``gd-jax-train``) or as ``python -m experiments.train`` from a
+    checkout (absl shows those of the script it was started from)."""
+    script = sys.argv[0]
+    sys.modules["__main__"].__doc__ = sys.modules[module].__doc__
+    for flag in FLAGS.get_key_flags_for_module(module):
+        FLAGS.register_key_flag_for_module(script, flag)
+    app.run(main)
