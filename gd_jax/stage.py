@@ -29,6 +29,7 @@ none. Nothing else in the project reads or writes a stage's file.
 import dataclasses
 import hashlib
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -38,6 +39,7 @@ import numpy as np
 from absl import logging
 
 from gd_jax import io, watchdog
+from gd_jax.progress import clock
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -266,6 +268,7 @@ def run(folder, stage: Stage[In, Out], inputs: In) -> Out:
         logging.info("%s: already on disk, kept.", stage.name)
         return found
     watchdog.beat(f"{stage.name} begun")
+    tic = time.perf_counter()
     progress = Progress(stage.progress_path(folder), key) if stage.by_item else None
     if found is not None:
         logging.info("%s: on disk, and carried on from there.", stage.name)
@@ -277,4 +280,5 @@ def run(folder, stage: Stage[In, Out], inputs: In) -> Out:
     stage.codec.write(path, value, key)
     if progress is not None:
         progress.done()
+    logging.info("%s: done in %s.", stage.name, clock(time.perf_counter() - tic))
     return value

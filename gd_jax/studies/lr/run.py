@@ -20,7 +20,7 @@ from typing import NamedTuple
 import numpy as np
 from absl import logging
 
-from gd_jax import costs, data, io, run_folder, stage
+from gd_jax import costs, data, io, progress, run_folder, stage
 from gd_jax.config import TrainConfig, check_seed_range
 from gd_jax.errors import GdJaxError
 from gd_jax.fast import paths
@@ -235,12 +235,18 @@ class _Eta:
         self.last, self.last_epoch = time.perf_counter(), 0
 
     def progress(self, index: int):
+        """The chunk's ``on_epoch``: a bar of its epochs, or a log line per epoch
+        (:class:`gd_jax.progress.Epochs`)."""
+        shown = progress.Epochs(f"{self.name} chunk {index + 1}/{self.count}",
+                                self.context.config.epochs)  # fmt: skip
+
         def on_epoch(epoch, scores, seconds, measure_seconds):
-            self._log(index, epoch, scores, (seconds, measure_seconds))
+            shown.report(epoch, self._describe(index, epoch, scores, (seconds, measure_seconds)))
 
         return on_epoch
 
-    def _log(self, index, epoch, scores, timing) -> None:
+    def _describe(self, index, epoch, scores, timing) -> str:
+        """What the chunk's networks are at ``epoch``, and the study's time left."""
         config, study = self.context.config, self.context.study
         seconds, measure_seconds = timing
         now = time.perf_counter()
@@ -264,11 +270,9 @@ class _Eta:
                 networks=traced, per_chunk=self.size,
             )  # fmt: skip
         alive = np.isfinite(scores["train_cost"])
-        logging.info(
-            "%s chunk %d/%d epoch %d/%d: %d networks, %d finite, lowest avg cost %.4f, "
-            "best test accuracy %.2f%%, %.2f s/epoch, ETA %s",
-            self.name, index + 1, self.count, epoch, config.epochs, self.size, alive.sum(),
-            np.nanmin(scores["avg_train_cost"], initial=np.inf),
-            100 * np.nanmax(scores["test_accuracy"], initial=0), seconds,
-            duration(eta_seconds),
-        )  # fmt: skip
+        return (
+            f"{self.size} networks, {alive.sum()} finite, lowest avg cost "
+            f"{np.nanmin(scores['avg_train_cost'], initial=np.inf):.4f}, best test accuracy "
+            f"{100 * np.nanmax(scores['test_accuracy'], initial=0):.2f}%, {seconds:.2f} s/epoch, "
+            f"ETA {duration(eta_seconds)}"
+        )

@@ -9,6 +9,7 @@ import optax
 
 from gd_jax import costs, curvature, landscape, memory, train
 from gd_jax.config import ModelConfig
+from gd_jax.progress import bar
 from gd_jax.report.format import number
 from gd_jax.studies.minima.classes import CLASSES, MINIMUM, SADDLE, kind  # noqa: F401
 from gd_jax.studies.minima.config import MinimaConfig
@@ -127,10 +128,15 @@ def certify(context: Width, sgd: SweepResult, polished: Polished) -> tuple[list[
         )
         # Every eigenvalue, where the Hessian is small enough to hold: an independent
         # check of the class that Lanczos' extremes give.
-        eigenvalues = [
-            curvature.dense_eigenvalues(hessian(network(end, i), *train_xy)) if dense else None
-            for i in range(len(seeds))
-        ]
+        eigenvalues = [None] * len(seeds)
+        if dense:
+            shape = "-".join(map(str, model_config.sizes))
+            with bar(f"Dense Hessians of {shape}", len(seeds), "network") as shown:
+                for i in range(len(seeds)):
+                    eigenvalues[i] = curvature.dense_eigenvalues(
+                        hessian(network(end, i), *train_xy)
+                    )
+                    shown.update()
     rows, spectra = [], []
     for i, network_seed in enumerate(seeds):
         b = {k: float(np.asarray(v[i])) for k, v in before.items() if np.ndim(v) == 1}

@@ -10,6 +10,7 @@ import numpy as np
 
 from gd_jax import costs, landscape
 from gd_jax.config import ModelConfig
+from gd_jax.progress import bar
 from gd_jax.studies.minima.analysis import network
 from gd_jax.studies.minima.classes import MINIMUM
 from gd_jax.studies.minima.context import Width
@@ -65,8 +66,10 @@ def compare_pairs(context: Width, params, rows: list[Point], evaluate) -> tuple[
         evaluate, a, b, x, labels, num=points, chunk=chunk
     )
     pairs, matched_pairs, example = [], [], None
-    combos = itertools.islice(itertools.combinations(range(len(seeds)), 2), study.max_pairs)
+    combos = list(itertools.islice(itertools.combinations(range(len(seeds)), 2), study.max_pairs))
+    shown = bar(f"width {width}: pairs", len(combos), "pair")
     for k, (a, b) in enumerate(combos):
+        shown.update()
         pa, pb = network(params, a), network(params, b)
         one_pass, _, _ = landscape.align(pa, pb, model_config.activation)
         matched, _, _, objectives = landscape.weight_matching(
@@ -111,6 +114,7 @@ def compare_pairs(context: Width, params, rows: list[Point], evaluate) -> tuple[
                 "aligned": one_pass_path["cost"].tolist(),
                 "matched": matched_path["cost"].tolist(),
             }
+    shown.close()
     if matched_pairs:
         curves = fit_curves(context, matched_pairs, evaluate)
         curved = [

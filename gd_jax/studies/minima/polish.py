@@ -27,6 +27,7 @@ from absl import logging
 
 from gd_jax import curvature, model, train, watchdog
 from gd_jax.config import ModelConfig
+from gd_jax.progress import bar
 from gd_jax.studies.minima import classes, newton
 
 # Per network, what the search and its continuation found (``Polished.verdicts``).
@@ -84,21 +85,31 @@ def polish_networks(
         template = jax.tree.map(lambda leaf: jnp.asarray(leaf[0], jnp.float64), params)
         _, unravel = newton.flatten(template)
         problem = _problem(model_config, loss, unravel, x, labels, study.saturation_threshold)
-        for i in range(count):
-            kept = progress.get(i) if progress is not None else None
-            if kept is not None:
-                trajectory, point, record = _item_of(kept, unravel)
-            else:
-                watchdog.beat(f"polishing network {i + 1} of {count}")
-                start = jax.tree.map(lambda leaf, i=i: jnp.asarray(leaf[i], jnp.float64), params)
-                flat = newton.flatten(start)[0]
-                trajectory, point, record = _one(problem, flat, study, unravel, key)
-                if progress is not None:
-                    progress.keep(i, _item_arrays(trajectory, point, record))
-            found_params.append(point)
-            for k, v in record.items():
-                verdicts[k].append(v)
-            rows += [{"network": i, **r} for r in trajectory]
+        kept = [progress.get(i) if progress is not None else None for i in range(count)]
+        shape = "-".join(map(str, model_config.sizes))
+        done = sum(k is not None for k in kept)
+        with bar(f"Polishing {shape}", count, "network", start=done) as shown:
+            for i in range(count):
+                if kept[i] is not None:
+                    trajectory, point, record = _item_of(kept[i], unravel)
+                else:
+                    watchdog.beat(f"polishing network {i + 1} of {count}")
+                    start = jax.tree.map(lambda leaf, i=i: jnp.asarray(leaf[i], jnp.float64),
+                                         params)  # fmt: skip
+                    flat = newton.flatten(start)[0]
+                    trajectory, point, record = _one(problem, flat, study, unravel, key)
+                    if progress is not None:
+                        progress.keep(i, _item_arrays(trajectory, point, record))
+                found_params.append(point)
+                for k, v in record.items():
+                    verdicts[k].append(v)
+                rows += [{"network": i, **r} for r in trajectory]
+                if kept[i] is None:
+                    critical = sum(
+                        bool(c) and bool(s)
+                        for c, s in zip(verdicts["critical"], verdicts["stable"], strict=True)
+                    )
+                    shown.update(note=f"{critical} critical and stable")
     stacked = jax.tree.map(lambda *leaves: np.stack(leaves), *found_params)
     verdicts = {k: np.asarray(v) for k, v in verdicts.items()}
     trajectory = {k: np.asarray([r[k] for r in rows]) for k in ("phase", *TRAJECTORY)}

@@ -25,6 +25,7 @@ import numpy as np
 from absl import logging
 
 from gd_jax import io, landscape, stage, watchdog
+from gd_jax.progress import Epochs
 from gd_jax.report.format import nan_quiet
 from gd_jax.studies.minima import analysis, pairs, polish, quality, records, spread
 from gd_jax.studies.minima.context import Width
@@ -63,16 +64,15 @@ def train_width(inputs: OfWidth, after: results.SweepResult | None = None) -> re
     config, study = context.config, context.study
     networks = varied(seeds, config.learning_rate, vary=study.vary, base=config.seed)
 
-    def progress(epoch, scores, seconds, measure_seconds):
+    shown = Epochs(f"width {inputs.width}", config.epochs)
+
+    def on_epoch(epoch, scores, seconds, measure_seconds):
         del measure_seconds
         converged = np.sum(scores["grad_norm"] < study.grad_tol)
         with nan_quiet():
             median = np.nanmedian(scores["train_cost"])
-        logging.info(
-            "width %d epoch %d/%d: %d networks, %d with ‖∇C‖ < %g, median cost %.4g, %.3f s/epoch",
-            inputs.width, epoch, config.epochs, len(seeds), converged, study.grad_tol,
-            median, seconds,
-        )  # fmt: skip
+        shown.report(epoch, f"{len(seeds)} networks, {converged} with ‖∇C‖ < {study.grad_tol:g}, "
+                            f"median cost {median:.4g}, {seconds:.3f} s/epoch")  # fmt: skip
 
     options = trainer.FitOptions(
         shared_order=study.vary == "init",
@@ -84,7 +84,7 @@ def train_width(inputs: OfWidth, after: results.SweepResult | None = None) -> re
     )
     return trainer.fit(
         networks, context.model_config, config, context.train_xy, {"test": context.test_xy},
-        options, on_epoch=progress, start=after,
+        options, on_epoch=on_epoch, start=after,
     )  # fmt: skip
 
 
@@ -225,8 +225,11 @@ def escape_width(inputs: OfWidth) -> list[records.Escape]:
                                  devices=context.devices, memory_budget=context.budget,
                                  path=context.path)  # fmt: skip
     watchdog.beat(f"width {width}: escape attempts begun")
+    shown = Epochs(f"width {width}: escape attempts", config.epochs)
+    on_epoch = lambda epoch, *_: shown.report(epoch, f"{2 * count} networks")
     found = trainer.fit(networks, context.model_config, config, context.train_xy,
-                        {"test": context.test_xy}, options, start=both)  # fmt: skip
+                        {"test": context.test_xy}, options, start=both,
+                        on_epoch=on_epoch)  # fmt: skip
     after = found.metrics["test_accuracy"][-1]
     counts = quality.score(
         context.model_config, found.params, context.train_xy[0][:1], context.test_xy,

@@ -9,7 +9,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from gd_jax import data, io, run_folder, train, watchdog
+from gd_jax import data, io, progress, run_folder, train, watchdog
 from gd_jax.config import ModelConfig, TrainConfig
 from gd_jax.errors import GdJaxError
 from gd_jax.fast import paths
@@ -102,6 +102,7 @@ def _train(folder, dataset: data.Dataset, config: TrainConfig, prepared, *, tens
     if tensorboard:
         purge = start_epoch + 1 if history else None  # hide what an interrupted run wrote
         scalars = tensorboard_writer.Scalars(tensorboard_writer.run_dir(folder), purge_step=purge)
+    shown = progress.Epochs("training", config.epochs)
     try:
         for result in fit.epochs(config, prepared, state=state, start_epoch=start_epoch):
             if history and result.epoch <= history[-1]["epoch"]:
@@ -122,7 +123,7 @@ def _train(folder, dataset: data.Dataset, config: TrainConfig, prepared, *, tens
                 break
             io.save_checkpoint(folder / io.CHECKPOINT, result.state, epoch=result.epoch)
             state, saved = result.state, result.epoch
-            _log_epoch(result.metrics, config.epochs)
+            _log_epoch(shown, result.metrics)
     except KeyboardInterrupt:
         watchdog.stop_handled()
         status = STATUS_INTERRUPTED
@@ -193,22 +194,17 @@ def _spans(epochs: list) -> str:
     return ", ".join(str(e) for e in epochs) if len(epochs) <= 6 else f"{epochs[0]}..{epochs[-1]}"
 
 
-def _log_epoch(metrics: dict, epochs: int) -> None:
+def _log_epoch(shown: progress.Epochs, metrics: dict) -> None:
     if metrics["epoch"] == 0:
         logging.info(
             "epoch 0/%d  train cost %.4f  test accuracy %.2f%% (initial)",
-            epochs,
-            metrics["train_cost"],
-            100 * metrics["test_accuracy"],
-        )
+            shown.total, metrics["train_cost"], 100 * metrics["test_accuracy"],
+        )  # fmt: skip
         return
-    logging.info(
-        "epoch %d/%d  avg train cost %.4f  test accuracy %.2f%%  %.3f s",
+    shown.report(
         metrics["epoch"],
-        epochs,
-        metrics["avg_train_cost"],
-        100 * metrics["test_accuracy"],
-        metrics["seconds"],
+        f"avg train cost {metrics['avg_train_cost']:.4f}, test accuracy "
+        f"{100 * metrics['test_accuracy']:.2f}%, {metrics['seconds']:.3f} s",
     )
 
 
