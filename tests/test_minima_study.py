@@ -181,6 +181,11 @@ def test_the_cli_writes_every_table_and_plot(tmp_path):
         assert f"]({png}.png)" in report
     runs = sorted(p.name for p in (tmp_path / "tensorboard").iterdir())
     assert runs == [f"w={w},seed={s}" for w in (3, 6) for s in (0, 1, 2)]
+    from test_tensorboard import hparams
+
+    listed = hparams(tmp_path / "tensorboard" / "w=6,seed=2")
+    assert listed["hparams"]["width"] == 6 and listed["hparams"]["seed"] == 2
+    assert listed["ended"] and "final/test_accuracy" in listed["metrics"]
 
 
 def test_a_killed_study_resumes_with_nothing_lost(tmp_path, monkeypatch):

@@ -27,7 +27,35 @@ def scalars(logdir: Path) -> dict[str, dict[int, float]]:
             if event.session_log.status:
                 continue
             for value in event.summary.value:
-                found.setdefault(value.tag, {})[event.step] = value.simple_value
+                if not value.HasField("metadata"):  # the HParams' protos are not scalars
+                    found.setdefault(value.tag, {})[event.step] = value.simple_value
+    return found
+
+
+def hparams(logdir: Path) -> dict:
+    """What the HParams view reads from one run: its hyperparameters (session start),
+    the metrics the experiment declares, and whether the session ended."""
+    from tensorboardX.proto.plugin_hparams_pb2 import HParamsPluginData
+
+    found = {"hparams": {}, "metrics": [], "ended": False}
+    for path in sorted(logdir.glob("events.out.tfevents.*")):
+        raw, at = path.read_bytes(), 0
+        while at < len(raw):
+            (length,) = struct.unpack("<Q", raw[at : at + 8])
+            event = Event.FromString(raw[at + 12 : at + 12 + length])
+            at += 16 + length
+            for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name != "hparams":
+                    continue
+                data = HParamsPluginData.FromString(value.metadata.plugin_data.content)
+                if data.HasField("session_start_info"):
+                    for name, v in data.session_start_info.hparams.items():
+                        kind = v.WhichOneof("kind")
+                        found["hparams"][name] = getattr(v, kind)
+                elif data.HasField("experiment"):
+                    found["metrics"] = [m.name.tag for m in data.experiment.metric_infos]
+                elif data.HasField("session_end_info"):
+                    found["ended"] = True
     return found
 
 
@@ -44,6 +72,17 @@ def test_a_run_writes_each_epochs_scalars_and_they_read_back(tmp_path):
         for epoch, value in expected.items():
             assert found[key][epoch] == pytest.approx(value, rel=1e-6), (key, epoch)
     assert "diverged" not in found and "epoch" not in found
+
+
+def test_a_run_is_in_the_hparams_view_with_its_final_metrics(tmp_path):
+    assert cli(train_cli, *QUICK, "--epochs=3", "--learning_rate=0.7", f"--workdir={tmp_path}") == 0
+    logdir = tmp_path / "tensorboard"
+    found, last = hparams(logdir), io.read_jsonl(tmp_path / io.METRICS)[-1]
+    assert found["hparams"]["learning_rate"] == 0.7 and found["hparams"]["layers"] == "8"
+    assert found["hparams"]["batch_size"] == 10 and found["ended"]
+    assert "final/test_accuracy" in found["metrics"]
+    final = scalars(logdir)["final/test_accuracy"]
+    assert final == {3: pytest.approx(last["test_accuracy"], rel=1e-6)}
 
 
 def test_a_resumed_run_continues_its_curves(tmp_path):
@@ -86,3 +125,31 @@ def test_runs_of_a_sweep_skip_what_a_stopped_network_did_not_record(tmp_path):
     tensorboard.write_runs(tmp_path, runs)
     assert scalars(tmp_path / "tensorboard" / "a")["train_cost"] == pytest.approx({0: 0.5, 1: 0.3})
     assert scalars(tmp_path / "tensorboard" / "b")["train_cost"] == pytest.approx({0: 0.4})
+
+
+def test_each_chunk_of_a_sweep_is_in_tensorboard_as_it_ends_with_its_hparams(
+    tmp_path, monkeypatch
+):
+    # The second chunk fails: the first chunk's networks are there already, each with
+    # its η and seed and its final accuracy, as results.csv would have them.
+    from gd_jax.studies.lr import stages
+
+    train_chunk, calls = stages.train_chunk, []
+
+    def second_fails(chunk, after=None):
+        calls.append(chunk)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return train_chunk(chunk, after)
+
+    monkeypatch.setattr(stages, "train_chunk", second_fails)
+    args = ("--dataset=digits", "--layers=8", "--learning_rates=0.5,3", "--seeds=2",
+            "--chunk_size=2", "--epochs=2", "--full_batch_steps=0", "--norange_test",
+            "--norounding_check")  # fmt: skip
+    assert cli(lr_cli, *args, f"--workdir={tmp_path}") != 0
+    runs = sorted(p.name for p in (tmp_path / "tensorboard").iterdir())
+    assert runs == ["eta=0.5,seed=0", "eta=0.5,seed=1"]
+    for seed in (0, 1):
+        found = hparams(tmp_path / "tensorboard" / f"eta=0.5,seed={seed}")
+        assert found["hparams"]["learning_rate"] == 0.5 and found["hparams"]["seed"] == seed
+        assert found["ended"] and "final/test_accuracy" in found["metrics"]

@@ -105,6 +105,15 @@ class Scalars:
         if self._fd is not None:
             self._write(_event(step, metrics))
 
+    def add_hparams(self, hparams: dict, history: list[dict]) -> None:
+        """The run's hyperparameters and its final metrics from ``history`` (its
+        per-epoch records), for the HParams view (:func:`hparams_events`)."""
+        if self._fd is not None and history:
+            columns = {k: [m.get(k) for m in history] for k in FINALS}
+            columns = {k: np.asarray([np.nan if v is None else v for v in c], float)
+                       for k, c in columns.items()}  # fmt: skip
+            self._write(hparams_events(hparams, finals(columns), int(history[-1]["epoch"])))
+
     def _write(self, data: bytes) -> None:
         try:
             written = os.write(self._fd, data)
@@ -153,12 +162,49 @@ def network_names(etas, seeds) -> list[str]:
     return [f"eta={eta},seed={seed}" for eta, seed in zip(labels, seeds, strict=True)]
 
 
-def sweep_runs(names: list[str], epochs, metrics: dict[str, np.ndarray]):
+def sweep_runs(names: list[str], epochs, metrics: dict[str, np.ndarray], hparams=None):
     """The networks of a sweep's result as runs for :func:`write_runs`: network ``i``
-    named ``names[i]``, its metrics the columns ``[:, i]`` of ``metrics``."""
+    named ``names[i]``, its metrics the columns ``[:, i]`` of ``metrics``, its
+    hyperparameters ``hparams[i]`` (a dict, for the HParams view; None for none)."""
+    hparams = hparams or [None] * len(names)
     return [
-        (name, epochs, {k: v[:, i] for k, v in metrics.items()}) for i, name in enumerate(names)
+        (name, epochs, {k: v[:, i] for k, v in metrics.items()}, hparams[i])
+        for i, name in enumerate(names)
     ]
+
+
+# What the HParams view shows beside each run's hyperparameters: the last finite value
+# of these curves, as the scalar ``final/<name>``, and the best test accuracy.
+FINALS = ("avg_train_cost", "train_cost", "test_cost", "test_accuracy", "validation_accuracy")
+
+
+def finals(metrics: dict[str, np.ndarray]) -> dict[str, float]:
+    """A run's final metrics (:data:`FINALS`) from its curves, where it has them."""
+    found = {}
+    for name in FINALS:
+        values = np.asarray(metrics.get(name, []), float)
+        values = values[np.isfinite(values)]
+        if values.size:
+            found[f"final/{name}"] = float(values[-1])
+    accuracy = np.asarray(metrics.get("test_accuracy", []), float)
+    if np.isfinite(accuracy).any():
+        found["final/best_test_accuracy"] = float(np.nanmax(accuracy))
+    return found
+
+
+def hparams_events(hparams: dict, final: dict[str, float], step: int) -> bytes:
+    """The events by which TensorBoard's HParams view lists a run: which
+    hyperparameters and metrics there are, this run's values of them (``hparams``:
+    numbers, strings or booleans), its final metrics as scalars at ``step``, and that it
+    ended."""
+    from tensorboardX.proto.event_pb2 import Event
+    from tensorboardX.summary import hparams as hparams_summaries
+
+    experiment, start, end = hparams_summaries(hparams, final)
+    framed = lambda summary: _record(
+        Event(wall_time=time.time(), summary=summary).SerializeToString()
+    )
+    return framed(experiment) + framed(start) + _event(step, final) + framed(end)
 
 
 def write_runs(folder, runs) -> None:
@@ -167,17 +213,28 @@ def write_runs(folder, runs) -> None:
 
     Args:
       folder: the run folder.
-      runs: ``(name, epochs [R], {metric: values [R]})`` per run, e.g. from
-        :func:`sweep_runs`; NaN (a network that stopped) is left out.
+      runs: ``(name, epochs [R], {metric: values [R]}, hparams)`` per run, e.g. from
+        :func:`sweep_runs`; NaN (a network that stopped) is left out; ``hparams`` (a
+        dict, or None) adds the run to the HParams view with its final metrics. Each
+        run replaces its own folder only: a study writes its runs as its stages end.
 
     Raises:
       GdJaxError: a file cannot be written (a full disk, no permission).
     """
     if jax.process_index() != 0:
         return
-    shutil.rmtree(Path(folder / DIR), ignore_errors=True)
     name_of_file = _file_name()
-    for name, epochs, metrics in runs:
+    for name, epochs, metrics, hparams in runs:
+        shutil.rmtree(Path(folder / DIR) / name, ignore_errors=True)
         events = [_event(int(epoch), {k: float(v[r]) for k, v in metrics.items()})
                   for r, epoch in enumerate(epochs)]  # fmt: skip
+        if hparams is not None:
+            events.append(hparams_events(hparams, finals(metrics), int(epochs[-1])))
         io.write_bytes(Path(folder / DIR) / name / name_of_file, _opening(None) + b"".join(events))
+
+
+def clear(folder) -> None:
+    """Removes the event files a study wrote before (it writes each stage's as the stage
+    ends, :func:`write_runs`)."""
+    if jax.process_index() == 0:
+        shutil.rmtree(Path(folder / DIR), ignore_errors=True)

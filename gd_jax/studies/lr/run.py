@@ -107,7 +107,9 @@ def _study(folder, dataset, config, study, *, where: Where, path, budget):
     del flags["epochs"]
     networks = engine.grid(study.learning_rates, config.seed + np.arange(study.seeds))
 
-    sweep = sweep_in_chunks(folder, context, flags, networks)
+    if where.tensorboard:
+        tensorboard_writer.clear(folder)  # each chunk's curves are written as it ends
+    sweep = sweep_in_chunks(folder, context, flags, networks, tensorboard=where.tensorboard)
     rounding = None
     if study.rounding_check:
         first = study.rounding_seeds == "first"
@@ -127,11 +129,6 @@ def _study(folder, dataset, config, study, *, where: Where, path, budget):
     baseline = costs.constant_cost(config.cost, dataset.train.labels, dataset.num_classes)
     found = Found(sweep, rounding, trace, range_found, baseline)
     summary, rows, first_order = write_tables(folder, context, found, networks=len(networks))
-    if where.tensorboard:
-        names = tensorboard_writer.network_names(sweep.networks.learning_rate, sweep.networks.seed)
-        tensorboard_writer.write_runs(
-            folder, tensorboard_writer.sweep_runs(names, sweep.epochs, sweep.metrics)
-        )
     shown = figures.study_figures(
         study, summary, sweep=sweep, rows=rows, trace=trace, first_order=first_order,
         range_found=range_found,
@@ -199,21 +196,46 @@ def sweep_in_chunks(
     networks: engine.Networks,
     *,
     name: str = "sweep",
+    tensorboard: bool = False,
 ) -> results.SweepResult:
     """The sweep, ``chunk_size`` networks at a time, each chunk a stage
-    (``chunks/{name}_NNN.npz``), its progress logged with an ETA."""
+    (``chunks/{name}_NNN.npz``), its progress shown (``_Eta``) and, with
+    ``tensorboard``, its networks' curves and hyperparameters written as it ends."""
     study = context.study
     size = min(study.chunk_size, len(networks))
     count = -(-len(networks) // size)
     eta = _Eta(folder, context, networks, name=name, chunks=(count, size))
+    names = tensorboard_writer.network_names(networks.learning_rate, networks.seed)
     parts = []
     for index in range(count):
-        members = networks.take(np.arange(index * size, min((index + 1) * size, len(networks))))
+        picked = np.arange(index * size, min((index + 1) * size, len(networks)))
+        members = networks.take(picked)
         chunk = stages.Chunk(flags, members, size, context.path.record(), context,
                              on_epoch=eta.progress(index))  # fmt: skip
         eta.restart()  # the epoch's clock starts with the chunk
-        parts.append(stage.run(folder, stages.chunk_stage(name, index), chunk))
+        part = stage.run(folder, stages.chunk_stage(name, index), chunk)
+        if tensorboard:
+            _write_curves(folder, context.config, [names[i] for i in picked], part)
+        parts.append(part)
     return results.concatenate(parts)
+
+
+def _write_curves(folder, config: TrainConfig, names: list[str], part: results.SweepResult):
+    """A chunk's curves, each network a TensorBoard run with its hyperparameters."""
+    pairs = zip(part.networks.learning_rate, part.networks.seed, strict=True)
+    hparams = [network_hparams(config, eta, seed) for eta, seed in pairs]
+    runs = tensorboard_writer.sweep_runs(names, part.epochs, part.metrics, hparams)
+    tensorboard_writer.write_runs(folder, runs)
+
+
+def network_hparams(config: TrainConfig, learning_rate: float, seed: int) -> dict:
+    """One network's hyperparameters, as TensorBoard's HParams view lists them."""
+    return {
+        "learning_rate": float(learning_rate), "seed": int(seed),
+        "layers": ",".join(map(str, config.layers)), "batch_size": config.batch_size,
+        "optimizer": config.optimizer, "weight_decay": config.weight_decay,
+        "epochs": config.epochs,
+    }  # fmt: skip
 
 
 class _Eta:

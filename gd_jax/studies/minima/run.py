@@ -115,7 +115,9 @@ def _study(folder, dataset, config, study, *, where: Where, path, budget):
         return Width(model_config, config, study, train_xy, test_xy, bar, where.devices,
                      budget, chunk, path)  # fmt: skip
 
-    found, polished, curves, escapes = {}, {}, [], []
+    found, polished, escapes = {}, {}, []
+    if where.tensorboard:
+        tensorboard_writer.clear(folder)  # each width's curves are written as it is trained
     for width in study.widths:
         # Each stage is keyed on the flags that decide it: a change to the analysis
         # redoes neither the training nor the polish.
@@ -123,6 +125,8 @@ def _study(folder, dataset, config, study, *, where: Where, path, budget):
         training = {k: v for k, v in decide(TRAINING).items() if k != "epochs"}
         inputs = stages.OfWidth(training, width, seeds, path.record(), context=context_of(width))
         done = stage.run(folder, stages.trained(width), inputs)
+        if where.tensorboard:  # the width's SGD curves, as soon as it is trained
+            _write_curves(folder, config, width, done)
         inputs = inputs.after(stages.trained(width), done, trained=done, flags=decide(POLISH))
         done = stage.run(folder, stages.polished(width), inputs)
         inputs = inputs.after(stages.polished(width), done, polished=done, flags=flags)
@@ -130,10 +134,6 @@ def _study(folder, dataset, config, study, *, where: Where, path, budget):
         inputs = inputs.after(stages.analysed(width), found[width], analysed=found[width])
         escapes += stage.run(folder, stages.escaped(width), inputs)
         polished[width] = inputs.polished
-        if where.tensorboard:
-            names = [f"w={width},seed={seed}" for seed in seeds]
-            sgd = inputs.trained
-            curves += tensorboard_writer.sweep_runs(names, sgd.epochs, sgd.metrics)
     widest = max(study.widths)
     rows = found[widest].rows
     surface = stages.surface_inputs(flags, context_of(widest), rows, polished[widest])
@@ -143,8 +143,6 @@ def _study(folder, dataset, config, study, *, where: Where, path, budget):
         folder, config, study, found, bar=bar, polished=polished, escapes=escapes,
         path=path.record(),
     )  # fmt: skip
-    if where.tensorboard:
-        tensorboard_writer.write_runs(folder, curves)
     shown = figures_of(tabled, plane=plane, summary=summary)
     report_of = lambda captions: report(config, study, summary, tabled.spread, captions)
     document.write(folder, shown, report_of)
@@ -231,3 +229,15 @@ def figures_of(found: Tables, *, plane: dict | None, summary: dict) -> list[docu
         figure = figures.surface_figure(plane, title=title)
         shown.append(("surface.png", "The cost around one endpoint (2-D slice)", figure))
     return shown
+
+
+def _write_curves(folder, config: TrainConfig, width: int, sgd) -> None:
+    """A width's SGD curves, each network a TensorBoard run with its hyperparameters."""
+    seeds = [int(s) for s in sgd.networks.seed]
+    names = [f"w={width},seed={seed}" for seed in seeds]
+    hparams = [{"width": width, "seed": seed, "learning_rate": float(eta),
+                "batch_size": config.batch_size, "weight_decay": config.weight_decay,
+                "init": config.init, "epochs": config.epochs}
+               for seed, eta in zip(seeds, sgd.networks.learning_rate, strict=True)]  # fmt: skip
+    runs = tensorboard_writer.sweep_runs(names, sgd.epochs, sgd.metrics, hparams)
+    tensorboard_writer.write_runs(folder, runs)

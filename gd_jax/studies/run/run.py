@@ -137,6 +137,8 @@ def _train(folder, dataset: data.Dataset, config: TrainConfig, prepared, *, tens
         )
     finally:
         if scalars is not None:
+            if status != STATUS_INTERRUPTED:
+                scalars.add_hparams(hparams_of(config), history)
             scalars.close()
 
     summary = fit.summary(history, status, dataset, prepared)
@@ -186,6 +188,16 @@ def resumed_history(folder: run_folder.RunFolder, epoch: int) -> list[dict]:
             f"or delete {io.CHECKPOINT} there to train the run again from the start."
         )
     return history
+
+
+def hparams_of(config: TrainConfig) -> dict:
+    """The run's hyperparameters, as TensorBoard's HParams view lists them."""
+    return {
+        "learning_rate": config.learning_rate, "seed": config.seed,
+        "layers": ",".join(map(str, config.layers)), "batch_size": config.batch_size,
+        "optimizer": config.optimizer, "weight_decay": config.weight_decay,
+        "epochs": config.epochs, "activation": config.activation, "cost": config.cost,
+    }  # fmt: skip
 
 
 def _spans(epochs: list) -> str:
