@@ -40,6 +40,21 @@ def _in_notebook() -> bool:
     return bool(get is not None and "IPKernelApp" in getattr(get(), "config", {}))
 
 
+def _tqdm():
+    """tqdm's widget in a notebook that can draw one (ipywidgets), else its text bar."""
+    if _in_notebook():
+        try:
+            import ipywidgets  # noqa: F401
+            from tqdm.auto import tqdm
+
+            return tqdm
+        except ImportError:
+            pass
+    from tqdm import tqdm
+
+    return tqdm
+
+
 def eta(done: int, total: int, seconds: float) -> float:
     """Seconds left at the rate so far (nan before anything is done)."""
     if done <= 0:
@@ -70,8 +85,7 @@ class Bar:
         self.tic = self.logged = time.perf_counter()
         self._bar = None
         if mode() == "bar":
-            from tqdm.auto import tqdm
-
+            tqdm = _tqdm()
             self._bar = tqdm(
                 total=self.total, initial=self.done, desc=what, unit=f" {unit}",
                 file=sys.stderr, dynamic_ncols=True, leave=True,
@@ -129,18 +143,19 @@ def bar(what: str, total: int, unit: str = "step", *, start: int = 0) -> Bar:
 
 class Epochs:
     """The epochs of a training, as they end: a bar where one is drawn, else a log line
-    per epoch (``what epoch e/E: text``). The bar starts at the first epoch reported
-    (a resumed training starts late) and ends with the last."""
+    per epoch (``what epoch e/E: text``). The bar counts from ``start`` (the epochs
+    already trained) and ends with the last; a trainer that reports only some epochs
+    (``--eval_every``) moves it by as many as it trained."""
 
-    def __init__(self, what: str, total: int):
-        self.what, self.total, self._bar = what, int(total), None
+    def __init__(self, what: str, total: int, *, start: int = 0):
+        self.what, self.total, self.start, self._bar = what, int(total), int(start), None
 
     def report(self, epoch: int, text: str) -> None:
         if mode() == "log":
             logging.info("%s epoch %d/%d: %s", self.what, epoch, self.total, text)
             return
         if self._bar is None:
-            self._bar = bar(self.what, self.total, "epoch", start=epoch - 1)
+            self._bar = bar(self.what, self.total, "epoch", start=min(self.start, epoch - 1))
         self._bar.update(epoch - self._bar.done, note=text)
         if epoch >= self.total:
             self._bar.close()

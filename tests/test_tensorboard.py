@@ -127,9 +127,7 @@ def test_runs_of_a_sweep_skip_what_a_stopped_network_did_not_record(tmp_path):
     assert scalars(tmp_path / "tensorboard" / "b")["train_cost"] == pytest.approx({0: 0.4})
 
 
-def test_each_chunk_of_a_sweep_is_in_tensorboard_as_it_ends_with_its_hparams(
-    tmp_path, monkeypatch
-):
+def test_each_chunk_of_a_sweep_is_in_tensorboard_as_it_ends_with_its_hparams(tmp_path, monkeypatch):
     # The second chunk fails: the first chunk's networks are there already, each with
     # its η and seed and its final accuracy, as results.csv would have them.
     from gd_jax.studies.lr import stages

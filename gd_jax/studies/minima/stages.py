@@ -64,7 +64,8 @@ def train_width(inputs: OfWidth, after: results.SweepResult | None = None) -> re
     config, study = context.config, context.study
     networks = varied(seeds, config.learning_rate, vary=study.vary, base=config.seed)
 
-    shown = Epochs(f"width {inputs.width}", config.epochs)
+    trained = 0 if after is None else int(np.max(after.epochs))
+    shown = Epochs(f"width {inputs.width}", config.epochs, start=trained)
 
     def on_epoch(epoch, scores, seconds, measure_seconds):
         del measure_seconds

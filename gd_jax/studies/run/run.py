@@ -102,7 +102,7 @@ def _train(folder, dataset: data.Dataset, config: TrainConfig, prepared, *, tens
     if tensorboard:
         purge = start_epoch + 1 if history else None  # hide what an interrupted run wrote
         scalars = tensorboard_writer.Scalars(tensorboard_writer.run_dir(folder), purge_step=purge)
-    shown = progress.Epochs("training", config.epochs)
+    shown = progress.Epochs("training", config.epochs, start=start_epoch)
     try:
         for result in fit.epochs(config, prepared, state=state, start_epoch=start_epoch):
             if history and result.epoch <= history[-1]["epoch"]:
