@@ -116,11 +116,12 @@ def polish_width(inputs: OfWidth, progress: stage.Progress | None = None) -> Pol
         key=jax.random.key(context.config.seed), progress=progress,
     )  # fmt: skip
     v = found.verdicts
+    certified = v["critical"] & v["stable"]
     logging.info(
         "Width %d: polished in %d–%d steps; %d of %d critical by the scale-free stop, %d "
-        "of them stable when continued; %d descending.",
+        "of them stable when continued; %d of the others descending.",
         width, found.steps.min(), found.steps.max(), v["critical"].sum(), len(found.steps),
-        v["stable"].sum(), v["descending"].sum(),
+        certified.sum(), (v["descending"] & ~certified).sum(),
     )  # fmt: skip
     return found
 
