@@ -159,6 +159,11 @@ def check_fits(
     )
 
 
+def chunks_of(count: int, chunk: int) -> int:
+    """How many chunks :func:`map_in_chunks` cuts ``count`` entries into."""
+    return 1 if count <= chunk else -(-count // chunk)
+
+
 def map_in_chunks(fn, tree, chunk: int):
     """``jax.vmap(fn)(tree)`` over the leading axis of ``tree``, at most ``chunk``
     entries at a time (a ``lax.map`` over chunks), so only one chunk's intermediates
@@ -173,7 +178,7 @@ def map_in_chunks(fn, tree, chunk: int):
     count = jax.tree.leaves(tree)[0].shape[0]
     if count <= chunk:
         return jax.vmap(fn)(tree)
-    chunks = -(-count // chunk)
+    chunks = chunks_of(count, chunk)
     size = -(-count // chunks)
     extra = chunks * size - count
     if extra:

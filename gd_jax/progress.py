@@ -8,6 +8,7 @@ way one line says when the work ended, how much of it was done and how long it t
 ``GD_JAX_PROGRESS=bar`` or ``=log`` forces one or the other.
 """
 
+import contextlib
 import math
 import os
 import sys
@@ -102,7 +103,8 @@ class Bar:
         return time.perf_counter() - self.tic
 
     def update(self, count: int = 1, note: str | None = None) -> None:
-        """``count`` more pieces done."""
+        """``count`` more pieces done (never more than ``total``)."""
+        count = max(0, min(count, self.total - self.done))
         self.done += count
         if note is not None:
             self.note = note
@@ -159,3 +161,25 @@ class Epochs:
         self._bar.update(epoch - self._bar.done, note=text)
         if epoch >= self.total:
             self._bar.close()
+
+
+# The bar that ticks from inside compiled programs move (:func:`ticking`), if any.
+_TICKED: list[Bar] = []
+
+
+def tick(*_) -> None:
+    """One piece of the work of a compiled program done: a host callback
+    (``jax.debug.callback(progress.tick, i)``) that moves the bar of :func:`ticking`,
+    and does nothing outside it."""
+    if _TICKED:
+        _TICKED[-1].update()
+
+
+@contextlib.contextmanager
+def ticking(shown: Bar):
+    """Within it, :func:`tick` moves ``shown``."""
+    _TICKED.append(shown)
+    try:
+        yield shown
+    finally:
+        _TICKED.remove(shown)

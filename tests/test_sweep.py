@@ -367,3 +367,21 @@ def test_a_fit_continued_from_fewer_epochs_is_the_fit_to_all_of_them(
     for name in ("diverged_step", "diverged_epoch", "converged_epoch", "step"):
         np.testing.assert_array_equal(getattr(went_on, name), getattr(whole, name), err_msg=name)
     assert_trees_equal(went_on.opt_state, whole.opt_state)
+
+
+def test_the_trace_ticks_its_progress_once_per_sample_and_chunk(monkeypatch):
+    from gd_jax import memory, progress
+
+    ticks, update = [], progress.Bar.update
+
+    def counted(self, *args, **kwargs):
+        ticks.append(self.what)
+        update(self, *args, **kwargs)
+
+    monkeypatch.setattr(progress.Bar, "update", counted)
+    # A budget of two networks at a time: 5 networks in 3 chunks, 3 samples each.
+    per_network = memory.network_bytes((12, 8, 4), 80, memory.TRACE_COPIES, krylov=12)
+    networks = engine.Networks(np.full(5, 0.5), np.arange(5))
+    result = trace(networks, steps=12, every=4, memory_budget=2.5 * per_network / 2**30)
+    assert result.cost.shape == (4, 5)
+    assert ticks == ["Full-batch trace"] * 9

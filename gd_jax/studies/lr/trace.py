@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gd_jax import curvature, memory, optim, train
+from gd_jax import curvature, memory, optim, progress, train
 from gd_jax.config import ModelConfig
 from gd_jax.sweep import engine
 from gd_jax.sweep.engine import Networks
@@ -97,9 +97,12 @@ def full_batch_trace(
     )
     eta = jnp.asarray(networks.learning_rate, jnp.float32)
     tic = time.perf_counter()
-    found, step_cost, diverged_step = jax.device_get(
-        run(state.train.params, eta, *train_xy, *sharpness_xy)
-    )
+    samples = memory.chunks_of(len(networks), chunk) * (steps // every)
+    with progress.ticking(progress.bar("Full-batch trace", samples, "sample")) as shown:
+        found, step_cost, diverged_step = jax.device_get(
+            run(state.train.params, eta, *train_xy, *sharpness_xy)
+        )
+        shown.close()
     seconds = time.perf_counter() - tic
     column = lambda k: np.asarray(found[k], np.float64).T  # [N, S] -> [S, N]
     found["lambda_min"], found["lambda_max"] = curvature.extreme_ritz_values(
@@ -162,13 +165,16 @@ def make_trace(
             diverged_step = jnp.where(alive & ~ok, t + 1, diverged_step)
             return (params, ok, diverged_step, t + 1), jnp.where(alive, c, nan)
 
-        def sample(carry, _):
+        def sample(carry, index):
             found = measure(carry[0], carry[1])
             carry, costs = jax.lax.scan(gd, carry, None, length=every)
+            # One tick of the progress bar per sample and chunk, from the host. ``index``
+            # is the same for every network of a chunk: one call per chunk, not per network.
+            jax.debug.callback(progress.tick, index)
             return carry, (found, costs)
 
         carry = (params, jnp.bool_(True), jnp.int32(-1), jnp.int32(0))
-        carry, (found, costs) = jax.lax.scan(sample, carry, None, length=samples)
+        carry, (found, costs) = jax.lax.scan(sample, carry, jnp.arange(samples))
         last = measure(carry[0], carry[1])
         found = jax.tree.map(lambda a, b: jnp.concatenate([a, b[None]]), found, last)
         return found, costs.reshape(-1), carry[2]
