@@ -131,7 +131,10 @@ def keep(name: str, runs_dir: Path, seconds: float | None) -> None:
                 folder,
             )
     record = {"kind": config.get("kind"), "flags": config["flags"], "summary": summary,
-              "seconds": None if seconds is None else round(seconds)}  # fmt: skip
+              "seconds": None if seconds is None else round(seconds),
+              # What made it: the code, when, on what, and the path that trained it.
+              **{k: config[k] for k in ("source", "earlier_sources", "date", "machine",
+                                        "versions", "devices", "path") if k in config}}  # fmt: skip
     io.write_text(RESULTS / f"{name}.json", json.dumps(record, indent=1) + "\n")
     for source, target in RUNS[name][2].items():
         shutil.copyfile(folder / source, DOCS / target)

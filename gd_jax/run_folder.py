@@ -14,6 +14,7 @@ import contextlib
 import fcntl
 import os
 import platform
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -235,14 +236,48 @@ def processor_name() -> str:
     return platform.machine()
 
 
+def source() -> dict:
+    """The code that runs: the package's version and, where it is a git checkout, the
+    commit and whether anything under ``gd_jax/`` differs from it (``modified``)."""
+    from gd_jax import __version__
+
+    found = {"version": __version__, "commit": None, "modified": None}
+    root = Path(__file__).resolve().parent.parent
+    git = lambda *args: subprocess.run(
+        ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=30, check=True
+    ).stdout.strip()  # fmt: skip
+    try:
+        found["commit"] = git("rev-parse", "HEAD")
+        found["modified"] = bool(git("status", "--porcelain", "--", "gd_jax"))
+    except (OSError, subprocess.SubprocessError):
+        pass  # an installed package, or no git: the version says what it is
+    return found
+
+
 def environment() -> dict:
-    """Library versions and devices, stored beside the flags in ``config.json``."""
+    """What ran it, stored beside the flags in ``config.json``: the code
+    (:func:`source`), when, the machine, library versions and devices."""
     return {
+        "source": source(),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpu": processor_name(), "cores": os.cpu_count()},
         "versions": versions(),
         "devices": [str(d) for d in jax.devices()],
         "platform": platform.platform(),
         "command": sys.argv,
     }
+
+
+def _earlier_sources(previous: dict | None, now: dict) -> list[dict]:
+    """The sources a resumed run ran under before, where any differs from ``now``."""
+    if not previous:
+        return []
+    earlier = list(previous.get("earlier_sources", []))
+    # A record without a source was written by code that did not record itself.
+    before = previous.get("source", {"version": None, "commit": None, "modified": None})
+    if before != now and before not in earlier:
+        earlier.append(before)
+    return earlier
 
 
 T = TypeVar("T")
@@ -297,6 +332,9 @@ def start_run(
         loaded = load()
         described = {} if describe is None else describe(loaded, folder.previous)
         record = {"kind": kind, "flags": flags or {}, **described, **environment()}
+        earlier = _earlier_sources(folder.previous, record["source"])
+        if earlier:  # a run resumed under other code names each code it ran under
+            record["earlier_sources"] = earlier
         try:  # a stop asked for while loading is honoured at this first write
             io.write_json(folder / io.CONFIG, record)
             yield folder, loaded

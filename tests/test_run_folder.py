@@ -5,9 +5,11 @@ import os
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+import gd_jax
 from gd_jax import io, run_folder, watchdog
 from gd_jax.errors import GdJaxError
 from gd_jax.run_folder import RunFolder
@@ -146,3 +148,51 @@ def test_a_stop_requested_is_raised_after_the_next_write(tmp_path):
     finally:
         watchdog.stop_handled()
     io.write_text(tmp_path / "c.txt", "x")
+
+
+def test_a_run_records_the_commit_machine_and_date_it_ran_under(tmp_path):
+    from conftest import cli
+
+    from gd_jax.cli import train as train_cli
+
+    args = ("--dataset=digits", "--layers=4", "--epochs=1", f"--workdir={tmp_path}")
+    assert cli(train_cli, *args) == 0
+    record = io.read_json(tmp_path / io.CONFIG)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                          cwd=Path(run_folder.__file__).parent, check=False)  # fmt: skip
+    if head.returncode == 0:  # a checkout: its commit, and whether gd_jax/ is modified
+        assert record["source"]["commit"] == head.stdout.strip()
+        assert isinstance(record["source"]["modified"], bool)
+    assert record["source"]["version"] == gd_jax.__version__
+    assert record["machine"]["cores"] == os.cpu_count() and record["machine"]["cpu"]
+    assert record["date"].endswith("Z") and "earlier_sources" not in record
+
+
+def test_a_run_resumed_under_other_code_names_both(tmp_path, monkeypatch):
+    from conftest import cli
+
+    from gd_jax.cli import train as train_cli
+
+    args = ("--dataset=digits", "--layers=4", f"--workdir={tmp_path}")
+    assert cli(train_cli, *args, "--epochs=1") == 0
+    first = io.read_json(tmp_path / io.CONFIG)["source"]
+    later = {**first, "commit": "0" * 40, "modified": False}
+    monkeypatch.setattr(run_folder, "source", lambda: later)
+    assert cli(train_cli, *args, "--epochs=2", "--resume") == 0
+    record = io.read_json(tmp_path / io.CONFIG)
+    assert record["source"] == later and record["earlier_sources"] == [first]
+
+
+def test_a_run_resumed_from_a_record_without_a_source_says_so(tmp_path):
+    from conftest import cli
+
+    from gd_jax.cli import train as train_cli
+
+    args = ("--dataset=digits", "--layers=4", f"--workdir={tmp_path}")
+    assert cli(train_cli, *args, "--epochs=1") == 0
+    record = io.read_json(tmp_path / io.CONFIG)
+    del record["source"]  # as code from before the source was recorded wrote it
+    io.write_json(tmp_path / io.CONFIG, record)
+    assert cli(train_cli, *args, "--epochs=2", "--resume") == 0
+    unknown = {"version": None, "commit": None, "modified": None}
+    assert io.read_json(tmp_path / io.CONFIG)["earlier_sources"] == [unknown]

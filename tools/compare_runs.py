@@ -26,7 +26,8 @@ from pathlib import Path
 # Keys that time or describe the machine: they differ between any two runs.
 VOLATILE = re.compile(
     r"seconds|^(command|versions|platform|processor|devices|workdir|data_dir"
-    r"|tfds_manual_dir|jax|jaxlib|numpy|optax|python|absl-py)$"
+    r"|tfds_manual_dir|jax|jaxlib|numpy|optax|python|absl-py"
+    r"|source|earlier_sources|date|machine)$"
 )
 STAGE_KEY = "stage/key"  # gd_jax.stage.KEY: what a stage's file was computed from
 SUFFIXES = (".csv", ".json", ".jsonl")
