@@ -1,5 +1,6 @@
 """The README's result tables are generated from the committed run summaries: a table
-edited by hand, or left behind by a rerun, fails here."""
+edited by hand, or left behind by a rerun, fails here; and every flag and every file of
+the project a page names exists."""
 
 import json
 from pathlib import Path
@@ -85,3 +86,53 @@ def test_a_resumed_run_keeps_the_time_of_the_same_flags_and_no_other(tmp_path, m
     (run / "config.json").write_text('{"kind": "train", "flags": {"epochs": 4}}')
     reproduce.keep("train-digits", tmp_path / "runs", None)  # other flags: not timed
     assert kept() is None
+
+
+# Flags of other programs that the pages quote: Slurm's, TensorBoard's, TFDS's and
+# absl's own.
+FOREIGN_FLAGS = {"nodes", "ntasks", "gpus", "time", "logdir", "manual_dir", "flagfile", "help",
+                 "helpfull"}  # fmt: skip
+
+
+def defined_flags() -> set[str]:
+    """Every flag a command of the project takes: the commands' (generated from the
+    config fields), and those the scripts of experiments/, benchmarks/ and tools/ define."""
+    import re
+
+    from absl import flags
+
+    from gd_jax.cli import local_minima, lr_sweep, toy_descent, train  # noqa: F401
+
+    names = set(flags.FLAGS)
+    pattern = re.compile(r"DEFINE_\w+\(\s*\"(\w+)\"|add_argument\(\s*\"--(\w+)\"")
+    for folder in ("experiments", "benchmarks", "tools"):
+        for path in (ROOT / folder).glob("*.py"):
+            names |= {a or b for a, b in pattern.findall(path.read_text())}
+    return names
+
+
+def test_every_flag_a_page_names_exists():
+    import re
+
+    known = defined_flags() | FOREIGN_FLAGS
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("**/*.md"))]
+    for page in pages:
+        named = set(re.findall(r"(?<![\w-])--([a-z][a-z0-9_]*)", page.read_text()))
+        unknown = {n for n in named if n not in known and n.removeprefix("no") not in known}
+        assert not unknown, f"{page.name} names flags no command takes: {sorted(unknown)}"
+
+
+# Files a page names as what a script will write, before any machine has run it.
+NOT_YET_WRITTEN = {"benchmarks/results/gpu_check.json"}  # benchmarks/gpu_check.sh, on a GPU
+
+
+def test_every_file_of_the_project_a_page_names_exists():
+    import re
+
+    tops = "gd_jax|experiments|benchmarks|tools|docs|tests|examples"
+    pattern = re.compile(rf"(?<![\w/.-])((?:{tops})/[\w/.-]*\w)")
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("**/*.md"))]:
+        named = set(pattern.findall(page.read_text()))
+        missing = sorted(n for n in named - NOT_YET_WRITTEN
+                         if "*" not in n and not (ROOT / n).exists())  # fmt: skip
+        assert not missing, f"{page.name} names files that do not exist: {missing}"
