@@ -72,6 +72,21 @@ def clock(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+class _Above:
+    """A stream for the log while a bar is drawn: each line goes above the bar
+    (``tqdm.write``), which is then drawn again below it."""
+
+    def __init__(self, tqdm, stream):
+        self.tqdm, self.stream = tqdm, stream
+
+    def write(self, text: str) -> None:
+        for line in text.rstrip("\n").split("\n") if text.strip() else []:
+            self.tqdm.write(line, file=self.stream)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
 class Bar:
     """Counts ``total`` pieces of ``what`` (in ``unit``s) as they are done.
 
@@ -85,8 +100,12 @@ class Bar:
         self.note = ""
         self.tic = self.logged = time.perf_counter()
         self._bar = None
+        self._stream = None
         if mode() == "bar":
             tqdm = _tqdm()
+            # While the bar is drawn, log lines are written above it, not into it.
+            handler = logging.get_absl_handler().python_handler
+            self._stream, handler.stream = handler.stream, _Above(tqdm, handler.stream)
             self._bar = tqdm(
                 total=self.total, initial=self.done, desc=what, unit=f" {unit}",
                 file=sys.stderr, dynamic_ncols=True, leave=True,
@@ -128,6 +147,7 @@ class Bar:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+            logging.get_absl_handler().python_handler.stream = self._stream
         elif self.total < 0:
             return
         logging.info(

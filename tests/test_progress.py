@@ -102,3 +102,21 @@ def test_a_command_logs_without_carriage_returns_where_no_one_watches(
     lines = [r.getMessage() for r in logged.records]
     assert any(line.startswith("training epoch 3/3: avg train cost") for line in lines)
     assert not any("\r" in line for line in lines)
+
+
+def test_a_log_line_written_while_a_bar_is_drawn_goes_above_it(monkeypatch, capsys):
+    from absl import logging as absl_logging
+
+    handler = absl_logging.get_absl_handler().python_handler
+    monkeypatch.setattr(handler, "stream", sys.stderr)  # pytest's, so it is captured
+    monkeypatch.setenv(progress.ENV, "bar")
+    with progress.bar("Polishing 4-3-2", 3, "network") as shown:
+        shown.update()
+        # What absl's handler does with a record (whether pytest routes it there or not).
+        handler.stream.write("I1207 polish.py:1] critical point found\n")
+        shown.update(2)
+    assert handler.stream is sys.stderr  # given back
+    pieces = capsys.readouterr().err.replace("\r", "\n").split("\n")
+    # Its own line, not glued to the bar's text.
+    assert any(p.startswith("I") and p.endswith("critical point found") for p in pieces)
+    assert not any(p.startswith("Polishing") and "critical point" in p for p in pieces)
