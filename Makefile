@@ -50,5 +50,10 @@ bench: $(STAMP)
 reproduce: $(STAMP)
 	$(PY) -m experiments.reproduce
 
+# The same in parts, each resumable and redone alone: make reproduce-train,
+# reproduce-lr, reproduce-minima, reproduce-minima-wd.
+reproduce-%: $(STAMP)
+	$(PY) -m experiments.reproduce --part=$*
+
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

@@ -25,6 +25,12 @@ from gd_jax.report import readme
 
 flags.DEFINE_string("fashion_dir", "/usr/share/datasets/fashion-mnist", "Fashion-MNIST IDX files.")
 flags.DEFINE_list("only", None, "Run only these (names below); default: all.")
+flags.DEFINE_enum(
+    "part",
+    None,
+    ["train", "lr", "minima", "minima-wd"],
+    "Run only the runs of one part (PARTS below): each can be redone alone.",
+)
 flags.DEFINE_bool("render_only", False, "Run nothing: only rewrite README.md from docs/results.")
 flags.DEFINE_string("runs_dir", "runs/reproduce", "Where the runs' folders go.")
 FLAGS = flags.FLAGS
@@ -85,6 +91,17 @@ RUNS = {
         for kind in ("wd", "no-wd") for vary in ("", "-init", "-order")
     },
 }  # fmt: skip
+
+
+# The parts a rerun can be cut into (``--part``, ``make reproduce-<part>``): the single
+# runs, the learning-rate studies, the local-minima studies without weight decay, and
+# those with it beside the same studies without (the longest: hours on 2 cores).
+PARTS = {
+    "train": [n for n in RUNS if n.startswith("train-")],
+    "lr": [n for n in RUNS if n.startswith("lr-")],
+    "minima": [n for n in RUNS if n.startswith("minima-") and "wd" not in n],
+    "minima-wd": [n for n in RUNS if n.startswith("minima-") and "wd" in n],
+}
 
 
 def run_one(name: str, runs_dir: Path, fashion: str) -> float | None:
@@ -150,7 +167,9 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     fashion = FLAGS.fashion_dir
-    names = FLAGS.only or list(RUNS)
+    if FLAGS.only and FLAGS.part:
+        raise app.UsageError("--only and --part: give one of them.")
+    names = FLAGS.only or (PARTS[FLAGS.part] if FLAGS.part else list(RUNS))
     unknown = sorted(set(names) - set(RUNS))
     if unknown:
         raise app.UsageError(f"--only: no run named {', '.join(unknown)}; see {list(RUNS)}")

@@ -136,3 +136,11 @@ def test_every_file_of_the_project_a_page_names_exists():
         missing = sorted(n for n in named - NOT_YET_WRITTEN
                          if "*" not in n and not (ROOT / n).exists())  # fmt: skip
         assert not missing, f"{page.name} names files that do not exist: {missing}"
+
+
+def test_the_rerun_parts_hold_every_run_once():
+    from experiments import reproduce
+
+    parts = [name for names in reproduce.PARTS.values() for name in names]
+    assert sorted(parts) == sorted(reproduce.RUNS) and len(set(parts)) == len(parts)
+    assert all(reproduce.PARTS.values())
