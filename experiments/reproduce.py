@@ -31,7 +31,7 @@ flags.DEFINE_enum(
     ["train", "lr", "minima", "minima-wd"],
     "Run only the runs of one part (PARTS below): each can be redone alone.",
 )
-flags.DEFINE_bool("render_only", False, "Run nothing: only rewrite README.md from docs/results.")
+flags.DEFINE_bool("render_only", False, "Run nothing: only rewrite README.md and docs/ pages.")
 flags.DEFINE_string("runs_dir", "runs/reproduce", "Where the runs' folders go.")
 FLAGS = flags.FLAGS
 
@@ -185,17 +185,22 @@ def main(argv):
     if not FLAGS.render_only:
         io.write_text(RESULTS / "machine.json", json.dumps(machine(), indent=1) + "\n")
     blocks = readme.render(readme.load(RESULTS))
-    text = readme.rewrite(README.read_text(), blocks)
-    io.write_text(README, text)
-    left = readme.stale(text, blocks)
+    texts = []
+    for page in readme.pages(ROOT):
+        text = readme.rewrite(page.read_text(), blocks)
+        if text != page.read_text():
+            io.write_text(page, text)
+        texts.append(text)
+    left = readme.stale_pages(texts, blocks)
     if left:
         logging.warning(
-            "README.md has no markers for (or holds unknown) blocks %s: add "
+            "No page has markers for (or a page holds unknown) blocks %s: add "
             "<!-- BEGIN GENERATED: name --> / <!-- END GENERATED: name --> "
-            "lines where they belong and rerun with --render_only.",
+            "lines where they belong (README.md or a page under docs/) and rerun with "
+            "--render_only.",
             left,
         )
-    logging.info("README.md regenerated from %s.", RESULTS)
+    logging.info("README.md and docs/ pages regenerated from %s.", RESULTS)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_the_readme_holds_exactly_the_tables_the_committed_results_make():
     expected = readme.render(readme.load(ROOT / "docs" / "results"))
     assert expected, "docs/results holds no run summaries"
-    assert readme.stale((ROOT / "README.md").read_text(), expected) == []
+    texts = [page.read_text() for page in readme.pages(ROOT)]
+    assert readme.stale_pages(texts, expected) == []
 
 
 def test_every_figure_the_readme_shows_is_in_docs():
@@ -144,3 +145,13 @@ def test_the_rerun_parts_hold_every_run_once():
     parts = [name for names in reproduce.PARTS.values() for name in names]
     assert sorted(parts) == sorted(reproduce.RUNS) and len(set(parts)) == len(parts)
     assert all(reproduce.PARTS.values())
+
+
+def test_a_block_may_live_on_any_page_and_every_copy_is_checked():
+    one = f"{readme.BEGIN.format('one')}\n| a |\n{readme.END.format('one')}"
+    two = f"{readme.BEGIN.format('two')}\n| b |\n{readme.END.format('two')}"
+    blocks = {"one": "| a |", "two": "| b |"}
+    assert readme.stale_pages([f"# README\n{one}\n", f"# Page\n{two}\n"], blocks) == []
+    assert readme.stale_pages([f"{one}\n", f"{one}\n"], blocks) == ["two"]  # nowhere
+    assert readme.stale_pages([f"{one}\n{two}\n", one.replace("| a |", "| á |")],
+                              blocks) == ["one"]  # fmt: skip

@@ -259,6 +259,22 @@ def stale(text: str, expected: dict[str, str]) -> list[str]:
                   if found.get(name) != expected.get(name))  # fmt: skip
 
 
+def pages(root: Path) -> list[Path]:
+    """The pages that hold generated blocks: README.md and every page under docs/."""
+    return [root / "README.md", *sorted((root / "docs").glob("**/*.md"))]
+
+
+def stale_pages(texts: list[str], expected: dict[str, str]) -> list[str]:
+    """:func:`stale` over several pages at once: a block may be in any of them (in more
+    than one, each copy must be up to date); empty when every page is."""
+    found: dict[str, list[str]] = {}
+    for text in texts:
+        for name, body in blocks_in(text).items():
+            found.setdefault(name, []).append(body)
+    return sorted(name for name in found.keys() | expected.keys()
+                  if any(b != expected.get(name) for b in found.get(name, [None])))  # fmt: skip
+
+
 def rewrite(text: str, blocks: dict[str, str]) -> str:
     """``text`` with each of its generated blocks replaced by ``blocks[name]``."""
     for name, body in blocks.items():
