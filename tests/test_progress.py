@@ -120,3 +120,12 @@ def test_a_log_line_written_while_a_bar_is_drawn_goes_above_it(monkeypatch, caps
     # Its own line, not glued to the bar's text.
     assert any(p.startswith("I") and p.endswith("critical point found") for p in pieces)
     assert not any(p.startswith("Polishing") and "critical point" in p for p in pieces)
+
+
+def test_fit_in_a_notebook_or_terminal_shows_its_epochs(monkeypatch, capsys):
+    import gd_jax
+
+    monkeypatch.setenv(progress.ENV, "bar")
+    fitted = gd_jax.fit(gd_jax.TrainConfig(dataset="digits", layers=(8,), epochs=2))
+    err = capsys.readouterr().err
+    assert "training" in err and "2/2" in err and len(fitted.history) == 3

@@ -12,7 +12,7 @@ from typing import NamedTuple
 import jax
 from absl import logging
 
-from gd_jax import model, optim, train
+from gd_jax import model, optim, progress, train
 from gd_jax.config import ModelConfig, TrainConfig
 from gd_jax.data import Dataset, load_for, on_device
 from gd_jax.fast import paths
@@ -127,10 +127,13 @@ def fit(config: TrainConfig, data: Dataset | None = None) -> Fitted:
         prepared = prepare(config, dataset)
         logging.info("Path: %s.", prepared.path.describe())
         history, state, status = [], prepared.initial, STATUS_COMPLETED
-        for result in epochs(config, prepared):
-            history.append(result.metrics)
-            if result.metrics["diverged"]:
-                status = STATUS_DIVERGED
-                break
-            state = result.state
+        with progress.bar("training", config.epochs, "epoch") as shown:
+            for result in epochs(config, prepared):
+                history.append(result.metrics)
+                if result.metrics["diverged"]:
+                    status = STATUS_DIVERGED
+                    break
+                state = result.state
+                if result.epoch > 0:
+                    shown.update(note=f"avg train cost {result.metrics['avg_train_cost']:.4f}")
     return Fitted(state.params, history, summary(history, status, dataset, prepared))
