@@ -44,6 +44,7 @@ def chunks(kind, examples, budget, networks=64):
     return chunk
 
 
+@pytest.mark.skipif(FASHION.exists(), reason="the MNIST-size case below runs instead")
 def test_a_chunked_trace_finishes_on_digits(tmp_path):
     chunks("digits", 1000, 0.05)
     summary = run_study("digits", tmp_path / "run", examples=1000, budget=0.05, timeout=300)
