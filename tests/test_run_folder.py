@@ -159,7 +159,8 @@ def test_a_run_records_the_commit_machine_and_date_it_ran_under(tmp_path):
     assert cli(train_cli, *args) == 0
     record = io.read_json(tmp_path / io.CONFIG)
     head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                          cwd=Path(run_folder.__file__).parent, check=False)  # fmt: skip
+                          cwd=Path(run_folder.__file__).parent, check=False,
+                          timeout=30)  # fmt: skip
     if head.returncode == 0:  # a checkout: its commit, and whether gd_jax/ is modified
         assert record["source"]["commit"] == head.stdout.strip()
         assert isinstance(record["source"]["modified"], bool)
