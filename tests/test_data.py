@@ -6,6 +6,7 @@ import gzip
 import os
 import re
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -61,6 +62,28 @@ def test_digits_split_is_deterministic_and_a_permutation():
         np.concatenate([a.train.x, a.test.x]) * 16, np.concatenate([a.train.labels, a.test.labels])
     )
     np.testing.assert_array_equal(ours, sorted_rows(digits.data, digits.target))
+
+
+def test_digits_are_scikit_learns_read_without_importing_it(monkeypatch):
+    from sklearn.datasets import load_digits
+
+    expected = load_digits()
+    pixels, labels = data.digits_table()
+    np.testing.assert_array_equal(pixels, expected.data)
+    np.testing.assert_array_equal(labels, expected.target)
+    assert pixels.dtype == expected.data.dtype and labels.dtype == expected.target.dtype
+    # Where its file is not found, scikit-learn itself loads them.
+    monkeypatch.setattr(data.importlib.util, "find_spec", lambda name: None)
+    pixels, labels = data.digits_table()
+    np.testing.assert_array_equal(pixels, expected.data)
+    np.testing.assert_array_equal(labels, expected.target)
+    # The table alone, in a fresh process, imports none of scikit-learn.
+    code = ("import sys; from gd_jax import data; data.load('digits'); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'sklearn'))")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "JAX_PLATFORMS": "cpu"})  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
 
 
 def test_validation_is_last_and_train_size_is_first():
