@@ -35,14 +35,16 @@ def test_the_watchdog_stays_quiet_while_work_finishes():
 
 
 def test_a_stalled_study_says_where_marks_its_folder_and_exits(tmp_path):
-    # A trace of 20,000 full-batch steps is one compiled program that runs for far
-    # longer than the 1-second limit without finishing anything.
+    # A trace of 100,000 full-batch steps sampled once (about 13 s here) is one compiled
+    # program that runs for far longer than the 1-second limit without finishing
+    # anything. (With nothing to sample the trace is skipped: the stall would then be
+    # only XLA compiling the sweep, which the run's compilation cache may spare.)
     workdir = tmp_path / "run"
     done = subprocess.run(
         [sys.executable, "-m", "experiments.lr_sweep", "--dataset=digits", "--layers=8",
-         "--learning_rates=0.5", "--seeds=1", "--epochs=1", "--full_batch_steps=20000",
-         "--track_sharpness_every=0", "--nofirst_order_check", "--norange_test",
-         "--train_size=200", "--watchdog=1", f"--workdir={workdir}"],
+         "--learning_rates=0.5", "--seeds=1", "--epochs=1", "--full_batch_steps=100000",
+         "--track_sharpness_every=100000", "--nofirst_order_check", "--norange_test",
+         "--norounding_check", "--train_size=200", "--watchdog=1", f"--workdir={workdir}"],
         capture_output=True, text=True, timeout=300, env={**os.environ, "JAX_PLATFORMS": "cpu"},
     )  # fmt: skip
     assert done.returncode == watchdog.EXIT_STALLED, done.stderr[-3000:]
