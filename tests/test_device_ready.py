@@ -82,6 +82,9 @@ def study_programs(tmp_path_factory) -> Path:
     dump = out / "dump"
     env = {**os.environ, "JAX_PLATFORMS": "cpu",
            "XLA_FLAGS": f"--xla_dump_to={dump} --xla_dump_hlo_as_text"}  # fmt: skip
+    # Without the test run's compilation cache: a program read back from it is not
+    # compiled, so XLA would not dump it, and the scan would miss it.
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
     done = subprocess.run(
         [sys.executable, "-c", STUDIES, str(out)], env=env, capture_output=True, text=True,
         timeout=600,
