@@ -272,7 +272,8 @@ def _earlier_sources(previous: dict | None, now: dict) -> list[dict]:
     """The sources a resumed run ran under before, where any differs from ``now``."""
     if not previous:
         return []
-    earlier = list(previous.get("earlier_sources", []))
+    # The code it runs under now is not an earlier one, whenever it ran before.
+    earlier = [s for s in previous.get("earlier_sources", []) if s != now]
     # A record without a source was written by code that did not record itself.
     before = previous.get("source", {"version": None, "commit": None, "modified": None})
     if before != now and before not in earlier:

@@ -182,6 +182,11 @@ def test_a_run_resumed_under_other_code_names_both(tmp_path, monkeypatch):
     assert cli(train_cli, *args, "--epochs=2", "--resume") == 0
     record = io.read_json(tmp_path / io.CONFIG)
     assert record["source"] == later and record["earlier_sources"] == [first]
+    # Back under the first code: the later one is the earlier now, and only it.
+    monkeypatch.setattr(run_folder, "source", lambda: first)
+    assert cli(train_cli, *args, "--epochs=3", "--resume") == 0
+    record = io.read_json(tmp_path / io.CONFIG)
+    assert record["source"] == first and record["earlier_sources"] == [later]
 
 
 def test_a_run_resumed_from_a_record_without_a_source_says_so(tmp_path):
