@@ -77,10 +77,12 @@ RUNS = {
                               "spread.png": "fashion_minima_spread.png"}),
     # Minima that exist: the seed's network with weight decay λ = 10 (λ/n = 10⁻³ on 10,000
     # images), the default 32 seeds, the same study without it, and which randomness makes
-    # the spread (one width, each way). The polish's budget: at widths 4 and 16 every point
-    # was critical within 250–1,500 L-BFGS steps, at width 64 two of the first three were
-    # not within 1,500 (relative gradient 0.004 and 0.014 there); measured every 500 steps,
-    # since one measurement (Lanczos, 50 steps) costs ~150 L-BFGS steps at width 64.
+    # the spread (one width, each way); each study with weight decay is followed by the
+    # same study without, so the pair a reader compares is done first. The polish's
+    # budget: at widths 4 and 16 every point was critical within 250–1,500 L-BFGS steps,
+    # at width 64 two of the first three were not within 1,500 (relative gradient 0.004
+    # and 0.014 there); measured every 500 steps, since one measurement (Lanczos, 50
+    # steps) costs ~150 L-BFGS steps at width 64.
     **{
         f"minima-fashion-{kind}{vary}": (
             "local_minima",
@@ -90,7 +92,7 @@ RUNS = {
              *((f"--vary={vary[1:]}", "--widths=16") if vary else ("--widths=4,16,64",))),
             {},
         )
-        for kind in ("wd", "no-wd") for vary in ("", "-init", "-order")
+        for vary in ("", "-init", "-order") for kind in ("wd", "no-wd")
     },
 }  # fmt: skip
 
