@@ -45,9 +45,9 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m benchmarks.epoch
 
-# Reruns every run the README quotes (Fashion-MNIST ones where Debian's
+# Reruns every run the pages (README.md, docs/) quote (Fashion-MNIST ones where Debian's
 # dataset-fashion-mnist is installed), keeps their summaries in docs/results/ and
-# regenerates the README's tables and figures from them.
+# regenerates their tables and figures from them.
 reproduce: $(STAMP)
 	$(PY) -m experiments.reproduce
 

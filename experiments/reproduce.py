@@ -1,12 +1,13 @@
-r"""Reruns every run the README quotes and regenerates its tables and figures.
+r"""Reruns every run the pages (README.md, docs/) quote and regenerates their tables and
+figures.
 
     make reproduce          # or: python -m experiments.reproduce [--only=lr-digits,...]
 
 Each run goes to --runs_dir/<run> (resumed if it is there already, so a killed
 reproduce continues), what it found is kept as docs/results/<run>.json, its figures
-the README shows are copied to docs/, and every generated block of README.md (between
-``<!-- BEGIN GENERATED: name -->`` markers) is rewritten from docs/results. The
-Fashion-MNIST runs need the four IDX files in --fashion_dir (Debian's
+the pages show are copied to docs/, and every generated block of README.md and of the
+pages under docs/ (between ``<!-- BEGIN GENERATED: name -->`` markers) is rewritten from
+docs/results. The Fashion-MNIST runs need the four IDX files in --fashion_dir (Debian's
 dataset-fashion-mnist) and are left out without them.
 """
 

@@ -1,9 +1,10 @@
-"""The README's result tables, rendered from the runs' summaries in ``docs/results``.
+"""The pages' result tables (README.md and docs/), rendered from the runs' summaries in
+``docs/results``.
 
-``make reproduce`` reruns the runs the README quotes, saves what each run found as
-``docs/results/<run>.json`` and rewrites every block of the README between
+``make reproduce`` reruns the runs the pages quote, saves what each run found as
+``docs/results/<run>.json`` and rewrites every block of every page between
 ``<!-- BEGIN GENERATED: name -->`` and ``<!-- END GENERATED: name -->`` with
-:func:`render`. A test renders the committed results and checks that the README holds
+:func:`render`. A test renders the committed results and checks that the pages hold
 exactly that, so a table edited by hand, or left stale, fails.
 """
 

@@ -27,7 +27,7 @@ from gd_jax.errors import GdJaxError
 from gd_jax.report.format import distinct_digits
 
 DIR = "tensorboard"
-# Written unless asked not to: a run's scalars cost well under 1% of an epoch (README,
+# Written unless asked not to: a run's scalars cost well under 1% of an epoch (docs/usage.md,
 # TensorBoard).
 ON = True
 # Per-epoch fields that are not curves.
