@@ -76,7 +76,13 @@ def last() -> tuple[str, float]:
 
 class Watchdog:
     """Calls ``on_stall(label, idle_seconds)`` once if no :func:`beat` comes for ``limit``
-    seconds. Checked every ``limit / 20`` seconds (at most every 10 s)."""
+    seconds. Checked every ``limit / 20`` seconds (at most every 10 s).
+
+    Time the process spent suspended (SIGSTOP, Ctrl-Z, a suspended batch job) is not
+    idle time: the watchdog sees it as a check that came much later than it slept while
+    the process used almost no CPU, and leaves that gap out. A run wedged inside XLA is
+    still seen: its watchdog wakes on time.
+    """
 
     def __init__(self, limit: float, on_stall: Callable[[str, float], None]):
         self.limit, self.on_stall = limit, on_stall
@@ -85,8 +91,18 @@ class Watchdog:
 
     def _watch(self) -> None:
         every = min(10.0, self.limit / 20)
+        before, cpu_before = time.monotonic(), time.process_time()
+        suspended: list[tuple[float, float]] = []  # (when it went on, seconds stopped)
         while not self._stop.wait(every):
+            now, cpu = time.monotonic(), time.process_time()
+            late = now - before - every
+            if late > max(every, 1.0) and cpu - cpu_before < late / 2:
+                suspended.append((now, late))
+            before, cpu_before = now, cpu
             label, idle = last()
+            since = now - idle  # the last beat
+            suspended = [(when, gap) for when, gap in suspended if when > since]
+            idle -= sum(gap for _, gap in suspended)
             if idle > self.limit:
                 self.on_stall(label, idle)
                 return

@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -32,6 +33,41 @@ def test_the_watchdog_stays_quiet_while_work_finishes():
             time.sleep(0.05)
     assert fired == []
     assert watchdog.last()[0] == "step 19"
+
+
+SUSPENDED = """
+import time
+from gd_jax import watchdog
+fired = []
+with watchdog.Watchdog(1.0, lambda label, idle: fired.append(idle)):
+    print("ready", flush=True)
+    for i in range(30):  # 3 s of work, a beat every 0.1 s
+        watchdog.beat(f"step {i}")
+        time.sleep(0.1)
+print(f"fired after {fired[0]:.1f} s" if fired else "quiet", flush=True)
+"""
+
+
+def test_time_suspended_is_not_a_stall_and_a_stall_awake_still_is():
+    # Stopped (as by Ctrl-Z or a suspended job) for 3 s, three times the limit, between
+    # two beats: the watchdog leaves the suspension out.
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    with subprocess.Popen([sys.executable, "-c", SUSPENDED], env=env, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as child:  # fmt: skip
+        assert child.stdout.readline().strip() == "ready"
+        time.sleep(0.3)
+        child.send_signal(signal.SIGSTOP)
+        time.sleep(3.0)
+        child.send_signal(signal.SIGCONT)
+        out, err = child.communicate(timeout=120)
+    assert child.returncode == 0, err[-2000:]
+    assert out.strip() == "quiet"
+    # A stall that is not a suspension is still one: no beat for 2 s while awake.
+    fired = []
+    with watchdog.Watchdog(1.0, lambda label, idle: fired.append(idle)):
+        watchdog.beat("one step")
+        time.sleep(2.0)
+    assert len(fired) == 1 and 1.0 < fired[0] < 2.0
 
 
 def test_a_stalled_study_says_where_marks_its_folder_and_exits(tmp_path):
