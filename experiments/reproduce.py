@@ -190,8 +190,9 @@ def main(argv):
     blocks = readme.render(readme.load(RESULTS))
     texts = []
     for page in readme.pages(ROOT):
-        text = readme.rewrite(page.read_text(), blocks)
-        if text != page.read_text():
+        before = page.read_text()
+        text = readme.rewrite(before, blocks)
+        if text != before:
             io.write_text(page, text)
         texts.append(text)
     left = readme.stale_pages(texts, blocks)

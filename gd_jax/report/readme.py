@@ -254,10 +254,8 @@ def blocks_in(text: str) -> dict[str, str]:
 
 def stale(text: str, expected: dict[str, str]) -> list[str]:
     """The generated blocks of ``text`` that differ from ``expected``, are missing from
-    it, or that ``expected`` does not make: empty when the README is up to date."""
-    found = blocks_in(text)
-    return sorted(name for name in found.keys() | expected.keys()
-                  if found.get(name) != expected.get(name))  # fmt: skip
+    it, or that ``expected`` does not make: empty when the page is up to date."""
+    return stale_pages([text], expected)
 
 
 def pages(root: Path) -> list[Path]:
