@@ -155,6 +155,32 @@ def test_a_new_learning_rate_grid_does_not_recompile(compile_counter, epoch_path
     np.testing.assert_allclose(optim.learning_rate(state.train.opt_state), [0.3, 0.3, 30, 30])
 
 
+def test_networks_start_as_drawn_alone_and_another_count_compiles_no_draw():
+    model_config, tx = mlp(SIZES, init="scaled"), optim.make("gd", 1.0)
+    networks = engine.grid([0.1, 1.0], [0, 1, 2])
+    state = engine.init(networks, model_config, tx)
+    init_keys, _ = engine.keys(networks.init_seeds())
+    with jax.disable_jit():  # every draw operation by operation, all networks at once
+        drawn = jax.vmap(model_config.init_params)(init_keys)
+    assert_trees_equal(state.train.params, drawn)
+    # Seven networks of the same architecture: the draw's program is compiled already.
+    more = engine.grid([0.1], range(7))
+    compiled = []
+
+    def on_compile(name, seconds, fun_name="", **kwargs):
+        del seconds, kwargs
+        if name == "/jax/core/compile/backend_compile_duration":
+            compiled.append(fun_name)
+
+    jax.monitoring.register_event_duration_secs_listener(on_compile)
+    try:
+        engine.init(more, model_config, tx)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(on_compile)
+    assert compiled  # the listener sees this count's own small programs
+    assert not [name for name in compiled if "init_params" in name or "normal" in name]
+
+
 def test_chunked_mean_equals_the_plain_mean():
     x, labels = data(83)
     params = mlp(SIZES).init_params(jax.random.key(0))

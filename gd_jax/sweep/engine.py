@@ -89,11 +89,14 @@ def twins(networks: Networks, seed: int | None, nudge: float) -> Networks:
 def init(networks: Networks, model_config: ModelConfig, tx, start=None) -> SweepState:
     """Fresh states for all networks, η of network *i* in its optimiser state; their
     parameters drawn from their init keys, or ``start`` (stacked) where given."""
-    # Eager on purpose: XLA compiles the vmapped random draws slowly (seconds), while
-    # eager ops compile once per shape and are then cached for every later sweep.
     init_keys, _ = keys(networks.init_seeds())
     if start is None:
-        params = jax.vmap(model_config.init_params)(init_keys)
+        # Network by network, as a single run draws them: XLA compiles a random draw
+        # slowly (up to a second), and one network's draws, compiled once per layer
+        # shape, serve every sweep whatever its number of networks, where a vmapped
+        # draw is compiled again for each number (the same numbers, bit for bit).
+        drawn = [jax.device_get(model_config.init_params(k)) for k in init_keys]
+        params = jax.tree.map(lambda *leaves: jnp.asarray(np.stack(leaves)), *drawn)
     else:
         params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), start)
     if networks.nudge is not None:
