@@ -405,9 +405,35 @@ def test_the_trace_ticks_its_progress_once_per_sample_and_chunk(monkeypatch):
         update(self, *args, **kwargs)
 
     monkeypatch.setattr(progress.Bar, "update", counted)
+    monkeypatch.setenv(progress.ENV, "bar")  # where a bar is drawn
     # A budget of two networks at a time: 5 networks in 3 chunks, 3 samples each.
     per_network = memory.network_bytes((12, 8, 4), 80, memory.TRACE_COPIES, krylov=12)
     networks = engine.Networks(np.full(5, 0.5), np.arange(5))
     result = trace(networks, steps=12, every=4, memory_budget=2.5 * per_network / 2**30)
     assert result.cost.shape == (4, 5)
-    assert ticks == ["Full-batch trace"] * 9
+    # Nine ticks from the program, then the bar's final move: by nothing.
+    assert ticks == ["Full-batch trace"] * 10
+
+
+@pytest.mark.parametrize("ticks", [False, True])
+def test_only_a_trace_that_ticks_calls_the_host(ticks):
+    # A program that calls the host is never kept in the persistent compilation cache.
+    from gd_jax.studies.lr.trace import make_trace
+
+    config = mlp(SIZES)
+    run = make_trace(train.make_loss(config), steps=4, every=2, track_sharpness=True,
+                     lanczos_iters=4, lanczos_seed=0, chunk=2, ticks=ticks)  # fmt: skip
+    params = jax.vmap(config.init_params)(jax.random.split(jax.random.key(0), 3))
+    x, labels = data()
+    program = run.lower(params, np.full(3, 0.5, np.float32), x, labels, x, labels).as_text()
+    assert ("callback" in program) == ticks
+
+
+def test_a_trace_in_the_log_counts_all_its_samples(monkeypatch):
+    from gd_jax import progress
+
+    monkeypatch.setenv(progress.ENV, "log")
+    closed = []
+    monkeypatch.setattr(progress.Bar, "close", lambda self: closed.append((self.done, self.total)))
+    trace(engine.Networks(np.full(3, 0.5), np.arange(3)), steps=8, every=4)
+    assert closed == [(2, 2)]

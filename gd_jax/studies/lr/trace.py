@@ -94,6 +94,7 @@ def full_batch_trace(
         lanczos_iters=options.lanczos_iters,
         lanczos_seed=options.lanczos_seed,
         chunk=chunk,
+        ticks=progress.mode() == "bar",
     )
     eta = jnp.asarray(networks.learning_rate, jnp.float32)
     tic = time.perf_counter()
@@ -102,6 +103,7 @@ def full_batch_trace(
         found, step_cost, diverged_step = jax.device_get(
             run(state.train.params, eta, *train_xy, *sharpness_xy)
         )
+        shown.update(samples - shown.done)  # all of it, whether it ticked or not
         shown.close()
     seconds = time.perf_counter() - tic
     column = lambda k: np.asarray(found[k], np.float64).T  # [N, S] -> [S, N]
@@ -134,10 +136,17 @@ def make_trace(
     lanczos_iters: int,
     lanczos_seed: int,
     chunk: int,
+    ticks: bool = False,
 ):
     """The compiled trace: ``run(params, eta, x, labels, xs, ls)`` for networks stacked
     on a leading axis (``chunk`` at a time), the data as arguments; ``loss`` is the cost
-    descended."""
+    descended.
+
+    With ``ticks``, the program moves the progress bar (:func:`progress.tick`) once per
+    sample and chunk, a host callback; only where a bar is drawn, since a program that
+    calls the host is never kept in JAX's persistent compilation cache (the callback's
+    address changes from one process to the next), so it is compiled again by every
+    process that runs it. Without, the log says when the trace starts and ends."""
     lanczos_key = jax.random.key(lanczos_seed)
     samples = steps // every
     nan = jnp.float32(jnp.nan)
@@ -170,7 +179,8 @@ def make_trace(
             carry, costs = jax.lax.scan(gd, carry, None, length=every)
             # One tick of the progress bar per sample and chunk, from the host. ``index``
             # is the same for every network of a chunk: one call per chunk, not per network.
-            jax.debug.callback(progress.tick, index)
+            if ticks:
+                jax.debug.callback(progress.tick, index)
             return carry, (found, costs)
 
         carry = (params, jnp.bool_(True), jnp.int32(-1), jnp.int32(0))
