@@ -151,12 +151,17 @@ def check_fits(
     )
     raise GdJaxError(
         f"--{field}={value} makes a {'-'.join(map(str, sizes))} network of {params:,} parameters; "
-        f"working on {examples:,} examples at once it needs about {needed:,.1f} GiB "
+        f"working on {examples:,} examples at once it needs about {_gib(needed)} GiB "
         f"({COPIES} float32 copies of its parameters and activations), more than the "
-        f"{budget_gib:,.1f} GiB of {budget_from}, so it would run out of memory. Use "
+        f"{_gib(budget_gib)} GiB of {budget_from}, so it would run out of memory. Use "
         f"narrower hidden layers or fewer training examples (--train_size){larger}.",
         field=field,
     )
+
+
+def _gib(value: float) -> str:
+    """GiB for a message: 1.5, 1,024.0, or 0.0161 below one GiB (never 0.0)."""
+    return f"{value:,.1f}" if value >= 1 else f"{value:.3g}"
 
 
 def chunks_of(count: int, chunk: int) -> int:

@@ -56,6 +56,15 @@ def test_the_widest_width_counts_against_the_budget():
     data.load_for(config, widths=(4, 16), memory_budget=2.0)  # fits
 
 
+def test_a_budget_under_one_gib_is_named_with_its_digits():
+    config = TrainConfig(dataset="digits")
+    with pytest.raises(GdJaxError) as e:
+        data.load_for(config, widths=(4, 2000), memory_budget=0.015)
+    # Not "needs about 0.0 GiB ... more than the 0.0 GiB".
+    assert "more than the 0.015 GiB of --memory_budget=0.015" in str(e.value)
+    assert "about 0.0 GiB" not in str(e.value)
+
+
 @pytest.mark.parametrize("value", [math.nan, math.inf, 0.0, -1.0, "nan"])
 def test_the_memory_budget_is_a_finite_positive_number(value):
     with pytest.raises(GdJaxError, match=r"--memory_budget=.* finite positive") as e:
