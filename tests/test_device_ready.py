@@ -46,55 +46,60 @@ minima.run(config, MinimaConfig(widths=(3,), seeds=2, lanczos_iters=4, max_pairs
            path_points=3, polish_steps=40, curve_steps=20, escape_points=0),
            Where(out + "/minima"))
 """
-CONSTANT = re.compile(r"= (\w+)\[([\d,]*)\][^ ]* constant\(")
+# JAX's dump of every program it lowers (StableHLO, ``jax_dump_ir_to``): written on
+# every lowering, whether XLA then compiles the program or reads it back from the
+# persistent compilation cache, so the scan sees every program of the run while the
+# run itself takes its compiled programs from the test run's cache.
+CONSTANT = re.compile(r"stablehlo\.constant dense<([\"\[])[^>]*> : tensor<([^>]*)>")
+ITEM_BYTES = {"f64": 8, "i64": 8, "ui64": 8, "f32": 4, "i32": 4, "ui32": 4, "f16": 2,
+              "bf16": 2, "i16": 2, "i8": 1, "ui8": 1, "i1": 1}  # fmt: skip
+
+
+def dump_env(dump: Path) -> dict:
+    return {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_DUMP_IR_TO": str(dump)}
 
 
 def large_constants(dump: Path, limit_bytes: int = 4096) -> list[str]:
-    """Constants over ``limit_bytes`` in XLA's optimised programs (4 bytes an element)."""
+    """Constants of more than ``limit_bytes`` that hold data (not one value repeated)
+    in the programs JAX lowered."""
     found = []
-    for path in sorted(dump.glob("*after_optimizations.txt")):
-        for line in path.read_text().splitlines():
-            match = CONSTANT.search(line)
-            if match:
-                size = 4
-                for dim in filter(None, match[2].split(",")):
-                    size *= int(dim)
-                if size > limit_bytes:
-                    found.append(f"{path.name}: {match[1]}[{match[2]}]")
+    for path in sorted(dump.glob("*.mlir")):
+        for match in CONSTANT.finditer(path.read_text()):
+            *dims, dtype = match[2].split("x")
+            size = ITEM_BYTES.get(dtype, 4)
+            for dim in dims:
+                size *= int(dim)
+            if size > limit_bytes:
+                found.append(f"{path.name}: {match[2]}")
     return found
 
 
-LIBRARY_CALL = re.compile(r'custom_call_target="([^"]+)"')
+LIBRARY_CALL = re.compile(r"stablehlo\.custom_call @(\w+)")
 
 
 def library_calls(dump: Path) -> set[str]:
-    """The library kernels (custom calls) XLA's optimised programs call."""
+    """The library kernels (custom calls) the programs JAX lowered call."""
     found = set()
-    for path in dump.glob("*after_optimizations.txt"):
+    for path in dump.glob("*.mlir"):
         found.update(LIBRARY_CALL.findall(path.read_text()))
     return found
 
 
 @pytest.fixture(scope="module")
 def study_programs(tmp_path_factory) -> Path:
-    """XLA's optimised programs of all three studies, run end to end on digits."""
+    """The programs of all three studies, run end to end on digits."""
     out = tmp_path_factory.mktemp("studies")
     dump = out / "dump"
-    env = {**os.environ, "JAX_PLATFORMS": "cpu",
-           "XLA_FLAGS": f"--xla_dump_to={dump} --xla_dump_hlo_as_text"}  # fmt: skip
-    # Without the test run's compilation cache: a program read back from it is not
-    # compiled, so XLA would not dump it, and the scan would miss it.
-    env.pop("JAX_COMPILATION_CACHE_DIR", None)
     done = subprocess.run(
-        [sys.executable, "-c", STUDIES, str(out)], env=env, capture_output=True, text=True,
-        timeout=600,
+        [sys.executable, "-c", STUDIES, str(out)], env=dump_env(dump), capture_output=True,
+        text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     return dump
 
 
 def test_no_program_of_any_study_holds_the_data_as_a_constant(study_programs):
-    programs = list(study_programs.glob("*after_optimizations.txt"))
+    programs = list(study_programs.glob("*.mlir"))
     assert len(programs) > 20  # every jitted step of the three studies was seen
     # The digits training set alone is 1,347 × 64 floats (345 KB).
     assert large_constants(study_programs) == []
@@ -109,10 +114,8 @@ def test_no_program_of_any_study_calls_a_lapack_kernel(study_programs):
 
 def test_the_scanner_sees_a_lapack_kernel(tmp_path):
     snippet = "import jax, jax.numpy as jnp\nprint(jax.jit(jnp.linalg.eigvalsh)(jnp.eye(3)))\n"
-    env = {**os.environ, "JAX_PLATFORMS": "cpu",
-           "XLA_FLAGS": f"--xla_dump_to={tmp_path} --xla_dump_hlo_as_text"}  # fmt: skip
-    subprocess.run([sys.executable, "-c", snippet], env=env, check=True, capture_output=True,
-                   timeout=120)  # fmt: skip
+    subprocess.run([sys.executable, "-c", snippet], env=dump_env(tmp_path), check=True,
+                   capture_output=True, timeout=120)  # fmt: skip
     assert any("syevd" in c for c in library_calls(tmp_path))
 
 
@@ -122,11 +125,9 @@ def test_the_scanner_sees_a_dataset_compiled_into_a_program(tmp_path):
         "x = jax.random.normal(jax.random.key(0), (300, 64))\n"
         "print(jax.jit(lambda w: (x @ w).sum())(jnp.ones(64)))\n"
     )
-    env = {**os.environ, "JAX_PLATFORMS": "cpu",
-           "XLA_FLAGS": f"--xla_dump_to={tmp_path} --xla_dump_hlo_as_text"}  # fmt: skip
-    subprocess.run([sys.executable, "-c", snippet], env=env, check=True, capture_output=True,
-                   timeout=120)  # fmt: skip
-    assert any("[300,64]" in c for c in large_constants(tmp_path))
+    subprocess.run([sys.executable, "-c", snippet], env=dump_env(tmp_path), check=True,
+                   capture_output=True, timeout=120)  # fmt: skip
+    assert any("300x64xf32" in c for c in large_constants(tmp_path))
 
 
 def test_full_float32_is_the_default_and_recorded(tmp_path):
