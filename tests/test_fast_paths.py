@@ -2,12 +2,23 @@
 ``auto``, says why, and gives way to the core when the core's loss changes."""
 
 import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import assert_trees_close, assert_trees_equal, fresh_state, mlp, tiny_data
+from conftest import (
+    assert_trees_close,
+    assert_trees_equal,
+    default_xla_env,
+    fresh_state,
+    mlp,
+    tiny_data,
+)
 
 import gd_jax
 from gd_jax import model, optim, train
@@ -182,8 +193,23 @@ def test_the_products_with_a_spelled_out_backward_pass_have_matmuls_gradient():
 
 
 def test_the_vectorised_sigmoid_is_jaxs_bit_for_bit_and_so_is_its_gradient():
+    # A claim about the programs a run compiles: checked in a process that compiles as a
+    # run does (the tests' own processes compile at XLA's lowest optimisation level,
+    # where float32 results near the smallest normal numbers differ in the last bit),
+    # with the fast pieces' scores beside it.
+    checks = "sigmoid_is_jaxs(); test_the_fast_pieces_score_and_cost_as_the_core_does()"
+    done = subprocess.run(
+        [sys.executable, "-c", f"from test_fast_paths import *; {checks}"],
+        cwd=Path(__file__).parent, env=default_xla_env(), capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def sigmoid_is_jaxs():
     # It writes out the exponential XLA:CPU would compute one element at a time; it
     # must give the very same float32 numbers, saturated ends and ∞/NaN too.
+    assert "optimization_level" not in os.environ.get("XLA_FLAGS", "")
     z = np.concatenate(
         [np.linspace(-120, 120, 200_001, dtype=np.float32),
          np.float32([np.inf, -np.inf, np.nan, 0.0, -0.0, 1e-30, -1e-30, 88.3, -87.3])]
