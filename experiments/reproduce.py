@@ -21,8 +21,8 @@ from pathlib import Path
 
 from absl import app, flags, logging
 
+from experiments import pages as readme
 from gd_jax import io, run_folder
-from gd_jax.report import readme
 
 flags.DEFINE_string("fashion_dir", "/usr/share/datasets/fashion-mnist", "Fashion-MNIST IDX files.")
 flags.DEFINE_list("only", None, "Run only these (names below); default: all.")

@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from gd_jax.report import readme
+from experiments import pages as readme
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,4 +1,4 @@
-"""The pages' result tables (README.md and docs/), rendered from the runs' summaries in
+"""The pages' generated blocks (README.md and docs/), rendered from the runs' summaries in
 ``docs/results``.
 
 ``make reproduce`` reruns the runs the pages quote, saves what each run found as
@@ -6,6 +6,10 @@
 ``<!-- BEGIN GENERATED: name -->`` and ``<!-- END GENERATED: name -->`` with
 :func:`render`. A test renders the committed results and checks that the pages hold
 exactly that, so a table edited by hand, or left stale, fails.
+
+It lives outside ``gd_jax/`` on purpose: what the results files record as the code that
+made them (``run_folder.source``: the commit, and whether ``gd_jax/`` differed from it)
+stays the same while the pages' wording changes.
 """
 
 import json
