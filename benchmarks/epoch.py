@@ -269,6 +269,8 @@ def main(argv):
         "numpy": np.__version__,
     }
     results = {
+        # What made it: the code (commit), date, machine, library versions and devices.
+        "environment": run_folder.environment(),
         "machine": machine,
         "matmul_peak": peak,
         "full_batch_matmuls": thin,

@@ -103,6 +103,7 @@ def main(argv):
         print(json.dumps({k: v for k, v in found[-1].items() if "every" not in k}), flush=True)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout
     result = {
+        "environment": run_folder.environment(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "commit": commit.strip(),
         "machine": f"{platform.machine()}, {run_folder.processor_name()}",

@@ -114,10 +114,13 @@ def time_case(sizes, batch_size, x, labels, epochs, path: str = "library") -> di
     """One epoch of a single network (:func:`single_epoch`), timed."""
     epoch, state = single_epoch(sizes, batch_size, path)
     compile_seconds, best = time_epochs(jax.jit(epoch), state, x, labels, epochs)
+    taken = library_path(sizes, batch_size, sweep=False).record() if path == "library" else (
+        {"epoch_path": paths.PLAIN, "head": paths.XLA})  # fmt: skip
     return {
         "network": "-".join(map(str, sizes)),
         "batch_size": batch_size,
         "path": path,
+        "taken": taken,
         "seconds_per_epoch": best,
         "examples_per_second": len(labels) / best,
         "compile_seconds": compile_seconds,
@@ -131,6 +134,7 @@ def time_sweep(networks, x, labels, epochs, sizes=(784, 30, 10)) -> dict:
     compile_seconds, best = time_epochs(jax.jit(epoch), state, x, labels, epochs)
     return {
         "networks": networks,
+        "taken": library_path(sizes, 10, sweep=True).record(),
         "network": "-".join(map(str, sizes)),
         "seconds_per_epoch": best,
         "seconds_per_network_epoch": best / networks,

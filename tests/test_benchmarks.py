@@ -56,6 +56,8 @@ def test_the_whole_job_benchmark_times_training_and_scoring_apart(tmp_path):
     subprocess.run(command, check=True, timeout=300, capture_output=True)
     found = json.loads(out.read_text())
     assert found["data"] == "random" and found["networks"] == 4
+    # What made it, for the page's line under its table.
+    assert {"source", "date", "machine", "versions", "devices"} <= set(found["environment"])
     assert found["epoch_path"] in ("delayed", "plain") and found["head"] in ("xla", "native")
     # Scored before training, after epoch 2 and after the last (3).
     assert [e["epoch"] for e in found["epochs_timed"]] == [2, 3] and found["scorings"] == 3
