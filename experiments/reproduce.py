@@ -11,6 +11,7 @@ docs/results. The Fashion-MNIST runs need the four IDX files in --fashion_dir (D
 dataset-fashion-mnist) and are left out without them.
 """
 
+import csv
 import json
 import os
 import shutil
@@ -19,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 from absl import app, flags, logging
 
 from experiments import pages as readme
@@ -157,9 +159,48 @@ def keep(name: str, runs_dir: Path, seconds: float | None) -> None:
               # What made it: the code, when, on what, and the path that trained it.
               **{k: config[k] for k in ("source", "earlier_sources", "date", "machine",
                                         "versions", "devices", "path") if k in config}}  # fmt: skip
+    record.update(extras(folder, config.get("kind")))
     io.write_text(RESULTS / f"{name}.json", json.dumps(record, indent=1) + "\n")
     for source, target in RUNS[name][2].items():
         shutil.copyfile(folder / source, DOCS / target)
+
+
+# Per point of a local-minima study, what a page compares across runs (``results.csv``).
+POINT_FIELDS = ("width", "seed", "classification", "sgd_train_cost", "final_train_cost",
+                "sgd_test_accuracy", "final_test_accuracy")  # fmt: skip
+
+
+def extras(folder: Path, kind: str | None) -> dict:
+    """What a page needs of a run beyond its summary: for a learning-rate study, the
+    sharpness and cost along its full-batch trace, per network (``trace.npz``, rounded to
+    4 significant digits); for a local-minima study, every point's class, training cost
+    and test accuracy at the SGD endpoint and polished (``results.csv``), so that runs can
+    be compared point by point."""
+    if kind == "local_minima" and (folder / "results.csv").exists():
+        with open(folder / "results.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+        number = lambda v: None if v in ("", "None", "nan") else float(v)
+        return {"points": [
+            {k: (r[k] if k == "classification" else int(r[k]) if k in ("width", "seed")
+                 else number(r[k])) for k in POINT_FIELDS}
+            for r in rows
+        ]}  # fmt: skip
+    path = folder / "trace.npz"
+    if kind != "lr_sweep" or not path.exists():
+        return {}
+    rounded = lambda a: [[float(f"{v:.4g}") if np.isfinite(v) else None for v in row]
+                         for row in np.asarray(a).tolist()]  # fmt: skip
+    with np.load(path) as z:
+        return {
+            "trace": {
+                "learning_rate": z["learning_rate"].tolist(),
+                "seed": z["seed"].tolist(),
+                "sample_steps": z["sample_steps"].tolist(),
+                "diverged_step": z["diverged_step"].tolist(),
+                "lambda_max": rounded(z["lambda_max"]),
+                "cost": rounded(z["cost"]),
+            }
+        }
 
 
 def machine() -> dict:
@@ -187,7 +228,7 @@ def main(argv):
         keep(name, runs_dir, run_one(name, runs_dir, fashion))
     if not FLAGS.render_only:
         io.write_text(RESULTS / "machine.json", json.dumps(machine(), indent=1) + "\n")
-    blocks = readme.render(readme.load(RESULTS))
+    blocks = readme.render_all(ROOT)
     texts = []
     for page in readme.pages(ROOT):
         before = page.read_text()

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_the_readme_holds_exactly_the_tables_the_committed_results_make():
-    expected = readme.render(readme.load(ROOT / "docs" / "results"))
+    expected = readme.render_all(ROOT)
     assert expected, "docs/results holds no run summaries"
     texts = [page.read_text() for page in readme.pages(ROOT)]
     assert readme.stale_pages(texts, expected) == []
@@ -120,8 +120,7 @@ def test_every_flag_a_page_names_exists():
     import re
 
     known = defined_flags() | FOREIGN_FLAGS
-    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("**/*.md"))]
-    for page in pages:
+    for page in CHECKED_PAGES:
         named = set(re.findall(r"(?<![\w-])--([a-z][a-z0-9_]*)", page.read_text()))
         unknown = {n for n in named if n not in known and n.removeprefix("no") not in known}
         assert not unknown, f"{page.name} names flags no command takes: {sorted(unknown)}"
@@ -136,7 +135,7 @@ def test_every_file_of_the_project_a_page_names_exists():
 
     tops = "gd_jax|experiments|benchmarks|tools|docs|tests|examples"
     pattern = re.compile(rf"(?<![\w/.-])((?:{tops})/[\w/.-]*\w)")
-    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("**/*.md"))]:
+    for page in CHECKED_PAGES:
         named = set(pattern.findall(page.read_text()))
         missing = sorted(n for n in named - NOT_YET_WRITTEN
                          if "*" not in n and not (ROOT / n).exists())  # fmt: skip
@@ -159,3 +158,152 @@ def test_a_block_may_live_on_any_page_and_every_copy_is_checked():
     assert readme.stale_pages([f"{one}\n", f"{one}\n"], blocks) == ["two"]  # nowhere
     assert readme.stale_pages([f"{one}\n{two}\n", one.replace("| a |", "| á |")],
                               blocks) == ["one"]  # fmt: skip
+
+
+# Pages the checks read: those with generated blocks, and the benchmarks' guide.
+CHECKED_PAGES = [*readme.pages(ROOT), ROOT / "benchmarks" / "README.md"]
+# A number with a unit of time or memory outside a generated block is typed by hand,
+# unless it is a setting or a bar the code defines, not a measurement.
+DEFINED = ("2 GiB by default", "about 11 MB", "for 3 seconds", "every 30 s", "under 2 s",
+           "under 4 GiB", "GFLOP per epoch", "GFLOP for one", "at least 1 s")  # fmt: skip
+MEASURED = re.compile(
+    r"\d[\d,.]*\s?(?:s|ms|µs|min|minutes|seconds|hours|GiB|MiB|GB|MB|GFLOP/s)\b|\d\.\d+×|(?<!\d)×\d"
+)
+
+
+def typed_numbers(text: str) -> list[str]:
+    """The measured-looking numbers of ``text`` outside its generated blocks, fenced
+    code and the settings above."""
+    text = re.sub(r"<!-- BEGIN GENERATED: ([\w-]+) -->.*?<!-- END GENERATED: \1 -->", "",
+                  text, flags=re.S)  # fmt: skip
+    text = re.sub(r"```.*?```", "", text, flags=re.S)
+    for phrase in DEFINED:
+        text = text.replace(phrase, "")
+    return [m.group(0) for m in MEASURED.finditer(text)]
+
+
+def test_no_page_types_a_time_a_size_or_a_speed_up_by_hand():
+    assert typed_numbers("took 4 min 9 s, peaked at 0.95 GiB, 1.71× NumPy") == [
+        "4 min", "9 s", "0.95 GiB", "1.71×"]  # fmt: skip
+    block = f"{readme.BEGIN.format('x')}\n12.3 s\n{readme.END.format('x')}"
+    assert typed_numbers(f"{block}\n```\n5 s\n```\n(2 GiB by default)") == []
+    found = {page.relative_to(ROOT): typed_numbers(page.read_text()) for page in CHECKED_PAGES}
+    assert {page: numbers for page, numbers in found.items() if numbers} == {}
+
+
+def test_the_first_order_finding_names_where_each_prediction_stops_holding():
+    row = lambda eta, first, second: {"learning_rate": eta, "ratio_to_first_order": first,
+                                      "ratio_to_second_order": second, "first_order": -1.0,
+                                      "second_order": -1.0 - first}  # fmt: skip
+    s = {"first_order_at_init": [row(0.1, 1.0, 1.0), row(1.0, 0.95, 0.99),
+                                 row(3.0, 0.7, 0.95), row(10.0, 0.3, 0.5)],
+         "two_over_lambda_max_init": 4.0}  # fmt: skip
+    text = readme.lr_first_order(s)
+    assert "1.000 at η = 0.1, below 0.9 from η = 3 on (0.700)" in text
+    assert "within 10% up to η = 3 and not from η = 10 on (0.500)" in text
+    assert "2/λ_max at initialisation: 4" in text and "above 1" not in text
+    s["first_order_at_init"][1] = row(1.0, 1.004, 0.999)  # negative curvature: above 1
+    assert "above 1 at η = 1 (up to 1.004), where ∇CᵀH∇C < 0" in readme.lr_first_order(s)
+    assert readme._held_up_to(s["first_order_at_init"], "ratio_to_first_order") == 1.0
+
+
+def test_the_sharpness_table_says_up_to_which_eta_every_seed_stays_below_two_over_eta():
+    # Two seeds, samples at steps 0, 10, 20, 30: η = 1 stays below 2/η = 2; η = 10
+    # crosses 2/η = 0.2; η = 20 is above 2/η = 0.1 throughout; η = 30 below again.
+    lam = [
+        [0.5] * 8,
+        [1.0, 1.1, 0.3, 0.3, 0.5, 0.5, 0.01, 0.01],
+        [1.0, 1.0, 0.1, 0.3, 0.5, 0.5, 0.01, 0.01],
+        [1.5, 1.2, 0.25, 0.15, 0.4, 0.5, 0.02, 0.03],
+    ]
+    record = {"trace": {"learning_rate": [1, 1, 10, 10, 20, 20, 30, 30], "seed": [0, 1] * 4,
+                        "sample_steps": [0, 10, 20, 30], "diverged_step": [-1] * 8,
+                        "lambda_max": lam, "cost": [[0.1] * 8] * 4}}  # fmt: skip
+    text = readme.lr_sharpness(record)
+    assert "stays below 2/η for every seed at every η up to 1;" in text
+    assert "it crosses 2/η at η = 10 (0.5–1.5 times 2/η)" in text
+    assert "it stays above 2/η at η = 20" in text
+    assert "| 1 | 2 | 0.5 | 1.05 | 1.35 | 1–1.5 | 0.1 |" in text
+
+
+def test_the_line_under_a_block_names_its_files_and_what_made_them():
+    made = {"source": {"commit": "a" * 40, "modified": False}, "date": "2026-12-07T10:00:00Z",
+            "machine": {"cpu": "AMD EPYC", "cores": 2},
+            "path": {"epoch_path": "delayed", "head": "native"}}  # fmt: skip
+    results = {"one": made, "two": {**made, "earlier_sources": [{"commit": "b" * 40}]},
+               "old": {"summary": {}}}  # fmt: skip
+    assert readme.made_by(results, ["one"]) == (
+        "*From `docs/results/one.json`: commit aaaaaaa, 2026-12-07, AMD EPYC (2 cores), "
+        "path delayed, head native.*")  # fmt: skip
+    assert "commit aaaaaaa (resumed from bbbbbbb)" in readme.made_by(results, ["two"])
+    assert readme.made_by(results, ["old"]).endswith(
+        "made by code that did not record its commit.*"
+    )
+    bench = {"job": {"date": "2026-12-03"}, "results": {"environment": {
+        "source": {"commit": "c" * 40, "modified": True}, "date": "2026-12-07",
+        "machine": {"cpu": "X", "cores": 2}, "devices": ["TFRT_CPU_0"],
+        "versions": {"jax": "0.10.2"}}}}  # fmt: skip
+    assert readme.bench_made_by(bench, ["results"]) == (
+        "*From `benchmarks/results/results.json`: commit ccccccc with gd_jax/ modified, "
+        "2026-12-07, X (2 cores), TFRT_CPU_0; jax 0.10.2.*")  # fmt: skip
+    assert "did not record its commit (2026-12-03)" in readme.bench_made_by(bench, ["job"])
+
+
+def test_which_randomness_compares_the_population_the_study_judges():
+    def run(accuracies, classes):
+        points = [
+            {
+                "width": 16,
+                "seed": i,
+                "classification": c,
+                "sgd_train_cost": 0.1,
+                "final_train_cost": 0.1,
+                "sgd_test_accuracy": a - 0.01,
+                "final_test_accuracy": a,
+            }
+            for i, (a, c) in enumerate(zip(accuracies, classes, strict=True))
+        ]
+        return {"summary": {"learned_cost_bar": 0.4}, "points": points}  # fmt: skip
+
+    wide, narrow = [0.70, 0.80, 0.90, 0.75, 0.85], [0.80, 0.801, 0.799, 0.8, 0.802]
+    results = {"minima-fashion-wd": run(wide, ["minimum"] * 5),
+               "minima-fashion-wd-init": run(wide, ["minimum"] * 5),
+               "minima-fashion-wd-order": run(narrow, ["minimum"] * 5),
+               "minima-fashion-no-wd-order": run(narrow, ["descending"] * 5)}  # fmt: skip
+    text = readme.minima_vary(results)
+    assert "| λ = 10 | data order only | certified minima (5) | 80.04% | 0.11 [" in text
+    assert "| none | data order only | SGD endpoints (5) |" in text  # no minima: SGD
+    assert (
+        "Weight decay λ = 10, of the certified minima: sd in points 7.91 (initialisation "
+        "and data order), 7.91 (initialisation only), 0.11 (data order only)"
+    ) in text
+    assert "Brown–Forsythe p = 0.0" in text or "Brown–Forsythe p < 0.001" in text
+    assert "Weight decay none" not in text  # one source alone: nothing to compare
+
+
+def test_a_results_file_keeps_what_the_pages_compare_across_runs(tmp_path):
+    import numpy as np
+
+    from experiments import reproduce
+
+    (tmp_path / "results.csv").write_text(
+        "width,seed,classification,sgd_train_cost,final_train_cost,sgd_test_accuracy,"
+        "final_test_accuracy,other\n4,0,minimum,0.2,0.1,0.8,0.85,x\n4,1,descending,0.3,,0.7,0.72,y\n"
+    )
+    points = reproduce.extras(tmp_path, "local_minima")["points"]
+    assert points[0] == {"width": 4, "seed": 0, "classification": "minimum", "sgd_train_cost": 0.2,
+                         "final_train_cost": 0.1, "sgd_test_accuracy": 0.8,
+                         "final_test_accuracy": 0.85}  # fmt: skip
+    assert points[1]["final_train_cost"] is None
+    np.savez(tmp_path / "trace.npz", learning_rate=np.array([1.0, 2.0]), seed=np.array([0, 0]),
+             sample_steps=np.array([0, 5]), diverged_step=np.array([-1, 3]),
+             lambda_max=np.array([[0.123456, np.nan], [0.5, 0.25]]),
+             cost=np.ones((2, 2)))  # fmt: skip
+    trace = reproduce.extras(tmp_path, "lr_sweep")["trace"]
+    assert trace["lambda_max"] == [[0.1235, None], [0.5, 0.25]]
+    assert trace["diverged_step"] == [-1, 3] and reproduce.extras(tmp_path, "train") == {}
+
+
+def test_powers_of_ten_read_as_powers():
+    assert readme._power(1e-7) == "10⁻⁷" and readme._power(100.0) == "10²"
+    assert readme._power(0.3) == "0.3"
