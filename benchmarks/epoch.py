@@ -270,7 +270,7 @@ def main(argv):
     }
     results = {
         # What made it: the code (commit), date, machine, library versions and devices.
-        "environment": run_folder.environment(),
+        "environment": timing.environment(),
         "machine": machine,
         "matmul_peak": peak,
         "full_batch_matmuls": thin,

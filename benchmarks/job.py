@@ -96,7 +96,7 @@ def main(argv):
     eval_seconds = sum(scorings) + float(np.median(scorings))
     setup_seconds = total - result.compile_seconds - train_seconds - eval_seconds
     found = {
-        "environment": run_folder.environment(),
+        "environment": timing.environment(),
         "machine": run_folder.processor_name(),
         "cores": os.cpu_count(),
         "backend": jax.default_backend(),

@@ -25,7 +25,7 @@ import scipy.optimize
 from absl import app, flags
 
 from benchmarks import timing
-from gd_jax import run_folder, train
+from gd_jax import train
 from gd_jax.config import TrainConfig
 from gd_jax.studies.minima import newton, polish
 from gd_jax.studies.minima.config import MinimaConfig
@@ -123,7 +123,7 @@ def main(argv):
               f"{r['scipy_lbfgs_seconds_per_step']:12.4f}  "
               f"({r['jax_lbfgs_cost']:.5g}, {r['scipy_lbfgs_cost']:.5g})  "
               f"{r['measurement_seconds']:9.2f}  {r['newton_mr_step_seconds']:.2f}")  # fmt: skip
-    record = {"environment": run_folder.environment(), "data": source,
+    record = {"environment": timing.environment(), "data": source,
               "examples": FLAGS.examples, "results": found,
               "date": time.strftime("%Y-%m-%d")}  # fmt: skip
     Path(FLAGS.out).write_text(json.dumps(record, indent=1) + "\n")

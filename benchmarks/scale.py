@@ -26,8 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
+from benchmarks import timing
 from benchmarks.rss import GIB, device_memory, reset_peak, status_kib
-from gd_jax import memory, run_folder
+from gd_jax import memory
 from gd_jax.config import ModelConfig, TrainConfig
 from gd_jax.fast import pieces
 from gd_jax.studies.lr.trace import TraceOptions, full_batch_trace, make_trace
@@ -159,7 +160,7 @@ def plan(sizes, networks: int, examples: int, chunk_size: int, budget: float) ->
 
 def main(argv):
     del argv
-    out = {"environment": run_folder.environment(), "plan": [],
+    out = {"environment": timing.environment(), "plan": [],
            "memory_budget_gib": FLAGS.memory_budget}  # fmt: skip
     for sizes in SIZES:
         out["plan"].append(

@@ -17,7 +17,6 @@ import numpy as np
 from absl import app, flags
 
 from benchmarks import timing
-from gd_jax import run_folder
 from gd_jax.config import TrainConfig
 from gd_jax.studies.minima import stages
 from gd_jax.sweep import trainer
@@ -40,7 +39,7 @@ def main(argv):
     source, x, labels = _data()
     train_xy = (jnp.asarray(x), jnp.asarray(labels))
     config = TrainConfig(layers=(16, 16), learning_rate=3.0, batch_size=10, epochs=FLAGS.epochs)
-    found = {"environment": run_folder.environment(), "data": source,
+    found = {"environment": timing.environment(), "data": source,
              "examples": FLAGS.examples, "cases": []}  # fmt: skip
     print("width | seeds | s/epoch | s/epoch per network | compile s")
     for width in map(int, FLAGS.widths):

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from absl import app, flags
 
+from benchmarks import timing
 from gd_jax import memory, run_folder
 
 flags.DEFINE_list("networks", ["64", "256", "1024"], "Sizes of the study, in networks.")
@@ -103,7 +104,7 @@ def main(argv):
         print(json.dumps({k: v for k, v in found[-1].items() if "every" not in k}), flush=True)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout
     result = {
-        "environment": run_folder.environment(),
+        "environment": timing.environment(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "commit": commit.strip(),
         "machine": f"{platform.machine()}, {run_folder.processor_name()}",

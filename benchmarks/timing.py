@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gd_jax import data, optim, train
+from gd_jax import data, optim, run_folder, train
 from gd_jax.config import ModelConfig, TrainConfig
 from gd_jax.fast import paths
 from gd_jax.sweep import engine
@@ -71,6 +71,17 @@ def time_epochs(epoch, state, x, labels, epochs, min_seconds=1.0) -> tuple[float
         jax.block_until_ready(cost)
         seconds.append(time.perf_counter() - tic)
     return compile_seconds, min(seconds)
+
+
+def environment() -> dict:
+    """What made a benchmark's numbers (``run_folder.environment``: the commit, date,
+    machine, versions, devices), with the last commit that changed ``gd_jax/``."""
+    from experiments.pages import last_change
+
+    found = run_folder.environment()
+    commit = found["source"].get("commit")
+    found["gd_jax_commit"] = last_change(commit) if commit else None
+    return found
 
 
 def library_path(sizes, batch_size: int, *, sweep: bool) -> paths.Path:

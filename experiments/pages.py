@@ -14,6 +14,7 @@ stays the same while the pages' wording changes.
 
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,20 @@ import numpy as np
 from gd_jax.report.format import format_value, markdown_table, percent
 
 BEGIN, END = "<!-- BEGIN GENERATED: {} -->", "<!-- END GENERATED: {} -->"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def last_change(commit: str) -> str | None:
+    """The last commit at or before ``commit`` that changed ``gd_jax/`` (None without
+    git): runs at two commits with the same one ran the same package."""
+    try:
+        found = subprocess.run(
+            ["git", "-C", str(ROOT), "log", "-1", "--format=%H", commit, "--", "gd_jax"],
+            capture_output=True, text=True, timeout=30, check=True,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return found or None
 
 
 def load(folder: Path) -> dict[str, dict]:
@@ -561,6 +576,16 @@ def minima_vary(results: dict) -> str:
     return table + "".join(f"\n\n{s}" for s in sentences)
 
 
+def _commit(source: dict, gd_jax_commit: str | None) -> str:
+    """``"4a2a2cc"``, or ``"497c959 (gd_jax/ as at 4a2a2cc)"`` where the checkout's commit
+    is a later one that left ``gd_jax/`` as it was, and whether ``gd_jax/`` differed from
+    its commit."""
+    commit = (source.get("commit") or "unrecorded")[:7]
+    if gd_jax_commit and gd_jax_commit[:7] != commit:
+        commit += f" (gd_jax/ as at {gd_jax_commit[:7]})"
+    return commit + (" with gd_jax/ modified" if source.get("modified") else "")
+
+
 def made_by(results: dict, names: list[str]) -> str:
     """The line under a generated block: the results files it reads, and what made them
     (the commit, whether ``gd_jax/`` differed from it, the date, the machine, the path
@@ -573,7 +598,7 @@ def made_by(results: dict, names: list[str]) -> str:
         if not source.get("commit"):
             made.append("made by code that did not record its commit")
             continue
-        commit = source["commit"][:7] + (" with gd_jax/ modified" if source.get("modified") else "")
+        commit = _commit(source, r.get("gd_jax_commit"))
         earlier = [s.get("commit") for s in r.get("earlier_sources", [])]
         if earlier:
             commit += " (resumed from " + ", ".join((c or "unrecorded")[:7] for c in earlier) + ")"
@@ -682,8 +707,7 @@ def bench_made_by(bench: dict, files: list[str]) -> str:
                         + (f" ({date})" if date else ""))  # fmt: skip
             continue
         source, m = env.get("source") or {}, env.get("machine") or {}
-        commit = (source.get("commit") or "unrecorded")[:7]
-        commit += " with gd_jax/ modified" if source.get("modified") else ""
+        commit = _commit(source, env.get("gd_jax_commit"))
         versions = env.get("versions") or {}
         libs = ", ".join(
             f"{k} {versions[k]}" for k in ("jax", "jaxlib", "numpy") if versions.get(k)

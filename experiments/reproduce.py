@@ -35,6 +35,13 @@ flags.DEFINE_enum(
     "Run only the runs of one part (PARTS below): each can be redone alone.",
 )
 flags.DEFINE_bool("render_only", False, "Run nothing: only rewrite README.md and docs/ pages.")
+flags.DEFINE_bool(
+    "keep_only",
+    False,
+    "Run nothing: save docs/results/<run>.json from each run's folder as it is (a run made "
+    "by another checkout, say), then rewrite the pages. A run folder that is missing or "
+    "unfinished is an error.",
+)
 flags.DEFINE_string("runs_dir", "runs/reproduce", "Where the runs' folders go.")
 FLAGS = flags.FLAGS
 
@@ -160,6 +167,9 @@ def keep(name: str, runs_dir: Path, seconds: float | None) -> None:
               **{k: config[k] for k in ("source", "earlier_sources", "date", "machine",
                                         "versions", "devices", "path") if k in config}}  # fmt: skip
     record.update(extras(folder, config.get("kind")))
+    commit = (config.get("source") or {}).get("commit")
+    if commit:  # the last change to gd_jax/ at that commit: the code that made the numbers
+        record["gd_jax_commit"] = readme.last_change(commit)
     io.write_text(RESULTS / f"{name}.json", json.dumps(record, indent=1) + "\n")
     for source, target in RUNS[name][2].items():
         shutil.copyfile(folder / source, DOCS / target)
@@ -224,9 +234,19 @@ def main(argv):
         names = [n for n in names if "fashion" not in n]
     RESULTS.mkdir(parents=True, exist_ok=True)
     runs_dir = Path(FLAGS.runs_dir).resolve()
+    if FLAGS.render_only and FLAGS.keep_only:
+        raise app.UsageError("--render_only and --keep_only: give one of them.")
     for name in [] if FLAGS.render_only else names:
-        keep(name, runs_dir, run_one(name, runs_dir, fashion))
-    if not FLAGS.render_only:
+        if FLAGS.keep_only:
+            if not (runs_dir / name / "summary.json").exists():
+                raise app.UsageError(
+                    f"--keep_only: {runs_dir / name} holds no finished run (no summary.json); "
+                    "run it first (without --keep_only)."
+                )
+            keep(name, runs_dir, None)
+        else:
+            keep(name, runs_dir, run_one(name, runs_dir, fashion))
+    if not FLAGS.render_only and not FLAGS.keep_only:
         io.write_text(RESULTS / "machine.json", json.dumps(machine(), indent=1) + "\n")
     blocks = readme.render_all(ROOT)
     texts = []

@@ -236,6 +236,8 @@ def test_the_line_under_a_block_names_its_files_and_what_made_them():
         "*From `docs/results/one.json`: commit aaaaaaa, 2026-12-07, AMD EPYC (2 cores), "
         "path delayed, head native.*")  # fmt: skip
     assert "commit aaaaaaa (resumed from bbbbbbb)" in readme.made_by(results, ["two"])
+    results["one"]["gd_jax_commit"] = "d" * 40  # a later checkout, the same package
+    assert "commit aaaaaaa (gd_jax/ as at ddddddd), 2026" in readme.made_by(results, ["one"])
     assert readme.made_by(results, ["old"]).endswith(
         "made by code that did not record its commit.*"
     )
@@ -307,3 +309,16 @@ def test_a_results_file_keeps_what_the_pages_compare_across_runs(tmp_path):
 def test_powers_of_ten_read_as_powers():
     assert readme._power(1e-7) == "10⁻⁷" and readme._power(100.0) == "10²"
     assert readme._power(0.3) == "0.3"
+
+
+def test_keeping_a_run_without_running_it_refuses_an_unfinished_one(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "train-digits").mkdir()  # started, never finished: no summary.json
+    command = [sys.executable, "-m", "experiments.reproduce", "--keep_only",
+               "--only=train-digits", f"--runs_dir={tmp_path}"]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert "--keep_only:" in done.stderr and "holds no finished run" in done.stderr
+    assert not (tmp_path / "train-digits" / "config.json").exists()  # nothing was run
