@@ -45,14 +45,15 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m benchmarks.epoch
 
-# Reruns every run the pages (README.md, docs/) quote (Fashion-MNIST ones where Debian's
-# dataset-fashion-mnist is installed), keeps their summaries in docs/results/ and
-# regenerates their tables and figures from them.
+# Reruns every run and benchmark the pages (README.md, docs/) quote (Fashion-MNIST ones
+# where Debian's dataset-fashion-mnist is installed), keeps their summaries in docs/results/
+# and benchmarks/results/ and regenerates their tables and figures from them.
 reproduce: $(STAMP)
 	$(PY) -m experiments.reproduce
 
 # The same in parts, each resumable and redone alone: make reproduce-train,
-# reproduce-lr, reproduce-minima, reproduce-minima-wd.
+# reproduce-lr, reproduce-minima, reproduce-minima-wd, reproduce-bench (the benchmarks the
+# performance page reads; run it on a quiet machine).
 reproduce-%: $(STAMP)
 	$(PY) -m experiments.reproduce --part=$*
 

@@ -1,14 +1,16 @@
-r"""Reruns every run the pages (README.md, docs/) quote and regenerates their tables and
-figures.
+r"""Reruns every run and benchmark the pages (README.md, docs/) quote and regenerates
+their tables and figures.
 
     make reproduce          # or: python -m experiments.reproduce [--only=lr-digits,...]
+    make reproduce-lr       # one part: --part=train|lr|minima|minima-wd|bench
 
 Each run goes to --runs_dir/<run> (resumed if it is there already, so a killed
 reproduce continues), what it found is kept as docs/results/<run>.json, its figures
 the pages show are copied to docs/, and every generated block of README.md and of the
 pages under docs/ (between ``<!-- BEGIN GENERATED: name -->`` markers) is rewritten from
 docs/results. The Fashion-MNIST runs need the four IDX files in --fashion_dir (Debian's
-dataset-fashion-mnist) and are left out without them.
+dataset-fashion-mnist) and are left out without them. The benchmarks (``--part=bench``,
+and a full rerun) write benchmarks/results/, whose tables the performance page shows.
 """
 
 import csv
@@ -31,7 +33,7 @@ flags.DEFINE_list("only", None, "Run only these (names below); default: all.")
 flags.DEFINE_enum(
     "part",
     None,
-    ["train", "lr", "minima", "minima-wd"],
+    ["train", "lr", "minima", "minima-wd", "bench"],
     "Run only the runs of one part (PARTS below): each can be redone alone.",
 )
 flags.DEFINE_bool("render_only", False, "Run nothing: only rewrite README.md and docs/ pages.")
@@ -109,7 +111,8 @@ RUNS = {
 
 # The parts a rerun can be cut into (``--part``, ``make reproduce-<part>``): the single
 # runs, the learning-rate studies, the local-minima studies without weight decay, and
-# those with it beside the same studies without (the longest: hours on 2 cores).
+# those with it beside the same studies without (the longest: hours on 2 cores); and
+# ``bench``, the benchmarks (BENCHMARKS).
 PARTS = {
     "train": [n for n in RUNS if n.startswith("train-")],
     "lr": [n for n in RUNS if n.startswith("lr-")],
@@ -132,6 +135,19 @@ def run_one(name: str, runs_dir: Path, fashion: str) -> float | None:
     tic = time.perf_counter()
     subprocess.run(command, check=True, cwd=ROOT)
     return time.perf_counter() - tic if fresh else None
+
+
+# The benchmarks whose files the performance page reads (``make reproduce-bench``), one
+# after another: about an hour on 2 cores, the longest the whole job and the memory of
+# studies of 1,024 networks. Each writes benchmarks/results/<name>.json.
+BENCHMARKS = ("epoch", "polish", "seeds", "job", "scale", "study_memory")
+
+
+def run_benchmark(script: str) -> None:
+    """Runs ``benchmarks.<script>`` with its defaults (its results file is written when it
+    ends; one that fails leaves the previous file in place and stops the rerun)."""
+    logging.info("benchmarks.%s", script)
+    subprocess.run([sys.executable, "-m", f"benchmarks.{script}"], check=True, cwd=ROOT)
 
 
 def kept_seconds(name: str, flags: dict) -> float | None:
@@ -225,7 +241,8 @@ def main(argv):
     fashion = FLAGS.fashion_dir
     if FLAGS.only and FLAGS.part:
         raise app.UsageError("--only and --part: give one of them.")
-    names = FLAGS.only or (PARTS[FLAGS.part] if FLAGS.part else list(RUNS))
+    bench = FLAGS.part == "bench" or not (FLAGS.only or FLAGS.part)
+    names = FLAGS.only or (PARTS.get(FLAGS.part, []) if FLAGS.part else list(RUNS))
     unknown = sorted(set(names) - set(RUNS))
     if unknown:
         raise app.UsageError(f"--only: no run named {', '.join(unknown)}; see {list(RUNS)}")
@@ -248,6 +265,8 @@ def main(argv):
             keep(name, runs_dir, run_one(name, runs_dir, fashion))
     if not FLAGS.render_only and not FLAGS.keep_only:
         io.write_text(RESULTS / "machine.json", json.dumps(machine(), indent=1) + "\n")
+        for script in BENCHMARKS if bench else ():
+            run_benchmark(script)
     blocks = readme.render_all(ROOT)
     texts = []
     for page in readme.pages(ROOT):
