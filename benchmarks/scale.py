@@ -30,7 +30,7 @@ from benchmarks import timing
 from benchmarks.rss import GIB, device_memory, reset_peak, status_kib
 from gd_jax import memory
 from gd_jax.config import ModelConfig, TrainConfig
-from gd_jax.fast import pieces
+from gd_jax.fast import paths, pieces
 from gd_jax.studies.lr.trace import TraceOptions, full_batch_trace, make_trace
 from gd_jax.sweep import engine, results, trainer
 
@@ -149,7 +149,10 @@ def plan(sizes, networks: int, examples: int, chunk_size: int, budget: float) ->
             **program_gib(run, stacked(sizes, networks), eta, *data, *sharpness),
         }
     for name, chunk in (("chunked", eval_chunk), ("all_at_once", chunk_size)):
-        measure = engine.make_measure(mlp(sizes), ("test",), 10_000, chunk)
+        # Scored as a default sweep scores: its path's functions, 10,000 examples and
+        # ``chunk`` networks at a time.
+        functions = paths.functions(mlp(sizes), timing.library_path(sizes, 10, sweep=True))
+        measure = engine.make_measure(functions, ("test",), 10_000, chunk)
         found[f"evaluation_{name}"] = {
             "chunk": chunk,
             "networks_per_program": chunk_size,
