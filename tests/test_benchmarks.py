@@ -89,10 +89,13 @@ def test_the_native_head_equality_check_compares_both_heads_on_the_same_networks
 
 def test_the_memory_plan_of_a_study_compiles_its_programs_chunked_and_not():
     # XLA's plan of the trace and of one evaluation, as benchmarks.scale makes it for the
-    # performance page, on a network small enough to compile in seconds.
-    from benchmarks import scale
-
-    found = scale.plan((784, 4, 10), networks=6, examples=300, chunk_size=3, budget=1e-4)
+    # performance page, on a network small enough to compile in seconds (in a process of
+    # its own: the script's flags would clash with other modules' in this one).
+    code = ("import json; from benchmarks import scale; print(json.dumps(scale.plan("
+            "(784, 4, 10), networks=6, examples=300, chunk_size=3, budget=1e-4)))")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, check=True)  # fmt: skip
+    found = json.loads(done.stdout.strip().splitlines()[-1])
     assert found["trace_all_at_once"]["chunk"] == 6 and found["trace_chunked"]["chunk"] < 6
     for part in ("trace", "evaluation"):
         chunked, whole = found[f"{part}_chunked"], found[f"{part}_all_at_once"]
