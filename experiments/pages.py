@@ -48,16 +48,30 @@ def _points(value) -> str:
 
 
 def machine(results: dict) -> str:
+    """What the runs in ``docs/results`` were made by: per package (the last commit that
+    changed ``gd_jax/``), how many runs, on which dates, and how long the timed ones took;
+    then the runs that did not record their code."""
     m = results["machine"]
     versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v)
-    runs = [r for name, r in results.items() if name != "machine"]
-    minutes = sum(r["seconds"] for r in runs if r.get("seconds") is not None) / 60
-    untimed = sum(r.get("seconds") is None for r in runs)
-    left_out = f" ({untimed} resumed runs not counted)" if untimed else ""
-    return (
-        f"Made by `make reproduce` on {m['date']}: {m['cpu']}, {m['cores']} cores, "
-        f"CPU only; {versions}. The runs took {minutes:.0f} minutes in all{left_out}."
-    )
+    groups: dict[str | None, list[dict]] = {}
+    for name, r in results.items():
+        if name == "machine":
+            continue
+        commit = r.get("gd_jax_commit") or (r.get("source") or {}).get("commit")
+        groups.setdefault(commit[:7] if commit else None, []).append(r)
+    parts = []
+    for commit, runs in sorted(groups.items(), key=lambda kv: kv[0] is None):
+        timed = [r["seconds"] for r in runs if r.get("seconds") is not None]
+        untimed = len(runs) - len(timed)
+        dates = sorted({str(r.get("date", ""))[:10] for r in runs if r.get("date")})
+        count = f"{len(runs)} run" + ("s" if len(runs) != 1 else "")
+        what = (f"{count} by gd_jax/ as at {commit} ({', '.join(dates)})" if commit
+                else f"{count} by code that did not record its commit")  # fmt: skip
+        took = f", {sum(timed) / 60:.0f} minutes" if timed else ""
+        left = f" ({untimed} resumed, not timed)" if untimed and timed else ""
+        parts.append(f"{what}{took}{left}")
+    return (f"The last `make reproduce` ran on {m['date']}: {m['cpu']}, {m['cores']} cores, "
+            f"CPU only; {versions}. In `docs/results`: {'; '.join(parts)}.")  # fmt: skip
 
 
 def one_run(results: dict) -> str:

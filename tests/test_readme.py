@@ -60,15 +60,23 @@ def _document(blocks: dict) -> str:
     )
 
 
-def test_the_machine_line_counts_timed_runs_and_says_how_many_were_not():
+def test_the_machine_line_counts_runs_per_package_and_says_which_recorded_none():
+    made = lambda commit, seconds: {"source": {"commit": commit}, "gd_jax_commit": "a" * 40,
+                                    "date": "2026-01-02T00:00:00Z", "seconds": seconds}  # fmt: skip
     results = {
         "machine": {"date": "2026-01-01", "cpu": "X", "cores": 2, "versions": {"jax": "1"}},
-        "a": {"seconds": 90},
-        "b": {"seconds": 30},
+        "a": made("b" * 40, 90),
+        "b": made("c" * 40, 30),  # a later checkout with the same gd_jax/
     }
-    assert readme.machine(results).endswith("took 2 minutes in all.")
-    results["c"] = {"seconds": None}
-    assert readme.machine(results).endswith("took 2 minutes in all (1 resumed runs not counted).")
+    assert readme.machine(results).endswith(
+        "In `docs/results`: 2 runs by gd_jax/ as at aaaaaaa (2026-01-02), 2 minutes."
+    )
+    results["c"] = made("b" * 40, None)
+    results["d"] = {"seconds": 600}
+    assert readme.machine(results).endswith(
+        "3 runs by gd_jax/ as at aaaaaaa (2026-01-02), 2 minutes (1 resumed, not timed); "
+        "1 runs by code that did not record its commit, 10 minutes."
+    )
 
 
 def test_a_resumed_run_keeps_the_time_of_the_same_flags_and_no_other(tmp_path, monkeypatch):
