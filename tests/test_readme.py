@@ -75,7 +75,7 @@ def test_the_machine_line_counts_runs_per_package_and_says_which_recorded_none()
     results["d"] = {"seconds": 600}
     assert readme.machine(results).endswith(
         "3 runs by gd_jax/ as at aaaaaaa (2026-01-02), 2 minutes (1 resumed, not timed); "
-        "1 runs by code that did not record its commit, 10 minutes."
+        "1 run by code that did not record its commit, 10 minutes."
     )
 
 
