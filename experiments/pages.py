@@ -43,10 +43,6 @@ def load(folder: Path) -> dict[str, dict]:
     return {path.stem: json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))}
 
 
-def _points(value) -> str:
-    return "—" if value is None else f"{100 * value:.1f}"
-
-
 def machine(results: dict) -> str:
     """What the runs in ``docs/results`` were made by: per package (the last commit that
     changed ``gd_jax/``), how many runs, on which dates, and how long the timed ones took;
