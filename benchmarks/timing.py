@@ -76,7 +76,7 @@ def time_epochs(epoch, state, x, labels, epochs, min_seconds=1.0) -> tuple[float
 def environment() -> dict:
     """What made a benchmark's numbers (``run_folder.environment``: the commit, date,
     machine, versions, devices), with the last commit that changed ``gd_jax/``."""
-    from experiments.pages import last_change
+    from experiments.pages.common import last_change
 
     found = run_folder.environment()
     commit = found["source"].get("commit")

@@ -26,6 +26,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from experiments import pages as readme
+from experiments.pages.common import last_change
 from gd_jax import io, run_folder
 
 flags.DEFINE_string("fashion_dir", "/usr/share/datasets/fashion-mnist", "Fashion-MNIST IDX files.")
@@ -185,7 +186,7 @@ def keep(name: str, runs_dir: Path, seconds: float | None) -> None:
     record.update(extras(folder, config.get("kind")))
     commit = (config.get("source") or {}).get("commit")
     if commit:  # the last change to gd_jax/ at that commit: the code that made the numbers
-        record["gd_jax_commit"] = readme.last_change(commit)
+        record["gd_jax_commit"] = last_change(commit)
     io.write_text(RESULTS / f"{name}.json", json.dumps(record, indent=1) + "\n")
     for source, target in RUNS[name][2].items():
         shutil.copyfile(folder / source, DOCS / target)

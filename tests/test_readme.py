@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from experiments import pages as readme
+from experiments.pages import bench, common, front, lr, minima
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,12 +69,12 @@ def test_the_machine_line_counts_runs_per_package_and_says_which_recorded_none()
         "a": made("b" * 40, 90),
         "b": made("c" * 40, 30),  # a later checkout with the same gd_jax/
     }
-    assert readme.machine(results).endswith(
+    assert front.machine(results).endswith(
         "In `docs/results`: 2 runs by gd_jax/ as at aaaaaaa (2026-01-02), 2 minutes."
     )
     results["c"] = made("b" * 40, None)
     results["d"] = {"seconds": 600}
-    assert readme.machine(results).endswith(
+    assert front.machine(results).endswith(
         "3 runs by gd_jax/ as at aaaaaaa (2026-01-02), 2 minutes (1 resumed, not timed); "
         "1 run by code that did not record its commit, 10 minutes."
     )
@@ -206,13 +207,13 @@ def test_the_first_order_finding_names_where_each_prediction_stops_holding():
     s = {"first_order_at_init": [row(0.1, 1.0, 1.0), row(1.0, 0.95, 0.99),
                                  row(3.0, 0.7, 0.95), row(10.0, 0.3, 0.5)],
          "two_over_lambda_max_init": 4.0}  # fmt: skip
-    text = readme.lr_first_order(s)
+    text = lr.lr_first_order(s)
     assert "1.000 at η = 0.1, below 0.9 from η = 3 on (0.700)" in text
     assert "within 10% up to η = 3 and not from η = 10 on (0.500)" in text
     assert "2/λ_max at initialisation: 4" in text and "above 1" not in text
     s["first_order_at_init"][1] = row(1.0, 1.004, 0.999)  # negative curvature: above 1
-    assert "above 1 at η = 1 (up to 1.004), where ∇CᵀH∇C < 0" in readme.lr_first_order(s)
-    assert readme._held_up_to(s["first_order_at_init"], "ratio_to_first_order") == 1.0
+    assert "above 1 at η = 1 (up to 1.004), where ∇CᵀH∇C < 0" in lr.lr_first_order(s)
+    assert lr.held_up_to(s["first_order_at_init"], "ratio_to_first_order") == 1.0
 
 
 def test_the_sharpness_table_says_up_to_which_eta_every_seed_stays_below_two_over_eta():
@@ -227,7 +228,7 @@ def test_the_sharpness_table_says_up_to_which_eta_every_seed_stays_below_two_ove
     record = {"trace": {"learning_rate": [1, 1, 10, 10, 20, 20, 30, 30], "seed": [0, 1] * 4,
                         "sample_steps": [0, 10, 20, 30], "diverged_step": [-1] * 8,
                         "lambda_max": lam, "cost": [[0.1] * 8] * 4}}  # fmt: skip
-    text = readme.lr_sharpness(record)
+    text = lr.lr_sharpness(record)
     assert "stays below 2/η for every seed at every η up to 1;" in text
     assert "it crosses 2/η at η = 10 (0.5–1.5 times 2/η)" in text
     assert "it stays above 2/η at η = 20" in text
@@ -240,23 +241,23 @@ def test_the_line_under_a_block_names_its_files_and_what_made_them():
             "path": {"epoch_path": "delayed", "head": "native"}}  # fmt: skip
     results = {"one": made, "two": {**made, "earlier_sources": [{"commit": "b" * 40}]},
                "old": {"summary": {}}}  # fmt: skip
-    assert readme.made_by(results, ["one"]) == (
+    assert common.made_by(results, ["one"]) == (
         "*From `docs/results/one.json`: commit aaaaaaa, 2026-12-07, AMD EPYC (2 cores), "
         "path delayed, head native.*")  # fmt: skip
-    assert "commit aaaaaaa (resumed from bbbbbbb)" in readme.made_by(results, ["two"])
+    assert "commit aaaaaaa (resumed from bbbbbbb)" in common.made_by(results, ["two"])
     results["one"]["gd_jax_commit"] = "d" * 40  # a later checkout, the same package
-    assert "commit aaaaaaa (gd_jax/ as at ddddddd), 2026" in readme.made_by(results, ["one"])
-    assert readme.made_by(results, ["old"]).endswith(
+    assert "commit aaaaaaa (gd_jax/ as at ddddddd), 2026" in common.made_by(results, ["one"])
+    assert common.made_by(results, ["old"]).endswith(
         "made by code that did not record its commit.*"
     )
-    bench = {"job": {"date": "2026-12-03"}, "results": {"environment": {
+    made = {"job": {"date": "2026-12-03"}, "results": {"environment": {
         "source": {"commit": "c" * 40, "modified": True}, "date": "2026-12-07",
         "machine": {"cpu": "X", "cores": 2}, "devices": ["TFRT_CPU_0"],
         "versions": {"jax": "0.10.2"}}}}  # fmt: skip
-    assert readme.bench_made_by(bench, ["results"]) == (
+    assert bench.bench_made_by(made, ["results"]) == (
         "*From `benchmarks/results/results.json`: commit ccccccc with gd_jax/ modified, "
         "2026-12-07, X (2 cores), TFRT_CPU_0; jax 0.10.2.*")  # fmt: skip
-    assert "did not record its commit (2026-12-03)" in readme.bench_made_by(bench, ["job"])
+    assert "did not record its commit (2026-12-03)" in bench.bench_made_by(made, ["job"])
 
 
 def test_which_randomness_compares_the_population_the_study_judges():
@@ -280,7 +281,7 @@ def test_which_randomness_compares_the_population_the_study_judges():
                "minima-fashion-wd-init": run(wide, ["minimum"] * 5),
                "minima-fashion-wd-order": run(narrow, ["minimum"] * 5),
                "minima-fashion-no-wd-order": run(narrow, ["descending"] * 5)}  # fmt: skip
-    text = readme.minima_vary(results)
+    text = minima.minima_vary(results)
     assert "| λ = 10 | data order only | certified minima (5) | 80.04% | 0.11 [" in text
     assert "| none | data order only | SGD endpoints (5) |" in text  # no minima: SGD
     assert (
@@ -315,8 +316,8 @@ def test_a_results_file_keeps_what_the_pages_compare_across_runs(tmp_path):
 
 
 def test_powers_of_ten_read_as_powers():
-    assert readme._power(1e-7) == "10⁻⁷" and readme._power(100.0) == "10²"
-    assert readme._power(0.3) == "0.3"
+    assert common.power(1e-7) == "10⁻⁷" and common.power(100.0) == "10²"
+    assert common.power(0.3) == "0.3"
 
 
 def test_keeping_a_run_without_running_it_refuses_an_unfinished_one(tmp_path):

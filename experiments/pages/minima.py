@@ -1,0 +1,277 @@
+"""The local-minima study's blocks (docs/minima-study.md): what the points are, what
+polishing did, the checks, the verdicts, weight decay beside the same study without it,
+and which randomness makes the spread."""
+
+import numpy as np
+
+from experiments.pages.common import median
+from gd_jax.report.format import format_value, markdown_table, percent
+
+MINIMA_RUNS = (
+    ("minima-digits-normal", "digits, N(0, 1)"),
+    ("minima-digits-scaled", "digits, `--init=scaled`"),
+    ("minima-fashion-normal", "Fashion-MNIST 10k, N(0, 1)"),
+    ("minima-fashion-scaled", "Fashion-MNIST 10k, `--init=scaled`"),
+    ("minima-fashion-seeds", "Fashion-MNIST 10k, N(0, 1), 32 seeds"),
+    # Minima that exist: weight decay, and the same study without it beside it.
+    ("minima-fashion-wd", "Fashion-MNIST 10k, `--init=scaled`, weight decay λ = 10"),
+    ("minima-fashion-no-wd", "Fashion-MNIST 10k, `--init=scaled`, without weight decay"),
+    ("minima-fashion-wd-init", "the same with weight decay, `--vary=init`"),
+    ("minima-fashion-wd-order", "the same with weight decay, `--vary=order`"),
+    ("minima-fashion-no-wd-init", "the same without weight decay, `--vary=init`"),
+    ("minima-fashion-no-wd-order", "the same without weight decay, `--vary=order`"),
+)
+
+CLASS_NAMES = (("minimum", "minima"), ("saddle", "saddles"), ("descending", "descending"),
+               ("gradient-flat", "gradient-flat"), ("unconverged", "unconverged"))  # fmt: skip
+
+
+def _epochs(result: dict) -> str:
+    return f"{result['flags']['epochs']} epochs"
+
+
+def _sd(w: dict, name: str) -> str:
+    """``"mean, sd [χ² interval]"`` of a population's test accuracy, in points."""
+    prefix = f"{name}_test_accuracy_"
+    if not w.get(f"{prefix}n"):
+        return "none"
+    if w.get(f"{prefix}sd") is None:
+        return f"{percent(w[f'{prefix}mean'])} (n = 1)"
+    pts = lambda v: f"{100 * v:.2f}"
+    return (f"{percent(w[f'{prefix}mean'])}, sd {pts(w[f'{prefix}sd'])} "
+            f"[{pts(w[f'{prefix}sd_low'])}–{pts(w[f'{prefix}sd_high'])}] "
+            f"(n = {w[f'{prefix}n']})")  # fmt: skip
+
+
+def minima_table(results: dict) -> str:
+    """Per run and width: classes of the polished points, the test accuracy of the SGD
+    endpoints and of the certified minima (mean, sd with its χ² interval) beside the
+    noise floor of test sampling, barriers and ensembles."""
+    rows = []
+    for name, label in MINIMA_RUNS:
+        if name not in results:
+            continue
+        for i, w in enumerate(results[name]["summary"]["per_width"]):
+            first = f"{label} ({_epochs(results[name])})" if i == 0 else ""
+            classes = ", ".join(f"{w[c]} {plural}" for c, plural in CLASS_NAMES if w[c])
+            floor, p = w.get("sgd_test_accuracy_floor"), w.get("sgd_test_accuracy_floor_p")
+            rows.append([
+                first, w["width"], classes, _sd(w, "sgd"),
+                "—" if floor is None else f"{100 * floor:.2f} ({_p(p)})", _sd(w, "minima"),
+                f"{format_value(w['median_naive_barrier'])} → "
+                f"{format_value(w['median_matched_barrier'])}",
+                f"{format_value(w['median_curve_barrier'])} → "
+                f"{format_value(w['median_matched_curve_barrier'])}",
+                percent(w["median_disagreement"]),
+                f"{percent(w['ensemble_accuracy'])} vs {percent(w['mean_single_accuracy'])}",
+            ])  # fmt: skip
+    return markdown_table(
+        ["data, initialisation", "width", "polished points", "SGD endpoints: test accuracy, "
+         "sd in points [95% CI]", "noise floor (p: sd above it)", "certified minima: test "
+         "accuracy", "line barrier: as trained → matched",
+         "curve barrier: as trained → matched", "disagreement", "ensemble vs one"], rows,
+    )  # fmt: skip
+
+
+def _p(value) -> str:
+    return "—" if value is None else "p < 0.001" if value < 0.001 else f"p = {value:.2g}"
+
+
+def minima_polish(results: dict) -> str:
+    """Per run and width: what polishing did (medians)."""
+    rows = []
+    for name, label in MINIMA_RUNS:
+        if name not in results:
+            continue
+        # The cost minimised: with weight decay C₀ plus the penalty, else C₀.
+        decay = results[name]["summary"].get("weight_decay")
+        for i, w in enumerate(results[name]["summary"]["per_width"]):
+            p = w["polish"]
+            arrow = lambda key, fmt=format_value, p=p, at="": (
+                f"{fmt(p[f'median_sgd_{key}'])} → {fmt(p[f'median_{at}{key}'])}"
+            )
+            cost = arrow("objective") if decay else arrow("train_cost", at="final_")
+            rows.append([
+                label if i == 0 else "", w["width"],
+                f"{p['median_lbfgs_steps']:g} + {p['median_newton_steps']:g}",
+                cost, arrow("param_norm"), arrow("saturation", percent),
+                format_value(p["median_rel_grad"]), format_value(p["median_newton_step"]),
+                format_value(p["median_descent_slope"]),
+                f"{p['continued']}: {_continued(p)}",
+            ])  # fmt: skip
+    return markdown_table(
+        ["data, initialisation", "width", "L-BFGS + Newton-MR steps", "cost minimised: SGD → "
+         "polished (C₀, plus (λ/2n)Σw² with weight decay)", "‖θ‖", "saturated responses",
+         "‖∇C‖·‖θ‖/C", "Newton step / ‖θ‖", "d log C / d log ‖θ‖",
+         "continued: largest move, cost change"], rows,
+    )  # fmt: skip
+
+
+def _continued(p: dict) -> str:
+    if not p["continued"]:
+        return "none critical"
+    return (f"{percent(p['max_continued_moved'])} of ‖θ‖, "
+            f"{percent(p['max_continued_cost_change'])} of C")  # fmt: skip
+
+
+def verdicts(results: dict) -> str:
+    return "\n".join(
+        f"- *{label}*: {results[name]['summary']['verdict']}"
+        for name, label in MINIMA_RUNS
+        if name in results
+    )
+
+
+def minima_beside(results: dict) -> str:
+    """The study with weight decay beside the same study without it, width by width:
+    what the points are, what they cost, where they lie, and the quality of the minima
+    (with weight decay) or of the SGD endpoints (without, where there are none)."""
+    runs = [("minima-fashion-wd", "λ = 10"), ("minima-fashion-no-wd", "none")]
+    runs = [(n, label) for n, label in runs if n in results]
+    widths = sorted({w["width"] for n, _ in runs for w in results[n]["summary"]["per_width"]})
+    rows = []
+    for width in widths:
+        for name, label in runs:
+            s = results[name]["summary"]
+            w = next((w for w in s["per_width"] if w["width"] == width), None)
+            if w is None:
+                continue
+            points = [p for p in s["certified"] + s["uncertified"] if p["width"] == width]
+            classes = ", ".join(f"{w[c]} {plural}" for c, plural in CLASS_NAMES if w[c])
+            shares = [p["penalty"] / p["final_train_cost"] for p in points
+                      if p.get("penalty") is not None and p.get("final_train_cost")]  # fmt: skip
+            counts = ("pairs_same_minimum", "pairs_different_minima_equal_cost",
+                      "pairs_different_minima_unequal_cost")  # fmt: skip
+            pairs = "—"
+            if w.get("minima_pairs"):
+                pairs = " / ".join(str(w[k]) for k in counts) + f" of {w['minima_pairs']}"
+            rows.append([width, label, classes, format_value(median(points, "final_train_cost")),
+                         percent(float(np.median(shares))) if shares and label != "none" else "—",
+                         format_value(median(points, "param_norm")),
+                         percent(median(points, "saturation")),
+                         _sd(w, "minima"), _sd(w, "sgd"), pairs])  # fmt: skip
+    return markdown_table(
+        ["width", "weight decay", "polished points", "cost minimised (median)",
+         "penalty's share of it", "‖θ‖ (median)", "saturated responses (median)",
+         "certified minima: test accuracy, sd [95% CI]",
+         "SGD endpoints: test accuracy, sd [95% CI]",
+         "pairs of minima: one minimum / two of equal cost / two of unequal cost"], rows,
+    )  # fmt: skip
+
+
+ESCAPED = {  # quality.ESCAPES, as a sentence says them
+    "escapes by training on": "reached the others' lower quartile by training on",
+    "escapes once perturbed": "reached the others' lower quartile only once perturbed",
+    "stays poor": "reached the others' lower quartile neither way",
+}
+
+
+def minima_checks(results: dict) -> str:
+    """Per run, how its certificates were checked and what became of its poorest SGD
+    endpoints: one generated sentence each."""
+    lines = []
+    for name, label in MINIMA_RUNS:
+        if name not in results:
+            continue
+        s = results[name]["summary"]
+        certified = s.get("certified", [])
+        n = s["networks"]
+        text = (f"*{label}*: {s.get('certified_minima', 0)} of {n} points certified minima, "
+                f"{s.get('certified_saddles', 0)} saddles")  # fmt: skip
+        moved = [p["continued_moved"] for p in certified if p.get("continued_moved") is not None]
+        change = [abs(p["continued_cost_change"]) for p in certified
+                  if p.get("continued_cost_change") is not None]  # fmt: skip
+        if moved:
+            text += (f"; run on with ten times the budget, the certified points moved at most "
+                     f"{max(moved):.2g} of ‖θ‖ and their cost changed by at most "
+                     f"{max(change):.2g} of itself")  # fmt: skip
+        if s.get("dense_checked"):
+            text += (f"; the dense float64 Hessian's class agrees with Lanczos' at "
+                     f"{s['dense_agree']} of {s['dense_checked']} points")  # fmt: skip
+        escapes = [e for e in s.get("escapes", []) if e["outcome"] != "not poor"]
+        if s.get("escapes"):
+            tried = len(s["escapes"])
+            if escapes:
+                counts = {o: sum(e["outcome"] == o for e in escapes) for o in dict.fromkeys(
+                    e["outcome"] for e in escapes)}  # fmt: skip
+                text += (f"; of the {tried} poorest SGD endpoints tried, {len(escapes)} were "
+                         "poor (robust z below −3.5 against the others, or not learned), and "
+                         "of those, trained on, and perturbed and trained on, "
+                         + ", ".join(f"{k} {ESCAPED[o]}" for o, k in counts.items()))  # fmt: skip
+            else:
+                text += f"; none of the {tried} poorest SGD endpoints tried was poor"
+        lines.append(f"- {text}.")
+    return "\n".join(lines)
+
+
+VARY_RUNS = (  # (run, weight decay, which randomness differs between seeds), at width 16
+    ("minima-fashion-wd", "λ = 10", "both"), ("minima-fashion-wd-init", "λ = 10", "init"),
+    ("minima-fashion-wd-order", "λ = 10", "order"), ("minima-fashion-no-wd", "none", "both"),
+    ("minima-fashion-no-wd-init", "none", "init"), ("minima-fashion-no-wd-order", "none", "order"),
+)  # fmt: skip
+
+VARY_WIDTH = 16
+
+SOURCES = {"both": "initialisation and data order", "init": "initialisation only",
+           "order": "data order only"}  # fmt: skip
+
+
+def _judged(record: dict, width: int) -> tuple[str, list[float]]:
+    """The population a run's quality is judged on at ``width``, as the study judges it
+    (``tables.judged_population``: the learned certified minima where there are at least
+    3, else the SGD endpoints that learned), and its test accuracies."""
+    bar = record["summary"]["learned_cost_bar"]
+    points = [p for p in record["points"] if p["width"] == width]
+    minima = [p["final_test_accuracy"] for p in points if p["classification"] == "minimum"
+              and p["final_train_cost"] is not None and p["final_train_cost"] < bar]  # fmt: skip
+    if len(minima) >= 3:
+        return "certified minima", minima
+    learned = [p for p in points if p["sgd_train_cost"] is not None and p["sgd_train_cost"] < bar]
+    return "SGD endpoints", [p["sgd_test_accuracy"] for p in learned]
+
+
+def minima_vary(results: dict) -> str:
+    """Which randomness makes the spread at width 16: initialisation and data order
+    together, the initialisation alone, the data order alone; with weight decay and
+    without. Per run the spread of the judged population's test accuracy, and per
+    weight decay the tests of equal spread across the three sources."""
+    from scipy import stats
+
+    from gd_jax.studies.minima import spread
+
+    present = [(n, decay, vary) for n, decay, vary in VARY_RUNS
+               if n in results and "points" in results[n]]  # fmt: skip
+    if not present:
+        return "No run of this comparison is in `docs/results` yet."
+    rows, sentences = [], []
+    for decay in dict.fromkeys(d for _, d, _ in present):
+        groups = {}
+        for name, d, vary in present:
+            if d != decay:
+                continue
+            population, values = _judged(results[name], VARY_WIDTH)
+            groups[vary] = (population, np.asarray(values) * 100)
+            s = spread.spread(values)
+            pts = lambda v: "—" if v is None else f"{100 * v:.2f}"
+            rows.append([decay, SOURCES[vary], f"{population} ({s['n']})",
+                         "—" if s["mean"] is None else percent(s["mean"]),
+                         f"{pts(s['sd'])} [{pts(s['sd_low'])}–{pts(s['sd_high'])}]",
+                         f"[{pts(s['sd_bonett_low'])}–{pts(s['sd_bonett_high'])}]",
+                         pts(s["mad"])])  # fmt: skip
+        usable = {v: g for v, g in groups.items() if g[1].size >= 3}
+        if len(usable) >= 2:
+            samples = [g[1] for g in usable.values()]
+            bf = stats.levene(*samples, center="median")
+            fk = stats.fligner(*samples, center="median")
+            kinds = {g[0] for g in usable.values()}
+            sds = ", ".join(f"{np.std(g[1], ddof=1):.2f} ({SOURCES[v]})" for v, g in usable.items())
+            sentences.append(
+                f"Weight decay {decay}, of the {' and '.join(sorted(kinds))}: sd in points "
+                f"{sds}; equal spread across these sources: Brown–Forsythe "
+                f"{spread._p(bf.pvalue)}, Fligner–Killeen {spread._p(fk.pvalue)}."
+            )
+    table = markdown_table(
+        ["weight decay", "what differs between seeds", "judged on (n)", "mean test accuracy",
+         "sd, points [95% χ² CI]", "Bonett's 95% CI", "MAD, points"], rows,
+    )  # fmt: skip
+    return table + "".join(f"\n\n{s}" for s in sentences)
