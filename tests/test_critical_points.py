@@ -265,3 +265,30 @@ def test_a_gradient_is_rounding_up_to_ten_times_its_noise(grad_norm, grad_noise,
     # cannot see a direction to go. An exactly zero gradient is underflow, not rounding.
     at = newton.Local(1.0, grad_norm, 1.0, grad_norm, 0.0, 0.0, 0.0, 1.0, 1.0, grad_noise, None)
     assert at.rounding() is rounding
+
+
+def plateau(v):
+    # One output saturated at the wrong value (σ(40·v₀) ≈ 0 where 1 is wanted) and one
+    # saturated right with a large weight (σ(v₁) = 0 exactly at v₁ = −1,000): the cost
+    # sits at ½ on a plateau that falls only as v₀ → +∞. It has no minimum.
+    return 0.5 * (1 - jax.nn.sigmoid(40 * v[0])) ** 2 + 0.5 * jax.nn.sigmoid(v[1]) ** 2
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e6])
+def test_a_saturated_plateau_fools_the_stop_but_is_not_certified(scale):
+    found, continued, kind = searched(lambda v: scale * plateau(v), [-1.5, -1000.0])
+    # What digits without weight decay showed: every number the stop reads is tiny
+    # next to the cost's scale, and continuing cannot move the point.
+    assert found.critical and continued.stable()
+    share = classes.curvature_share(found.local.cost, found.local.param_norm,
+                                    (found.local.lambda_min, found.local.lambda_max))  # fmt: skip
+    assert share < 1e-10
+    assert kind == classes.UNCONVERGED  # not a minimum: the curvature says nothing
+
+
+def test_a_minimum_at_any_scale_of_the_cost_keeps_its_curvature_resolved():
+    # The scale-free share is the same for 10⁻²⁰ times the bowl: still a minimum.
+    found, _, kind = searched(lambda v: 1e-20 * bowl(v), [0.0, 0.0])
+    share = classes.curvature_share(found.local.cost, found.local.param_norm,
+                                    (found.local.lambda_min, found.local.lambda_max))  # fmt: skip
+    assert kind == classes.MINIMUM and share == pytest.approx(0.5 * 20 * 5 / 1.0, rel=1e-6)

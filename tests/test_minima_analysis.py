@@ -9,7 +9,8 @@ from conftest import blank, mlp
 from gd_jax.studies.minima import analysis, classes, pairs
 from gd_jax.studies.minima.records import Point
 
-FACTS = classes.Verdict(critical=True, stable=True, descending=False, flat=False, slope=0.0)
+FACTS = classes.Verdict(critical=True, stable=True, descending=False, flat=False,
+                        resolved=True, slope=0.0)  # fmt: skip
 
 
 def test_the_class_of_a_point_is_read_from_the_extremes_it_is_given():

@@ -156,7 +156,7 @@ def test_the_polish_certifies_the_minimum_a_dense_float64_solver_finds():
     assert found.local.cost == pytest.approx(reference.fun, rel=1e-10)
     # The dense Hessian's class agrees with the one from Lanczos' extremes.
     dense = (eigenvalues[0], eigenvalues[-1])
-    assert classes.kind(classes.verdict(found, continued, study.criteria()), dense,
+    assert classes.kind(classes.verdict(found, continued, study.criteria(), lambdas), dense,
                         negative_tol=study.negative_tol) == kind  # fmt: skip
 
 

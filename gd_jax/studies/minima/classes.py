@@ -53,11 +53,31 @@ class Verdict(NamedTuple):
     stable: bool  # continued with ten times the budget, it stayed (False if not continued)
     descending: bool  # the cost kept falling while ‖θ‖ grew (polish or continuation)
     flat: bool  # the last measurement's gradient lay in the Hessian's null space
+    resolved: bool  # the curvature where it stopped is not negligible (curvature_share)
     slope: float  # Δ log C / Δ log ‖θ‖ over the polish's second half
 
 
-def verdict(found: Found, continued: Continued | None, criteria: Criteria) -> Verdict:
-    """The :class:`Verdict` of a search and of its continuation (None: not continued)."""
+def curvature_share(cost: float, param_norm: float, lambdas: tuple[float, float]) -> float:
+    """½·max(|λ_min|, |λ_max|)·r²/C with r = max(‖θ‖, 1): how much the quadratic model
+    lets the cost change along its stiffest direction over a step of ‖θ‖, as a share of
+    C (NaN where the extremes are unknown). The step is at least 1, a weight's own
+    scale, so that a point at or near θ = 0 is not called flat for its small norm.
+
+    Scale-free in C like the stop's three numbers. On a saturated plateau, where float64
+    can no longer see the cost move, it is as small as the relative gradient (10⁻⁸ and
+    less on digits without weight decay); at a minimum it is of order 1 or more."""
+    lam = max(abs(lambdas[0]), abs(lambdas[1]))
+    if not math.isfinite(lam) or not cost > 0:
+        return math.nan
+    return 0.5 * lam * max(param_norm, 1.0) ** 2 / cost
+
+
+def verdict(
+    found: Found, continued: Continued | None, criteria: Criteria,
+    lambdas: tuple[float, float] = (math.nan, math.nan),
+) -> Verdict:  # fmt: skip
+    """The :class:`Verdict` of a search and of its continuation (None: not continued);
+    ``lambdas``, the Hessian's extremes where it stopped (for ``resolved``)."""
     trajectory = continued.found.rows if continued is not None else found.rows
     # The search's last measurement: where Newton-MR stopped if it ran (its end is
     # not kept as the point unless critical, but where it got stuck is the evidence).
@@ -67,6 +87,10 @@ def verdict(found: Found, continued: Continued | None, criteria: Criteria) -> Ve
         stable=continued is not None and continued.stable(),
         descending=descent(trajectory).descending or polished.descending,
         flat=trajectory[-1]["null_share"] >= criteria.flat_share,
+        resolved=bool(
+            curvature_share(found.local.cost, found.local.param_norm, lambdas)
+            >= criteria.curvature_rtol
+        ),
         slope=polished.slope,
     )
 
@@ -74,8 +98,11 @@ def verdict(found: Found, continued: Continued | None, criteria: Criteria) -> Ve
 def kind(facts: Verdict, lambdas: tuple[float, float], *, negative_tol: float) -> str:
     """The class of a polished point; the first rule that holds decides:
 
-    * ``saddle`` / ``minimum``: critical by the scale-free stop, and stable when
-      continued (it moved < 1% of ‖θ‖ and its cost changed < 1%); a saddle has
+    * ``saddle`` / ``minimum``: critical by the scale-free stop, stable when continued
+      (it moved < 1% of ‖θ‖ and its cost changed < 1%), and its curvature resolved
+      (:func:`curvature_share` at least ``Criteria.curvature_rtol``: where the Hessian
+      is as negligible as the gradient, as on a saturated plateau, the spectrum's sign
+      says nothing and the point is read as the rules below say); a saddle has
       λ_min < −``negative_tol`` · |λ_max| (``lambdas``: Lanczos' extremes, or the
       dense Hessian's, which the study computes as an independent check).
     * ``descending``: the cost kept falling while ‖θ‖ grew (over the second half of
@@ -85,7 +112,7 @@ def kind(facts: Verdict, lambdas: tuple[float, float], *, negative_tol: float) -
     * ``unconverged``: none of these.
     """
     lambda_min, lambda_max = lambdas
-    if facts.critical and facts.stable:
+    if facts.critical and facts.stable and facts.resolved:
         return SADDLE if lambda_min < -negative_tol * abs(lambda_max) else MINIMUM
     if facts.descending:
         return DESCENDING
@@ -97,5 +124,5 @@ def classify(
     negative_tol: float, criteria: Criteria,
 ) -> str:  # fmt: skip
     """:func:`kind` of the :func:`verdict` of a search."""
-    facts = verdict(found, continued, criteria)
+    facts = verdict(found, continued, criteria, lambdas)
     return kind(facts, lambdas, negative_tol=negative_tol)

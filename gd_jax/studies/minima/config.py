@@ -76,6 +76,13 @@ class MinimaConfig:
     critical_decrement: float = option(
         1e-8, "A critical point has a Newton decrement ½|∇Cᵀ H⁺ ∇C| below this share of C."
     )
+    critical_curvature: float = option(
+        1e-4,
+        "A critical point is classed minimum or saddle only if ½·max|λ|·max(‖θ‖, 1)²/C (the "
+        "cost change its stiffest direction allows over a step of ‖θ‖, as a share of C) is at "
+        "least this; below it the Hessian is as negligible as the gradient (a saturated "
+        "plateau) and the point's class cannot be read.",
+    )
     null_tol: float = option(
         1e-6, "Hessian directions with |λ| below this share of λ_max count as its null space."
     )
@@ -141,6 +148,10 @@ class MinimaConfig:
                 0 < self.critical_decrement < finite_max,
                 f"--critical_decrement={self.critical_decrement} (positive)",
             ),
+            (
+                0 <= self.critical_curvature < finite_max,
+                f"--critical_curvature={self.critical_curvature} (zero or more, finite)",
+            ),
             (0 < self.null_tol < 1, f"--null_tol={self.null_tol} (in (0, 1))"),
             (0 < self.flat_share <= 1, f"--flat_share={self.flat_share} (in (0, 1])"),
             (
@@ -171,7 +182,7 @@ class MinimaConfig:
         """What makes a polished point critical (``newton.Criteria``)."""
         return newton.Criteria(
             self.critical_grad, self.critical_step, self.critical_decrement, self.null_tol,
-            self.flat_share,
+            self.flat_share, self.critical_curvature,
         )  # fmt: skip
 
     def budget(self) -> newton.Budget:
@@ -195,7 +206,7 @@ TRAINING = ("grad_tol", "eval_every", "vary")
 POLISH = (
     *TRAINING, "lanczos_iters", "negative_tol", "polish_steps", "polish_every",
     "newton_steps", "newton_iters", "critical_grad", "critical_step", "critical_decrement",
-    "null_tol", "flat_share", "saturation_threshold",
+    "critical_curvature", "null_tol", "flat_share", "saturation_threshold",
 )  # fmt: skip
 
 

@@ -65,6 +65,9 @@ class Criteria(NamedTuple):
     decrement_rtol: float = 1e-8  # ½ |∇Cᵀ H⁺ ∇C| / C
     null_rtol: float = 1e-6  # |θ_i| ≤ null_rtol · max|θ| is near-null
     flat_share: float = 0.5  # gradient-flat: at least this share of ‖∇C‖² is near-null
+    # A certified point's curvature must be resolved: ½·max|λ|·max(‖θ‖, 1)²/C at least this
+    # (``classes.curvature_share``); below it the Hessian is as negligible as the gradient.
+    curvature_rtol: float = 1e-4
 
 
 class Budget(NamedTuple):

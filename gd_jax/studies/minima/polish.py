@@ -33,7 +33,7 @@ from gd_jax.studies.minima import classes, newton
 # Per network, what the search and its continuation found (``Polished.verdicts``).
 VERDICTS = (
     "lbfgs_steps", "newton_steps", "critical", "continued", "stable", "descending",
-    "flat", "descent_slope", "rel_grad", "newton_step", "decrement", "null_share",
+    "flat", "resolved", "descent_slope", "rel_grad", "newton_step", "decrement", "null_share",
     "grad_noise", "continued_moved", "continued_cost_change", "continued_steps",
     "lambda_min", "lambda_max",
 )  # fmt: skip
@@ -55,7 +55,8 @@ class Polished(NamedTuple):
 
     def verdict(self, i: int) -> classes.Verdict:
         """Network ``i``'s :class:`classes.Verdict`."""
-        v = {k: self.verdicts[k][i] for k in ("critical", "stable", "descending", "flat")}
+        v = {k: self.verdicts[k][i]
+             for k in ("critical", "stable", "descending", "flat", "resolved")}  # fmt: skip
         return classes.Verdict(**{k: bool(x) for k, x in v.items()},
                               slope=float(self.verdicts["descent_slope"][i]))  # fmt: skip
 
@@ -167,12 +168,13 @@ def _one(problem, flat, study, unravel, key):
             found.local.rel_grad, found.local.newton_step, continued.steps,
             continued.moved, continued.cost_change,
         )  # fmt: skip
-    facts = classes.verdict(found, continued, criteria)
+    facts = classes.verdict(found, continued, criteria, lambdas)
     local = found.local
     record = {
         "lbfgs_steps": found.lbfgs_steps, "newton_steps": found.newton_steps,
         "critical": facts.critical, "continued": continued is not None,
         "stable": facts.stable, "descending": facts.descending, "flat": facts.flat,
+        "resolved": facts.resolved,
         "descent_slope": facts.slope, "rel_grad": local.rel_grad,
         "newton_step": local.newton_step, "decrement": local.decrement,
         "null_share": local.null_share, "grad_noise": local.grad_noise,
