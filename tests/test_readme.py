@@ -292,6 +292,32 @@ def test_which_randomness_compares_the_population_the_study_judges():
     assert "Weight decay none" not in text  # one source alone: nothing to compare
 
 
+def test_the_minima_sentence_says_no_critical_point_only_where_none_was_certified():
+    def run(decay, **classes):
+        width = {"width": 16, **classes}
+        return {"summary": {"weight_decay": decay, "networks": sum(classes.values()),
+                            "per_width": [width], "certified_minima": classes.get("minimum", 0),
+                            "certified_saddles": classes.get("saddle", 0),
+                            "verdict": "the minima are of equal quality."}}  # fmt: skip
+
+    results = {"minima-digits-normal": run(0, descending=3, unconverged=1),
+               "minima-fashion-seeds": run(0, descending=4)}  # fmt: skip
+    text = front._minima_sentence(results)
+    assert "of 8 SGD endpoints (2 runs) ends at 7 descending, 1 unconverged: no critical " in text
+    results["minima-fashion-no-wd"] = run(0, minimum=1, descending=3)
+    text = front._minima_sentence(results)
+    assert "of 12 SGD endpoints (3 runs) ends at 1 minimum, 10 descending, 1 unconverged" in text
+    assert "no critical point" not in text  # one was certified: the expectation is not met
+    results["minima-fashion-wd"] = run(10, minimum=5)
+    text = front._minima_sentence(results)
+    assert (
+        "; with weight decay λ = 10 on Fashion-MNIST, 5 of 5 points are certified minima, " in text
+    )
+    assert text.endswith("reads: the minima are of equal quality: [the local-minima study]"
+                         "(docs/minima-study.md).")  # fmt: skip
+    assert front._minima_sentence({}) is None
+
+
 def test_a_results_file_keeps_what_the_pages_compare_across_runs(tmp_path):
     import numpy as np
 

@@ -3,7 +3,7 @@ blocks (the machine, the single runs)."""
 
 from experiments.pages.common import span
 from experiments.pages.lr import held_up_to
-from experiments.pages.minima import MINIMA_RUNS
+from experiments.pages.minima import CLASS_NAMES, MINIMA_RUNS
 from gd_jax.report.format import format_value, markdown_table, percent
 
 
@@ -102,22 +102,40 @@ def _eta_sentence(results: dict) -> str | None:
     )
 
 
+def _classes(summaries: list[dict]) -> str:
+    """``"30 descending, 2 unconverged"``: how many points of these runs fell in each class."""
+    counts = {one: sum(w.get(one, 0) for s in summaries for w in s["per_width"])
+              for one, _ in CLASS_NAMES}  # fmt: skip
+    said = [f"{counts[one]} {one if counts[one] == 1 else plural}" for one, plural in CLASS_NAMES]
+    return ", ".join(text for text, (one, _) in zip(said, CLASS_NAMES, strict=True) if counts[one])
+
+
 def _minima_sentence(results: dict) -> str | None:
+    """What the polish made of the points without weight decay, in counts per class, then
+    what it made of them with it and the verdict on those minima. The words follow the
+    counts: "no critical point" only where none was certified."""
     without = [n for n, _ in MINIMA_RUNS if n in results
                and not results[n]["summary"].get("weight_decay")]  # fmt: skip
-    if not without:
-        return None
-    points = sum(results[n]["summary"]["networks"] for n in without)
-    summaries = [results[n]["summary"] for n in without]
-    critical = sum(s.get("certified_minima", 0) + s.get("certified_saddles", 0) for s in summaries)
-    text = (f"**Are the minima of roughly equal quality?** Without a penalty on the weights the "
-            f"float64 polish certifies {critical} of {points} points as critical ({len(without)} "
-            "runs), as the cost predicts: it has no minimum at finite weights")  # fmt: skip
     wd = results.get("minima-fashion-wd", {}).get("summary")
+    if not without and not wd:
+        return None
+    text = "**Are the minima of roughly equal quality?** "
+    if without:
+        summaries = [results[n]["summary"] for n in without]
+        points = sum(s["networks"] for s in summaries)
+        critical = sum(s.get("certified_minima", 0) + s.get("certified_saddles", 0)
+                       for s in summaries)  # fmt: skip
+        text += (f"Without a penalty on the weights, the float64 polish of {points} SGD "
+                 f"endpoints ({len(without)} runs) ends at {_classes(summaries)}")  # fmt: skip
+        if critical == 0:
+            text += (": no critical point, as a cost whose targets are reached only at "
+                     "infinite weights leads one to expect, so there the question has no "
+                     "minima to judge")  # fmt: skip
     if wd:
-        text += (f"; with weight decay λ = {format_value(wd['weight_decay'])} on Fashion-MNIST, "
-                 f"{wd['certified_minima']} of {wd['networks']} points are certified minima, "
-                 f"and the verdict on them reads: {wd['verdict']}")  # fmt: skip
+        text += ("; with" if without else "With") + (
+            f" weight decay λ = {format_value(wd['weight_decay'])} on Fashion-MNIST, "
+            f"{wd['certified_minima']} of {wd['networks']} points are certified minima, "
+            f"and the verdict on them reads: {wd['verdict'].rstrip('.')}")  # fmt: skip
     return text + ": [the local-minima study](docs/minima-study.md)."
 
 
