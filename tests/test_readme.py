@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+from experiments import pages
 from experiments import pages as readme
 from experiments.pages import bench, common, front, lr, minima
 
@@ -316,6 +317,37 @@ def test_the_minima_sentence_says_no_critical_point_only_where_none_was_certifie
     assert text.endswith("reads: the minima are of equal quality: [the local-minima study]"
                          "(docs/minima-study.md).")  # fmt: skip
     assert front._minima_sentence({}) is None
+
+
+def test_the_lambda_table_names_the_smallest_lambda_whose_points_are_all_minima():
+    def run(lam, classes, accuracy):
+        points = [{"classification": c, "lbfgs_steps": 500 * (i + 1), "final_train_cost": 0.2,
+                   "penalty": 0.05 if lam else None, "param_norm": 20.0}
+                  for i, c in enumerate(classes)]  # fmt: skip
+        polish = {"median_sgd_test_accuracy": 0.7, "median_final_test_accuracy": accuracy}
+        return {"flags": {"weight_decay": lam, "train_size": 10000, "polish_steps": 4000},
+                "summary": {"certified": [p for p in points if p["classification"] == "minimum"],
+                            "uncertified": [p for p in points if p["classification"] != "minimum"],
+                            "per_width": [{"width": 16, "polish": polish}]}}  # fmt: skip
+
+    results = {"minima-fashion-lambda-20": run(20.0, ["minimum"] * 2, 0.65),
+               "minima-fashion-lambda-1": run(1.0, ["descending", "descending"], 0.84),
+               "minima-fashion-lambda-10": run(10.0, ["minimum", "minimum"], 0.77),
+               "minima-fashion-lambda-5": run(5.0, ["minimum", "unconverged"], 0.82)}  # fmt: skip
+    text = minima.minima_lambda(results)
+    rows = [line for line in text.splitlines()[2:] if line.startswith("| ")]
+    assert [r.split(" | ")[0] for r in rows] == ["| 1", "| 5", "| 10", "| 20"]  # λ in order
+    assert (
+        "| 5 | 0.0005 | 16 | 1 minimum, 1 unconverged | 500–1,000 of 4,000 | 0.2 | 25.00% | 20 | "
+        "70.00% | 82.00% |" in text
+    )
+    assert "| 1 | 0.0001 | 16 | 2 descending |" in text
+    assert ("The smallest λ tried at which every point is a certified minimum within the "
+            "budget is λ = 10; the polished points' median test accuracy is 84.00% at λ = 1, "
+            "82.00% at λ = 5, 77.00% at λ = 10, 65.00% at λ = 20.") in text  # fmt: skip
+    del results["minima-fashion-lambda-10"], results["minima-fashion-lambda-20"]
+    assert "At no λ tried is every point a certified minimum" in minima.minima_lambda(results)
+    assert set(pages.render(results)) >= {"minima-lambda"}
 
 
 def test_a_results_file_keeps_what_the_pages_compare_across_runs(tmp_path):

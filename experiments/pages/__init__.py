@@ -24,8 +24,10 @@ from experiments.pages.lr import lr_findings, lr_per_eta, lr_sharpness, lr_stabi
 from experiments.pages.minima import (
     MINIMA_RUNS,
     VARY_RUNS,
+    lambda_runs,
     minima_beside,
     minima_checks,
+    minima_lambda,
     minima_polish,
     minima_table,
     minima_vary,
@@ -43,9 +45,11 @@ def render(results: dict) -> dict[str, str]:
                   if n in results]  # fmt: skip
     beside = [n for n in ("minima-fashion-wd", "minima-fashion-no-wd") if n in results]
     vary = [n for n, _, _ in VARY_RUNS if n in results and "points" in results[n]]
+    lambdas = [n for _, n in lambda_runs(results)]
     blocks = {"machine": (machine, []), "one-run": (one_run, train_runs),
               "minima-beside": (minima_beside, beside), "minima-vary": (minima_vary, vary),
               "minima-checks": (minima_checks, minima_runs),
+              "minima-lambda": (minima_lambda, lambdas),
               "minima": (minima_table, minima_runs), "minima-polish": (minima_polish, minima_runs),
               "minima-verdicts": (verdicts, minima_runs)}  # fmt: skip
     found = {}
@@ -65,6 +69,8 @@ def render(results: dict) -> dict[str, str]:
 
 
 def _has(results: dict, block: str) -> bool:
+    if block == "minima-lambda":
+        return bool(lambda_runs(results))
     needs = {"machine": ("machine",), "one-run": ("train-digits",),
              "minima": ("minima-digits-normal",), "minima-polish": ("minima-digits-normal",),
              "minima-beside": ("minima-fashion-wd",), "minima-vary": ("minima-fashion-wd-init",),

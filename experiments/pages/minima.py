@@ -159,6 +159,54 @@ def minima_beside(results: dict) -> str:
     )  # fmt: skip
 
 
+def lambda_runs(results: dict) -> list[tuple[float, str]]:
+    """The runs of the λ tried (``minima-fashion-lambda-<λ>``), smallest λ first."""
+    prefix = "minima-fashion-lambda-"
+    runs = [(results[n]["flags"]["weight_decay"], n) for n in results if n.startswith(prefix)]
+    return sorted(runs)
+
+
+def minima_lambda(results: dict) -> str:
+    """How λ was chosen: per λ tried, what the polish made of the points, how many L-BFGS
+    steps it took, the cost minimised and the penalty's share of it, ‖θ‖, and the test
+    accuracy before and after; then the smallest λ at which every point is a certified
+    minimum within the budget, and the test accuracy along the whole range of λ."""
+    rows, accuracy, all_minima = [], [], []
+    for lam, name in lambda_runs(results):
+        s, flags = results[name]["summary"], results[name]["flags"]
+        points = s["certified"] + s["uncertified"]
+        counts = {one: sum(p["classification"] == one for p in points) for one, _ in CLASS_NAMES}
+        classes = ", ".join(f"{k} {one if k == 1 else plural}"
+                            for (one, plural), k in zip(CLASS_NAMES, counts.values(), strict=True)
+                            if k)  # fmt: skip
+        shares = [p["penalty"] / p["final_train_cost"] for p in points
+                  if p.get("penalty") is not None and p.get("final_train_cost")]  # fmt: skip
+        before, after = (float(np.median([w["polish"][f"median_{k}_test_accuracy"]
+                                          for w in s["per_width"]]))
+                         for k in ("sgd", "final"))  # fmt: skip
+        steps = sorted(int(p["lbfgs_steps"]) for p in points)
+        rows.append([format_value(lam), format_value(lam / flags["train_size"]),
+                     ", ".join(str(w["width"]) for w in s["per_width"]), classes,
+                     f"{steps[0]:,}–{steps[-1]:,} of {flags['polish_steps']:,}",
+                     format_value(median(points, "final_train_cost")),
+                     percent(float(np.median(shares))) if shares else "—",
+                     format_value(median(points, "param_norm")),
+                     percent(before), percent(after)])  # fmt: skip
+        accuracy.append(f"{rows[-1][-1]} at λ = {format_value(lam)}")
+        if counts["minimum"] == len(points):
+            all_minima.append(lam)
+    table = markdown_table(
+        ["λ", "λ/n", "width", "polished points", "L-BFGS steps (least–most of the budget)",
+         "cost minimised (median)", "penalty's share of it", "‖θ‖ (median)",
+         "test accuracy: SGD endpoints (median)", "polished points (median)"], rows,
+    )  # fmt: skip
+    found = (f"The smallest λ tried at which every point is a certified minimum within the "
+             f"budget is λ = {format_value(min(all_minima))}" if all_minima
+             else "At no λ tried is every point a certified minimum within the budget")  # fmt: skip
+    return (f"{table}\n\n{found}; the polished points' median test accuracy is "
+            f"{', '.join(accuracy)}.")  # fmt: skip
+
+
 ESCAPED = {  # quality.ESCAPES, as a sentence says them
     "escapes by training on": "reached the others' lower quartile by training on",
     "escapes once perturbed": "reached the others' lower quartile only once perturbed",
