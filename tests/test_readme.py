@@ -350,6 +350,20 @@ def test_the_lambda_table_names_the_smallest_lambda_whose_points_are_all_minima(
     assert set(pages.render(results)) >= {"minima-lambda"}
 
 
+def test_each_fast_path_is_compared_with_the_plain_path_of_the_same_case():
+    def case(network, batch, path, seconds):
+        return {"network": network, "batch_size": batch, "taken": {"epoch_path": path},
+                "seconds_per_epoch": seconds}  # fmt: skip
+
+    cases = [case("784-30-10", 10, "delayed", 0.3), case("784-16-16-10", 10, "delayed", 0.15),
+             case("784-30-10", None, "column", 0.05), case("784-30-10", 10, "plain", 0.2),
+             case("784-16-16-10", 10, "plain", 0.2)]  # fmt: skip
+    # The column case has no plain full-batch case to be compared with: it is left out.
+    assert bench._against_plain(cases) == [
+        "1.50× (784-30-10, batch 10, delayed)", "0.75× (784-16-16-10, batch 10, delayed)"
+    ]  # fmt: skip
+
+
 def test_a_results_file_keeps_what_the_pages_compare_across_runs(tmp_path):
     import numpy as np
 

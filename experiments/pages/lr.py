@@ -21,6 +21,7 @@ def lr_per_eta(results: dict, name: str) -> str:
     ]  # fmt: skip
     rows = [
         [f"seeds trained (of {per_eta[0]['seeds']})", *(r["trained"] for r in per_eta)],
+        ["seeds diverged (a non-finite cost)", *(r["diverged"] for r in per_eta)],
         ["mean final test accuracy", *accuracy],
     ]
     if first:

@@ -26,8 +26,11 @@ CLASS_NAMES = (("minimum", "minima"), ("saddle", "saddles"), ("descending", "des
                ("gradient-flat", "gradient-flat"), ("unconverged", "unconverged"))  # fmt: skip
 
 
-def _epochs(result: dict) -> str:
-    return f"{result['flags']['epochs']} epochs"
+def labelled(results: dict) -> list[tuple[str, str]]:
+    """The local-minima runs in ``results``, each with its label and epochs, so that every
+    table says where two runs differ in training as well as in data or initialisation."""
+    return [(name, f"{label} ({results[name]['flags']['epochs']} epochs)")
+            for name, label in MINIMA_RUNS if name in results]  # fmt: skip
 
 
 def _sd(w: dict, name: str) -> str:
@@ -48,11 +51,9 @@ def minima_table(results: dict) -> str:
     endpoints and of the certified minima (mean, sd with its χ² interval) beside the
     noise floor of test sampling, barriers and ensembles."""
     rows = []
-    for name, label in MINIMA_RUNS:
-        if name not in results:
-            continue
+    for name, label in labelled(results):
         for i, w in enumerate(results[name]["summary"]["per_width"]):
-            first = f"{label} ({_epochs(results[name])})" if i == 0 else ""
+            first = label if i == 0 else ""
             classes = ", ".join(f"{w[c]} {plural}" for c, plural in CLASS_NAMES if w[c])
             floor, p = w.get("sgd_test_accuracy_floor"), w.get("sgd_test_accuracy_floor_p")
             rows.append([
@@ -80,9 +81,7 @@ def _p(value) -> str:
 def minima_polish(results: dict) -> str:
     """Per run and width: what polishing did (medians)."""
     rows = []
-    for name, label in MINIMA_RUNS:
-        if name not in results:
-            continue
+    for name, label in labelled(results):
         # The cost minimised: with weight decay C₀ plus the penalty, else C₀.
         decay = results[name]["summary"].get("weight_decay")
         for i, w in enumerate(results[name]["summary"]["per_width"]):
@@ -116,9 +115,7 @@ def _continued(p: dict) -> str:
 
 def verdicts(results: dict) -> str:
     return "\n".join(
-        f"- *{label}*: {results[name]['summary']['verdict']}"
-        for name, label in MINIMA_RUNS
-        if name in results
+        f"- *{label}*: {results[name]['summary']['verdict']}" for name, label in labelled(results)
     )
 
 
@@ -218,9 +215,7 @@ def minima_checks(results: dict) -> str:
     """Per run, how its certificates were checked and what became of its poorest SGD
     endpoints: one generated sentence each."""
     lines = []
-    for name, label in MINIMA_RUNS:
-        if name not in results:
-            continue
+    for name, label in labelled(results):
         s = results[name]["summary"]
         certified = s.get("certified", [])
         n = s["networks"]
