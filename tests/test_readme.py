@@ -364,6 +364,23 @@ def test_each_fast_path_is_compared_with_the_plain_path_of_the_same_case():
     ]  # fmt: skip
 
 
+def test_the_eta_sentence_says_beyond_two_over_lambda_max_only_where_every_seed_is():
+    def run(*largest):
+        stability = [{"full_batch_largest_trained_eta": eta, "two_over_lambda_max": 2.0}
+                     for eta in largest]  # fmt: skip
+        return {"summary": {"best_learning_rate": 1.0, "stability": stability}}
+
+    said = lambda results: front._eta_sentence(results).split("**How large can η be?** ")[1]
+    assert said({"lr-digits": run(3.0, 5.0)}).startswith(
+        "Beyond 2/λ_max at initialisation: on digits the best η is 1, full-batch descent "
+        "trains up to 1.5–2.5 times"
+    )  # fmt: skip
+    assert said({"lr-digits": run(1.0, 2.0)}).startswith("Not beyond 2/λ_max")
+    mixed = said({"lr-digits": run(1.0, 3.0), "lr-fashion": run(3.0)})
+    assert mixed.startswith("On digits the best η is 1,")
+    assert "; on Fashion-MNIST the best η is 1, full-batch descent trains up to 1.5 times" in mixed
+
+
 def test_a_results_file_keeps_what_the_pages_compare_across_runs(tmp_path):
     import numpy as np
 

@@ -77,7 +77,7 @@ def _lr_sentence(results: dict) -> str | None:
 
 
 def _eta_sentence(results: dict) -> str | None:
-    parts = []
+    parts, ratios = [], []
     for name, data in (("lr-digits", "digits"), ("lr-fashion", "Fashion-MNIST")):
         s = results.get(name, {}).get("summary")
         if not s:
@@ -88,6 +88,7 @@ def _eta_sentence(results: dict) -> str | None:
         flagged = s.get("sensitive_to_rounding") or []
         part = f"on {data} the best η is {format_value(s['best_learning_rate'])}"
         if times:
+            ratios += times
             times = span(times, lambda v: f"{v:.2g}")
             part += f", full-batch descent trains up to {times} times 2/λ_max at initialisation"
         if "sensitive_to_rounding" in s:
@@ -96,10 +97,14 @@ def _eta_sentence(results: dict) -> str | None:
         parts.append(part)
     if not parts:
         return None
-    return (
-        f"**How large can η be?** Beyond 2/λ_max at initialisation: {'; '.join(parts)}: "
-        "[the learning-rate study](docs/lr-study.md)."
-    )
+    # Where the largest η that trains lies against 2/λ_max at initialisation, every seed.
+    where = ("Beyond 2/λ_max at initialisation: " if ratios and min(ratios) > 1
+             else "Not beyond 2/λ_max at initialisation: " if ratios and max(ratios) <= 1
+             else "")  # fmt: skip
+    said = "; ".join(parts)
+    said = said if where else said[:1].upper() + said[1:]
+    return (f"**How large can η be?** {where}{said}: "
+            "[the learning-rate study](docs/lr-study.md).")  # fmt: skip
 
 
 def _classes(summaries: list[dict]) -> str:
