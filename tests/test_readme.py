@@ -381,6 +381,19 @@ def test_the_eta_sentence_says_beyond_two_over_lambda_max_only_where_every_seed_
     assert "; on Fashion-MNIST the best η is 1, full-batch descent trains up to 1.5 times" in mixed
 
 
+def test_the_first_order_sentence_says_small_steps_only_where_a_larger_step_broke_it():
+    def run(*ratios):
+        rows = [{"learning_rate": eta, "ratio_to_first_order": r, "ratio_to_second_order": r}
+                for eta, r in zip((0.1, 1.0, 10.0), ratios, strict=False)]  # fmt: skip
+        return {"summary": {"first_order_at_init": rows}}
+
+    text = front._lr_sentence({"lr-digits": run(1.0, 0.95, 0.5)})
+    assert text.startswith("**Does the cost fall by −η‖∇C‖²?** For small steps only: ")
+    assert "within 10% of it on digits up to η = 1 (with the second-order term up to η = 1)" in text
+    text = front._lr_sentence({"lr-digits": run(1.0, 0.95, 0.92)})
+    assert "?** At every η tried: " in text
+
+
 def test_a_results_file_keeps_what_the_pages_compare_across_runs(tmp_path):
     import numpy as np
 

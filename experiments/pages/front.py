@@ -59,19 +59,21 @@ def one_run(results: dict) -> str:
 
 
 def _lr_sentence(results: dict) -> str | None:
-    found = []
+    found, everywhere = [], True
     for name, data in (("lr-digits", "digits"), ("lr-fashion", "Fashion-MNIST")):
         s = results.get(name, {}).get("summary") or {}
         rows = sorted(s.get("first_order_at_init") or [], key=lambda r: r["learning_rate"])
         if not rows:
             continue
         first = held_up_to(rows, "ratio_to_first_order")
+        everywhere &= first == rows[-1]["learning_rate"]
         second = held_up_to(rows, "ratio_to_second_order")
         say = lambda eta: "at no η" if eta is None else f"up to η = {format_value(eta)}"
         found.append(f"on {data} {say(first)} (with the second-order term {say(second)})")
     if not found:
         return None
-    return ("**Does the cost fall by −η‖∇C‖²?** For small steps only: the first full-batch "
+    return ("**Does the cost fall by −η‖∇C‖²?** "
+            f"{'At every η tried' if everywhere else 'For small steps only'}: the first full-batch "
             f"step's ΔC is within 10% of it {'; '.join(found)}: "
             "[the learning-rate study](docs/lr-study.md).")  # fmt: skip
 
