@@ -394,6 +394,14 @@ def test_the_first_order_sentence_says_small_steps_only_where_a_larger_step_brok
     assert "?** At every η tried: " in text
 
 
+def test_the_range_finding_says_on_which_side_of_the_best_eta_the_steepest_descent_lies():
+    s = lambda steepest: {"best_learning_rate": 4.0,
+                          "range_test": {"steepest_eta": steepest, "min_eta": 9.0}}  # fmt: skip
+    assert "(40 times below the sweep's best η, 4)" in lr.lr_range_finding(s(0.1))
+    assert "(2 times above the sweep's best η, 4)" in lr.lr_range_finding(s(8.0))
+    assert "(at the sweep's best η, 4)" in lr.lr_range_finding(s(4.0))
+
+
 def test_a_results_file_keeps_what_the_pages_compare_across_runs(tmp_path):
     import numpy as np
 

@@ -195,10 +195,11 @@ def lr_range_finding(s: dict) -> str | None:
     found = s.get("range_test")
     if not found:
         return None
-    best = s["best_learning_rate"]
+    best, steepest = s["best_learning_rate"], found["steepest_eta"]
+    against = (f"{best / steepest:.2g} times below" if steepest < best
+               else f"{steepest / best:.2g} times above" if steepest > best else "at")  # fmt: skip
     return (
-        f"**The range test**: its steepest descent at η = "
-        f"{format_value(found['steepest_eta'])} ({best / found['steepest_eta']:.2g} times below "
+        f"**The range test**: its steepest descent at η = {format_value(steepest)} ({against} "
         f"the sweep's best η, {format_value(best)}); its lowest smoothed cost at η = "
         f"{format_value(found['min_eta'])}."
     )
