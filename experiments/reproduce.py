@@ -131,8 +131,7 @@ RUNS = {
 PARTS = {
     "train": [n for n in RUNS if n.startswith("train-")],
     "lr": [n for n in RUNS if n.startswith("lr-")],
-    "minima": [n for n in RUNS
-               if n.startswith("minima-") and "wd" not in n and "lambda" not in n],
+    "minima": [n for n in RUNS if n.startswith("minima-") and "wd" not in n and "lambda" not in n],
     "minima-wd": [n for n in RUNS if n.startswith("minima-") and ("wd" in n or "lambda" in n)],
 }
 
