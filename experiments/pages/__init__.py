@@ -54,7 +54,7 @@ def render(results: dict) -> dict[str, str]:
               "minima-verdicts": (verdicts, minima_runs)}  # fmt: skip
     found = {}
     for name, (make, runs) in blocks.items():
-        if _has(results, name):
+        if _has(results, name, runs):
             found[name] = make(results) + (f"\n\n{made_by(results, runs)}" if runs else "")
     for run in ("lr-digits", "lr-fashion"):
         if run not in results:
@@ -68,14 +68,16 @@ def render(results: dict) -> dict[str, str]:
     return found
 
 
-def _has(results: dict, block: str) -> bool:
-    if block == "minima-lambda":
-        return bool(lambda_runs(results))
+def _has(results: dict, block: str, runs: list[str]) -> bool:
+    """Whether ``results`` holds what ``block`` needs: the runs named here, or for a
+    block not named, any of the runs it reads."""
     needs = {"machine": ("machine",), "one-run": ("train-digits",),
              "minima": ("minima-digits-normal",), "minima-polish": ("minima-digits-normal",),
              "minima-beside": ("minima-fashion-wd",), "minima-vary": ("minima-fashion-wd-init",),
              "minima-checks": ("minima-digits-normal",),
              "minima-verdicts": ("minima-digits-normal",)}  # fmt: skip
+    if block not in needs:
+        return bool(runs)
     return all(name in results for name in needs[block])
 
 

@@ -36,14 +36,18 @@ def _path_of(row: dict) -> str:
     return taken["epoch_path"] + (f", {head} head" if head and head != "xla" else "")
 
 
+def _case(c: dict) -> str:
+    """``"784-30-10, batch 10"`` or ``"784-30-10, full batch"``."""
+    return f"{c['network']}, " + (f"batch {c['batch_size']}" if c["batch_size"] else "full batch")
+
+
 def bench_speed(bench: dict) -> str:
     """`make bench`: every case's time per epoch, the peers, the targets."""
     r = bench["results"]
     peak = r["matmul_peak"]["gflops"]
     rows = []
     for c in r["epoch"]:
-        batch = f"batch {c['batch_size']}" if c["batch_size"] else "full batch"
-        rows.append([f"{c['network']}, {batch}", _path_of(c), f"{c['seconds_per_epoch']:.3g}",
+        rows.append([_case(c), _path_of(c), f"{c['seconds_per_epoch']:.3g}",
                      f"{c['examples_per_second']:,.0f}", f"{c['compile_seconds']:.2g}",
                      percent(c.get("fraction_of_peak"))])  # fmt: skip
     for s in r["sweep"]:
@@ -89,9 +93,8 @@ def _against_plain(cases: list[dict]) -> list[str]:
         base = plain.get((c["network"], c["batch_size"]))
         if base is None or c is base:
             continue
-        batch = f"batch {c['batch_size']}" if c["batch_size"] else "full batch"
         ratio = c["seconds_per_epoch"] / base["seconds_per_epoch"]
-        said.append(f"{ratio:.2f}× ({c['network']}, {batch}, {_path_of(c)})")
+        said.append(f"{ratio:.2f}× ({_case(c)}, {_path_of(c)})")
     return said
 
 

@@ -3,7 +3,7 @@ blocks (the machine, the single runs)."""
 
 from experiments.pages.common import span
 from experiments.pages.lr import held_up_to
-from experiments.pages.minima import CLASS_NAMES, MINIMA_RUNS
+from experiments.pages.minima import CLASS_NAMES, MINIMA_RUNS, counted
 from gd_jax.report.format import format_value, markdown_table, percent
 
 
@@ -111,10 +111,8 @@ def _eta_sentence(results: dict) -> str | None:
 
 def _classes(summaries: list[dict]) -> str:
     """``"30 descending, 2 unconverged"``: how many points of these runs fell in each class."""
-    counts = {one: sum(w.get(one, 0) for s in summaries for w in s["per_width"])
-              for one, _ in CLASS_NAMES}  # fmt: skip
-    said = [f"{counts[one]} {one if counts[one] == 1 else plural}" for one, plural in CLASS_NAMES]
-    return ", ".join(text for text, (one, _) in zip(said, CLASS_NAMES, strict=True) if counts[one])
+    return counted({one: sum(w.get(one, 0) for s in summaries for w in s["per_width"])
+                    for one, _ in CLASS_NAMES})  # fmt: skip
 
 
 def _minima_sentence(results: dict) -> str | None:

@@ -26,6 +26,13 @@ CLASS_NAMES = (("minimum", "minima"), ("saddle", "saddles"), ("descending", "des
                ("gradient-flat", "gradient-flat"), ("unconverged", "unconverged"))  # fmt: skip
 
 
+def counted(counts: dict[str, int]) -> str:
+    """``"1 minimum, 30 descending"``: ``counts`` by class, in CLASS_NAMES' order, the
+    classes with none left out."""
+    return ", ".join(f"{counts[one]} {one if counts[one] == 1 else plural}"
+                     for one, plural in CLASS_NAMES if counts.get(one))  # fmt: skip
+
+
 def labelled(results: dict) -> list[tuple[str, str]]:
     """The local-minima runs in ``results``, each with its label and epochs, so that every
     table says where two runs differ in training as well as in data or initialisation."""
@@ -173,9 +180,7 @@ def minima_lambda(results: dict) -> str:
         s, flags = results[name]["summary"], results[name]["flags"]
         points = s["certified"] + s["uncertified"]
         counts = {one: sum(p["classification"] == one for p in points) for one, _ in CLASS_NAMES}
-        classes = ", ".join(f"{k} {one if k == 1 else plural}"
-                            for (one, plural), k in zip(CLASS_NAMES, counts.values(), strict=True)
-                            if k)  # fmt: skip
+        classes = counted(counts)
         shares = [p["penalty"] / p["final_train_cost"] for p in points
                   if p.get("penalty") is not None and p.get("final_train_cost")]  # fmt: skip
         before, after = (float(np.median([w["polish"][f"median_{k}_test_accuracy"]
