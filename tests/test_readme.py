@@ -320,34 +320,69 @@ def test_the_minima_sentence_says_no_critical_point_only_where_none_was_certifie
 
 
 def test_the_lambda_table_names_the_smallest_lambda_whose_points_are_all_minima():
-    def run(lam, classes, accuracy):
-        points = [{"classification": c, "lbfgs_steps": 500 * (i + 1), "final_train_cost": 0.2,
-                   "penalty": 0.05 if lam else None, "param_norm": 20.0}
-                  for i, c in enumerate(classes)]  # fmt: skip
+    def run(lam, classes, accuracy, width=16):
+        points = [{"width": width, "classification": c, "lbfgs_steps": 500 * (i + 1),
+                   "final_train_cost": 0.2, "penalty": 0.05 if lam else None,
+                   "param_norm": 20.0} for i, c in enumerate(classes)]  # fmt: skip
         polish = {"median_sgd_test_accuracy": 0.7, "median_final_test_accuracy": accuracy}
         return {"flags": {"weight_decay": lam, "train_size": 10000, "polish_steps": 4000},
                 "summary": {"certified": [p for p in points if p["classification"] == "minimum"],
                             "uncertified": [p for p in points if p["classification"] != "minimum"],
-                            "per_width": [{"width": 16, "polish": polish}]}}  # fmt: skip
+                            "per_width": [{"width": width, "polish": polish}]}}  # fmt: skip
 
     results = {"minima-fashion-lambda-20": run(20.0, ["minimum"] * 2, 0.65),
                "minima-fashion-lambda-1": run(1.0, ["descending", "descending"], 0.84),
                "minima-fashion-lambda-10": run(10.0, ["minimum", "minimum"], 0.77),
-               "minima-fashion-lambda-5": run(5.0, ["minimum", "unconverged"], 0.82)}  # fmt: skip
+               "minima-fashion-lambda-5": run(5.0, ["minimum", "unconverged"], 0.82),
+               "minima-fashion-lambda-5-other-widths": run(5.0, ["minimum"] * 3, 0.8, 64),
+               # the study itself, at λ = 10: its own points at width 64
+               "minima-fashion-wd": run(10.0, ["minimum"] * 4, 0.78, 64)}  # fmt: skip
     text = minima.minima_lambda(results)
     rows = [line for line in text.splitlines()[2:] if line.startswith("| ")]
-    assert [r.split(" | ")[0] for r in rows] == ["| 1", "| 5", "| 10", "| 20"]  # λ in order
+    # by width, then λ
+    assert [r.split(" | ")[:3] for r in rows] == [
+        ["| 1", "0.0001", "16"], ["| 5", "0.0005", "16"], ["| 10", "0.001", "16"],
+        ["| 20", "0.002", "16"], ["| 5", "0.0005", "64"]]  # fmt: skip
+    # the cost minimised is C₀ + penalty = 0.25, of which the penalty is 20%
     assert (
-        "| 5 | 0.0005 | 16 | 1 minimum, 1 unconverged | 500–1,000 of 4,000 | 0.2 | 25.00% | 20 | "
+        "| 5 | 0.0005 | 16 | 1 minimum, 1 unconverged | 500–1,000 of 4,000 | 0.25 | 20.00% | 20 | "
         "70.00% | 82.00% |" in text
     )
-    assert "| 1 | 0.0001 | 16 | 2 descending |" in text
-    assert ("The smallest λ tried at which every point is a certified minimum within the "
-            "budget is λ = 10; the polished points' median test accuracy is 84.00% at λ = 1, "
-            "82.00% at λ = 5, 77.00% at λ = 10, 65.00% at λ = 20.") in text  # fmt: skip
+    assert "| 1 | 0.0001 | 16 | 2 descending | 500–1,000 of 4,000 | 0.25 | 20.00% |" in text
+    assert ("At width 16, the smallest λ tried at which every point is a certified minimum "
+            "within the budget is λ = 10; the polished points' median test accuracy is 84.00% "
+            "at λ = 1, 82.00% at λ = 5, 77.00% at λ = 10, 65.00% at λ = 20.") in text  # fmt: skip
+    # at width 64 only λ = 5 was tried; the study's λ = 10 took up to 2,000 steps there
+    assert ("At width 64, the smallest λ tried at which every point is a certified minimum "
+            "within the budget is λ = 5; at λ = 10, the λ of the study above, the polish took "
+            "at most 2,000 L-BFGS steps, at λ = 5 at most 1,500; the polished points' median "
+            "test accuracy is 80.00% at λ = 5.") in text  # fmt: skip
     del results["minima-fashion-lambda-10"], results["minima-fashion-lambda-20"]
-    assert "At no λ tried is every point a certified minimum" in minima.minima_lambda(results)
+    assert "At width 16, at no λ tried is every point a certified minimum" in (
+        minima.minima_lambda(results)
+    )
     assert set(pages.render(results)) >= {"minima-lambda"}
+
+
+def test_the_weight_decay_beside_table_shows_the_cost_minimised_and_the_penalty_share():
+    def run(lam):
+        point = {
+            "width": 4,
+            "classification": "minimum",
+            "final_train_cost": 0.3,
+            "penalty": 0.1 if lam else None,
+            "param_norm": 10.0,
+            "saturation": 0.05,
+        }
+        width = {"width": 4, "minimum": 1, "minima_test_accuracy_n": 0, "sgd_test_accuracy_n": 0}
+        return {
+            "flags": {"weight_decay": lam, "epochs": 30},
+            "summary": {"certified": [point], "uncertified": [], "per_width": [width]},
+        }
+
+    text = minima.minima_beside({"minima-fashion-wd": run(7.5), "minima-fashion-no-wd": run(0)})
+    assert "| 4 | λ = 7.5 | 1 minimum | 0.4 | 25.00% | 10 | 5.00% |" in text
+    assert "| 4 | none | 1 minimum | 0.3 | — | 10 | 5.00% |" in text
 
 
 def test_each_fast_path_is_compared_with_the_plain_path_of_the_same_case():

@@ -45,7 +45,7 @@ def render(results: dict) -> dict[str, str]:
                   if n in results]  # fmt: skip
     beside = [n for n in ("minima-fashion-wd", "minima-fashion-no-wd") if n in results]
     vary = [n for n, _, _ in VARY_RUNS if n in results and "points" in results[n]]
-    lambdas = [n for _, n in lambda_runs(results)]
+    lambdas = list(dict.fromkeys(n for *_, n in lambda_runs(results)))
     blocks = {"machine": (machine, []), "one-run": (one_run, train_runs),
               "minima-beside": (minima_beside, beside), "minima-vary": (minima_vary, vary),
               "minima-checks": (minima_checks, minima_runs),

@@ -14,7 +14,7 @@ MINIMA_RUNS = (
     ("minima-fashion-scaled", "Fashion-MNIST 10k, `--init=scaled`"),
     ("minima-fashion-seeds", "Fashion-MNIST 10k, N(0, 1), 32 seeds"),
     # Minima that exist: weight decay, and the same study without it beside it.
-    ("minima-fashion-wd", "Fashion-MNIST 10k, `--init=scaled`, weight decay λ = 10"),
+    ("minima-fashion-wd", "Fashion-MNIST 10k, `--init=scaled`, weight decay λ = {decay}"),
     ("minima-fashion-no-wd", "Fashion-MNIST 10k, `--init=scaled`, without weight decay"),
     ("minima-fashion-wd-init", "the same with weight decay, `--vary=init`"),
     ("minima-fashion-wd-order", "the same with weight decay, `--vary=order`"),
@@ -36,8 +36,34 @@ def counted(counts: dict[str, int]) -> str:
 def labelled(results: dict) -> list[tuple[str, str]]:
     """The local-minima runs in ``results``, each with its label and epochs, so that every
     table says where two runs differ in training as well as in data or initialisation."""
-    return [(name, f"{label} ({results[name]['flags']['epochs']} epochs)")
+    return [(name, f"{_labelled(label, results[name]['flags'])} "
+                   f"({results[name]['flags']['epochs']} epochs)")
             for name, label in MINIMA_RUNS if name in results]  # fmt: skip
+
+
+def _labelled(label: str, flags: dict) -> str:
+    """A run's label with the weight decay it ran with (``{decay}``), from its flags."""
+    return label.format(decay=format_value(flags.get("weight_decay", 0)))
+
+
+def minimised(point: dict) -> float | None:
+    """The cost a polished point minimised: its data cost C₀ (``final_train_cost``)
+    plus the weight decay's penalty (λ/2n)Σw² (none without weight decay)."""
+    cost = point.get("final_train_cost")
+    return None if cost is None else cost + (point.get("penalty") or 0.0)
+
+
+def penalty_share(points: list[dict]) -> str:
+    """The median share of the cost minimised, C₀ + penalty, that is the penalty; "—"
+    where no point has a penalty."""
+    shares = [p["penalty"] / minimised(p) for p in points
+              if p.get("penalty") is not None and minimised(p)]  # fmt: skip
+    return percent(float(np.median(shares))) if shares else "—"
+
+
+def _median_minimised(points: list[dict]) -> str:
+    costs = [c for c in map(minimised, points) if c is not None]
+    return format_value(float(np.median(costs))) if costs else "—"
 
 
 def _sd(w: dict, name: str) -> str:
@@ -61,7 +87,7 @@ def minima_table(results: dict) -> str:
     for name, label in labelled(results):
         for i, w in enumerate(results[name]["summary"]["per_width"]):
             first = label if i == 0 else ""
-            classes = ", ".join(f"{w[c]} {plural}" for c, plural in CLASS_NAMES if w[c])
+            classes = counted({c: w.get(c, 0) for c, _ in CLASS_NAMES})
             floor, p = w.get("sgd_test_accuracy_floor"), w.get("sgd_test_accuracy_floor_p")
             rows.append([
                 first, w["width"], classes, _sd(w, "sgd"),
@@ -130,8 +156,16 @@ def minima_beside(results: dict) -> str:
     """The study with weight decay beside the same study without it, width by width:
     what the points are, what they cost, where they lie, and the quality of the minima
     (with weight decay) or of the SGD endpoints (without, where there are none)."""
-    runs = [("minima-fashion-wd", "λ = 10"), ("minima-fashion-no-wd", "none")]
-    runs = [(n, label) for n, label in runs if n in results]
+    runs = [
+        (
+            n,
+            f"λ = {format_value(results[n]['flags'].get('weight_decay', 0))}"
+            if n == "minima-fashion-wd"
+            else "none",
+        )
+        for n in ("minima-fashion-wd", "minima-fashion-no-wd")
+        if n in results
+    ]
     widths = sorted({w["width"] for n, _ in runs for w in results[n]["summary"]["per_width"]})
     rows = []
     for width in widths:
@@ -141,16 +175,14 @@ def minima_beside(results: dict) -> str:
             if w is None:
                 continue
             points = [p for p in s["certified"] + s["uncertified"] if p["width"] == width]
-            classes = ", ".join(f"{w[c]} {plural}" for c, plural in CLASS_NAMES if w[c])
-            shares = [p["penalty"] / p["final_train_cost"] for p in points
-                      if p.get("penalty") is not None and p.get("final_train_cost")]  # fmt: skip
+            classes = counted({c: w.get(c, 0) for c, _ in CLASS_NAMES})
             counts = ("pairs_same_minimum", "pairs_different_minima_equal_cost",
                       "pairs_different_minima_unequal_cost")  # fmt: skip
             pairs = "—"
             if w.get("minima_pairs"):
                 pairs = " / ".join(str(w[k]) for k in counts) + f" of {w['minima_pairs']}"
-            rows.append([width, label, classes, format_value(median(points, "final_train_cost")),
-                         percent(float(np.median(shares))) if shares and label != "none" else "—",
+            rows.append([width, label, classes, _median_minimised(points),
+                         penalty_share(points) if label != "none" else "—",
                          format_value(median(points, "param_norm")),
                          percent(median(points, "saturation")),
                          _sd(w, "minima"), _sd(w, "sgd"), pairs])  # fmt: skip
@@ -163,50 +195,68 @@ def minima_beside(results: dict) -> str:
     )  # fmt: skip
 
 
-def lambda_runs(results: dict) -> list[tuple[float, str]]:
-    """The runs of the λ tried (``minima-fashion-lambda-<λ>``), smallest λ first."""
+def lambda_runs(results: dict) -> list[tuple[float, int, str]]:
+    """The runs of the λ tried (``minima-fashion-lambda-<λ>[-w<width>]``) as ``(λ, width,
+    name)``, by width and then λ, smallest first."""
     prefix = "minima-fashion-lambda-"
-    runs = [(results[n]["flags"]["weight_decay"], n) for n in results if n.startswith(prefix)]
-    return sorted(runs)
+    runs = [(results[n]["flags"]["weight_decay"], w["width"], n) for n in results
+            if n.startswith(prefix) for w in results[n]["summary"]["per_width"]]  # fmt: skip
+    return sorted(runs, key=lambda r: (r[1], r[0]))
+
+
+def _points(record: dict, width: int) -> list[dict]:
+    """A local-minima run's polished points at ``width``."""
+    s = record["summary"]
+    return [p for p in s["certified"] + s["uncertified"] if p["width"] == width]
 
 
 def minima_lambda(results: dict) -> str:
-    """How λ was chosen: per λ tried, what the polish made of the points, how many L-BFGS
-    steps it took, the cost minimised and the penalty's share of it, ‖θ‖, and the test
-    accuracy before and after; then the smallest λ at which every point is a certified
-    minimum within the budget, and the test accuracy along the whole range of λ."""
-    rows, accuracy, all_minima = [], [], []
-    for lam, name in lambda_runs(results):
+    """How λ was chosen: per λ and width tried, what the polish made of the points, how
+    many L-BFGS steps it took, the cost minimised and the penalty's share of it, ‖θ‖, and
+    the test accuracy before and after; then, per width, the smallest λ at which every
+    point is a certified minimum within the budget, the λ the study with weight decay
+    uses and the most steps it took (in these runs or in the study's own) beside that
+    smallest λ's, and the test accuracy along the
+    whole range of λ."""
+    rows, accuracy, tried = [], {}, {}
+    for lam, width, name in lambda_runs(results):
         s, flags = results[name]["summary"], results[name]["flags"]
-        points = s["certified"] + s["uncertified"]
+        points = _points(results[name], width)
+        polish = next(w["polish"] for w in s["per_width"] if w["width"] == width)
         counts = {one: sum(p["classification"] == one for p in points) for one, _ in CLASS_NAMES}
-        classes = counted(counts)
-        shares = [p["penalty"] / p["final_train_cost"] for p in points
-                  if p.get("penalty") is not None and p.get("final_train_cost")]  # fmt: skip
-        before, after = (float(np.median([w["polish"][f"median_{k}_test_accuracy"]
-                                          for w in s["per_width"]]))
-                         for k in ("sgd", "final"))  # fmt: skip
         steps = sorted(int(p["lbfgs_steps"]) for p in points)
-        rows.append([format_value(lam), format_value(lam / flags["train_size"]),
-                     ", ".join(str(w["width"]) for w in s["per_width"]), classes,
-                     f"{steps[0]:,}–{steps[-1]:,} of {flags['polish_steps']:,}",
-                     format_value(median(points, "final_train_cost")),
-                     percent(float(np.median(shares))) if shares else "—",
+        rows.append([format_value(lam), format_value(lam / flags["train_size"]), width,
+                     counted(counts), f"{steps[0]:,}–{steps[-1]:,} of {flags['polish_steps']:,}",
+                     _median_minimised(points), penalty_share(points),
                      format_value(median(points, "param_norm")),
-                     percent(before), percent(after)])  # fmt: skip
-        accuracy.append(f"{rows[-1][-1]} at λ = {format_value(lam)}")
-        if counts["minimum"] == len(points):
-            all_minima.append(lam)
+                     percent(polish["median_sgd_test_accuracy"]),
+                     percent(polish["median_final_test_accuracy"])])  # fmt: skip
+        accuracy.setdefault(width, []).append(f"{rows[-1][-1]} at λ = {format_value(lam)}")
+        tried.setdefault(width, []).append((lam, counts["minimum"] == len(points), steps[-1]))
     table = markdown_table(
         ["λ", "λ/n", "width", "polished points", "L-BFGS steps (least–most of the budget)",
-         "cost minimised (median)", "penalty's share of it", "‖θ‖ (median)",
+         "cost minimised C₀ + (λ/2n)Σw² (median)", "penalty's share of it", "‖θ‖ (median)",
          "test accuracy: SGD endpoints (median)", "polished points (median)"], rows,
     )  # fmt: skip
-    found = (f"The smallest λ tried at which every point is a certified minimum within the "
-             f"budget is λ = {format_value(min(all_minima))}" if all_minima
-             else "At no λ tried is every point a certified minimum within the budget")  # fmt: skip
-    return (f"{table}\n\n{found}; the polished points' median test accuracy is "
-            f"{', '.join(accuracy)}.")  # fmt: skip
+    study = results.get("minima-fashion-wd", {}).get("flags", {}).get("weight_decay")
+    sentences = []
+    for width, runs in tried.items():
+        smallest = min((lam for lam, all_minima, _ in runs if all_minima), default=None)
+        text = (f"At width {width}, the smallest λ tried at which every point is a certified "
+                f"minimum within the budget is λ = {format_value(smallest)}" if smallest
+                is not None else f"At width {width}, at no λ tried is every point a certified "
+                f"minimum within the budget")  # fmt: skip
+        most = {lam: last for lam, _, last in runs}
+        if study is not None and study not in most:  # the study's own points at this width
+            steps = [p["lbfgs_steps"] for p in _points(results["minima-fashion-wd"], width)]
+            most.update({study: int(max(steps))} if steps else {})
+        if study is not None and smallest is not None and study != smallest and study in most:
+            text += (f"; at λ = {format_value(study)}, the λ of the study above, the polish "
+                     f"took at most {most[study]:,} L-BFGS steps, at λ = "
+                     f"{format_value(smallest)} at most {most[smallest]:,}")  # fmt: skip
+        sentences.append(f"{text}; the polished points' median test accuracy is "
+                         f"{', '.join(accuracy[width])}.")  # fmt: skip
+    return "\n\n".join([table, *sentences])
 
 
 ESCAPED = {  # quality.ESCAPES, as a sentence says them
