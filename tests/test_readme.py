@@ -262,7 +262,7 @@ def test_the_line_under_a_block_names_its_files_and_what_made_them():
 
 
 def test_which_randomness_compares_the_population_the_study_judges():
-    def run(accuracies, classes):
+    def run(accuracies, classes, decay=10.0):
         points = [
             {
                 "width": 16,
@@ -275,13 +275,14 @@ def test_which_randomness_compares_the_population_the_study_judges():
             }
             for i, (a, c) in enumerate(zip(accuracies, classes, strict=True))
         ]
-        return {"summary": {"learned_cost_bar": 0.4}, "points": points}  # fmt: skip
+        return {"summary": {"learned_cost_bar": 0.4}, "points": points,
+                "flags": {"weight_decay": decay}}  # fmt: skip
 
     wide, narrow = [0.70, 0.80, 0.90, 0.75, 0.85], [0.80, 0.801, 0.799, 0.8, 0.802]
     results = {"minima-fashion-wd": run(wide, ["minimum"] * 5),
                "minima-fashion-wd-init": run(wide, ["minimum"] * 5),
                "minima-fashion-wd-order": run(narrow, ["minimum"] * 5),
-               "minima-fashion-no-wd-order": run(narrow, ["descending"] * 5)}  # fmt: skip
+               "minima-fashion-no-wd-order": run(narrow, ["descending"] * 5, 0.0)}  # fmt: skip
     text = minima.minima_vary(results)
     assert "| λ = 10 | data order only | certified minima (5) | 80.04% | 0.11 [" in text
     assert "| none | data order only | SGD endpoints (5) |" in text  # no minima: SGD

@@ -44,7 +44,7 @@ def render(results: dict) -> dict[str, str]:
     train_runs = [n for n in ("train-digits", "train-fashion-30", "train-fashion-16-16")
                   if n in results]  # fmt: skip
     beside = [n for n in ("minima-fashion-wd", "minima-fashion-no-wd") if n in results]
-    vary = [n for n, _, _ in VARY_RUNS if n in results and "points" in results[n]]
+    vary = [n for n, _ in VARY_RUNS if n in results and "points" in results[n]]
     lambdas = list(dict.fromkeys(n for *_, n in lambda_runs(results)))
     blocks = {"machine": (machine, []), "one-run": (one_run, train_runs),
               "minima-beside": (minima_beside, beside), "minima-vary": (minima_vary, vary),

@@ -302,11 +302,18 @@ def minima_checks(results: dict) -> str:
     return "\n".join(lines)
 
 
-VARY_RUNS = (  # (run, weight decay, which randomness differs between seeds), at width 16
-    ("minima-fashion-wd", "λ = 10", "both"), ("minima-fashion-wd-init", "λ = 10", "init"),
-    ("minima-fashion-wd-order", "λ = 10", "order"), ("minima-fashion-no-wd", "none", "both"),
-    ("minima-fashion-no-wd-init", "none", "init"), ("minima-fashion-no-wd-order", "none", "order"),
+VARY_RUNS = (  # (run, which randomness differs between seeds), at width 16
+    ("minima-fashion-wd", "both"), ("minima-fashion-wd-init", "init"),
+    ("minima-fashion-wd-order", "order"), ("minima-fashion-no-wd", "both"),
+    ("minima-fashion-no-wd-init", "init"), ("minima-fashion-no-wd-order", "order"),
 )  # fmt: skip
+
+
+def _decay(record: dict) -> str:
+    """``"λ = 10"`` or ``"none"``: a run's weight decay, from its flags."""
+    lam = record["flags"].get("weight_decay") or 0
+    return f"λ = {format_value(lam)}" if lam else "none"
+
 
 VARY_WIDTH = 16
 
@@ -337,7 +344,7 @@ def minima_vary(results: dict) -> str:
 
     from gd_jax.studies.minima import spread
 
-    present = [(n, decay, vary) for n, decay, vary in VARY_RUNS
+    present = [(n, _decay(results[n]), vary) for n, vary in VARY_RUNS
                if n in results and "points" in results[n]]  # fmt: skip
     if not present:
         return "No run of this comparison is in `docs/results` yet."
