@@ -477,3 +477,22 @@ def test_keeping_a_run_without_running_it_refuses_an_unfinished_one(tmp_path):
     assert done.returncode != 0
     assert "--keep_only:" in done.stderr and "holds no finished run" in done.stderr
     assert not (tmp_path / "train-digits" / "config.json").exists()  # nothing was run
+
+
+def test_the_checks_sentence_counts_the_poor_endpoints_in_words_that_agree():
+    def run(outcomes):
+        escapes = [{"outcome": o} for o in outcomes]
+        return {"flags": {"epochs": 30},
+                "summary": {"networks": 4, "certified_minima": 0, "certified": [],
+                            "escapes": escapes}}  # fmt: skip
+
+    one = minima.minima_checks({"minima-fashion-normal": run(["stays poor", "not poor"])})
+    assert "of the 2 poorest SGD endpoints tried, 1 was poor (" in one
+    assert one.endswith("1 reached the others' lower quartile neither way.")
+    two = minima.minima_checks(
+        {"minima-fashion-normal": run(["stays poor", "escapes by training on"])}
+    )
+    assert "of the 2 poorest SGD endpoints tried, 2 were poor (" in two
+    assert "1 reached the others' lower quartile neither way, 1 reached the others' lower " in two
+    none = minima.minima_checks({"minima-fashion-normal": run(["not poor", "not poor"])})
+    assert none.endswith("; none of the 2 poorest SGD endpoints tried was poor.")

@@ -292,7 +292,8 @@ def minima_checks(results: dict) -> str:
             if escapes:
                 counts = {o: sum(e["outcome"] == o for e in escapes) for o in dict.fromkeys(
                     e["outcome"] for e in escapes)}  # fmt: skip
-                text += (f"; of the {tried} poorest SGD endpoints tried, {len(escapes)} were "
+                were = "was" if len(escapes) == 1 else "were"
+                text += (f"; of the {tried} poorest SGD endpoints tried, {len(escapes)} {were} "
                          "poor (robust z below −3.5 against the others, or not learned), and "
                          "of those, trained on, and perturbed and trained on, "
                          + ", ".join(f"{k} {ESCAPED[o]}" for o, k in counts.items()))  # fmt: skip
