@@ -156,16 +156,8 @@ def minima_beside(results: dict) -> str:
     """The study with weight decay beside the same study without it, width by width:
     what the points are, what they cost, where they lie, and the quality of the minima
     (with weight decay) or of the SGD endpoints (without, where there are none)."""
-    runs = [
-        (
-            n,
-            f"λ = {format_value(results[n]['flags'].get('weight_decay', 0))}"
-            if n == "minima-fashion-wd"
-            else "none",
-        )
-        for n in ("minima-fashion-wd", "minima-fashion-no-wd")
-        if n in results
-    ]
+    runs = [(n, _decay(results[n])) for n in ("minima-fashion-wd", "minima-fashion-no-wd")
+            if n in results]  # fmt: skip
     widths = sorted({w["width"] for n, _ in runs for w in results[n]["summary"]["per_width"]})
     rows = []
     for width in widths:
@@ -174,7 +166,7 @@ def minima_beside(results: dict) -> str:
             w = next((w for w in s["per_width"] if w["width"] == width), None)
             if w is None:
                 continue
-            points = [p for p in s["certified"] + s["uncertified"] if p["width"] == width]
+            points = _points(results[name], width)
             classes = counted({c: w.get(c, 0) for c, _ in CLASS_NAMES})
             counts = ("pairs_same_minimum", "pairs_different_minima_equal_cost",
                       "pairs_different_minima_unequal_cost")  # fmt: skip
@@ -196,7 +188,7 @@ def minima_beside(results: dict) -> str:
 
 
 def lambda_runs(results: dict) -> list[tuple[float, int, str]]:
-    """The runs of the λ tried (``minima-fashion-lambda-<λ>[-w<width>]``) as ``(λ, width,
+    """The runs of the λ tried (``minima-fashion-lambda-<λ>[-other-widths]``) as ``(λ, width,
     name)``, by width and then λ, smallest first."""
     prefix = "minima-fashion-lambda-"
     runs = [(results[n]["flags"]["weight_decay"], w["width"], n) for n in results
