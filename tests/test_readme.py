@@ -6,6 +6,8 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
+
 from experiments import pages
 from experiments import pages as readme
 from experiments.pages import bench, common, front, lr, minima
@@ -496,3 +498,92 @@ def test_the_checks_sentence_counts_the_poor_endpoints_in_words_that_agree():
     assert "1 reached the others' lower quartile neither way, 1 reached the others' lower " in two
     none = minima.minima_checks({"minima-fashion-normal": run(["not poor", "not poor"])})
     assert none.endswith("; none of the 2 poorest SGD endpoints tried was poor.")
+
+
+def _split(record: dict, study: str, size: int) -> dict:
+    """``record``'s points as parts of ``study`` of ``size`` seeds each (the published
+    runs of width 64 are made so), each with the record's per-width summary."""
+    found = {}
+    for first in range(0, record["summary"]["networks"], size):
+        mine = lambda p, first=first: first <= p["seed"] < first + size
+        summary = {**record["summary"],
+                   "certified": [p for p in record["summary"]["certified"] if mine(p)],
+                   "uncertified": [p for p in record["summary"]["uncertified"] if mine(p)],
+                   "per_width": [{**w, "seeds": size, "minima": sum(
+                       mine(p) for p in record["summary"]["certified"]), **{
+                       c: sum(mine(p) and p["classification"] == c for p in record["points"])
+                       for c, _ in minima.CLASS_NAMES}}
+                       for w in record["summary"]["per_width"]]}  # fmt: skip
+        found[f"{study}-64-seeds-{first}"] = {
+            **record, "flags": {**record["flags"], "seed": first, "seeds": size},
+            "summary": summary, "points": [p for p in record["points"] if mine(p)]}  # fmt: skip
+    return found
+
+
+def test_a_width_made_in_parts_pools_to_the_spread_the_study_computes_of_all_its_points():
+    # A published study of 32 seeds at width 16, cut into four parts of 8 seeds: pooled,
+    # the parts give the spread the study itself computed of its 32 points.
+    record = json.loads((ROOT / "docs/results/minima-fashion-wd-init.json").read_text())
+    whole = record["summary"]["per_width"][0]
+    empty = {"per_width": [], "certified": [], "uncertified": []}
+    results = {"minima-fashion-wd": {**record, "summary": {**record["summary"], **empty},
+                                     "points": []},
+               **_split(record, "minima-fashion-wd", 8)}  # fmt: skip
+    assert minima.parts(results, "minima-fashion-wd") == [
+        f"minima-fashion-wd-64-seeds-{first}" for first in (0, 8, 16, 24)]  # fmt: skip
+    pooled = minima.pooled_width(results, "minima-fashion-wd", 16)
+    assert pooled["seeds"] == 32 and pooled["minima"] == 32
+    for population in ("sgd", "minima"):
+        for key in ("n", "mean", "sd", "sd_low", "sd_high", "sd_bonett_low", "mad"):
+            field = f"{population}_test_accuracy_{key}"
+            assert np.isclose(pooled[field], whole[field], rtol=1e-12), field
+        field = f"{population}_test_accuracy_outliers"
+        # the same seeds flagged (values are published rounded to 6 digits there too)
+        assert [o.split(":")[0] for o in pooled[field].split()] == [
+            o.split(":")[0] for o in (whole[field] or "").split()]  # fmt: skip
+        # equal floors pool to that floor
+        assert np.isclose(pooled[f"{population}_test_accuracy_floor"],
+                          whole[f"{population}_test_accuracy_floor"])  # fmt: skip
+    assert len(minima.pooled_points(results, "minima-fashion-wd", 16)) == 32
+    # one width alone: measured, not compared, as the study's own verdict says
+    verdict = minima.pooled_verdict(results, "minima-fashion-wd")
+    assert verdict.startswith("Per width: w=16: 32 of 32 learned certified minima (32 minima). "
+                              "Judged on the learned certified minima: ")  # fmt: skip
+    own = record["summary"]["verdict"]
+    assert verdict.split("Judged on the learned certified minima: ")[1] == own[own.index("The ") :]
+    assert minima.pooled_verdict({"minima-fashion-wd": record}, "minima-fashion-wd") is None
+
+
+def test_the_pooled_floor_is_the_root_mean_square_of_the_parts_weighted_by_points():
+    from gd_jax.studies.minima import spread
+
+    def part(first, n, floor, accuracy, width=64):
+        points = [{"width": width, "seed": first + i, "classification": "minimum",
+                   "sgd_train_cost": 0.3, "final_train_cost": 0.3, "sgd_test_accuracy": a,
+                   "final_test_accuracy": a} for i, a in enumerate(accuracy)]  # fmt: skip
+        summary = {"width": width, "seeds": n, "minima": n, "minimum": n}
+        for population in ("sgd", "minima"):  # as the study's own summary has them
+            found = {**spread.spread(accuracy), "floor": floor, "outliers": ""}
+            found.update(spread.beyond_floor(found["sd"], found["n"], floor))
+            summary.update({f"{population}_test_accuracy_{k}": v for k, v in found.items()})
+        return {"flags": {"seed": first, "seeds": n},
+                "summary": {"per_width": [summary], "learned_cost_bar": 0.4,
+                            "certified": points, "uncertified": []}, "points": points}  # fmt: skip
+
+    results = {
+        "minima-fashion-wd": part(0, 3, 0.001, [0.70, 0.71, 0.72], width=16),
+        "minima-fashion-wd-64-seeds-0": part(0, 1, 0.003, [0.80]),
+        "minima-fashion-wd-64-seeds-8": part(8, 3, 0.001, [0.81, 0.82, 0.83]),
+    }
+    pooled = minima.pooled_width(results, "minima-fashion-wd", 64)
+    assert np.isclose(pooled["minima_test_accuracy_floor"], np.sqrt((0.003**2 + 3 * 0.001**2) / 4))
+    assert pooled["minima_test_accuracy_n"] == 4 and pooled["seeds"] == 4
+    assert np.isclose(pooled["minima_test_accuracy_mean"], 0.815)
+    # width 16 is the study's alone: its own summary, not pooled
+    assert minima.pooled_width(results, "minima-fashion-wd", 16)["seeds"] == 3
+    verdict = minima.pooled_verdict(results, "minima-fashion-wd")
+    assert "w=16: 3 of 3 learned certified minima (3 minima); w=64: 4 of 4" in verdict
+    # the tests across widths are of all the points: 3 at width 16, 4 pooled at 64
+    tests = spread.across({16: [0.70, 0.71, 0.72], 64: [0.80, 0.81, 0.82, 0.83]})
+    assert f"Brown–Forsythe {spread._p(tests['brown_forsythe_p'])}" in verdict
+    assert "(w=16, n=3) → 1.29 [" in verdict and "(w=64, n=4)" in verdict

@@ -3,7 +3,13 @@ blocks (the machine, the single runs)."""
 
 from experiments.pages.common import span
 from experiments.pages.lr import held_up_to
-from experiments.pages.minima import CLASS_NAMES, MINIMA_RUNS, counted
+from experiments.pages.minima import (
+    CLASS_NAMES,
+    MINIMA_RUNS,
+    counted,
+    parts,
+    pooled_verdict,
+)
 from gd_jax.report.format import format_value, markdown_table, percent
 
 
@@ -136,11 +142,17 @@ def _minima_sentence(results: dict) -> str | None:
             text += (": no critical point, as a cost whose targets are reached only at "
                      "infinite weights leads one to expect, so there the question has no "
                      "minima to judge")  # fmt: skip
-    if wd:
+    if wd:  # the study with its widest width's parts pooled in, where it has them
+        summaries = [
+            results[n]["summary"]
+            for n in ("minima-fashion-wd", *parts(results, "minima-fashion-wd"))
+        ]
+        verdict = pooled_verdict(results, "minima-fashion-wd") or wd["verdict"]
         text += ("; with" if without else "With") + (
             f" weight decay λ = {format_value(wd['weight_decay'])} on Fashion-MNIST, "
-            f"{wd['certified_minima']} of {wd['networks']} points are certified minima, "
-            f"and the verdict on them reads: {wd['verdict'].rstrip('.')}")  # fmt: skip
+            f"{sum(s['certified_minima'] for s in summaries)} of "
+            f"{sum(s['networks'] for s in summaries)} points are certified minima, "
+            f"and the verdict on them reads: {verdict.rstrip('.')}")  # fmt: skip
     return text + ": [the local-minima study](docs/minima-study.md)."
 
 

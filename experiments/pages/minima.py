@@ -20,7 +20,16 @@ MINIMA_RUNS = (
     ("minima-fashion-wd-order", "the same with weight decay, `--vary=order`"),
     ("minima-fashion-no-wd-init", "the same without weight decay, `--vary=init`"),
     ("minima-fashion-no-wd-order", "the same without weight decay, `--vary=order`"),
+    # Width 64 of the two studies above, in runs of 8 seeds (experiments/reproduce.py).
+    *(
+        (f"minima-fashion-{kind}-64-seeds-{first}", f"the same {arm}, seeds {{seeds}}")
+        for kind, arm in (("wd", "with weight decay"), ("no-wd", "without weight decay"))
+        for first in (0, 8, 16, 24)
+    ),
 )
+# A study whose widest width runs apart in runs of a few seeds each: the pages pool those
+# runs' points with the study's at the other widths.
+PARTS = "-64-seeds-"
 
 CLASS_NAMES = (("minimum", "minima"), ("saddle", "saddles"), ("descending", "descending"),
                ("gradient-flat", "gradient-flat"), ("unconverged", "unconverged"))  # fmt: skip
@@ -42,8 +51,114 @@ def labelled(results: dict) -> list[tuple[str, str]]:
 
 
 def _labelled(label: str, flags: dict) -> str:
-    """A run's label with the weight decay it ran with (``{decay}``), from its flags."""
-    return label.format(decay=format_value(flags.get("weight_decay", 0)))
+    """A run's label with the weight decay it ran with (``{decay}``) and its seeds
+    (``{seeds}``), from its flags."""
+    first, count = flags.get("seed", 0), flags.get("seeds", 32)
+    return label.format(decay=format_value(flags.get("weight_decay", 0)),
+                        seeds=f"{first}–{first + count - 1}")  # fmt: skip
+
+
+def parts(results: dict, study: str) -> list[str]:
+    """The runs of ``study``'s widest width made apart (``<study>-64-seeds-<first>``), by
+    their first seed."""
+    found = [n for n in results if n.startswith(study + PARTS)]
+    return sorted(found, key=lambda n: results[n]["flags"].get("seed", 0))
+
+
+def pooled_points(results: dict, study: str, width: int) -> list[dict]:
+    """Every polished point of ``study`` at ``width``, from the study and its parts."""
+    names = [n for n in (study, *parts(results, study)) if n in results]
+    return [p for n in names for p in _points(results[n], width)]
+
+
+def pooled_width(results: dict, study: str, width: int) -> dict | None:
+    """``study``'s summary of ``width`` (``per_width``), pooled over the runs that made it.
+
+    Made by one run, it is that run's. Made by several (the parts of a study), the
+    counts are summed, and the spread of each population's test accuracy is that of all
+    their points together (``spread.spread``, the outliers labelled by seed); the noise
+    floor is the runs' floors pooled as the root of their mean square, weighted by their
+    points (the floor is a standard deviation of test sampling, so its square adds)."""
+    from gd_jax.studies.minima import spread
+
+    names = [n for n in (study, *parts(results, study)) if n in results]
+    found = [(n, w) for n in names for w in results[n]["summary"]["per_width"]
+             if w["width"] == width]  # fmt: skip
+    if len(found) <= 1:
+        return found[0][1] if found else None
+    counted_keys = ("seeds", "learned", "minima", *(c for c, _ in CLASS_NAMES), "minima_pairs",
+                    "pairs_same_minimum", "pairs_different_minima_equal_cost",
+                    "pairs_different_minima_unequal_cost")  # fmt: skip
+    pooled = {"width": width, "runs": [n for n, _ in found]}
+    pooled.update({k: sum(w.get(k) or 0 for _, w in found) for k in counted_keys})
+    points = [p for n, _ in found for p in results[n].get("points", []) if p["width"] == width]
+    bar = results[found[0][0]]["summary"]["learned_cost_bar"]
+    for name, field in (("sgd", "sgd_test_accuracy"), ("minima", "final_test_accuracy")):
+        chosen = [p for p in points if _in_population(p, name, bar)]
+        values = [p[field] for p in chosen]
+        stats_ = spread.spread(values, alpha=_alpha(results[found[0][0]]))
+        weights = [(w.get(f"{name}_test_accuracy_n") or 0, w.get(f"{name}_test_accuracy_floor"))
+                   for _, w in found]  # fmt: skip
+        weights = [(n, f) for n, f in weights if n and f is not None]
+        stats_["floor"] = (float(np.sqrt(sum(n * f**2 for n, f in weights)
+                                         / sum(n for n, _ in weights)))
+                           if weights else None)  # fmt: skip
+        stats_.update(spread.beyond_floor(stats_["sd"], stats_["n"], stats_["floor"]))
+        odd = spread.outliers(values, [p["seed"] for p in chosen])
+        stats_["outliers"] = " ".join(f"{seed}:{value:.6g}:{z:.3g}" for seed, value, z in odd)
+        pooled.update({f"{name}_test_accuracy_{k}": v for k, v in stats_.items()})
+    return pooled
+
+
+def _in_population(point: dict, name: str, bar: float) -> bool:
+    """Whether a published point is in population ``name`` of the study
+    (``quality.population``): an SGD endpoint that learned (``"sgd"``), or a certified
+    minimum that learned (``"minima"``)."""
+    if name == "sgd":
+        return point["sgd_train_cost"] is not None and point["sgd_train_cost"] < bar
+    return (point["classification"] == "minimum" and point["final_train_cost"] is not None
+            and point["final_train_cost"] < bar)  # fmt: skip
+
+
+def _alpha(record: dict) -> float:
+    return record["flags"].get("alpha", 0.05)
+
+
+def pooled_verdict(results: dict, study: str) -> str | None:
+    """The seed's claim judged on ``study`` with its parts pooled in, as the study judges
+    it (``tables.verdict``): on the learned certified minima where enough of them are
+    (``tables.judged_population``), else on the SGD endpoints that learned; the tests of
+    equal spread and the trend across every width (``spread.across``), the sd of each
+    with its interval, the noise floor and the outliers (``spread.verdict``). None
+    without parts: the study's own verdict then says it all."""
+    from gd_jax.studies.minima import spread, tables
+
+    if study not in results or not parts(results, study):
+        return None
+    widths = sorted({w["width"] for n in (study, *parts(results, study))
+                     for w in results[n]["summary"]["per_width"]})  # fmt: skip
+    per_width = [pooled_width(results, study, w) for w in widths]
+    judged = tables.judged_population(per_width)
+    if judged == "minima":
+        per_width = [w for w in per_width if w["minima"] >= tables.MIN_JUDGED]
+    bar = results[study]["summary"]["learned_cost_bar"]
+    field = "final_test_accuracy" if judged == "minima" else "sgd_test_accuracy"
+    groups = {w["width"]: [p[field] for n in (study, *parts(results, study))
+                           for p in results[n].get("points", [])
+                           if p["width"] == w["width"] and _in_population(p, judged, bar)]
+              for w in per_width}  # fmt: skip
+    alpha = _alpha(results[study])
+    tests = spread.across(groups, alpha=alpha)
+    sentence = spread.verdict(tables.of_population(per_width, judged, "test_accuracy"), tests,
+                              alpha=alpha, points=tables.POINTS[judged])  # fmt: skip
+    counts = "; ".join(
+        f"w={w['width']}: {w['minima']} of {w['seeds']} learned certified minima"
+        f"{' (' + counted({c: w.get(c, 0) for c, _ in CLASS_NAMES}) + ')'}"
+        for w in (pooled_width(results, study, w) for w in widths)
+    )
+    population = ("the learned certified minima" if judged == "minima" else
+                  "the SGD endpoints that learned, which are not certified minima")  # fmt: skip
+    return f"Per width: {counts}. Judged on {population}: {sentence}"
 
 
 def minimised(point: dict) -> float | None:
@@ -158,15 +273,15 @@ def minima_beside(results: dict) -> str:
     (with weight decay) or of the SGD endpoints (without, where there are none)."""
     runs = [(n, _decay(results[n])) for n in ("minima-fashion-wd", "minima-fashion-no-wd")
             if n in results]  # fmt: skip
-    widths = sorted({w["width"] for n, _ in runs for w in results[n]["summary"]["per_width"]})
+    widths = sorted({w["width"] for n, _ in runs for m in (n, *parts(results, n))
+                     for w in results[m]["summary"]["per_width"]})  # fmt: skip
     rows = []
     for width in widths:
         for name, label in runs:
-            s = results[name]["summary"]
-            w = next((w for w in s["per_width"] if w["width"] == width), None)
+            w = pooled_width(results, name, width)
             if w is None:
                 continue
-            points = _points(results[name], width)
+            points = pooled_points(results, name, width)
             classes = counted({c: w.get(c, 0) for c, _ in CLASS_NAMES})
             counts = ("pairs_same_minimum", "pairs_different_minima_equal_cost",
                       "pairs_different_minima_unequal_cost")  # fmt: skip
@@ -178,13 +293,21 @@ def minima_beside(results: dict) -> str:
                          format_value(median(points, "param_norm")),
                          percent(median(points, "saturation")),
                          _sd(w, "minima"), _sd(w, "sgd"), pairs])  # fmt: skip
-    return markdown_table(
+    table = markdown_table(
         ["width", "weight decay", "polished points", "cost minimised (median)",
          "penalty's share of it", "‖θ‖ (median)", "saturated responses (median)",
          "certified minima: test accuracy, sd [95% CI]",
          "SGD endpoints: test accuracy, sd [95% CI]",
          "pairs of minima: one minimum / two of equal cost / two of unequal cost"], rows,
     )  # fmt: skip
+    pooled = []
+    for name, label in runs:
+        verdict = pooled_verdict(results, name)
+        if verdict:
+            made = ", ".join(f"`{n}`" for n in parts(results, name))
+            pooled.append(f"*Weight decay {label}, every width (width 64 from {made}):* "
+                          f"{verdict}")  # fmt: skip
+    return "\n\n".join([table, *pooled])
 
 
 def lambda_runs(results: dict) -> list[tuple[float, int, str]]:
@@ -240,7 +363,7 @@ def minima_lambda(results: dict) -> str:
                 f"minimum within the budget")  # fmt: skip
         most = {lam: last for lam, _, last in runs}
         if study is not None and study not in most:  # the study's own points at this width
-            steps = [p["lbfgs_steps"] for p in _points(results["minima-fashion-wd"], width)]
+            steps = [p["lbfgs_steps"] for p in pooled_points(results, "minima-fashion-wd", width)]
             most.update({study: int(max(steps))} if steps else {})
         if study is not None and smallest is not None and study != smallest and study in most:
             text += (f"; at λ = {format_value(study)}, the λ of the study above, the polish "
