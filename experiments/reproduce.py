@@ -112,9 +112,12 @@ RUNS = {
         for vary in ("", "-init", "-order") for kind in ("wd", "no-wd")
     },
     # Width 64, the same study in four runs of 8 seeds (0-7, 8-15, 16-23, 24-31: the
-    # networks of the 32-seed study, since a network's seed alone decides its
-    # initialisation and data order): a point's polish takes ~5 minutes there on 2 cores,
-    # so one run fits beside the others in a sitting, and the page pools the runs.
+    # initialisations and data orders of the 32-seed study, which a network's seed alone
+    # decides; on the plain path, which weight decay takes, the float32 arithmetic of a
+    # network can round differently in its last bits with other networks beside it, so
+    # these are the same draws, not the same numbers): a point's polish takes ~5 minutes
+    # there on 2 cores, so one run fits beside the others in a sitting, and the pages
+    # pool the runs (experiments/pages/minima.py).
     **{
         f"minima-fashion-{kind}-64-seeds-{first}": (
             "local_minima",

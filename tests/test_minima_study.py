@@ -118,8 +118,17 @@ def test_widths_parse_or_fail_clearly():
             parse_widths(bad)
 
 
-def test_the_cli_writes_every_table_and_plot(tmp_path):
-    assert cli(minima_cli, *SMALL, f"--workdir={tmp_path}") == 0
+@pytest.fixture(scope="module")
+def small_study(tmp_path_factory):
+    """The SMALL study run once, uninterrupted: what the CLI writes, and what a killed
+    and resumed study must end with."""
+    workdir = tmp_path_factory.mktemp("small")
+    assert cli(minima_cli, *SMALL, f"--workdir={workdir}") == 0
+    return workdir
+
+
+def test_the_cli_writes_every_table_and_plot(small_study):
+    tmp_path = small_study
     for name in (
         "config.json", "results.csv", "pairs.csv", "spread.csv", "ensemble.csv",
         "summary.json", "report.md", "quality.png", "spread.png", "barriers.png", "paths.png",
@@ -188,8 +197,7 @@ def test_the_cli_writes_every_table_and_plot(tmp_path):
     assert listed["ended"] and "final/test_accuracy" in listed["metrics"]
 
 
-def test_a_killed_study_resumes_with_nothing_lost(tmp_path, monkeypatch):
-    assert cli(minima_cli, *SMALL, f"--workdir={tmp_path / 'whole'}") == 0
+def test_a_killed_study_resumes_with_nothing_lost(tmp_path, monkeypatch, small_study):
     certify = analysis.certify
     calls = []
 
@@ -214,7 +222,7 @@ def test_a_killed_study_resumes_with_nothing_lost(tmp_path, monkeypatch):
     # Nothing trained again; only the escape attempts of the width not yet analysed.
     assert fits == ["from endpoints"]
     for name in ("results.csv", "pairs.csv", "spread.csv", "escape.csv"):
-        assert io.read_csv(workdir / name) == io.read_csv(tmp_path / "whole" / name), name
+        assert io.read_csv(workdir / name) == io.read_csv(small_study / name), name
 
 
 def test_bad_flags_exit_with_a_message(tmp_path, capsys):
@@ -234,3 +242,36 @@ def test_the_report_gives_each_certified_point_its_stop_and_its_continuation():
     text = report._certified([point])
     assert text.startswith("1 point(s) are certified critical")
     assert "| 4 | 2 | minimum | 300 + 3 | 2e-09 | 1e-08 | 1e-15 | 0.01 | 0.001 | 120 |" in text
+
+
+@pytest.mark.parametrize("path, head, rtol", [("plain", "xla", 1e-5), ("delayed", "native", 0)])
+def test_a_seed_trains_the_same_network_whichever_seeds_train_beside_it(path, head, rtol):
+    # A study's widest width is published in runs of a few seeds (--seed, --seeds). A
+    # network's seed alone decides its initialisation and data order; its arithmetic is
+    # its own bit for bit on the delayed path and native head (the study without weight
+    # decay), while the plain path's programs, vectorised over the networks, round in the
+    # last bits differently with other networks beside it (the study with weight decay):
+    # there the runs of a few seeds are the same draws as one run of all the seeds, not
+    # the same numbers.
+    import numpy as np
+
+    from gd_jax import data
+    from gd_jax.studies.minima import stages
+
+    config = TrainConfig(dataset="digits", layers=(5, 5), epochs=2, learning_rate=3.0,
+                         batch_size=10, init="scaled", train_size=300, epoch_path=path,
+                         head=head)  # fmt: skip
+    dataset = data.load_for(config)
+    model_config = config.model_config(dataset.train.x.shape[1], dataset.num_classes)
+    train_xy, evals = data.on_device(dataset.train), {"test": data.on_device(dataset.test)}
+
+    def trained(seeds):
+        networks = stages.varied(np.asarray(seeds), 3.0, vary="both", base=seeds[0])
+        return trainer.fit(networks, model_config, config, train_xy, evals)
+
+    four, two = trained([0, 1, 2, 3]), trained([2, 3])
+    assert set(four.epoch_path) == {path} and set(four.head) == {head}
+    for (w4, b4), (w2, b2) in zip(four.params, two.params, strict=True):
+        for together, alone in ((w4, w2), (b4, b2)):
+            together, alone = np.asarray(together)[2:], np.asarray(alone)
+            np.testing.assert_allclose(together, alone, rtol=rtol, atol=1e-7 if rtol else 0)
