@@ -137,10 +137,9 @@ def pooled_verdict(results: dict, study: str) -> str | None:
         return None
     widths = sorted({w["width"] for n in (study, *parts(results, study))
                      for w in results[n]["summary"]["per_width"]})  # fmt: skip
-    per_width = [pooled_width(results, study, w) for w in widths]
-    judged = tables.judged_population(per_width)
-    if judged == "minima":
-        per_width = [w for w in per_width if w["minima"] >= tables.MIN_JUDGED]
+    every = [pooled_width(results, study, w) for w in widths]
+    judged = tables.judged_population(every)
+    per_width = [w for w in every if judged != "minima" or w["minima"] >= tables.MIN_JUDGED]
     bar = results[study]["summary"]["learned_cost_bar"]
     field = "final_test_accuracy" if judged == "minima" else "sgd_test_accuracy"
     groups = {w["width"]: [p[field] for n in (study, *parts(results, study))
@@ -154,7 +153,7 @@ def pooled_verdict(results: dict, study: str) -> str | None:
     counts = "; ".join(
         f"w={w['width']}: {w['minima']} of {w['seeds']} learned certified minima"
         f"{' (' + counted({c: w.get(c, 0) for c, _ in CLASS_NAMES}) + ')'}"
-        for w in (pooled_width(results, study, w) for w in widths)
+        for w in every
     )
     population = ("the learned certified minima" if judged == "minima" else
                   "the SGD endpoints that learned, which are not certified minima")  # fmt: skip
