@@ -81,17 +81,6 @@ RUNS = {
                               "barriers.png": "digits_minima_barriers_scaled.png",
                               "spectrum.png": "digits_minima_spectrum_scaled.png",
                               "curves.png": "digits_minima_curves_scaled.png"}),
-    "minima-fashion-normal": ("local_minima", (f"--dataset={FASHION}", "--train_size=10000",
-                                               *MINIMA, "--seeds=8", "--epochs=60"), {}),
-    "minima-fashion-scaled": ("local_minima", (f"--dataset={FASHION}", "--train_size=10000",
-                                               *MINIMA, "--seeds=8", "--epochs=150",
-                                               "--init=scaled"),
-                              {"spectrum.png": "fashion_minima_spectrum_scaled.png"}),
-    # The default 32 seeds at two widths on MNIST-size data: the spread's statistics.
-    "minima-fashion-seeds": ("local_minima", (f"--dataset={FASHION}", "--train_size=10000",
-                                              *MINIMA[:3], "--widths=4,16", "--epochs=60"),
-                             {"distribution.png": "fashion_minima_distribution.png",
-                              "spread.png": "fashion_minima_spread.png"}),
     # Minima that exist: the seed's network with weight decay λ = 10 (λ/n = 10⁻³ on 10,000
     # images), the default 32 seeds, the same study without it, and which randomness makes
     # the spread (one width, each way); each study with weight decay is followed by the
@@ -107,7 +96,11 @@ RUNS = {
              "--epochs=30", "--polish_steps=4000", "--polish_every=500",
              f"--weight_decay={10 if kind == 'wd' else 0}",
              *((f"--vary={vary[1:]}", "--widths=16") if vary else ("--widths=4,16",))),
-            {},
+            # The study with weight decay, 32 seeds at widths 4 and 16: its figures.
+            {"distribution.png": "fashion_minima_distribution.png",
+             "spread.png": "fashion_minima_spread.png",
+             "spectrum.png": "fashion_minima_spectrum_wd.png"} if kind == "wd" and not vary
+            else {},
         )
         for vary in ("", "-init", "-order") for kind in ("wd", "no-wd")
     },

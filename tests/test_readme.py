@@ -305,7 +305,7 @@ def test_the_minima_sentence_says_no_critical_point_only_where_none_was_certifie
                             "verdict": "the minima are of equal quality."}}  # fmt: skip
 
     results = {"minima-digits-normal": run(0, descending=3, unconverged=1),
-               "minima-fashion-seeds": run(0, descending=4)}  # fmt: skip
+               "minima-digits-scaled": run(0, descending=4)}  # fmt: skip
     text = front._minima_sentence(results)
     assert "of 8 SGD endpoints (2 runs) ends at 7 descending, 1 unconverged: no critical " in text
     results["minima-fashion-no-wd"] = run(0, minimum=1, descending=3)
@@ -488,15 +488,15 @@ def test_the_checks_sentence_counts_the_poor_endpoints_in_words_that_agree():
                 "summary": {"networks": 4, "certified_minima": 0, "certified": [],
                             "escapes": escapes}}  # fmt: skip
 
-    one = minima.minima_checks({"minima-fashion-normal": run(["stays poor", "not poor"])})
+    one = minima.minima_checks({"minima-digits-normal": run(["stays poor", "not poor"])})
     assert "of the 2 poorest SGD endpoints tried, 1 was poor (" in one
     assert one.endswith("1 reached the others' lower quartile neither way.")
     two = minima.minima_checks(
-        {"minima-fashion-normal": run(["stays poor", "escapes by training on"])}
+        {"minima-digits-normal": run(["stays poor", "escapes by training on"])}
     )
     assert "of the 2 poorest SGD endpoints tried, 2 were poor (" in two
     assert "1 reached the others' lower quartile neither way, 1 reached the others' lower " in two
-    none = minima.minima_checks({"minima-fashion-normal": run(["not poor", "not poor"])})
+    none = minima.minima_checks({"minima-digits-normal": run(["not poor", "not poor"])})
     assert none.endswith("; none of the 2 poorest SGD endpoints tried was poor.")
 
 

@@ -10,9 +10,6 @@ from gd_jax.report.format import format_value, markdown_table, percent
 MINIMA_RUNS = (
     ("minima-digits-normal", "digits, N(0, 1)"),
     ("minima-digits-scaled", "digits, `--init=scaled`"),
-    ("minima-fashion-normal", "Fashion-MNIST 10k, N(0, 1)"),
-    ("minima-fashion-scaled", "Fashion-MNIST 10k, `--init=scaled`"),
-    ("minima-fashion-seeds", "Fashion-MNIST 10k, N(0, 1), 32 seeds"),
     # Minima that exist: weight decay, and the same study without it beside it.
     ("minima-fashion-wd", "Fashion-MNIST 10k, `--init=scaled`, weight decay λ = {decay}"),
     ("minima-fashion-no-wd", "Fashion-MNIST 10k, `--init=scaled`, without weight decay"),
