@@ -545,6 +545,9 @@ def test_a_width_made_in_parts_pools_to_the_spread_the_study_computes_of_all_its
         assert np.isclose(pooled[f"{population}_test_accuracy_floor"],
                           whole[f"{population}_test_accuracy_floor"])  # fmt: skip
     assert len(minima.pooled_points(results, "minima-fashion-wd", 16)) == 32
+    # the block names every results file it read, the parts included
+    assert "`docs/results/minima-fashion-wd-64-seeds-24.json`" in pages.render(results)[
+        "minima-beside"]  # fmt: skip
     # one width alone: measured, not compared, as the study's own verdict says
     verdict = minima.pooled_verdict(results, "minima-fashion-wd")
     assert verdict.startswith("Per width: w=16: 32 of 32 learned certified minima (32 minima). "
