@@ -60,6 +60,10 @@ MINIMA = ("--layers=16,16", "--batch_size=10", "--learning_rate=3.0", "--widths=
 # smallest that certifies every point there, at the study's other widths as well.
 LAMBDAS = {1: "16", 5: "16", 10: "16", 20: "16"}
 LAMBDA_OTHER_WIDTHS = {5: "4,64"}
+# The flags every Fashion-MNIST study with or without weight decay shares (the studies,
+# their width-64 parts, --vary and the λ tried); each adds its λ, widths and seeds.
+STUDY = (f"--dataset={FASHION}", "--train_size=10000", *MINIMA[:3], "--init=scaled",
+         "--epochs=30", "--polish_steps=4000", "--polish_every=500")  # fmt: skip
 # name: (entry point, flags, the figures the README shows: file in the run -> in docs/)
 RUNS = {
     "train-digits": ("train", ("--dataset=digits", *ONE_RUN), {}),
@@ -92,9 +96,7 @@ RUNS = {
     **{
         f"minima-fashion-{kind}{vary}": (
             "local_minima",
-            (f"--dataset={FASHION}", "--train_size=10000", *MINIMA[:3], "--init=scaled",
-             "--epochs=30", "--polish_steps=4000", "--polish_every=500",
-             f"--weight_decay={10 if kind == 'wd' else 0}",
+            (*STUDY, f"--weight_decay={10 if kind == 'wd' else 0}",
              *((f"--vary={vary[1:]}", "--widths=16") if vary else ("--widths=4,16",))),
             # The study with weight decay, 32 seeds at widths 4 and 16: its figures.
             {"distribution.png": "fashion_minima_distribution.png",
@@ -114,9 +116,7 @@ RUNS = {
     **{
         f"minima-fashion-{kind}-64-seeds-{first}": (
             "local_minima",
-            (f"--dataset={FASHION}", "--train_size=10000", *MINIMA[:3], "--init=scaled",
-             "--epochs=30", "--polish_steps=4000", "--polish_every=500",
-             f"--weight_decay={10 if kind == 'wd' else 0}", "--widths=64", "--seeds=8",
+            (*STUDY, f"--weight_decay={10 if kind == 'wd' else 0}", "--widths=64", "--seeds=8",
              f"--seed={first}"),
             {},
         )
@@ -127,9 +127,7 @@ RUNS = {
     **{
         f"minima-fashion-lambda-{lam}{suffix}": (
             "local_minima",
-            (f"--dataset={FASHION}", "--train_size=10000", *MINIMA[:3], "--init=scaled",
-             "--epochs=30", "--polish_steps=4000", "--polish_every=500",
-             f"--weight_decay={lam}", f"--widths={widths}", "--seeds=4"),
+            (*STUDY, f"--weight_decay={lam}", f"--widths={widths}", "--seeds=4"),
             {},
         )
         for runs, suffix in ((LAMBDAS, ""), (LAMBDA_OTHER_WIDTHS, "-other-widths"))

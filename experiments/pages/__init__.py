@@ -31,7 +31,7 @@ from experiments.pages.minima import (
     minima_polish,
     minima_table,
     minima_vary,
-    parts,
+    study_runs,
     verdicts,
 )  # fmt: skip
 
@@ -44,12 +44,8 @@ def render(results: dict) -> dict[str, str]:
     minima_runs = [name for name, _ in MINIMA_RUNS if name in results]
     train_runs = [n for n in ("train-digits", "train-fashion-30", "train-fashion-16-16")
                   if n in results]  # fmt: skip
-    beside = [
-        m
-        for n in ("minima-fashion-wd", "minima-fashion-no-wd")
-        if n in results
-        for m in (n, *parts(results, n))
-    ]  # a study and its width-64 parts
+    beside = [m for n in ("minima-fashion-wd", "minima-fashion-no-wd") if n in results
+              for m in study_runs(results, n)]  # a study and its width-64 parts  # fmt: skip
     vary = [n for n, _ in VARY_RUNS if n in results and "points" in results[n]]
     lambdas = list(dict.fromkeys(n for *_, n in lambda_runs(results)))
     blocks = {"machine": (machine, []), "one-run": (one_run, train_runs),

@@ -7,8 +7,8 @@ from experiments.pages.minima import (
     CLASS_NAMES,
     MINIMA_RUNS,
     counted,
-    parts,
     pooled_verdict,
+    study_runs,
 )
 from gd_jax.report.format import format_value, markdown_table, percent
 
@@ -143,10 +143,7 @@ def _minima_sentence(results: dict) -> str | None:
                      "infinite weights leads one to expect, so there the question has no "
                      "minima to judge")  # fmt: skip
     if wd:  # the study with its widest width's parts pooled in, where it has them
-        summaries = [
-            results[n]["summary"]
-            for n in ("minima-fashion-wd", *parts(results, "minima-fashion-wd"))
-        ]
+        summaries = [results[n]["summary"] for n in study_runs(results, "minima-fashion-wd")]
         verdict = pooled_verdict(results, "minima-fashion-wd") or wd["verdict"]
         text += ("; with" if without else "With") + (
             f" weight decay λ = {format_value(wd['weight_decay'])} on Fashion-MNIST, "

@@ -62,10 +62,14 @@ def parts(results: dict, study: str) -> list[str]:
     return sorted(found, key=lambda n: results[n]["flags"].get("seed", 0))
 
 
+def study_runs(results: dict, study: str) -> list[str]:
+    """``study`` (where it is in ``results``) and its parts."""
+    return [n for n in (study,) if n in results] + parts(results, study)
+
+
 def pooled_points(results: dict, study: str, width: int) -> list[dict]:
     """Every polished point of ``study`` at ``width``, from the study and its parts."""
-    names = [n for n in (study, *parts(results, study)) if n in results]
-    return [p for n in names for p in _points(results[n], width)]
+    return [p for n in study_runs(results, study) for p in _points(results[n], width)]
 
 
 def pooled_width(results: dict, study: str, width: int) -> dict | None:
@@ -78,8 +82,7 @@ def pooled_width(results: dict, study: str, width: int) -> dict | None:
     points (the floor is a standard deviation of test sampling, so its square adds)."""
     from gd_jax.studies.minima import spread
 
-    names = [n for n in (study, *parts(results, study)) if n in results]
-    found = [(n, w) for n in names for w in results[n]["summary"]["per_width"]
+    found = [(n, w) for n in study_runs(results, study) for w in results[n]["summary"]["per_width"]
              if w["width"] == width]  # fmt: skip
     if len(found) <= 1:
         return found[0][1] if found else None
@@ -130,17 +133,16 @@ def pooled_verdict(results: dict, study: str) -> str | None:
     without parts: the study's own verdict then says it all."""
     from gd_jax.studies.minima import spread, tables
 
-    if study not in results or not parts(results, study):
+    runs = study_runs(results, study)
+    if study not in results or len(runs) == 1:
         return None
-    widths = sorted({w["width"] for n in (study, *parts(results, study))
-                     for w in results[n]["summary"]["per_width"]})  # fmt: skip
+    widths = sorted({w["width"] for n in runs for w in results[n]["summary"]["per_width"]})
     every = [pooled_width(results, study, w) for w in widths]
     judged = tables.judged_population(every)
     per_width = [w for w in every if judged != "minima" or w["minima"] >= tables.MIN_JUDGED]
     bar = results[study]["summary"]["learned_cost_bar"]
     field = "final_test_accuracy" if judged == "minima" else "sgd_test_accuracy"
-    groups = {w["width"]: [p[field] for n in (study, *parts(results, study))
-                           for p in results[n].get("points", [])
+    groups = {w["width"]: [p[field] for n in runs for p in results[n].get("points", [])
                            if p["width"] == w["width"] and _in_population(p, judged, bar)]
               for w in per_width}  # fmt: skip
     alpha = _alpha(results[study])
@@ -269,7 +271,7 @@ def minima_beside(results: dict) -> str:
     (with weight decay) or of the SGD endpoints (without, where there are none)."""
     runs = [(n, _decay(results[n])) for n in ("minima-fashion-wd", "minima-fashion-no-wd")
             if n in results]  # fmt: skip
-    widths = sorted({w["width"] for n, _ in runs for m in (n, *parts(results, n))
+    widths = sorted({w["width"] for n, _ in runs for m in study_runs(results, n)
                      for w in results[m]["summary"]["per_width"]})  # fmt: skip
     rows = []
     for width in widths:
